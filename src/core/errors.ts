@@ -1,0 +1,137 @@
+/**
+ * One error type for everything the gateway rejects or fails at. A `code` names the kind of failure
+ * for programs; the message says what happened, to what, and what to do next, for people.
+ *
+ * Two ways out, decided here and nowhere else:
+ * - a failure of a tool call (backend down, timeout, limit, open circuit…) becomes an `isError`
+ *   result, because MCP clients show those to the model, which can act on them;
+ * - a failure of the request itself (unknown tool, invalid arguments, denied) becomes a JSON-RPC error
+ *   with the code from `jsonRpcCode`. Unexpected exceptions are -32603 and never show their stack.
+ */
+import type { CallToolResult } from "./types.ts";
+
+export type GatewayErrorCode =
+  | "config_invalid"
+  | "config_variable_missing"
+  | "config_file"
+  | "unknown_tool"
+  | "unknown_resource"
+  | "unknown_prompt"
+  | "invalid_arguments"
+  | "backend_unavailable"
+  | "backend_error"
+  | "timeout"
+  | "cancelled"
+  | "rate_limited"
+  | "circuit_open"
+  | "bulkhead_full"
+  | "unauthorized"
+  | "forbidden"
+  | "store_unavailable"
+  | "internal";
+
+export interface GatewayErrorOptions {
+  readonly data?: Record<string, unknown>;
+  readonly cause?: unknown;
+}
+
+export class GatewayError extends Error {
+  readonly code: GatewayErrorCode;
+  readonly data: Record<string, unknown>;
+
+  constructor(code: GatewayErrorCode, message: string, options: GatewayErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "GatewayError";
+    this.code = code;
+    this.data = options.data ?? {};
+  }
+}
+
+export class RateLimited extends GatewayError {
+  readonly retryAfterMs: number;
+  constructor(message: string, retryAfterMs: number, data: Record<string, unknown> = {}) {
+    super("rate_limited", message, { data: { ...data, retryAfterMs } });
+    this.name = "RateLimited";
+    this.retryAfterMs = retryAfterMs;
+  }
+}
+
+export class CircuitOpen extends GatewayError {
+  readonly retryAt: number;
+  constructor(message: string, retryAt: number, data: Record<string, unknown> = {}) {
+    super("circuit_open", message, { data: { ...data, retryAt: new Date(retryAt).toISOString() } });
+    this.name = "CircuitOpen";
+    this.retryAt = retryAt;
+  }
+}
+
+export class Unauthorized extends GatewayError {
+  constructor(message: string, data: Record<string, unknown> = {}) {
+    super("unauthorized", message, { data });
+    this.name = "Unauthorized";
+  }
+}
+
+export class InvalidArguments extends GatewayError {
+  constructor(message: string, data: Record<string, unknown> = {}) {
+    super("invalid_arguments", message, { data });
+    this.name = "InvalidArguments";
+  }
+}
+
+/** JSON-RPC error codes (spec values, and the MCP convention for unknown resources). */
+export const JSON_RPC = {
+  PARSE_ERROR: -32700,
+  INVALID_REQUEST: -32600,
+  METHOD_NOT_FOUND: -32601,
+  INVALID_PARAMS: -32602,
+  INTERNAL_ERROR: -32603,
+  RESOURCE_NOT_FOUND: -32002,
+} as const;
+
+/** Which failures are a problem with the request (JSON-RPC error) rather than with the call (isError). */
+const REQUEST_ERRORS: Partial<Record<GatewayErrorCode, number>> = {
+  unknown_tool: JSON_RPC.INVALID_PARAMS,
+  unknown_prompt: JSON_RPC.INVALID_PARAMS,
+  unknown_resource: JSON_RPC.RESOURCE_NOT_FOUND,
+  invalid_arguments: JSON_RPC.INVALID_PARAMS,
+  unauthorized: JSON_RPC.INVALID_REQUEST,
+  forbidden: JSON_RPC.INVALID_REQUEST,
+};
+
+/** The JSON-RPC code for a request-level failure, or undefined when it should be an isError result. */
+export function jsonRpcCode(error: unknown): number | undefined {
+  return error instanceof GatewayError ? REQUEST_ERRORS[error.code] : undefined;
+}
+
+export function isGatewayError(error: unknown): error is GatewayError {
+  return error instanceof GatewayError;
+}
+
+/** A readable one-line reason for any thrown value, without stacks. */
+export function describeError(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  if (typeof error === "string") return error;
+  try {
+    return JSON.stringify(error);
+  } catch {
+    return String(error);
+  }
+}
+
+/**
+ * The `isError` result a client sees for a failed call. It names the tool as the client knows it, says
+ * what happened, and carries the machine-readable code in `_meta`.
+ */
+export function errorResult(exposedName: string, error: unknown): CallToolResult {
+  const gatewayError = error instanceof GatewayError ? error : undefined;
+  const code = gatewayError?.code ?? "backend_error";
+  const message = gatewayError
+    ? gatewayError.message
+    : `Tool "${exposedName}" failed: ${describeError(error)}`;
+  return {
+    content: [{ type: "text", text: message }],
+    isError: true,
+    _meta: { "switchboard/error": { code, ...(gatewayError?.data ?? {}) } },
+  };
+}
