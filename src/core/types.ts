@@ -8,7 +8,7 @@ import type {
   Prompt,
   ReadResourceResult,
   Resource,
-  ResourceTemplate,
+  ResourceTemplateType as ResourceTemplate,
   Tool,
 } from "@modelcontextprotocol/client";
 

@@ -1,0 +1,112 @@
+/**
+ * Passthrough overhead: one simple tool call, direct to a stdio server vs. through Switchboard over
+ * stdio and over Streamable HTTP, with 1 and 8 concurrent clients, all measured in one run.
+ *
+ * Over stdio, "8 clients" means 8 requests in flight on the one connection (a stdio server has one
+ * client by nature); over HTTP it means 8 sessions on 8 keep-alive connections.
+ */
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { HttpSessionRpc, type LoadResult, type RpcClient, runLoad, StdioRpc } from "./lib/load.ts";
+
+const ROOT = resolve(import.meta.dirname, "..");
+const LIGHT = join(ROOT, "bench/fixtures/light-server.mjs");
+const CLI = join(ROOT, "src/cli/main.ts");
+
+export interface Scenario {
+  readonly name: string;
+  readonly concurrency: number;
+  readonly result: LoadResult;
+}
+
+function gatewayConfig(extra: Record<string, unknown> = {}): string {
+  const dir = mkdtempSync(join(tmpdir(), "switchboard-bench-"));
+  const file = join(dir, "bench.json");
+  writeFileSync(
+    file,
+    JSON.stringify({
+      mcpServers: { light: { command: process.execPath, args: [LIGHT] } },
+      logging: { level: "warn" },
+      ...extra,
+    }),
+  );
+  return file;
+}
+
+const callEcho = (tool: string) => (client: RpcClient, i: number) =>
+  client.request("tools/call", { name: tool, arguments: { message: `m${i}` } });
+
+async function startHttpGateway(config: string): Promise<{ url: string; stop(): Promise<void> }> {
+  const { spawn } = await import("node:child_process");
+  const { createInterface } = await import("node:readline");
+  const child = spawn(process.execPath, ["--import", "tsx", CLI, "serve", "--config", config, "--http", "127.0.0.1:0", "--log-level", "info"], {
+    cwd: ROOT,
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  const url = await new Promise<string>((resolvePromise, reject) => {
+    const timer = setTimeout(() => reject(new Error("gateway did not start within 30 s")), 30_000);
+    createInterface({ input: child.stderr as NodeJS.ReadableStream }).on("line", (line) => {
+      try {
+        const entry = JSON.parse(line) as { msg?: string; url?: string };
+        if (entry.msg === "listening" && entry.url) {
+          clearTimeout(timer);
+          resolvePromise(entry.url);
+        }
+      } catch {
+        // not a log line
+      }
+    });
+    child.once("exit", (code) => reject(new Error(`gateway exited with ${code}`)));
+  });
+  return {
+    url,
+    async stop() {
+      const exited = new Promise((r) => child.once("exit", r));
+      child.kill("SIGTERM");
+      await exited;
+    },
+  };
+}
+
+export async function measureOverhead(opts: { total: number; warmup: number }): Promise<Scenario[]> {
+  const scenarios: Scenario[] = [];
+  const config = gatewayConfig();
+
+  for (const concurrency of [1, 8]) {
+    const direct = new StdioRpc(process.execPath, [LIGHT]);
+    await direct.initialize();
+    scenarios.push({
+      name: "direct stdio",
+      concurrency,
+      result: await runLoad(Array(concurrency).fill(direct), callEcho("echo"), opts),
+    });
+    await direct.close();
+
+    const viaStdio = new StdioRpc(process.execPath, ["--import", "tsx", CLI, "serve", "--config", config, "--stdio"]);
+    await viaStdio.initialize();
+    scenarios.push({
+      name: "switchboard stdio",
+      concurrency,
+      result: await runLoad(Array(concurrency).fill(viaStdio), callEcho("light__echo"), opts),
+    });
+    await viaStdio.close();
+  }
+
+  const gateway = await startHttpGateway(config);
+  try {
+    for (const concurrency of [1, 8]) {
+      const clients = Array.from({ length: concurrency }, () => new HttpSessionRpc(gateway.url));
+      await Promise.all(clients.map((c) => c.initialize()));
+      scenarios.push({
+        name: "switchboard http",
+        concurrency,
+        result: await runLoad(clients, callEcho("light__echo"), opts),
+      });
+      await Promise.all(clients.map((c) => c.close()));
+    }
+  } finally {
+    await gateway.stop();
+  }
+  return scenarios;
+}

@@ -1,0 +1,66 @@
+/**
+ * `npm run bench`: every benchmark in one run, ratios printed next to their targets, results written
+ * to bench/results/latest.json. Set BENCH_CALLS to change the number of measured calls per scenario.
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { cpus, totalmem } from "node:os";
+import { join, resolve } from "node:path";
+import { measureOverhead, type Scenario } from "./overhead.ts";
+
+const total = Number(process.env.BENCH_CALLS ?? 5_000);
+const warmup = Math.min(500, Math.ceil(total / 10));
+
+function row(cells: readonly string[], widths: readonly number[]): string {
+  return cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join("  ");
+}
+
+function printScenarios(scenarios: readonly Scenario[]): void {
+  const widths = [20, 7, 10, 9, 9];
+  console.log(row(["scenario", "clients", "calls/s", "p50 ms", "p99 ms"], widths));
+  for (const s of scenarios) {
+    console.log(
+      row(
+        [s.name, String(s.concurrency), s.result.perSecond.toFixed(0), s.result.p50Ms.toFixed(3), s.result.p99Ms.toFixed(3)],
+        widths,
+      ),
+    );
+  }
+}
+
+function find(scenarios: readonly Scenario[], name: string, concurrency: number): Scenario {
+  const found = scenarios.find((s) => s.name === name && s.concurrency === concurrency);
+  if (!found) throw new Error(`missing scenario ${name} × ${concurrency}`);
+  return found;
+}
+
+const machine = `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
+console.log(`Switchboard benchmarks — ${machine}; ${total} calls per scenario after ${warmup} warm-up calls\n`);
+
+const overhead = await measureOverhead({ total, warmup });
+printScenarios(overhead);
+
+const ratios = [1, 8].flatMap((c) => {
+  const direct = find(overhead, "direct stdio", c).result.perSecond;
+  return [
+    {
+      what: `stdio passthrough / direct, ${c} client(s)`,
+      ratio: find(overhead, "switchboard stdio", c).result.perSecond / direct,
+      target: 0.7,
+    },
+    {
+      what: `HTTP / direct stdio, ${c} client(s)`,
+      ratio: find(overhead, "switchboard http", c).result.perSecond / direct,
+      target: undefined,
+    },
+  ];
+});
+console.log("\nratio (throughput)                       measured  target");
+for (const r of ratios) {
+  const verdict = r.target === undefined ? "" : r.ratio >= r.target ? "  ok" : "  BELOW TARGET";
+  console.log(`${r.what.padEnd(40)} ${r.ratio.toFixed(2).padStart(8)}  ${r.target === undefined ? "-" : `≥ ${r.target}`}${verdict}`);
+}
+
+const out = resolve(import.meta.dirname, "results");
+mkdirSync(out, { recursive: true });
+writeFileSync(join(out, "latest.json"), JSON.stringify({ machine, total, warmup, overhead, ratios }, null, 2));
+console.log(`\nresults written to ${join("bench", "results", "latest.json")}`);

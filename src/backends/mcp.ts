@@ -1,0 +1,407 @@
+/**
+ * An MCP server behind the gateway: spawned over stdio, or reached over Streamable HTTP or legacy SSE.
+ *
+ * The backend is supervised: when the connection drops (a crashed child, a closed HTTP session) it
+ * goes `down`, its lists empty, and it reconnects with exponential backoff and jitter until it is
+ * closed. A server that never starts keeps retrying in the background without blocking the others.
+ * Both protocol eras are spoken: the client probes with `server/discover` and falls back to the
+ * 2025 `initialize` handshake for older servers.
+ */
+import { createInterface } from "node:readline";
+import type { Readable } from "node:stream";
+import {
+  Client,
+  SSEClientTransport,
+  StreamableHTTPClientTransport,
+  type Transport,
+} from "@modelcontextprotocol/client";
+import { getDefaultEnvironment, StdioClientTransport } from "@modelcontextprotocol/client/stdio";
+import { describeError, GatewayError } from "../core/errors.ts";
+import {
+  type Backend,
+  type BackendCatalog,
+  type BackendEvents,
+  type BackendLogMessage,
+  type BackendState,
+  type CallContext,
+  type CallToolResult,
+  EMPTY_CATALOG,
+  type GetPromptResult,
+  type HealthResult,
+  type ReadResourceResult,
+  type ToolCall,
+} from "../core/types.ts";
+import type { Logger } from "../observability/logger.ts";
+
+export type McpTransportConfig =
+  | {
+      readonly type: "stdio";
+      readonly command: string;
+      readonly args: readonly string[];
+      readonly env: Readonly<Record<string, string>>;
+      readonly cwd?: string | undefined;
+    }
+  | { readonly type: "http" | "sse"; readonly url: string; readonly headers: Readonly<Record<string, string>> };
+
+export interface RestartPolicy {
+  readonly initialDelayMs: number;
+  readonly maxDelayMs: number;
+  /** Undefined: restart forever. */
+  readonly maxRestarts?: number | undefined;
+}
+
+export interface McpBackendOptions {
+  readonly name: string;
+  readonly transport: McpTransportConfig;
+  readonly timeoutMs: number;
+  readonly restart: RestartPolicy;
+  /** How long one connection attempt (spawn + handshake + first listing) may take. */
+  readonly connectTimeoutMs: number;
+  readonly logger: Logger;
+  readonly clientInfo: { readonly name: string; readonly version: string };
+}
+
+/** An uptime after which a later crash counts as new trouble, not part of a crash loop. */
+const STABLE_UPTIME_MS = 10_000;
+
+export class McpBackend implements Backend {
+  readonly name: string;
+  #state: BackendState = "stopped";
+  #client: Client | undefined;
+  #catalog: BackendCatalog = EMPTY_CATALOG;
+  #events: BackendEvents | undefined;
+  #restartTimer: NodeJS.Timeout | undefined;
+  #attempt = 0;
+  #upSince = 0;
+  #lastError = "";
+  #closed = false;
+  readonly #options: McpBackendOptions;
+  readonly #log: Logger;
+
+  constructor(options: McpBackendOptions) {
+    this.name = options.name;
+    this.#options = options;
+    this.#log = options.logger.child({ server: options.name });
+  }
+
+  get state(): BackendState {
+    return this.#state;
+  }
+
+  /** Why the backend is not up, for logs and health. */
+  get lastError(): string {
+    return this.#lastError;
+  }
+
+  catalog(): BackendCatalog {
+    return this.#catalog;
+  }
+
+  async start(events: BackendEvents): Promise<void> {
+    this.#events = events;
+    this.#closed = false;
+    await this.#connect();
+  }
+
+  async callTool(call: ToolCall, ctx: CallContext): Promise<CallToolResult> {
+    const client = this.#requireClient();
+    const onProgress = ctx.onProgress;
+    try {
+      const result = await client.callTool(
+        { name: call.tool, arguments: { ...call.args }, ...this.#metaParam(ctx) },
+        {
+          signal: ctx.signal,
+          // The gateway's timeout policy is authoritative; this bound only guards against a policy-less
+          // chain, so it sits a little past it.
+          timeout: this.#options.timeoutMs + 1_000,
+          ...(onProgress
+            ? { onprogress: (p: { progress: number; total?: number; message?: string }) => onProgress(p) }
+            : {}),
+        },
+      );
+      return result as CallToolResult;
+    } catch (error) {
+      throw this.#translate(error, `tool "${call.tool}"`, ctx.signal);
+    }
+  }
+
+  async readResource(uri: string, ctx: CallContext): Promise<ReadResourceResult> {
+    const client = this.#requireClient();
+    try {
+      return (await client.readResource(
+        { uri, ...this.#metaParam(ctx) },
+        { signal: ctx.signal, timeout: this.#options.timeoutMs, cacheMode: "bypass" } as never,
+      )) as ReadResourceResult;
+    } catch (error) {
+      throw this.#translate(error, `resource "${uri}"`, ctx.signal);
+    }
+  }
+
+  async getPrompt(
+    name: string,
+    args: Record<string, string> | undefined,
+    ctx: CallContext,
+  ): Promise<GetPromptResult> {
+    const client = this.#requireClient();
+    try {
+      return (await client.getPrompt(
+        { name, ...(args ? { arguments: args } : {}), ...this.#metaParam(ctx) },
+        { signal: ctx.signal, timeout: this.#options.timeoutMs },
+      )) as GetPromptResult;
+    } catch (error) {
+      throw this.#translate(error, `prompt "${name}"`, ctx.signal);
+    }
+  }
+
+  async health(signal: AbortSignal): Promise<HealthResult> {
+    if (this.#state !== "up" || !this.#client) {
+      return { status: "unhealthy", detail: `not connected: ${this.#lastError || this.#state}` };
+    }
+    const started = performance.now();
+    try {
+      await this.#client.ping({ signal, timeout: 5_000 });
+      return { status: "healthy", latencyMs: performance.now() - started };
+    } catch (error) {
+      return { status: "unhealthy", detail: `ping failed: ${describeError(error)}` };
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#restartTimer);
+    const client = this.#client;
+    this.#client = undefined;
+    this.#setState("stopped");
+    if (client) await client.close().catch(() => undefined);
+  }
+
+  #metaParam(ctx: CallContext): { _meta?: Record<string, unknown> } {
+    return Object.keys(ctx.meta).length > 0 ? { _meta: { ...ctx.meta } } : {};
+  }
+
+  #requireClient(): Client {
+    if (this.#state !== "up" || !this.#client) {
+      throw new GatewayError(
+        "backend_unavailable",
+        `Server "${this.name}" is not available (${this.#lastError || this.#state}). ` +
+          "Switchboard is reconnecting to it; try again shortly.",
+        { data: { server: this.name } },
+      );
+    }
+    return this.#client;
+  }
+
+  #translate(error: unknown, what: string, signal: AbortSignal): unknown {
+    if (error instanceof GatewayError) return error;
+    if (signal.aborted) {
+      const reason = signal.reason;
+      if (reason instanceof GatewayError) return reason;
+      return new GatewayError("cancelled", `The call to ${what} on server "${this.name}" was cancelled.`, {
+        cause: error,
+        data: { server: this.name },
+      });
+    }
+    const message = describeError(error);
+    if (/timed? ?out/i.test(message)) {
+      return new GatewayError(
+        "timeout",
+        `Server "${this.name}" did not answer ${what} within ${this.#options.timeoutMs} ms. ` +
+          "Raise timeoutMs for this server if the tool is slow, or check the server.",
+        { cause: error, data: { server: this.name, timeoutMs: this.#options.timeoutMs } },
+      );
+    }
+    if (/connection closed|not connected|transport closed|EPIPE/i.test(message) || this.#state !== "up") {
+      return new GatewayError(
+        "backend_unavailable",
+        `Server "${this.name}" went away during ${what} (${message}). It is being restarted; try again shortly.`,
+        { cause: error, data: { server: this.name } },
+      );
+    }
+    // A JSON-RPC error from the server itself: keep its code and message so the client sees what the
+    // server said.
+    return error;
+  }
+
+  async #connect(): Promise<void> {
+    if (this.#closed) return;
+    this.#setState("starting");
+    const client = new Client(
+      { name: this.#options.clientInfo.name, version: this.#options.clientInfo.version },
+      {
+        versionNegotiation: { mode: "auto" },
+        listChanged: {
+          tools: { autoRefresh: false, debounceMs: 20, onChanged: () => this.#refresh(client, { tools: true }) },
+          prompts: {
+            autoRefresh: false,
+            debounceMs: 20,
+            onChanged: () => this.#refresh(client, { prompts: true }),
+          },
+          resources: {
+            autoRefresh: false,
+            debounceMs: 20,
+            onChanged: () => this.#refresh(client, { resources: true }),
+          },
+        },
+      } as ConstructorParameters<typeof Client>[1],
+    );
+    client.setNotificationHandler("notifications/message", (notification) => {
+      const params = notification.params as BackendLogMessage;
+      this.#events?.log({ level: params.level, data: params.data, ...(params.logger ? { logger: params.logger } : {}) });
+    });
+    client.setNotificationHandler("notifications/resources/updated", (notification) => {
+      this.#events?.resourceUpdated(notification.params.uri);
+    });
+    client.onerror = (error) => this.#log.debug({ err: describeError(error) }, "transport error");
+
+    const transport = this.#makeTransport();
+    let connected = false;
+    client.onclose = () => {
+      if (connected) this.#onDisconnect(client, "connection closed");
+    };
+    try {
+      await withTimeout(
+        (async () => {
+          await client.connect(transport);
+          this.#catalog = await this.#listAll(client);
+        })(),
+        this.#options.connectTimeoutMs,
+        `did not finish its handshake within ${this.#options.connectTimeoutMs} ms`,
+      );
+      connected = true;
+    } catch (error) {
+      await client.close().catch(() => undefined);
+      this.#lastError = describeError(error);
+      this.#log.warn({ err: this.#lastError, attempt: this.#attempt }, "server failed to start");
+      this.#setState("down", this.#lastError);
+      this.#scheduleRestart();
+      return;
+    }
+    if (this.#closed) {
+      await client.close().catch(() => undefined);
+      return;
+    }
+    this.#client = client;
+    this.#upSince = Date.now();
+    this.#lastError = "";
+    const version = client.getServerVersion();
+    this.#log.info(
+      {
+        protocol: client.getNegotiatedProtocolVersion(),
+        serverInfo: version ? `${version.name}@${version.version}` : undefined,
+        tools: this.#catalog.tools.length,
+        resources: this.#catalog.resources.length,
+        prompts: this.#catalog.prompts.length,
+      },
+      "server up",
+    );
+    this.#setState("up");
+  }
+
+  #makeTransport(): Transport {
+    const t = this.#options.transport;
+    if (t.type === "stdio") {
+      const transport = new StdioClientTransport({
+        command: t.command,
+        args: [...t.args],
+        // Merged over the SDK's safe inherited set (PATH, HOME, …), as Claude Desktop does.
+        env: { ...getDefaultEnvironment(), ...t.env },
+        ...(t.cwd ? { cwd: t.cwd } : {}),
+        stderr: "pipe",
+      });
+      const stderr = transport.stderr as Readable | null;
+      if (stderr) {
+        createInterface({ input: stderr }).on("line", (line) => {
+          if (line.trim()) this.#log.info({ stderr: line }, "server stderr");
+        });
+      }
+      return transport;
+    }
+    const url = new URL(t.url);
+    const requestInit = { headers: { ...t.headers } };
+    return t.type === "sse"
+      ? (new SSEClientTransport(url, { requestInit }) as Transport)
+      : (new StreamableHTTPClientTransport(url, { requestInit }) as Transport);
+  }
+
+  async #listAll(client: Client): Promise<BackendCatalog> {
+    const caps = client.getServerCapabilities() ?? {};
+    const [tools, resources, resourceTemplates, prompts] = await Promise.all([
+      caps.tools ? client.listTools().then((r) => r.tools) : [],
+      caps.resources ? client.listResources().then((r) => r.resources) : [],
+      caps.resources
+        ? client
+            .listResourceTemplates()
+            .then((r) => r.resourceTemplates)
+            .catch(() => [])
+        : [],
+      caps.prompts ? client.listPrompts().then((r) => r.prompts) : [],
+    ]);
+    return { tools, resources, resourceTemplates, prompts };
+  }
+
+  async #refresh(client: Client, changed: { tools?: boolean; resources?: boolean; prompts?: boolean }) {
+    if (client !== this.#client || this.#state !== "up") return;
+    try {
+      const caps = client.getServerCapabilities() ?? {};
+      const next = { ...this.#catalog };
+      if (changed.tools && caps.tools) next.tools = (await client.listTools()).tools;
+      if (changed.prompts && caps.prompts) next.prompts = (await client.listPrompts()).prompts;
+      if (changed.resources && caps.resources) {
+        next.resources = (await client.listResources()).resources;
+        next.resourceTemplates = (await client.listResourceTemplates().catch(() => ({ resourceTemplates: [] })))
+          .resourceTemplates;
+      }
+      if (client !== this.#client) return;
+      this.#catalog = next;
+      this.#log.debug({ changed }, "server lists changed");
+      this.#events?.listChanged(changed);
+    } catch (error) {
+      this.#log.warn({ err: describeError(error) }, "could not re-read the server's lists after list_changed");
+    }
+  }
+
+  #onDisconnect(client: Client, reason: string): void {
+    if (client !== this.#client || this.#closed) return;
+    this.#client = undefined;
+    this.#catalog = EMPTY_CATALOG;
+    this.#lastError = reason;
+    if (Date.now() - this.#upSince > STABLE_UPTIME_MS) this.#attempt = 0;
+    this.#log.warn({ reason }, "server went down");
+    this.#setState("down", reason);
+    this.#scheduleRestart();
+  }
+
+  #scheduleRestart(): void {
+    if (this.#closed) return;
+    const { initialDelayMs, maxDelayMs, maxRestarts } = this.#options.restart;
+    if (maxRestarts !== undefined && this.#attempt >= maxRestarts) {
+      this.#log.error({ restarts: this.#attempt }, "server gave up after its maximum number of restarts");
+      return;
+    }
+    const delay = backoffDelay(this.#attempt, initialDelayMs, maxDelayMs);
+    this.#attempt++;
+    this.#log.info({ inMs: Math.round(delay), attempt: this.#attempt }, "restarting server");
+    this.#restartTimer = setTimeout(() => void this.#connect(), delay);
+    this.#restartTimer.unref();
+  }
+
+  #setState(state: BackendState, reason?: string): void {
+    if (this.#state === state) return;
+    this.#state = state;
+    this.#events?.state(state, reason);
+  }
+}
+
+/** Exponential backoff with "equal jitter": half the step is fixed, half random, so restarts spread out. */
+export function backoffDelay(attempt: number, initialMs: number, maxMs: number, random = Math.random): number {
+  const step = Math.min(maxMs, initialMs * 2 ** Math.min(attempt, 30));
+  return step / 2 + (random() * step) / 2;
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}

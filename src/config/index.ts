@@ -1,0 +1,45 @@
+/** The config layer: schema and types, `${VAR}` interpolation, loading and the `check` summary. */
+
+export {
+  type Environment,
+  formatPath,
+  type InterpolateOptions,
+  type InterpolationResult,
+  type InvalidReference,
+  interpolate,
+  interpolateDocument,
+  type MissingVariable,
+  type PathSegment,
+  type ReferenceResolver,
+} from "./interpolate.ts";
+export {
+  type ConfigFormat,
+  type ConfigIssue,
+  type ConfigSummary,
+  type LoadConfigOptions,
+  loadConfigFile,
+  type ParseConfigOptions,
+  parseConfig,
+  type RemoteServerSummary,
+  type ServerSummary,
+  type StdioServerSummary,
+  summarizeConfig,
+  type ValidateConfigOptions,
+  validateConfig,
+} from "./load.ts";
+export {
+  type Config,
+  type ConfigInput,
+  configSchema,
+  type GatewaySettings,
+  type HttpServerConfig,
+  type HttpServerSettings,
+  LOG_LEVELS,
+  type LoggingSettings,
+  type LogLevelSetting,
+  type RestartConfig,
+  SERVER_NAME,
+  type ServerConfig,
+  type StdioServerConfig,
+  type ToolFilterConfig,
+} from "./schema.ts";

@@ -1,0 +1,352 @@
+/**
+ * The config file's shape: the single source of truth for every option and its default.
+ *
+ * A Claude Desktop or Claude Code `mcpServers` file is a valid config as it is; everything else is a
+ * Switchboard extension with a default. Objects are strict so that a misspelt key is an error with
+ * its path rather than a setting silently ignored. The loader (load.ts) interpolates `${VAR}`
+ * before this schema runs, so every string here is already final.
+ */
+import picomatch from "picomatch";
+import { z } from "zod";
+import { policySetSchema } from "../policies/config.ts";
+
+/** Server names become tool-name prefixes and metric labels, so they keep to the tool-name alphabet. */
+export const SERVER_NAME = /^[a-zA-Z0-9_-]+$/;
+const PREFIX = /^[a-zA-Z0-9_-]*$/;
+const SEPARATOR = /^[a-zA-Z0-9_-]{1,8}$/;
+/** RFC 9110 token: anything else makes fetch throw at connect time instead of at start-up. */
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** Paths the HTTP server answers itself (probes and metrics); the MCP endpoint cannot shadow them. */
+const RESERVED_HTTP_PATHS = ["/healthz", "/livez", "/readyz", "/metrics"];
+
+// The same options as the catalog's filter (gateway/naming.ts), so config checks agree with runtime.
+const GLOB_OPTIONS = { bash: true, dot: true, windows: false } as const;
+
+export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+
+const ms = () => z.number().int().positive();
+
+/**
+ * A string that YAML users often write unquoted (`PORT: 8080`, `DEBUG: true`). Converting would hide
+ * traps such as `VERSION: 1.10` becoming "1.1", so it is an error that says to quote the value.
+ */
+const text = () =>
+  z.string({
+    error: (issue) => {
+      // A YAML key with nothing after the colon is null, not "".
+      if (issue.input === null) return 'expected a string, got an empty value: write "" for an empty string';
+      if (issue.input === undefined || typeof issue.input === "object") return undefined;
+      const shown = String(issue.input);
+      return `expected a string, got the ${typeof issue.input} ${shown}: quote it (in YAML, "${shown}")`;
+    },
+  });
+
+const httpUrl = z.string().refine(
+  (value) => {
+    if (!URL.canParse(value)) return false;
+    const { protocol } = new URL(value);
+    return protocol === "http:" || protocol === "https:";
+  },
+  { error: "must be an http:// or https:// URL, e.g. https://example.com/mcp" },
+);
+
+export const toolFilterSchema = z.strictObject({
+  /**
+   * Globs over the server's own tool names; only matching tools are exposed. Default ["*"] (all).
+   * An empty list is refused rather than read as "none": to expose nothing, set `enabled: false`.
+   */
+  include: z
+    .array(z.string().min(1))
+    .min(1, { error: 'list at least one glob, or leave include out to expose every tool (default ["*"])' })
+    .default(["*"]),
+  /** Globs over own names; a tool matching both include and exclude is hidden. Default [] (none). */
+  exclude: z.array(z.string().min(1)).default([]),
+  /** Own name -> new name, applied before the prefix; also for prompts. Default {} (no renames). */
+  rename: z
+    .record(
+      z.string().min(1, { error: "a rename needs the tool's own name as key" }),
+      z.string().min(1, { error: "a rename target cannot be empty" }),
+    )
+    .default({}),
+  /** Own name -> description that replaces the server's. Default {} (the server's descriptions). */
+  descriptions: z
+    .record(z.string().min(1, { error: "a description needs the tool's own name as key" }), z.string())
+    .default({}),
+});
+
+/**
+ * Backoff between restarts of a stdio server and reconnects of a remote one: the delay starts at
+ * `initialDelayMs`, doubles per attempt up to `maxDelayMs`, and resets once the server is up again.
+ */
+export const restartSchema = z
+  .strictObject({
+    /** First delay, in ms. Default 500. */
+    initialDelayMs: z.number().int().min(0).default(500),
+    /** Longest delay, in ms. Default 30 000. */
+    maxDelayMs: z.number().int().min(0).default(30_000),
+    /** Attempts before the server is left down. Default: unlimited (leave it out). */
+    maxRestarts: z.number().int().min(0).optional(),
+  })
+  .refine((restart) => restart.initialDelayMs <= restart.maxDelayMs, {
+    error: "must be at least initialDelayMs",
+    path: ["maxDelayMs"],
+  });
+
+/** What every kind of server accepts on top of its transport: Switchboard's extensions. */
+const serverExtensions = {
+  /** A disabled server is neither started nor listed, and its prefix is free. Default true. */
+  enabled: z.boolean().default(true),
+  /**
+   * Namespace prefix of the server's tools and prompts ("<prefix><separator><tool>"); "" keeps the
+   * server's own names. Default: the server's key in mcpServers (filled in after validation).
+   */
+  prefix: z
+    .string()
+    .regex(PREFIX, { error: 'may only contain letters, digits, "_" and "-" ("" for no prefix)' })
+    .optional(),
+  /** Which tools are exposed and under which names. Default {}: all, under their own names. */
+  tools: toolFilterSchema.prefault({}),
+  /** Per-call time limit, in ms, unless a `timeout` policy says otherwise. Default 60 000. */
+  timeoutMs: ms().default(60_000),
+  /** Restart (stdio) or reconnect (http, sse) backoff. Default { initialDelayMs 500, maxDelayMs 30 000 }. */
+  restart: restartSchema.prefault({}),
+  /** Policies for every tool of this server, over the global ones. Default {} (inherit). */
+  policies: policySetSchema.prefault({}),
+};
+
+const stdioServerSchema = z.strictObject({
+  /** Optional, as in Claude Desktop files. Default "stdio". */
+  type: z.literal("stdio").default("stdio"),
+  /** The program to spawn. Required. */
+  command: z.string().min(1),
+  /** Its arguments. Default []. */
+  args: z.array(text()).default([]),
+  /** Variables set for it, over a minimal inherited environment. Default {}. */
+  env: z
+    .record(
+      z.string().regex(/^[^=\0]+$/, {
+        error: (issue) =>
+          `environment variable name ${JSON.stringify(issue.input)} cannot be empty or hold "="`,
+      }),
+      text(),
+    )
+    .default({}),
+  /** Working directory of the process. Default: the gateway's. */
+  cwd: z.string().min(1).optional(),
+  ...serverExtensions,
+});
+
+const remoteServerSchema = z.strictObject({
+  /** "http" is Streamable HTTP ("streamable-http" is read as "http"); "sse" is the legacy SSE transport. Required. */
+  type: z
+    .enum(["http", "streamable-http", "sse"])
+    .transform((type): "http" | "sse" => (type === "streamable-http" ? "http" : type)),
+  /** The server's MCP endpoint. Required. */
+  url: httpUrl,
+  /** Sent with every request, e.g. Authorization. Default {}. */
+  headers: z
+    .record(
+      z.string().regex(HEADER_NAME, {
+        error: (issue) => `${JSON.stringify(issue.input)} is not a valid HTTP header name`,
+      }),
+      text().refine((value) => !/[\r\n\0]/.test(value), { error: "a header value cannot hold line breaks" }),
+    )
+    .default({}),
+  ...serverExtensions,
+});
+
+const serverSchema = z.discriminatedUnion("type", [stdioServerSchema, remoteServerSchema], {
+  error: (issue) =>
+    issue.code === "invalid_union"
+      ? 'type must be "stdio" (the default when type is left out), "http" (or its alias "streamable-http") or "sse"'
+      : undefined,
+});
+
+const serversSchema = z.record(
+  z.string().regex(SERVER_NAME, {
+    error: (issue) =>
+      `server name ${JSON.stringify(issue.input)} may only contain letters, digits, "_" and "-" (it becomes the tools' prefix)`,
+  }),
+  serverSchema,
+  {
+    error: (issue) =>
+      issue.code === "invalid_type" && issue.input === undefined
+        ? "required: list the MCP servers under mcpServers (mcpServers: {} for none yet)"
+        : undefined,
+  },
+);
+
+export const gatewaySchema = z.strictObject({
+  /** The server name reported to clients. Default "switchboard". */
+  name: z.string().min(1).default("switchboard"),
+  /** Between a server's prefix and a tool name. Default "__". */
+  separator: z
+    .string()
+    .regex(SEPARATOR, { error: 'must be 1 to 8 letters, digits, "_" or "-"' })
+    .default("__"),
+  /** How long start-up waits for servers before serving those that are up, in ms. Default 30 000. */
+  startupTimeoutMs: ms().default(30_000),
+  /** How long SIGTERM waits for calls in flight before closing, in ms. Default 10 000. */
+  shutdownTimeoutMs: ms().default(10_000),
+});
+
+export const httpServerSchema = z.strictObject({
+  /** Interface to listen on; loopback unless you mean to expose the gateway. Default "127.0.0.1". */
+  host: z.string().min(1).default("127.0.0.1"),
+  /** Port; 0 takes any free port. Default 8931. */
+  port: z.number().int().min(0).max(65_535).default(8931),
+  /** Path of the MCP endpoint. Default "/mcp". */
+  path: z
+    .string()
+    .regex(/^\/[^\s?#]*$/, { error: 'must start with "/" and hold no spaces, "?" or "#"' })
+    .refine((path) => !RESERVED_HTTP_PATHS.includes(path), {
+      error: `cannot be one of the probe and metrics paths (${RESERVED_HTTP_PATHS.join(", ")})`,
+    })
+    .default("/mcp"),
+  /** Largest request body accepted, in bytes. Default 4 194 304 (4 MiB). */
+  maxBodyBytes: z
+    .number()
+    .int()
+    .positive()
+    .default(4 * 1024 * 1024),
+  /** Host header values accepted besides the localhost forms ("*" for any). Default []. */
+  allowedHosts: z.array(z.string().min(1)).default([]),
+  /** Origin values accepted besides the localhost forms ("*" for any). Default []. */
+  allowedOrigins: z.array(z.string().min(1)).default([]),
+  /** A 2025-era session unused this long is closed, in ms. Default 1 800 000 (30 min). */
+  sessionIdleTimeoutMs: ms().default(1_800_000),
+});
+
+export const loggingSchema = z.strictObject({
+  /** Least severe level written (to stderr, always). Default "info". */
+  level: z.enum(LOG_LEVELS).default("info"),
+});
+
+const configObjectSchema = z.strictObject({
+  /** Lets editors find a JSON schema for the file; ignored by the gateway. Default: none. */
+  $schema: z.string().optional(),
+  /** The MCP servers, keyed by name, as in Claude Desktop / Claude Code. Required; may be {}. */
+  mcpServers: serversSchema,
+  /** Default {}: every option at its default. */
+  gateway: gatewaySchema.prefault({}),
+  /** Settings of the Streamable HTTP endpoint. Default {}: every option at its default. */
+  server: z.strictObject({ http: httpServerSchema.prefault({}) }).prefault({}),
+  /** Default {}: every option at its default. */
+  logging: loggingSchema.prefault({}),
+  /** Policies for every tool of every server. Default {} (none but the server's timeout). */
+  policies: policySetSchema.prefault({}),
+  /** Exposed tool name or glob (e.g. "db__query", "github__*") -> policies over the server's. Default {}. */
+  toolPolicies: z
+    .record(z.string().min(1, { error: "a tool name or glob cannot be empty" }), policySetSchema)
+    .default({}),
+});
+
+type ParsedConfig = z.output<typeof configObjectSchema>;
+type ParsedServer = ParsedConfig["mcpServers"][string];
+
+/** The config after validation and defaults: `prefix` is always set. */
+export const configSchema = configObjectSchema.superRefine(checkConfig).transform(
+  (config): Flatten<Omit<ParsedConfig, "mcpServers"> & { mcpServers: Record<string, ServerConfig> }> => ({
+    ...config,
+    mcpServers: Object.fromEntries(
+      Object.entries(config.mcpServers).map(([name, server]) => [
+        name,
+        { ...server, prefix: effectivePrefix(name, server) },
+      ]),
+    ),
+  }),
+);
+
+type WithPrefix<T> = Flatten<Omit<T, "prefix"> & { prefix: string }>;
+type Flatten<T> = { [K in keyof T]: T[K] };
+type RemoteServer<Type extends "http" | "sse"> = Flatten<
+  Omit<WithPrefix<z.output<typeof remoteServerSchema>>, "type"> & { type: Type }
+>;
+
+export type StdioServerConfig = WithPrefix<z.output<typeof stdioServerSchema>>;
+/**
+ * A remote server: `type` "http" (Streamable HTTP; "streamable-http" is normalised to it) or "sse".
+ * One member per type, so that `type === "http" || type === "sse"` leaves only stdio in the else branch.
+ */
+export type HttpServerConfig = RemoteServer<"http"> | RemoteServer<"sse">;
+export type ServerConfig = StdioServerConfig | HttpServerConfig;
+export type ToolFilterConfig = z.output<typeof toolFilterSchema>;
+export type RestartConfig = z.output<typeof restartSchema>;
+export type GatewaySettings = z.output<typeof gatewaySchema>;
+export type HttpServerSettings = z.output<typeof httpServerSchema>;
+export type LoggingSettings = z.output<typeof loggingSchema>;
+export type LogLevelSetting = (typeof LOG_LEVELS)[number];
+/** The whole config as the gateway receives it: validated, defaults applied, frozen by the loader. */
+export type Config = z.output<typeof configSchema>;
+/** The config as written, before defaults (what a program may pass to `validateConfig`). */
+export type ConfigInput = z.input<typeof configSchema>;
+
+function effectivePrefix(name: string, server: ParsedServer): string {
+  return server.prefix ?? name;
+}
+
+/** Checks that need more than one field: each issue carries the path of the field to change. */
+function checkConfig(config: ParsedConfig, ctx: z.RefinementCtx): void {
+  const owners = new Map<string, string>();
+  for (const [name, server] of Object.entries(config.mcpServers)) {
+    checkRenames(name, server, ctx);
+    // A disabled server exposes nothing, so a spare entry (e.g. a local and a remote variant of the
+    // same server, one switched off) may share its prefix.
+    if (!server.enabled) continue;
+    const prefix = effectivePrefix(name, server);
+    if (prefix === "") continue;
+    const owner = owners.get(prefix);
+    if (owner === undefined) {
+      owners.set(prefix, name);
+      continue;
+    }
+    ctx.addIssue({
+      code: "custom",
+      path: server.prefix === undefined ? ["mcpServers", name] : ["mcpServers", name, "prefix"],
+      message:
+        `servers "${owner}" and "${name}" both use the prefix "${prefix}", so their tool names would clash; ` +
+        `set a different prefix on one of them`,
+    });
+  }
+}
+
+function checkRenames(name: string, server: ParsedServer, ctx: z.RefinementCtx): void {
+  const { include, exclude, rename, descriptions } = server.tools;
+  const base = ["mcpServers", name, "tools", "rename"];
+  const renamedAway = new Set(Object.keys(rename).filter((own) => rename[own] !== own));
+  const isExcluded = exclude.length > 0 ? picomatch(exclude, GLOB_OPTIONS) : () => false;
+
+  // The gateway cannot see the server's tools yet; the names the config itself mentions are the
+  // ones known to exist, and those not renamed away or excluded keep their own names.
+  const kept = new Set<string>();
+  const mentioned = [
+    ...include.filter((pattern) => !picomatch.scan(pattern).isGlob),
+    ...Object.keys(descriptions),
+    ...Object.keys(rename),
+  ];
+  for (const own of mentioned) if (!renamedAway.has(own) && !isExcluded(own)) kept.add(own);
+
+  const targets = new Map<string, string>();
+  for (const [own, target] of Object.entries(rename)) {
+    if (target === own) continue;
+    const earlier = targets.get(target);
+    if (earlier !== undefined) {
+      ctx.addIssue({
+        code: "custom",
+        path: [...base, own],
+        message: `"${earlier}" and "${own}" are both renamed to "${target}"; give them different names`,
+      });
+      continue;
+    }
+    targets.set(target, own);
+    if (kept.has(target)) {
+      ctx.addIssue({
+        code: "custom",
+        path: [...base, own],
+        message:
+          `"${own}" is renamed to "${target}", which is also the name of the server's own tool "${target}"; ` +
+          `rename or exclude "${target}" too, or pick another name`,
+      });
+    }
+  }
+}

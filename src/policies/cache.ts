@@ -1,0 +1,244 @@
+/**
+ * Result cache for tools/call, in the Store (so Redis can share it), plus the invalidation that
+ * writing tools trigger.
+ *
+ * - Only tools annotated readOnlyHint, or marked `cacheable: true`, are cached; isError results and
+ *   answers that did not come from the backend (a fallback's) never are.
+ * - Key: sha256 of the canonical JSON of [server, tool, partition, args]; the partition is the
+ *   principal id unless the tool is `shared`, so one caller never sees another's results.
+ * - Every entry is tagged `tool:<server>:<tool>` and `server:<server>`; invalidation drops tags,
+ *   never scans keys.
+ * - Concurrent identical misses make one backend call (single-flight, in process).
+ * - A miss that was in flight while its tags were invalidated is not stored: its answer may predate
+ *   the write that invalidated it. (In process only; another gateway instance can still store such
+ *   an answer until its TTL.)
+ */
+import { describeError } from "../core/errors.ts";
+import type { CallToolResult, Policy, Tool } from "../core/types.ts";
+import { hashJson } from "../stores/canonical-json.ts";
+import type { CacheOptions } from "./config.ts";
+import { NOTES, type PolicyEnv, type ToolBinding } from "./types.ts";
+import { failureKind, sourceOf, untilAborted, withSource } from "./util.ts";
+
+/** Whether results of this tool may be cached (by the cache, or kept as "last good" for fallbacks). */
+export function isCacheable(tool: Tool, options: Pick<CacheOptions, "cacheable"> | undefined): boolean {
+  return options?.cacheable ?? tool.annotations?.readOnlyHint === true;
+}
+
+export function toolTag(server: string, tool: string): string {
+  return `tool:${server}:${tool}`;
+}
+
+export function serverTag(server: string): string {
+  return `server:${server}`;
+}
+
+export function cacheTags(binding: ToolBinding): readonly string[] {
+  return [toolTag(binding.server, binding.tool.name), serverTag(binding.server)];
+}
+
+/** Throws TypeError when the arguments have no canonical JSON form (the call then skips the cache). */
+export function cacheKey(
+  kind: "cache" | "stale",
+  binding: ToolBinding,
+  partition: string | null,
+  args: unknown,
+): string {
+  return `${kind}:${hashJson([binding.server, binding.tool.name, partition, args])}`;
+}
+
+interface Pending {
+  readonly promise: Promise<CallToolResult>;
+  readonly generation: string;
+  readonly signal: AbortSignal;
+}
+
+/** Cache state shared by every chain of one runtime. */
+export class CacheState {
+  readonly inflight = new Map<string, Pending>();
+  readonly #generations = new Map<string, number>();
+
+  /** A fingerprint of how many times these tags were invalidated; it changes on every invalidation. */
+  generation(tags: readonly string[]): string {
+    return tags.map((tag) => this.#generations.get(tag) ?? 0).join(",");
+  }
+
+  bump(tag: string): void {
+    this.#generations.set(tag, (this.#generations.get(tag) ?? 0) + 1);
+  }
+}
+
+export interface StoreResultOptions {
+  readonly key: string;
+  readonly tags: readonly string[];
+  /** The tags' generation when the call started; nothing is stored if it changed since. */
+  readonly generation: string;
+  readonly ttlMs: number;
+  readonly maxEntryBytes: number;
+}
+
+/** Stores a result if it may be stored; never throws (a cache that fails must not fail the call). */
+export async function storeResult(
+  env: PolicyEnv,
+  state: CacheState,
+  result: CallToolResult,
+  options: StoreResultOptions,
+): Promise<"stored" | "skipped"> {
+  const { server, exposedName } = env.binding;
+  const skip = (reason: string) => {
+    env.emit("cache", { server, tool: exposedName, outcome: "skipped", reason });
+    return "skipped" as const;
+  };
+  if (result.isError) return skip("isError result");
+  if (sourceOf(result) !== undefined) return skip(`answer came from ${sourceOf(result)}`);
+  if (state.generation(options.tags) !== options.generation) return skip("invalidated while the call ran");
+  let json: string;
+  try {
+    json = JSON.stringify(result);
+  } catch (error) {
+    return skip(`result is not JSON: ${describeError(error)}`);
+  }
+  const bytes = Buffer.byteLength(json, "utf8");
+  if (bytes > options.maxEntryBytes)
+    return skip(`result is ${bytes} bytes, over maxEntryBytes ${options.maxEntryBytes}`);
+  try {
+    await env.store.set(options.key, json, { ttlMs: options.ttlMs, tags: options.tags });
+  } catch (error) {
+    env.logger.warn({ err: error, server, tool: exposedName }, "cache store failed; result not cached");
+    env.emit("cache", { server, tool: exposedName, outcome: "error", reason: describeError(error) });
+    return "skipped";
+  }
+  env.emit("cache", { server, tool: exposedName, outcome: "stored" });
+  return "stored";
+}
+
+/** Reads and parses a stored result; undefined when absent, unreadable, or the store fails. */
+export async function loadResult(env: PolicyEnv, key: string): Promise<CallToolResult | undefined> {
+  const { server, exposedName } = env.binding;
+  let raw: string | undefined;
+  try {
+    raw = await env.store.get(key);
+  } catch (error) {
+    env.logger.warn({ err: error, server, tool: exposedName }, "cache read failed; calling the backend");
+    env.emit("cache", { server, tool: exposedName, outcome: "error", reason: describeError(error) });
+    return undefined;
+  }
+  if (raw === undefined) return undefined;
+  try {
+    return JSON.parse(raw) as CallToolResult;
+  } catch (error) {
+    env.logger.warn({ err: error, server, tool: exposedName }, "unreadable cache entry dropped");
+    try {
+      await env.store.delete(key);
+    } catch {
+      // Already logged why the entry is unusable; a failed delete only means it expires by TTL.
+    }
+    return undefined;
+  }
+}
+
+export function cachePolicy(options: CacheOptions, state: CacheState, env: PolicyEnv): Policy {
+  const { binding } = env;
+  const { server, exposedName } = binding;
+  const tags = cacheTags(binding);
+  return (next) => {
+    const handler: typeof next = async (call, ctx) => {
+      let key: string;
+      try {
+        key = cacheKey("cache", binding, options.shared ? null : ctx.principal.id, call.args);
+      } catch (error) {
+        env.emit("cache", { server, tool: exposedName, outcome: "skipped", reason: describeError(error) });
+        return next(call, ctx);
+      }
+
+      const join = (): Promise<CallToolResult> | undefined => {
+        const pending = state.inflight.get(key);
+        if (!pending || pending.generation !== state.generation(tags)) return undefined;
+        ctx.notes.set(NOTES.cache, "miss");
+        ctx.notes.set(NOTES.coalesced, true);
+        env.emit("cache", { server, tool: exposedName, outcome: "coalesced" });
+        return untilAborted(pending.promise, ctx.signal, binding).then(
+          // A copy: the leader's caller may decorate its result object.
+          (result) => structuredClone(result),
+          (error: unknown) => {
+            // The leader's own caller cancelled: that says nothing about this call, so run it.
+            if (pending.signal.aborted && !ctx.signal.aborted) return handler(call, ctx);
+            throw error;
+          },
+        );
+      };
+
+      const early = join();
+      if (early) return early;
+      const cached = await loadResult(env, key);
+      if (cached) {
+        ctx.notes.set(NOTES.cache, "hit");
+        ctx.notes.set(NOTES.source, "cache");
+        env.emit("cache", { server, tool: exposedName, outcome: "hit" });
+        return withSource(cached, "cache");
+      }
+      // Another identical call may have started while this one read the store.
+      const late = join();
+      if (late) return late;
+
+      ctx.notes.set(NOTES.cache, "miss");
+      env.emit("cache", { server, tool: exposedName, outcome: "miss" });
+      const generation = state.generation(tags);
+      const promise = (async () => {
+        const result = await next(call, ctx);
+        await storeResult(env, state, result, {
+          key,
+          tags,
+          generation,
+          ttlMs: options.ttlMs,
+          maxEntryBytes: options.maxEntryBytes,
+        });
+        return result;
+      })();
+      const pending: Pending = { promise, generation, signal: ctx.signal };
+      state.inflight.set(key, pending);
+      try {
+        return await promise;
+      } finally {
+        if (state.inflight.get(key) === pending) state.inflight.delete(key);
+      }
+    };
+    return handler;
+  };
+}
+
+/**
+ * For writing tools: after a successful (non-isError) call, drops the cached results of the tools
+ * named in `invalidates`. Also after a timeout, a backend failure or a cancel, because the write may
+ * have happened anyway and a needless miss is cheaper than a stale read; not after an isError answer (the
+ * tool says it did not write) nor after a rejection (the call never reached the backend). A failed
+ * invalidation is logged, not thrown: the write itself is done.
+ */
+export function invalidatePolicy(
+  patterns: readonly string[],
+  invalidate: (patterns: readonly string[]) => Promise<number>,
+  env: PolicyEnv,
+): Policy {
+  const run = async () => {
+    try {
+      await invalidate(patterns);
+    } catch (error) {
+      env.logger.warn(
+        { err: error, server: env.binding.server, tool: env.binding.exposedName, invalidates: patterns },
+        "cache invalidation failed; cached reads may be stale until their TTL",
+      );
+    }
+  };
+  return (next) => async (call, ctx) => {
+    let result: CallToolResult;
+    try {
+      result = await next(call, ctx);
+    } catch (error) {
+      const kind = failureKind(error, ctx.signal);
+      if (kind !== "rejection") await run();
+      throw error;
+    }
+    if (!result.isError) await run();
+    return result;
+  };
+}

@@ -1,0 +1,272 @@
+/**
+ * The HTTP face of the gateway: the MCP endpoint (Streamable HTTP, both protocol eras) and the probe
+ * endpoints, on one `node:http` server.
+ *
+ * Era routing:
+ * - 2026-07-28 requests are stateless: each is served by `createMcpHandler` on a fresh per-request
+ *   instance, so any replica can answer any request.
+ * - 2025-era clients open a session with `initialize`; the session is a `NodeStreamableHTTPServerTransport`
+ *   kept in memory and found again by its `Mcp-Session-Id` header. Sessions live on the replica that
+ *   created them (run replicas behind sticky sessions for 2025-era clients).
+ *
+ * Guards before anything is parsed: Host and Origin checks against DNS rebinding, a body limit, and a
+ * JSON-RPC parse error for malformed JSON.
+ */
+import { randomUUID } from "node:crypto";
+import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { NodeStreamableHTTPServerTransport, toNodeHandler } from "@modelcontextprotocol/node";
+import {
+  createMcpHandler,
+  isInitializeRequest,
+  localhostAllowedHostnames,
+  type Server,
+  validateHostHeader,
+  validateOriginHeader,
+} from "@modelcontextprotocol/server";
+import { describeError, JSON_RPC } from "../core/errors.ts";
+import type { Gateway } from "../gateway/gateway.ts";
+import { createServerFactory, LiveServers } from "./mcp-server.ts";
+import { forwardNotifications } from "./notifications.ts";
+import { type ProbeHandler, probeRoutes } from "./probes.ts";
+
+export interface HttpOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly path: string;
+  readonly maxBodyBytes: number;
+  readonly allowedHosts: readonly string[];
+  readonly allowedOrigins: readonly string[];
+  readonly sessionIdleTimeoutMs: number;
+}
+
+export interface HttpServing {
+  /** The MCP endpoint, e.g. http://127.0.0.1:8931/mcp. */
+  readonly url: string;
+  readonly port: number;
+  /** Stops accepting connections and closes sessions; call after the gateway has drained. */
+  close(): Promise<void>;
+  /** Stops accepting new connections, keeping in-flight requests running. */
+  stopAccepting(): void;
+}
+
+interface Session {
+  readonly transport: NodeStreamableHTTPServerTransport;
+  readonly server: Server;
+  lastSeen: number;
+}
+
+export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions): Promise<HttpServing> {
+  const log = gateway.logger.child({ component: "http" });
+  const factory = createServerFactory(gateway);
+  const live = new LiveServers();
+  const sessions = new Map<string, Session>();
+  const mcpHandler = createMcpHandler(factory, {
+    legacy: "stateless",
+    maxRequestBodySize: options.maxBodyBytes,
+    onerror: (error) => log.debug({ err: describeError(error) }, "MCP request rejected"),
+  });
+  const modern = toNodeHandler(mcpHandler);
+  const stopForwarding = forwardNotifications(gateway, live, [mcpHandler.notify]);
+  const probes: Record<string, ProbeHandler> = probeRoutes(gateway);
+
+  const allowedHosts = [...localhostAllowedHostnames(), ...options.allowedHosts];
+  const allowedOrigins = [...localhostAllowedHostnames(), ...options.allowedOrigins];
+  const anyHost = options.allowedHosts.includes("*");
+  const anyOrigin = options.allowedOrigins.includes("*");
+
+  const openSession = async (req: IncomingMessage, res: ServerResponse, body: unknown) => {
+    const server = factory({ era: "legacy" });
+    const transport = new NodeStreamableHTTPServerTransport({
+      sessionIdGenerator: () => randomUUID(),
+      onsessioninitialized: (id) => {
+        sessions.set(id, { transport, server, lastSeen: Date.now() });
+        log.debug({ session: id }, "session opened");
+      },
+      onsessionclosed: (id) => {
+        sessions.delete(id);
+        log.debug({ session: id }, "session closed by the client");
+      },
+    });
+    transport.onclose = () => {
+      if (transport.sessionId) sessions.delete(transport.sessionId);
+    };
+    await server.connect(transport);
+    live.add(server);
+    await transport.handleRequest(req, res, body);
+  };
+
+  const handleMcp = async (req: IncomingMessage, res: ServerResponse) => {
+    let body: unknown;
+    if (req.method === "POST") {
+      const read = await readBody(req, options.maxBodyBytes);
+      if (read.kind === "too_large") {
+        return sendJsonRpcError(
+          res,
+          413,
+          JSON_RPC.INVALID_REQUEST,
+          `Request body is larger than the limit of ${options.maxBodyBytes} bytes (server.http.maxBodyBytes).`,
+        );
+      }
+      try {
+        body = JSON.parse(read.text);
+      } catch (error) {
+        return sendJsonRpcError(res, 400, JSON_RPC.PARSE_ERROR, `Parse error: the body is not valid JSON (${describeError(error)}).`);
+      }
+    }
+    const sessionId = header(req, "mcp-session-id");
+    if (sessionId !== undefined) {
+      const session = sessions.get(sessionId);
+      if (!session) {
+        return sendJsonRpcError(
+          res,
+          404,
+          -32001,
+          `Session "${sessionId}" not found: it expired or the gateway restarted. Start a new session with initialize.`,
+        );
+      }
+      session.lastSeen = Date.now();
+      return session.transport.handleRequest(req, res, body);
+    }
+    if (req.method === "POST" && containsInitialize(body)) return openSession(req, res, body);
+    return modern(req, res, body);
+  };
+
+  const httpServer: HttpServer = createServer((req, res) => {
+    const started = gateway.closing;
+    void (async () => {
+      const hostCheck = anyHost ? { ok: true as const } : validateHostHeader(req.headers.host, allowedHosts);
+      if (!hostCheck.ok) {
+        log.warn({ host: req.headers.host }, "request refused: Host header not allowed");
+        return sendJsonRpcError(
+          res,
+          403,
+          JSON_RPC.INVALID_REQUEST,
+          `${hostCheck.message} Add the host to server.http.allowedHosts to accept it.`,
+        );
+      }
+      const origin = header(req, "origin");
+      if (origin !== undefined && !anyOrigin) {
+        const originCheck = validateOriginHeader(origin, allowedOrigins);
+        if (!originCheck.ok) {
+          log.warn({ origin }, "request refused: Origin not allowed");
+          return sendJsonRpcError(
+            res,
+            403,
+            JSON_RPC.INVALID_REQUEST,
+            `${originCheck.message} Add the origin to server.http.allowedOrigins to accept it.`,
+          );
+        }
+      }
+      const path = (req.url ?? "/").split("?", 1)[0] ?? "/";
+      if (path === options.path) {
+        if (started && req.method === "POST" && header(req, "mcp-session-id") === undefined) {
+          return sendJsonRpcError(res, 503, JSON_RPC.INTERNAL_ERROR, "The gateway is shutting down; retry on another instance.");
+        }
+        return handleMcp(req, res);
+      }
+      const probe = probes[path];
+      if (probe && (req.method === "GET" || req.method === "HEAD")) return probe(req, res);
+      res.writeHead(404, { "content-type": "application/json" }).end(
+        JSON.stringify({ error: `Not found: ${path}. The MCP endpoint is ${options.path}.` }),
+      );
+    })().catch((error) => {
+      log.error({ err: error }, "unexpected error while serving an HTTP request");
+      if (!res.headersSent) sendJsonRpcError(res, 500, JSON_RPC.INTERNAL_ERROR, "Internal error; see the gateway log.");
+      else res.destroy();
+    });
+  });
+  httpServer.headersTimeout = 30_000;
+  httpServer.requestTimeout = 0; // SSE streams and long tool calls are legitimate; idle sockets time out below.
+  httpServer.keepAliveTimeout = 5_000;
+
+  const sweep = setInterval(() => {
+    const cutoff = Date.now() - options.sessionIdleTimeoutMs;
+    for (const [id, session] of sessions) {
+      if (session.lastSeen < cutoff) {
+        sessions.delete(id);
+        void session.transport.close().catch(() => undefined);
+        log.debug({ session: id }, "idle session closed");
+      }
+    }
+  }, Math.min(60_000, Math.max(1_000, options.sessionIdleTimeoutMs / 4)));
+  sweep.unref();
+
+  await new Promise<void>((resolve, reject) => {
+    httpServer.once("error", reject);
+    httpServer.listen(options.port, options.host, () => {
+      httpServer.off("error", reject);
+      resolve();
+    });
+  });
+  const address = httpServer.address() as AddressInfo;
+  const hostForUrl = address.family === "IPv6" ? `[${address.address}]` : address.address;
+  const url = `http://${hostForUrl}:${address.port}${options.path}`;
+
+  return {
+    url,
+    port: address.port,
+    stopAccepting() {
+      httpServer.close();
+    },
+    async close() {
+      clearInterval(sweep);
+      stopForwarding();
+      httpServer.close();
+      await Promise.allSettled([...sessions.values()].map((s) => s.transport.close()));
+      sessions.clear();
+      await mcpHandler.close();
+      httpServer.closeAllConnections();
+    },
+  };
+}
+
+type BodyRead = { kind: "ok"; text: string } | { kind: "too_large" };
+
+/** Reads a request body, refusing past `limit` bytes without buffering the rest. */
+function readBody(req: IncomingMessage, limit: number): Promise<BodyRead> {
+  const declared = Number(req.headers["content-length"]);
+  if (Number.isFinite(declared) && declared > limit) {
+    req.resume();
+    return Promise.resolve({ kind: "too_large" });
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let done = false;
+    req.on("data", (chunk: Buffer) => {
+      if (done) return;
+      size += chunk.length;
+      if (size > limit) {
+        done = true;
+        req.resume();
+        resolve({ kind: "too_large" });
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on("end", () => {
+      if (!done) resolve({ kind: "ok", text: Buffer.concat(chunks).toString("utf8") });
+    });
+    req.on("error", reject);
+  });
+}
+
+function containsInitialize(body: unknown): boolean {
+  return Array.isArray(body) ? body.some((m) => isInitializeRequest(m)) : isInitializeRequest(body);
+}
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const value = req.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function sendJsonRpcError(res: ServerResponse, status: number, code: number, message: string): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res
+    .writeHead(status, { "content-type": "application/json", connection: status === 413 ? "close" : "keep-alive" })
+    .end(JSON.stringify({ jsonrpc: "2.0", id: null, error: { code, message } }));
+}

@@ -1,0 +1,38 @@
+/**
+ * Serves the gateway on this process's stdin/stdout. stdout carries only protocol messages; logs go
+ * to stderr. When the client closes stdin, `onClientGone` fires so the process can shut down, as the
+ * stdio binding asks of servers.
+ */
+import { serveStdio } from "@modelcontextprotocol/server/stdio";
+import { describeError } from "../core/errors.ts";
+import type { Gateway } from "../gateway/gateway.ts";
+import { createServerFactory, LiveServers } from "./mcp-server.ts";
+import { forwardNotifications } from "./notifications.ts";
+
+export interface StdioServing {
+  close(): Promise<void>;
+}
+
+export function serveGatewayOnStdio(gateway: Gateway, onClientGone: () => void): StdioServing {
+  const live = new LiveServers();
+  const factory = createServerFactory(gateway);
+  const stopForwarding = forwardNotifications(gateway, live);
+  const handle = serveStdio(
+    (context) => {
+      const server = factory(context);
+      live.add(server);
+      return server;
+    },
+    { onerror: (error) => gateway.logger.debug({ err: describeError(error) }, "stdio protocol error") },
+  );
+  process.stdin.once("end", onClientGone);
+  process.stdin.once("close", onClientGone);
+  return {
+    async close() {
+      stopForwarding();
+      process.stdin.off("end", onClientGone);
+      process.stdin.off("close", onClientGone);
+      await handle.close();
+    },
+  };
+}

@@ -1,0 +1,138 @@
+/**
+ * Runs the real `switchboard` CLI as a child process for end-to-end tests, and waits on its JSON log
+ * lines (stderr) instead of sleeping.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+
+export const ROOT = resolve(import.meta.dirname, "../..");
+export const CLI = join(ROOT, "src/cli/main.ts");
+export const FIXTURE = join(ROOT, "test/fixtures/fixture-server.ts");
+
+export const REFERENCE = {
+  everything: join(ROOT, "node_modules/@modelcontextprotocol/server-everything/dist/index.js"),
+  filesystem: join(ROOT, "node_modules/@modelcontextprotocol/server-filesystem/dist/index.js"),
+  memory: join(ROOT, "node_modules/@modelcontextprotocol/server-memory/dist/index.js"),
+};
+
+/** Writes a config object to a fresh temporary directory and returns its path. */
+export function writeConfig(config: unknown, name = "switchboard.json"): string {
+  const dir = mkdtempSync(join(tmpdir(), "switchboard-test-"));
+  const file = join(dir, name);
+  writeFileSync(file, typeof config === "string" ? config : JSON.stringify(config, null, 2));
+  return file;
+}
+
+/** A fixture-server entry for a config, run with tsx. */
+export function fixtureServer(extra: Record<string, unknown> = {}, env: Record<string, string> = {}) {
+  return { command: process.execPath, args: ["--import", "tsx", FIXTURE], env, cwd: ROOT, ...extra };
+}
+
+export type LogLine = Record<string, unknown> & { msg?: string };
+
+/** Collects a child's JSON log lines and lets tests wait for one that matches. */
+export class LogWatcher {
+  readonly lines: LogLine[] = [];
+  readonly #waiters: { match: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
+
+  constructor(stream: NodeJS.ReadableStream) {
+    createInterface({ input: stream }).on("line", (text) => {
+      let line: LogLine;
+      try {
+        line = JSON.parse(text) as LogLine;
+      } catch {
+        line = { msg: text, raw: true };
+      }
+      this.lines.push(line);
+      for (const waiter of [...this.#waiters]) {
+        if (waiter.match(line)) {
+          this.#waiters.splice(this.#waiters.indexOf(waiter), 1);
+          waiter.resolve(line);
+        }
+      }
+    });
+  }
+
+  /** Resolves with the first line (already seen or future) that matches, or rejects after `timeoutMs`. */
+  waitFor(match: (l: LogLine) => boolean, timeoutMs = 20_000, what = "log line"): Promise<LogLine> {
+    const seen = this.lines.find(match);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolvePromise, reject) => {
+      const timer = setTimeout(() => {
+        const index = this.#waiters.findIndex((w) => w.resolve === done);
+        if (index >= 0) this.#waiters.splice(index, 1);
+        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last lines:\n${this.tail()}`));
+      }, timeoutMs);
+      const done = (line: LogLine) => {
+        clearTimeout(timer);
+        resolvePromise(line);
+      };
+      this.#waiters.push({ match, resolve: done });
+    });
+  }
+
+  tail(n = 15): string {
+    return this.lines
+      .slice(-n)
+      .map((l) => JSON.stringify(l))
+      .join("\n");
+  }
+}
+
+export interface RunningGateway {
+  readonly child: ChildProcess;
+  readonly logs: LogWatcher;
+  readonly url: string;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Starts `switchboard serve --http 127.0.0.1:0` and resolves once it listens. */
+export async function startHttpGateway(configPath: string, extraArgs: string[] = []): Promise<RunningGateway> {
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", CLI, "serve", "--config", configPath, "--http", "127.0.0.1:0", ...extraArgs],
+    { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env } },
+  );
+  const logs = new LogWatcher(child.stderr as NodeJS.ReadableStream);
+  const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+  const listening = await Promise.race([
+    logs.waitFor((l) => l.msg === "listening", 30_000, "the gateway to listen"),
+    exited.then((code) => {
+      throw new Error(`gateway exited with ${code} before listening:\n${logs.tail()}`);
+    }),
+  ]);
+  return {
+    child,
+    logs,
+    url: String(listening.url),
+    async stop(signal: NodeJS.Signals = "SIGTERM") {
+      if (child.exitCode !== null) return child.exitCode;
+      child.kill(signal);
+      return exited;
+    },
+  };
+}
+
+/** The argv that runs the gateway over stdio, for SDK stdio client transports. */
+export function stdioGatewayCommand(configPath: string): { command: string; args: string[]; cwd: string } {
+  return {
+    command: process.execPath,
+    args: ["--import", "tsx", CLI, "serve", "--config", configPath, "--stdio"],
+    cwd: ROOT,
+  };
+}
+
+/** Polls `check` until it returns true or the deadline passes. For state that has no event to await. */
+export async function eventually(check: () => Promise<boolean> | boolean, timeoutMs = 15_000, what = "condition") {
+  const deadline = Date.now() + timeoutMs;
+  let delay = 20;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, delay));
+    delay = Math.min(delay * 2, 250);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
