@@ -40,10 +40,14 @@ const callEcho = (tool: string) => (client: RpcClient, i: number) =>
 async function startHttpGateway(config: string): Promise<{ url: string; stop(): Promise<void> }> {
   const { spawn } = await import("node:child_process");
   const { createInterface } = await import("node:readline");
-  const child = spawn(process.execPath, ["--import", "tsx", CLI, "serve", "--config", config, "--http", "127.0.0.1:0", "--log-level", "info"], {
-    cwd: ROOT,
-    stdio: ["ignore", "ignore", "pipe"],
-  });
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", CLI, "serve", "--config", config, "--http", "127.0.0.1:0", "--log-level", "info"],
+    {
+      cwd: ROOT,
+      stdio: ["ignore", "ignore", "pipe"],
+    },
+  );
   const url = await new Promise<string>((resolvePromise, reject) => {
     const timer = setTimeout(() => reject(new Error("gateway did not start within 30 s")), 30_000);
     createInterface({ input: child.stderr as NodeJS.ReadableStream }).on("line", (line) => {
@@ -83,7 +87,15 @@ export async function measureOverhead(opts: { total: number; warmup: number }): 
     });
     await direct.close();
 
-    const viaStdio = new StdioRpc(process.execPath, ["--import", "tsx", CLI, "serve", "--config", config, "--stdio"]);
+    const viaStdio = new StdioRpc(process.execPath, [
+      "--import",
+      "tsx",
+      CLI,
+      "serve",
+      "--config",
+      config,
+      "--stdio",
+    ]);
     await viaStdio.initialize();
     scenarios.push({
       name: "switchboard stdio",

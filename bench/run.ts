@@ -20,7 +20,13 @@ function printScenarios(scenarios: readonly Scenario[]): void {
   for (const s of scenarios) {
     console.log(
       row(
-        [s.name, String(s.concurrency), s.result.perSecond.toFixed(0), s.result.p50Ms.toFixed(3), s.result.p99Ms.toFixed(3)],
+        [
+          s.name,
+          String(s.concurrency),
+          s.result.perSecond.toFixed(0),
+          s.result.p50Ms.toFixed(3),
+          s.result.p99Ms.toFixed(3),
+        ],
         widths,
       ),
     );
@@ -34,7 +40,9 @@ function find(scenarios: readonly Scenario[], name: string, concurrency: number)
 }
 
 const machine = `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
-console.log(`Switchboard benchmarks — ${machine}; ${total} calls per scenario after ${warmup} warm-up calls\n`);
+console.log(
+  `Switchboard benchmarks — ${machine}; ${total} calls per scenario after ${warmup} warm-up calls\n`,
+);
 
 const overhead = await measureOverhead({ total, warmup });
 printScenarios(overhead);
@@ -57,10 +65,15 @@ const ratios = [1, 8].flatMap((c) => {
 console.log("\nratio (throughput)                       measured  target");
 for (const r of ratios) {
   const verdict = r.target === undefined ? "" : r.ratio >= r.target ? "  ok" : "  BELOW TARGET";
-  console.log(`${r.what.padEnd(40)} ${r.ratio.toFixed(2).padStart(8)}  ${r.target === undefined ? "-" : `≥ ${r.target}`}${verdict}`);
+  console.log(
+    `${r.what.padEnd(40)} ${r.ratio.toFixed(2).padStart(8)}  ${r.target === undefined ? "-" : `≥ ${r.target}`}${verdict}`,
+  );
 }
 
 const out = resolve(import.meta.dirname, "results");
 mkdirSync(out, { recursive: true });
-writeFileSync(join(out, "latest.json"), JSON.stringify({ machine, total, warmup, overhead, ratios }, null, 2));
+writeFileSync(
+  join(out, "latest.json"),
+  JSON.stringify({ machine, total, warmup, overhead, ratios }, null, 2),
+);
 console.log(`\nresults written to ${join("bench", "results", "latest.json")}`);

@@ -109,7 +109,12 @@ export class HttpSessionRpc implements RpcClient {
       headers["mcp-session-id"] = this.#session;
       headers["mcp-protocol-version"] = INIT_PARAMS.protocolVersion;
     }
-    const response = await this.#pool.request({ method: "POST", path: this.#path, headers, body: JSON.stringify(body) });
+    const response = await this.#pool.request({
+      method: "POST",
+      path: this.#path,
+      headers,
+      body: JSON.stringify(body),
+    });
     const session = response.headers["mcp-session-id"];
     if (typeof session === "string") this.#session = session;
     const text = await response.body.text();

@@ -28,6 +28,7 @@ import {
   EMPTY_CATALOG,
   type GetPromptResult,
   type HealthResult,
+  type ProgressUpdate,
   type ReadResourceResult,
   type ToolCall,
 } from "../core/types.ts";
@@ -41,7 +42,11 @@ export type McpTransportConfig =
       readonly env: Readonly<Record<string, string>>;
       readonly cwd?: string | undefined;
     }
-  | { readonly type: "http" | "sse"; readonly url: string; readonly headers: Readonly<Record<string, string>> };
+  | {
+      readonly type: "http" | "sse";
+      readonly url: string;
+      readonly headers: Readonly<Record<string, string>>;
+    };
 
 export interface RestartPolicy {
   readonly initialDelayMs: number;
@@ -75,6 +80,13 @@ export class McpBackend implements Backend {
   #upSince = 0;
   #lastError = "";
   #closed = false;
+  /**
+   * Progress is routed by our own tokens, straight off the transport. The SDK dispatches
+   * notifications a microtask after responses, so a server's last progress before its result would
+   * otherwise arrive after the request is settled and be dropped.
+   */
+  readonly #progressRoutes = new Map<string, (update: ProgressUpdate) => void>();
+  #progressSeq = 0;
   readonly #options: McpBackendOptions;
   readonly #log: Logger;
 
@@ -105,33 +117,43 @@ export class McpBackend implements Backend {
 
   async callTool(call: ToolCall, ctx: CallContext): Promise<CallToolResult> {
     const client = this.#requireClient();
-    const onProgress = ctx.onProgress;
+    const meta: Record<string, unknown> = { ...ctx.meta };
+    let progressToken: string | undefined;
+    if (ctx.onProgress) {
+      progressToken = `${this.name}-${++this.#progressSeq}`;
+      this.#progressRoutes.set(progressToken, ctx.onProgress);
+      meta.progressToken = progressToken;
+    }
     try {
       const result = await client.callTool(
-        { name: call.tool, arguments: { ...call.args }, ...this.#metaParam(ctx) },
+        {
+          name: call.tool,
+          arguments: { ...call.args },
+          ...(Object.keys(meta).length > 0 ? { _meta: meta } : {}),
+        },
         {
           signal: ctx.signal,
           // The gateway's timeout policy is authoritative; this bound only guards against a policy-less
           // chain, so it sits a little past it.
           timeout: this.#options.timeoutMs + 1_000,
-          ...(onProgress
-            ? { onprogress: (p: { progress: number; total?: number; message?: string }) => onProgress(p) }
-            : {}),
         },
       );
       return result as CallToolResult;
     } catch (error) {
       throw this.#translate(error, `tool "${call.tool}"`, ctx.signal);
+    } finally {
+      if (progressToken !== undefined) this.#progressRoutes.delete(progressToken);
     }
   }
 
   async readResource(uri: string, ctx: CallContext): Promise<ReadResourceResult> {
     const client = this.#requireClient();
     try {
-      return (await client.readResource(
-        { uri, ...this.#metaParam(ctx) },
-        { signal: ctx.signal, timeout: this.#options.timeoutMs, cacheMode: "bypass" } as never,
-      )) as ReadResourceResult;
+      return (await client.readResource({ uri, ...this.#metaParam(ctx) }, {
+        signal: ctx.signal,
+        timeout: this.#options.timeoutMs,
+        cacheMode: "bypass",
+      } as never)) as ReadResourceResult;
     } catch (error) {
       throw this.#translate(error, `resource "${uri}"`, ctx.signal);
     }
@@ -230,7 +252,11 @@ export class McpBackend implements Backend {
       {
         versionNegotiation: { mode: "auto" },
         listChanged: {
-          tools: { autoRefresh: false, debounceMs: 20, onChanged: () => this.#refresh(client, { tools: true }) },
+          tools: {
+            autoRefresh: false,
+            debounceMs: 20,
+            onChanged: () => this.#refresh(client, { tools: true }),
+          },
           prompts: {
             autoRefresh: false,
             debounceMs: 20,
@@ -246,7 +272,11 @@ export class McpBackend implements Backend {
     );
     client.setNotificationHandler("notifications/message", (notification) => {
       const params = notification.params as BackendLogMessage;
-      this.#events?.log({ level: params.level, data: params.data, ...(params.logger ? { logger: params.logger } : {}) });
+      this.#events?.log({
+        level: params.level,
+        data: params.data,
+        ...(params.logger ? { logger: params.logger } : {}),
+      });
     });
     client.setNotificationHandler("notifications/resources/updated", (notification) => {
       this.#events?.resourceUpdated(notification.params.uri);
@@ -268,6 +298,7 @@ export class McpBackend implements Backend {
         `did not finish its handshake within ${this.#options.connectTimeoutMs} ms`,
       );
       connected = true;
+      this.#interceptProgress(transport);
     } catch (error) {
       await client.close().catch(() => undefined);
       this.#lastError = describeError(error);
@@ -295,6 +326,27 @@ export class McpBackend implements Backend {
       "server up",
     );
     this.#setState("up");
+  }
+
+  #interceptProgress(transport: Transport): void {
+    const deliver = transport.onmessage;
+    if (!deliver) return;
+    transport.onmessage = (message, extra) => {
+      const m = message as { method?: string; params?: { progressToken?: unknown } };
+      if (m.method === "notifications/progress" && typeof m.params?.progressToken === "string") {
+        const route = this.#progressRoutes.get(m.params.progressToken);
+        if (route) {
+          const { progress, total, message: text } = m.params as ProgressUpdate;
+          route({
+            progress,
+            ...(total !== undefined ? { total } : {}),
+            ...(text !== undefined ? { message: text } : {}),
+          });
+        }
+        return;
+      }
+      deliver.call(transport, message, extra);
+    };
   }
 
   #makeTransport(): Transport {
@@ -348,15 +400,19 @@ export class McpBackend implements Backend {
       if (changed.prompts && caps.prompts) next.prompts = (await client.listPrompts()).prompts;
       if (changed.resources && caps.resources) {
         next.resources = (await client.listResources()).resources;
-        next.resourceTemplates = (await client.listResourceTemplates().catch(() => ({ resourceTemplates: [] })))
-          .resourceTemplates;
+        next.resourceTemplates = (
+          await client.listResourceTemplates().catch(() => ({ resourceTemplates: [] }))
+        ).resourceTemplates;
       }
       if (client !== this.#client) return;
       this.#catalog = next;
       this.#log.debug({ changed }, "server lists changed");
       this.#events?.listChanged(changed);
     } catch (error) {
-      this.#log.warn({ err: describeError(error) }, "could not re-read the server's lists after list_changed");
+      this.#log.warn(
+        { err: describeError(error) },
+        "could not re-read the server's lists after list_changed",
+      );
     }
   }
 
@@ -393,7 +449,12 @@ export class McpBackend implements Backend {
 }
 
 /** Exponential backoff with "equal jitter": half the step is fixed, half random, so restarts spread out. */
-export function backoffDelay(attempt: number, initialMs: number, maxMs: number, random = Math.random): number {
+export function backoffDelay(
+  attempt: number,
+  initialMs: number,
+  maxMs: number,
+  random = Math.random,
+): number {
   const step = Math.min(maxMs, initialMs * 2 ** Math.min(attempt, 30));
   return step / 2 + (random() * step) / 2;
 }

@@ -6,9 +6,9 @@ import { loadConfigFile, summarizeConfig } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
 import { describeError, GatewayError } from "../core/errors.ts";
 import { Gateway } from "../gateway/gateway.ts";
-import { createLogger, type LogLevel, type Logger } from "../observability/logger.ts";
-import { serveGatewayOnHttp, type HttpServing } from "../server/http.ts";
-import { serveGatewayOnStdio, type StdioServing } from "../server/stdio.ts";
+import { createLogger, type Logger, type LogLevel } from "../observability/logger.ts";
+import { type HttpServing, serveGatewayOnHttp } from "../server/http.ts";
+import { type StdioServing, serveGatewayOnStdio } from "../server/stdio.ts";
 import { VERSION } from "../version.ts";
 import { formatTable } from "./table.ts";
 
@@ -18,8 +18,7 @@ const LOG_LEVELS: readonly LogLevel[] = ["fatal", "error", "warn", "info", "debu
 function fail(error: unknown): never {
   const message = describeError(error);
   process.stderr.write(`switchboard: ${message}\n`);
-  const configProblem =
-    error instanceof GatewayError && error.code.startsWith("config_");
+  const configProblem = error instanceof GatewayError && error.code.startsWith("config_");
   process.exit(configProblem ? 2 : 1);
 }
 
@@ -64,7 +63,10 @@ async function serve(options: ServeOptions): Promise<void> {
     http?.stopAccepting();
     const drained = await gateway.drain(config.gateway.shutdownTimeoutMs);
     if (!drained) {
-      logger.warn({ inFlight: gateway.inFlight }, "shutdown deadline passed with calls still running; closing");
+      logger.warn(
+        { inFlight: gateway.inFlight },
+        "shutdown deadline passed with calls still running; closing",
+      );
     }
     await http?.close();
     await stdio?.close();
@@ -101,7 +103,11 @@ async function serve(options: ServeOptions): Promise<void> {
   }
 }
 
-async function withGateway<T>(configPath: string, logLevel: LogLevel | undefined, run: (g: Gateway) => Promise<T>) {
+async function withGateway<T>(
+  configPath: string,
+  logLevel: LogLevel | undefined,
+  run: (g: Gateway) => Promise<T>,
+) {
   const config = await loadConfig(configPath);
   const logger = loggerFor(config, logLevel ?? "warn");
   const gateway = new Gateway(config, logger);
@@ -126,7 +132,8 @@ export function buildProgram(): Command {
     new Option("-c, --config <file>", "config file (JSON or YAML; a Claude mcpServers file works)").default(
       "switchboard.yaml",
     );
-  const logLevelOption = () => new Option("--log-level <level>", "log level (overrides the config)").choices(LOG_LEVELS);
+  const logLevelOption = () =>
+    new Option("--log-level <level>", "log level (overrides the config)").choices(LOG_LEVELS);
 
   program
     .command("serve")
@@ -212,13 +219,18 @@ export function buildProgram(): Command {
       let args: Record<string, unknown>;
       try {
         const parsed: unknown = JSON.parse(jsonArgs);
-        if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new Error("not an object");
+        if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed))
+          throw new Error("not an object");
         args = parsed as Record<string, unknown>;
       } catch (error) {
-        fail(new Error(`arguments must be a JSON object, e.g. '{"message":"hi"}' (${describeError(error)}).`));
+        fail(
+          new Error(`arguments must be a JSON object, e.g. '{"message":"hi"}' (${describeError(error)}).`),
+        );
       }
       try {
-        const result = await withGateway(opts.config, opts.logLevel, (gateway) => gateway.callTool(tool, args));
+        const result = await withGateway(opts.config, opts.logLevel, (gateway) =>
+          gateway.callTool(tool, args),
+        );
         process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
         if (result.isError) process.exitCode = 1;
       } catch (error) {

@@ -8,7 +8,9 @@ export function formatTable(rows: readonly Record<string, string>[]): string {
       .map((cell, i) => cell.padEnd(widths[i] ?? 0))
       .join("  ")
       .trimEnd();
-  return [line(columns), line(widths.map((w) => "-".repeat(w))), ...rows.map((r) => line(columns.map((c) => r[c] ?? "")))].join(
-    "\n",
-  );
+  return [
+    line(columns),
+    line(widths.map((w) => "-".repeat(w))),
+    ...rows.map((r) => line(columns.map((c) => r[c] ?? ""))),
+  ].join("\n");
 }

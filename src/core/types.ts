@@ -112,7 +112,11 @@ export interface Backend {
   catalog(): BackendCatalog;
   callTool(call: ToolCall, ctx: CallContext): Promise<CallToolResult>;
   readResource(uri: string, ctx: CallContext): Promise<ReadResourceResult>;
-  getPrompt(name: string, args: Record<string, string> | undefined, ctx: CallContext): Promise<GetPromptResult>;
+  getPrompt(
+    name: string,
+    args: Record<string, string> | undefined,
+    ctx: CallContext,
+  ): Promise<GetPromptResult>;
   health(signal: AbortSignal): Promise<HealthResult>;
   close(): Promise<void>;
 }

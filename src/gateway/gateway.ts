@@ -2,8 +2,9 @@
  * The gateway: owns the backends, keeps the aggregated catalog current, and runs every call through
  * its policy chain. It knows nothing of transports: server/ adapts it to stdio and HTTP.
  */
-import { EventEmitter } from "node:events";
+
 import { randomUUID } from "node:crypto";
+import { EventEmitter } from "node:events";
 import { McpBackend, type McpTransportConfig } from "../backends/mcp.ts";
 import type { Config, ServerConfig } from "../config/schema.ts";
 import { compose } from "../core/compose.ts";
@@ -25,8 +26,8 @@ import {
 import type { Logger } from "../observability/logger.ts";
 import { PolicyRuntime } from "../policies/runtime.ts";
 import { createMemoryStore } from "../stores/memory.ts";
-import { Catalog, type ServerNaming, type ToolRoute } from "./catalog.ts";
 import { VERSION } from "../version.ts";
+import { Catalog, type ServerNaming, type ToolRoute } from "./catalog.ts";
 
 /** What a transport hands the gateway with each request. */
 export interface RequestOptions {
@@ -79,7 +80,10 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       {
         policies: config.policies,
         servers: Object.fromEntries(
-          Object.entries(config.mcpServers).map(([name, s]) => [name, { policies: s.policies, timeoutMs: s.timeoutMs }]),
+          Object.entries(config.mcpServers).map(([name, s]) => [
+            name,
+            { policies: s.policies, timeoutMs: s.timeoutMs },
+          ]),
         ),
         toolPolicies: config.toolPolicies,
       },
@@ -148,7 +152,11 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   }
 
   /** One tools/call. Request-level failures throw (JSON-RPC errors); call failures return isError. */
-  callTool(name: string, args: Record<string, unknown> | undefined, options: RequestOptions = {}): Promise<CallToolResult> {
+  callTool(
+    name: string,
+    args: Record<string, unknown> | undefined,
+    options: RequestOptions = {},
+  ): Promise<CallToolResult> {
     const ctx: CallContext = {
       requestId: options.requestId ?? randomUUID(),
       signal: options.signal ?? new AbortController().signal,
@@ -160,7 +168,11 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     return this.#callWithContext(name, args ?? {}, ctx);
   }
 
-  async #callWithContext(name: string, args: Record<string, unknown>, ctx: CallContext): Promise<CallToolResult> {
+  async #callWithContext(
+    name: string,
+    args: Record<string, unknown>,
+    ctx: CallContext,
+  ): Promise<CallToolResult> {
     const route = this.#catalog.tool(name);
     if (!route) throw this.#unknownTool(name);
     const handler = this.#handlerFor(route);
@@ -174,8 +186,17 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       }
       // A JSON-RPC error from the backend keeps its code and message (the server layer maps it).
       if (isProtocolError(error)) throw error;
-      this.logger.error({ err: error, tool: name, requestId: ctx.requestId }, "unexpected error in a tool call");
-      return errorResult(name, new GatewayError("internal", `Tool "${name}" failed unexpectedly; see the gateway log (request ${ctx.requestId}).`));
+      this.logger.error(
+        { err: error, tool: name, requestId: ctx.requestId },
+        "unexpected error in a tool call",
+      );
+      return errorResult(
+        name,
+        new GatewayError(
+          "internal",
+          `Tool "${name}" failed unexpectedly; see the gateway log (request ${ctx.requestId}).`,
+        ),
+      );
     } finally {
       this.#end();
     }
@@ -185,9 +206,13 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     const server = this.#catalog.resourceServer(uri);
     const entry = server === undefined ? undefined : this.#byName.get(server);
     if (!entry) {
-      throw new GatewayError("unknown_resource", `Resource "${uri}" is not offered by any connected server.`, {
-        data: { uri },
-      });
+      throw new GatewayError(
+        "unknown_resource",
+        `Resource "${uri}" is not offered by any connected server.`,
+        {
+          data: { uri },
+        },
+      );
     }
     this.#begin();
     try {
@@ -197,13 +222,21 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     }
   }
 
-  async getPrompt(name: string, args: Record<string, string> | undefined, options: RequestOptions = {}): Promise<GetPromptResult> {
+  async getPrompt(
+    name: string,
+    args: Record<string, string> | undefined,
+    options: RequestOptions = {},
+  ): Promise<GetPromptResult> {
     const route = this.#catalog.prompt(name);
     const entry = route ? this.#byName.get(route.server) : undefined;
     if (!route || !entry) {
-      throw new GatewayError("unknown_prompt", `Prompt "${name}" does not exist. List prompts to see what is available.`, {
-        data: { prompt: name },
-      });
+      throw new GatewayError(
+        "unknown_prompt",
+        `Prompt "${name}" does not exist. List prompts to see what is available.`,
+        {
+          data: { prompt: name },
+        },
+      );
     }
     this.#begin();
     try {
@@ -263,7 +296,9 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     return new GatewayError(
       "unknown_tool",
       `Tool "${name}" does not exist. List tools to see what is available` +
-        (this.#entries.some((e) => e.backend.state !== "up") ? " (some servers are down and their tools are hidden)." : "."),
+        (this.#entries.some((e) => e.backend.state !== "up")
+          ? " (some servers are down and their tools are hidden)."
+          : "."),
       { data: { tool: name } },
     );
   }
@@ -275,7 +310,11 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       const backend = entry.backend;
       const terminal: CallHandler = (call, ctx) => backend.callTool(call, ctx);
       handler = compose(
-        this.policies.chainFor({ exposedName: route.exposedName, server: route.server, tool: route.original }),
+        this.policies.chainFor({
+          exposedName: route.exposedName,
+          server: route.server,
+          tool: route.original,
+        }),
         terminal,
       );
       this.#handlers.set(route.exposedName, handler);
@@ -351,4 +390,3 @@ function transportOf(server: ServerConfig): McpTransportConfig {
 function isProtocolError(error: unknown): error is Error & { code: number } {
   return error instanceof Error && typeof (error as { code?: unknown }).code === "number";
 }
-

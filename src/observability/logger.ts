@@ -1,7 +1,7 @@
 /**
  * JSON logs on stderr, always: in stdio mode stdout belongs to the protocol (DESIGN rule 7).
  */
-import { pino, type Logger } from "pino";
+import { type Logger, pino } from "pino";
 
 export type { Logger };
 

@@ -112,9 +112,13 @@ export function retryPolicy(options: RetryOptions, budget: RetryBudget | undefin
         { server, tool: exposedName, attempt: attempt + 1, delayMs, reason },
         "retrying tool call",
       );
-      // Rejects with `cancelled` if the caller leaves during the backoff: no retry after an abort.
-      if (delayMs > 0) await sleep(delayMs, ctx.signal, env.binding);
-      else if (ctx.signal.aborted) throw cancelledError(env.binding);
+      // Ends with `cancelled` if the caller leaves during the backoff: no retry after an abort.
+      try {
+        if (delayMs > 0) await sleep(delayMs, ctx.signal, env.binding);
+        else if (ctx.signal.aborted) throw cancelledError(env.binding);
+      } catch (error) {
+        return finish({ error });
+      }
       retries++;
     }
   };

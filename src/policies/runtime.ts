@@ -104,6 +104,7 @@ export class PolicyRuntime extends EventEmitter<PolicyEventMap> {
   readonly #chains = new Map<string, Chain>();
   /** Every exposed tool a chain was built for: what `invalidates` globs are matched against. */
   readonly #seen = new Map<string, ToolBinding>();
+  readonly #matchers = new Map<string, (name: string) => boolean>();
   #closed = false;
 
   constructor(config: PolicyRuntimeConfig, deps: PolicyDeps) {
@@ -166,9 +167,7 @@ export class PolicyRuntime extends EventEmitter<PolicyEventMap> {
    * entries went.
    */
   async invalidateTools(patterns: readonly string[]): Promise<number> {
-    const matchers = patterns.map((pattern) =>
-      picomatch.scan(pattern).isGlob ? picomatch(pattern, { dot: true }) : (name: string) => name === pattern,
-    );
+    const matchers = patterns.map((pattern) => this.#matcher(pattern));
     const targets = new Map<string, ToolBinding>();
     for (const binding of this.#seen.values()) {
       if (matchers.some((matches) => matches(binding.exposedName))) {
@@ -211,6 +210,17 @@ export class PolicyRuntime extends EventEmitter<PolicyEventMap> {
     for (const bulkhead of this.#bulkheads.values()) bulkhead.drain(shuttingDown);
     this.#cache.inflight.clear();
     this.#chains.clear();
+  }
+
+  #matcher(pattern: string): (name: string) => boolean {
+    let matches = this.#matchers.get(pattern);
+    if (!matches) {
+      matches = picomatch.scan(pattern).isGlob
+        ? picomatch(pattern, { dot: true })
+        : (name) => name === pattern;
+      this.#matchers.set(pattern, matches);
+    }
+    return matches;
   }
 
   #build(binding: ToolBinding): PolicyEntry[] {

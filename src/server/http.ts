@@ -13,7 +13,12 @@
  * JSON-RPC parse error for malformed JSON.
  */
 import { randomUUID } from "node:crypto";
-import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from "node:http";
+import {
+  createServer,
+  type Server as HttpServer,
+  type IncomingMessage,
+  type ServerResponse,
+} from "node:http";
 import type { AddressInfo } from "node:net";
 import { NodeStreamableHTTPServerTransport, toNodeHandler } from "@modelcontextprotocol/node";
 import {
@@ -111,7 +116,12 @@ export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions)
       try {
         body = JSON.parse(read.text);
       } catch (error) {
-        return sendJsonRpcError(res, 400, JSON_RPC.PARSE_ERROR, `Parse error: the body is not valid JSON (${describeError(error)}).`);
+        return sendJsonRpcError(
+          res,
+          400,
+          JSON_RPC.PARSE_ERROR,
+          `Parse error: the body is not valid JSON (${describeError(error)}).`,
+        );
       }
     }
     const sessionId = header(req, "mcp-session-id");
@@ -161,18 +171,24 @@ export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions)
       const path = (req.url ?? "/").split("?", 1)[0] ?? "/";
       if (path === options.path) {
         if (started && req.method === "POST" && header(req, "mcp-session-id") === undefined) {
-          return sendJsonRpcError(res, 503, JSON_RPC.INTERNAL_ERROR, "The gateway is shutting down; retry on another instance.");
+          return sendJsonRpcError(
+            res,
+            503,
+            JSON_RPC.INTERNAL_ERROR,
+            "The gateway is shutting down; retry on another instance.",
+          );
         }
         return handleMcp(req, res);
       }
       const probe = probes[path];
       if (probe && (req.method === "GET" || req.method === "HEAD")) return probe(req, res);
-      res.writeHead(404, { "content-type": "application/json" }).end(
-        JSON.stringify({ error: `Not found: ${path}. The MCP endpoint is ${options.path}.` }),
-      );
+      res
+        .writeHead(404, { "content-type": "application/json" })
+        .end(JSON.stringify({ error: `Not found: ${path}. The MCP endpoint is ${options.path}.` }));
     })().catch((error) => {
       log.error({ err: error }, "unexpected error while serving an HTTP request");
-      if (!res.headersSent) sendJsonRpcError(res, 500, JSON_RPC.INTERNAL_ERROR, "Internal error; see the gateway log.");
+      if (!res.headersSent)
+        sendJsonRpcError(res, 500, JSON_RPC.INTERNAL_ERROR, "Internal error; see the gateway log.");
       else res.destroy();
     });
   });
@@ -180,16 +196,19 @@ export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions)
   httpServer.requestTimeout = 0; // SSE streams and long tool calls are legitimate; idle sockets time out below.
   httpServer.keepAliveTimeout = 5_000;
 
-  const sweep = setInterval(() => {
-    const cutoff = Date.now() - options.sessionIdleTimeoutMs;
-    for (const [id, session] of sessions) {
-      if (session.lastSeen < cutoff) {
-        sessions.delete(id);
-        void session.transport.close().catch(() => undefined);
-        log.debug({ session: id }, "idle session closed");
+  const sweep = setInterval(
+    () => {
+      const cutoff = Date.now() - options.sessionIdleTimeoutMs;
+      for (const [id, session] of sessions) {
+        if (session.lastSeen < cutoff) {
+          sessions.delete(id);
+          void session.transport.close().catch(() => undefined);
+          log.debug({ session: id }, "idle session closed");
+        }
       }
-    }
-  }, Math.min(60_000, Math.max(1_000, options.sessionIdleTimeoutMs / 4)));
+    },
+    Math.min(60_000, Math.max(1_000, options.sessionIdleTimeoutMs / 4)),
+  );
   sweep.unref();
 
   await new Promise<void>((resolve, reject) => {
@@ -267,6 +286,9 @@ function sendJsonRpcError(res: ServerResponse, status: number, code: number, mes
     return;
   }
   res
-    .writeHead(status, { "content-type": "application/json", connection: status === 413 ? "close" : "keep-alive" })
+    .writeHead(status, {
+      "content-type": "application/json",
+      connection: status === 413 ? "close" : "keep-alive",
+    })
     .end(JSON.stringify({ jsonrpc: "2.0", id: null, error: { code, message } }));
 }

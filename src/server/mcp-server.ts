@@ -7,7 +7,12 @@
  * with schemas of its own: it forwards lists and calls verbatim.
  */
 import { randomUUID } from "node:crypto";
-import { type McpRequestContext, ProtocolError, Server, type ServerContext } from "@modelcontextprotocol/server";
+import {
+  type McpRequestContext,
+  ProtocolError,
+  Server,
+  type ServerContext,
+} from "@modelcontextprotocol/server";
 import { GatewayError, JSON_RPC, jsonRpcCode } from "../core/errors.ts";
 import { ANONYMOUS, type Principal } from "../core/types.ts";
 import type { Gateway, RequestOptions } from "../gateway/gateway.ts";
@@ -52,11 +57,18 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
   const info = { name: gateway.config.gateway.name, version: VERSION };
   const principalOf = options.principalOf ?? (() => ANONYMOUS);
 
-  const requestOptions = (ctx: ServerContext, withProgress: boolean): RequestOptions => {
+  /**
+   * The gateway's view of one request. Progress notifications are sent as they arrive; `settled`
+   * waits for those still being written, so that none reaches the client after the result (a
+   * client drops progress for a request it has already seen answered).
+   */
+  const requestOptions = (ctx: ServerContext, withProgress: boolean) => {
     const meta = { ...(ctx.mcpReq._meta ?? {}) } as Record<string, unknown>;
-    const progressToken = meta.progressToken;
+    const progressToken = meta.progressToken as string | number | undefined;
     delete meta.progressToken;
-    return {
+    const sending = new Set<Promise<void>>();
+    let progressSent = false;
+    const options: RequestOptions = {
       principal: principalOf(ctx),
       signal: ctx.mcpReq.signal,
       meta,
@@ -64,16 +76,24 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
       ...(withProgress && progressToken !== undefined
         ? {
             onProgress: (update) => {
-              void ctx.mcpReq
-                .notify({
-                  method: "notifications/progress",
-                  params: { progressToken: progressToken as string | number, ...update },
-                })
+              const sent = ctx.mcpReq
+                .notify({ method: "notifications/progress", params: { progressToken, ...update } })
                 .catch(() => undefined);
+              progressSent = true;
+              sending.add(sent);
+              void sent.finally(() => sending.delete(sent));
             },
           }
         : {}),
     };
+    // After the last progress write, one turn of the event loop passes before the result is written:
+    // clients that dispatch notifications a tick later than responses would otherwise drop it.
+    const settled = async () => {
+      if (!progressSent) return;
+      await Promise.all(sending);
+      await new Promise((resolve) => setImmediate(resolve));
+    };
+    return { options, settled };
   };
 
   return function createServer(_context?: McpRequestContext): Server {
@@ -92,7 +112,9 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
     server.setRequestHandler("tools/list", () => ({ tools: gateway.catalog.tools() as never }));
     server.setRequestHandler("tools/call", async (request, ctx) => {
       const { name, arguments: args } = request.params;
-      const result = await asJsonRpc(gateway, () => gateway.callTool(name, args, requestOptions(ctx, true)));
+      const call = requestOptions(ctx, true);
+      const result = await asJsonRpc(gateway, () => gateway.callTool(name, args, call.options));
+      await call.settled();
       const route = gateway.catalog.tool(name);
       return server.projectCallToolResult(result as never, route?.definition.outputSchema) as never;
     });
@@ -100,14 +122,24 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
     server.setRequestHandler("resources/templates/list", () => ({
       resourceTemplates: gateway.catalog.resourceTemplates() as never,
     }));
-    server.setRequestHandler("resources/read", (request, ctx) =>
-      asJsonRpc(gateway, () => gateway.readResource(request.params.uri, requestOptions(ctx, false))) as never,
+    server.setRequestHandler(
+      "resources/read",
+      (request, ctx) =>
+        asJsonRpc(gateway, () =>
+          gateway.readResource(request.params.uri, requestOptions(ctx, false).options),
+        ) as never,
     );
     server.setRequestHandler("prompts/list", () => ({ prompts: gateway.catalog.prompts() as never }));
-    server.setRequestHandler("prompts/get", (request, ctx) =>
-      asJsonRpc(gateway, () =>
-        gateway.getPrompt(request.params.name, request.params.arguments, requestOptions(ctx, false)),
-      ) as never,
+    server.setRequestHandler(
+      "prompts/get",
+      (request, ctx) =>
+        asJsonRpc(gateway, () =>
+          gateway.getPrompt(
+            request.params.name,
+            request.params.arguments,
+            requestOptions(ctx, false).options,
+          ),
+        ) as never,
     );
     return server;
   };

@@ -7,7 +7,11 @@ import type { ServerNotifier } from "@modelcontextprotocol/server";
 import type { Gateway } from "../gateway/gateway.ts";
 import type { LiveServers } from "./mcp-server.ts";
 
-export function forwardNotifications(gateway: Gateway, live: LiveServers, notifiers: readonly ServerNotifier[] = []) {
+export function forwardNotifications(
+  gateway: Gateway,
+  live: LiveServers,
+  notifiers: readonly ServerNotifier[] = [],
+) {
   const onListChanged = (changed: { tools?: boolean; resources?: boolean; prompts?: boolean }) => {
     live.broadcast((server) => {
       const sent: Promise<void>[] = [];

@@ -14,13 +14,16 @@ export function healthReport(gateway: Gateway) {
     tools: backend.catalog().tools.length,
   }));
   const up = servers.filter((s) => s.state === "up").length;
-  const status = up === servers.length ? "healthy" : up > 0 ? "degraded" : servers.length === 0 ? "healthy" : "unhealthy";
+  const status =
+    up === servers.length ? "healthy" : up > 0 ? "degraded" : servers.length === 0 ? "healthy" : "unhealthy";
   return { status, inFlight: gateway.inFlight, servers };
 }
 
 export function probeRoutes(gateway: Gateway): Record<string, ProbeHandler> {
   const send = (res: ServerResponse, status: number, body: unknown) => {
-    res.writeHead(status, { "content-type": "application/json", "cache-control": "no-store" }).end(JSON.stringify(body));
+    res
+      .writeHead(status, { "content-type": "application/json", "cache-control": "no-store" })
+      .end(JSON.stringify(body));
   };
   return {
     "/livez": (_req, res) => send(res, 200, { status: "ok" }),

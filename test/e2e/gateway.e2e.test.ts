@@ -68,8 +68,10 @@ const flavors: Flavor[] = [
     name: "SDK v2 client over stdio",
     async connect() {
       const counter = countingHandlers();
-      const client = new ClientV2({ name: "e2e-v2", version: "1" }, { versionNegotiation: { mode: "auto" } } as never);
-      client.setNotificationHandler("notifications/tools/list_changed", counter.bump);
+      const client = new ClientV2({ name: "e2e-v2", version: "1" }, {
+        versionNegotiation: { mode: "auto" },
+        listChanged: { tools: { autoRefresh: false, debounceMs: 0, onChanged: counter.bump } },
+      } as never);
       await client.connect(new StdioV2({ ...stdioGatewayCommand(configPath), stderr: "ignore" }));
       return { client: client as unknown as AnyClient, toolsChanged: counter.count };
     },
@@ -142,10 +144,18 @@ for (const flavor of flavors) {
     test("lists the tools of every server under its prefix", async () => {
       const { tools } = await client.listTools();
       const names = tools.map((t) => t.name);
-      for (const expected of ["everything__echo", "files__read_text_file", "memory__create_entities", "fx__echo"]) {
+      for (const expected of [
+        "everything__echo",
+        "files__read_text_file",
+        "memory__create_entities",
+        "fx__echo",
+      ]) {
         assert.ok(names.includes(expected), `${expected} missing from ${names.join(", ")}`);
       }
-      assert.ok(names.every((n) => /^[a-zA-Z0-9_-]{1,64}$/.test(n)), "every name is valid for strict clients");
+      assert.ok(
+        names.every((n) => /^[a-zA-Z0-9_-]{1,64}$/.test(n)),
+        "every name is valid for strict clients",
+      );
     });
 
     test("calls a tool on each server", async () => {
@@ -159,7 +169,10 @@ for (const flavor of flavors) {
 
     test("every content type, structuredContent and _meta pass through intact", async () => {
       const result = await callV(client, "fx__all_content");
-      assert.deepEqual(result.content.map((c) => c.type), ["text", "image", "audio", "resource", "resource_link"]);
+      assert.deepEqual(
+        result.content.map((c) => c.type),
+        ["text", "image", "audio", "resource", "resource_link"],
+      );
       assert.deepEqual(result.structuredContent, { ok: true, n: 1 });
       assert.deepEqual(result._meta?.["fixture/custom"], { kept: true });
     });
@@ -178,7 +191,12 @@ for (const flavor of flavors) {
 
     test("progress notifications reach the client", async () => {
       const progress: number[] = [];
-      const result = await callV(client, "fx__slow", { ms: 100 }, { onprogress: (p: { progress: number }) => progress.push(p.progress) });
+      const result = await callV(
+        client,
+        "fx__slow",
+        { ms: 100 },
+        { onprogress: (p: { progress: number }) => progress.push(p.progress) },
+      );
       assert.deepEqual(result.content, [{ type: "text", text: "waited 100 ms" }]);
       assert.deepEqual(progress, [1, 2, 3, 4, 5]);
     });
@@ -189,10 +207,14 @@ for (const flavor of flavors) {
       const pending = callV(client, "fx__slow", { ms: 20_000 }, { signal: controller.signal });
       setTimeout(() => controller.abort(), 300);
       await assert.rejects(pending);
-      await eventually(async () => {
-        const stats = (await callV(client, "fx__stats")).structuredContent as { cancelled: number };
-        return stats.cancelled === before.cancelled + 1;
-      }, 10_000, "the backend to see the cancellation");
+      await eventually(
+        async () => {
+          const stats = (await callV(client, "fx__stats")).structuredContent as { cancelled: number };
+          return stats.cancelled === before.cancelled + 1;
+        },
+        10_000,
+        "the backend to see the cancellation",
+      );
     });
 
     test("a backend's list_changed reaches the client and the new tool is callable", async () => {
@@ -244,19 +266,34 @@ describe("supervision", () => {
     client.setNotificationHandler(ToolListChangedNotificationSchema, counter.bump);
     await client.connect(new HttpV1(new URL(http.url)));
     try {
-      const before = (await client.callTool({ name: "fx__stats", arguments: {} })).structuredContent as { pid: number };
+      const before = (await client.callTool({ name: "fx__stats", arguments: {} })).structuredContent as {
+        pid: number;
+      };
       const changes = counter.count();
       await client.callTool({ name: "fx__crash", arguments: {} });
-      await eventually(async () => {
-        const { tools } = await client.listTools();
-        return !tools.some((t) => t.name.startsWith("fx__"));
-      }, 10_000, "the crashed server's tools to leave the catalog");
-      await eventually(async () => {
-        const { tools } = await client.listTools();
-        return tools.some((t) => t.name === "fx__stats");
-      }, 20_000, "the restarted server's tools to come back");
-      assert.ok(counter.count() >= changes + 2, "list_changed sent when the tools left and when they came back");
-      const after = (await client.callTool({ name: "fx__stats", arguments: {} })).structuredContent as { pid: number };
+      await eventually(
+        async () => {
+          const { tools } = await client.listTools();
+          return !tools.some((t) => t.name.startsWith("fx__"));
+        },
+        10_000,
+        "the crashed server's tools to leave the catalog",
+      );
+      await eventually(
+        async () => {
+          const { tools } = await client.listTools();
+          return tools.some((t) => t.name === "fx__stats");
+        },
+        20_000,
+        "the restarted server's tools to come back",
+      );
+      assert.ok(
+        counter.count() >= changes + 2,
+        "list_changed sent when the tools left and when they came back",
+      );
+      const after = (await client.callTool({ name: "fx__stats", arguments: {} })).structuredContent as {
+        pid: number;
+      };
       assert.notEqual(after.pid, before.pid, "a new process serves the tools");
       await http.logs.waitFor((l) => l.msg === "restarting server" && l.server === "fx", 1_000);
     } finally {

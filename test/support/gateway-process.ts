@@ -90,7 +90,10 @@ export interface RunningGateway {
 }
 
 /** Starts `switchboard serve --http 127.0.0.1:0` and resolves once it listens. */
-export async function startHttpGateway(configPath: string, extraArgs: string[] = []): Promise<RunningGateway> {
+export async function startHttpGateway(
+  configPath: string,
+  extraArgs: string[] = [],
+): Promise<RunningGateway> {
   const child = spawn(
     process.execPath,
     ["--import", "tsx", CLI, "serve", "--config", configPath, "--http", "127.0.0.1:0", ...extraArgs],
@@ -126,7 +129,11 @@ export function stdioGatewayCommand(configPath: string): { command: string; args
 }
 
 /** Polls `check` until it returns true or the deadline passes. For state that has no event to await. */
-export async function eventually(check: () => Promise<boolean> | boolean, timeoutMs = 15_000, what = "condition") {
+export async function eventually(
+  check: () => Promise<boolean> | boolean,
+  timeoutMs = 15_000,
+  what = "condition",
+) {
   const deadline = Date.now() + timeoutMs;
   let delay = 20;
   while (Date.now() < deadline) {

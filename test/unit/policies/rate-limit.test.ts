@@ -192,7 +192,7 @@ describe("token bucket property", () => {
         }),
         (capacity, refillPerSec, steps) => {
           let now = 0;
-          const store = new MemoryStore({ now: () => now });
+          const store = new MemoryStore({ now: () => now, maxEntries: 10, maxBuckets: 10 });
           const granted: { at: number; n: number }[] = [];
           for (const { dt, n } of steps) {
             now += dt;
@@ -222,7 +222,7 @@ describe("token bucket property", () => {
         fc.integer({ min: 0, max: 100_000 }),
         (capacity, perMinute, offset) => {
           let now = offset;
-          const store = new MemoryStore({ now: () => now });
+          const store = new MemoryStore({ now: () => now, maxEntries: 10, maxBuckets: 10 });
           const bucket = { capacity, refillPerSec: perMinute / 60 };
           store.takeTokens("k", bucket, capacity);
           const refused = store.takeTokens("k", bucket);
