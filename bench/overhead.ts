@@ -12,6 +12,7 @@ import { HttpSessionRpc, type LoadResult, type RpcClient, runLoad, StdioRpc } fr
 
 const ROOT = resolve(import.meta.dirname, "..");
 const LIGHT = join(ROOT, "bench/fixtures/light-server.mjs");
+const SDK_SERVER = join(ROOT, "bench/fixtures/sdk-server.mjs");
 const CLI = join(ROOT, "src/cli/main.ts");
 
 export interface Scenario {
@@ -20,13 +21,17 @@ export interface Scenario {
   readonly result: LoadResult;
 }
 
-function gatewayConfig(extra: Record<string, unknown> = {}): string {
+/** The backend every scenario calls: a typical SDK v1 server, or a hand-written one that costs ~nothing. */
+export const BACKENDS = { sdk: SDK_SERVER, light: LIGHT } as const;
+export type BackendKind = keyof typeof BACKENDS;
+
+function gatewayConfig(backend: string, extra: Record<string, unknown> = {}): string {
   const dir = mkdtempSync(join(tmpdir(), "switchboard-bench-"));
   const file = join(dir, "bench.json");
   writeFileSync(
     file,
     JSON.stringify({
-      mcpServers: { light: { command: process.execPath, args: [LIGHT] } },
+      mcpServers: { backend: { command: process.execPath, args: [backend] } },
       logging: { level: "warn" },
       ...extra,
     }),
@@ -73,12 +78,16 @@ async function startHttpGateway(config: string): Promise<{ url: string; stop(): 
   };
 }
 
-export async function measureOverhead(opts: { total: number; warmup: number }): Promise<Scenario[]> {
+export async function measureOverhead(
+  kind: BackendKind,
+  opts: { total: number; warmup: number },
+): Promise<Scenario[]> {
   const scenarios: Scenario[] = [];
-  const config = gatewayConfig();
+  const backend = BACKENDS[kind];
+  const config = gatewayConfig(backend);
 
   for (const concurrency of [1, 8]) {
-    const direct = new StdioRpc(process.execPath, [LIGHT]);
+    const direct = new StdioRpc(process.execPath, [backend]);
     await direct.initialize();
     scenarios.push({
       name: "direct stdio",
@@ -100,7 +109,7 @@ export async function measureOverhead(opts: { total: number; warmup: number }): 
     scenarios.push({
       name: "switchboard stdio",
       concurrency,
-      result: await runLoad(Array(concurrency).fill(viaStdio), callEcho("light__echo"), opts),
+      result: await runLoad(Array(concurrency).fill(viaStdio), callEcho("backend__echo"), opts),
     });
     await viaStdio.close();
   }
@@ -113,7 +122,7 @@ export async function measureOverhead(opts: { total: number; warmup: number }): 
       scenarios.push({
         name: "switchboard http",
         concurrency,
-        result: await runLoad(clients, callEcho("light__echo"), opts),
+        result: await runLoad(clients, callEcho("backend__echo"), opts),
       });
       await Promise.all(clients.map((c) => c.close()));
     }

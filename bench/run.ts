@@ -5,7 +5,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join, resolve } from "node:path";
-import { measureOverhead, type Scenario } from "./overhead.ts";
+import { type BackendKind, measureOverhead, type Scenario } from "./overhead.ts";
 
 const total = Number(process.env.BENCH_CALLS ?? 5_000);
 const warmup = Math.min(500, Math.ceil(total / 10));
@@ -44,7 +44,11 @@ console.log(
   `Switchboard benchmarks — ${machine}; ${total} calls per scenario after ${warmup} warm-up calls\n`,
 );
 
-const overhead = await measureOverhead({ total, warmup });
+const backendKind = (process.env.BENCH_BACKEND ?? "sdk") as BackendKind;
+console.log(
+  `passthrough backend: ${backendKind === "sdk" ? "an SDK v1 McpServer (typical server)" : "a hand-written server that costs ~nothing"}`,
+);
+const overhead = await measureOverhead(backendKind, { total, warmup });
 printScenarios(overhead);
 
 const ratios = [1, 8].flatMap((c) => {

@@ -11,6 +11,7 @@ import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
 import {
   Client,
+  ProtocolError,
   SSEClientTransport,
   StreamableHTTPClientTransport,
   type Transport,
@@ -66,6 +67,11 @@ export interface McpBackendOptions {
   readonly clientInfo: { readonly name: string; readonly version: string };
 }
 
+interface RawResponse {
+  readonly result?: unknown;
+  readonly error?: { readonly code: number; readonly message: string; readonly data?: unknown };
+}
+
 /** An uptime after which a later crash counts as new trouble, not part of a crash loop. */
 const STABLE_UPTIME_MS = 10_000;
 
@@ -87,6 +93,10 @@ export class McpBackend implements Backend {
    */
   readonly #progressRoutes = new Map<string, (update: ProgressUpdate) => void>();
   #progressSeq = 0;
+  /** Tool calls sent on the raw path, by id, waiting for their response. */
+  readonly #rawPending = new Map<string, (message: RawResponse) => void>();
+  #rawSeq = 0;
+  #transport: Transport | undefined;
   readonly #options: McpBackendOptions;
   readonly #log: Logger;
 
@@ -124,13 +134,17 @@ export class McpBackend implements Backend {
       this.#progressRoutes.set(progressToken, ctx.onProgress);
       meta.progressToken = progressToken;
     }
+    const params = {
+      name: call.tool,
+      arguments: call.args,
+      ...(Object.keys(meta).length > 0 ? { _meta: meta } : {}),
+    };
     try {
+      if (this.#transport && client.getProtocolEra() === "legacy") {
+        return await this.#rawCall(this.#transport, params, ctx.signal);
+      }
       const result = await client.callTool(
-        {
-          name: call.tool,
-          arguments: { ...call.args },
-          ...(Object.keys(meta).length > 0 ? { _meta: meta } : {}),
-        },
+        { ...params, arguments: { ...call.args } },
         {
           signal: ctx.signal,
           // The gateway's timeout policy is authoritative; this bound only guards against a policy-less
@@ -144,6 +158,55 @@ export class McpBackend implements Backend {
     } finally {
       if (progressToken !== undefined) this.#progressRoutes.delete(progressToken);
     }
+  }
+
+  /**
+   * The hot path for 2025-era servers: the request is written straight to the transport and its
+   * response is picked off the transport before the SDK sees it. The SDK client would validate the
+   * result against its schemas and the tool's output schema, keep a response cache and arm a timer
+   * for every call; a gateway passes results through and leaves validation to the client that
+   * receives them, and its timeout policy already bounds the call. Ids are strings with a prefix the
+   * SDK never uses (it numbers its own requests), so the two share the connection safely.
+   */
+  #rawCall(
+    transport: Transport,
+    params: Record<string, unknown>,
+    signal: AbortSignal,
+  ): Promise<CallToolResult> {
+    if (signal.aborted) return Promise.reject(signal.reason);
+    const id = `sb:${++this.#rawSeq}`;
+    return new Promise<CallToolResult>((resolve, reject) => {
+      const onAbort = () => {
+        this.#rawPending.delete(id);
+        void transport
+          .send({
+            jsonrpc: "2.0",
+            method: "notifications/cancelled",
+            params: { requestId: id, reason: describeError(signal.reason) },
+          })
+          .catch(() => undefined);
+        reject(signal.reason);
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.#rawPending.set(id, (message) => {
+        signal.removeEventListener("abort", onAbort);
+        if (message.error) {
+          const { code, message: text, data } = message.error;
+          reject(new ProtocolError(code, text, data));
+        } else if (typeof message.result === "object" && message.result !== null) {
+          resolve(message.result as CallToolResult);
+        } else {
+          reject(new Error("the server answered tools/call with a result that is not an object"));
+        }
+      });
+      transport
+        .send({ jsonrpc: "2.0", id, method: "tools/call", params } as never)
+        .catch((error: unknown) => {
+          this.#rawPending.delete(id);
+          signal.removeEventListener("abort", onAbort);
+          reject(error);
+        });
+    });
   }
 
   async readResource(uri: string, ctx: CallContext): Promise<ReadResourceResult> {
@@ -190,11 +253,21 @@ export class McpBackend implements Backend {
 
   async close(): Promise<void> {
     this.#closed = true;
+    this.#transport = undefined;
+    this.#failRawPending("the gateway is shutting down");
     clearTimeout(this.#restartTimer);
     const client = this.#client;
     this.#client = undefined;
     this.#setState("stopped");
     if (client) await client.close().catch(() => undefined);
+  }
+
+  #failRawPending(reason: string): void {
+    const pending = [...this.#rawPending.values()];
+    this.#rawPending.clear();
+    for (const settle of pending) {
+      settle({ error: { code: -32000, message: `connection closed (${reason})` } });
+    }
   }
 
   #metaParam(ctx: CallContext): { _meta?: Record<string, unknown> } {
@@ -299,6 +372,7 @@ export class McpBackend implements Backend {
       );
       connected = true;
       this.#interceptProgress(transport);
+      this.#transport = transport;
     } catch (error) {
       await client.close().catch(() => undefined);
       this.#lastError = describeError(error);
@@ -332,7 +406,15 @@ export class McpBackend implements Backend {
     const deliver = transport.onmessage;
     if (!deliver) return;
     transport.onmessage = (message, extra) => {
-      const m = message as { method?: string; params?: { progressToken?: unknown } };
+      const m = message as { id?: unknown; method?: string; params?: { progressToken?: unknown } };
+      if (typeof m.id === "string" && m.method === undefined) {
+        const settle = this.#rawPending.get(m.id);
+        if (settle) {
+          this.#rawPending.delete(m.id);
+          settle(message as RawResponse);
+          return;
+        }
+      }
       if (m.method === "notifications/progress" && typeof m.params?.progressToken === "string") {
         const route = this.#progressRoutes.get(m.params.progressToken);
         if (route) {
@@ -419,6 +501,8 @@ export class McpBackend implements Backend {
   #onDisconnect(client: Client, reason: string): void {
     if (client !== this.#client || this.#closed) return;
     this.#client = undefined;
+    this.#transport = undefined;
+    this.#failRawPending(reason);
     this.#catalog = EMPTY_CATALOG;
     this.#lastError = reason;
     if (Date.now() - this.#upSince > STABLE_UPTIME_MS) this.#attempt = 0;

@@ -48,6 +48,9 @@ export class LiveServers {
   }
 }
 
+/** How long a result waits after the last progress update (see `settled` below). */
+const PROGRESS_GAP_MS = 3;
+
 export interface ServerFactoryOptions {
   /** Resolves the principal for a request (HTTP auth); stdio uses the configured local principal. */
   readonly principalOf?: (ctx: ServerContext) => Principal;
@@ -67,7 +70,7 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
     const progressToken = meta.progressToken as string | number | undefined;
     delete meta.progressToken;
     const sending = new Set<Promise<void>>();
-    let progressSent = false;
+    let lastProgressAt: number | undefined;
     const options: RequestOptions = {
       principal: principalOf(ctx),
       signal: ctx.mcpReq.signal,
@@ -79,19 +82,21 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
               const sent = ctx.mcpReq
                 .notify({ method: "notifications/progress", params: { progressToken, ...update } })
                 .catch(() => undefined);
-              progressSent = true;
+              lastProgressAt = performance.now();
               sending.add(sent);
               void sent.finally(() => sending.delete(sent));
             },
           }
         : {}),
     };
-    // After the last progress write, one turn of the event loop passes before the result is written:
-    // clients that dispatch notifications a tick later than responses would otherwise drop it.
+    // SDK clients dispatch notifications a microtask after responses, so a progress update that
+    // arrives in the same read as the result is dropped. The result therefore waits until the last
+    // update is written and a moment has passed for the client to read it on its own.
     const settled = async () => {
-      if (!progressSent) return;
+      if (lastProgressAt === undefined) return;
       await Promise.all(sending);
-      await new Promise((resolve) => setImmediate(resolve));
+      const wait = PROGRESS_GAP_MS - (performance.now() - lastProgressAt);
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
     };
     return { options, settled };
   };
