@@ -3,11 +3,14 @@
  * to stderr. When the client closes stdin, `onClientGone` fires so the process can shut down, as the
  * stdio binding asks of servers.
  */
+import type { Server } from "@modelcontextprotocol/server";
 import { serveStdio } from "@modelcontextprotocol/server/stdio";
 import { describeError } from "../core/errors.ts";
 import type { Gateway } from "../gateway/gateway.ts";
 import { createServerFactory, LiveServers } from "./mcp-server.ts";
 import { forwardNotifications } from "./notifications.ts";
+import { GatewayStdioTransport } from "./stdio-transport.ts";
+import { createToolCallFastPath } from "./tool-call-fast-path.ts";
 
 export interface StdioServing {
   close(): Promise<void>;
@@ -17,13 +20,21 @@ export function serveGatewayOnStdio(gateway: Gateway, onClientGone: () => void):
   const live = new LiveServers();
   const factory = createServerFactory(gateway);
   const stopForwarding = forwardNotifications(gateway, live);
+  const transport = new GatewayStdioTransport();
+  // The instance the SDK pins to the connection: the fast path projects results through its codec.
+  let pinned: Server | undefined;
+  transport.fastPath = createToolCallFastPath(gateway, transport, () => pinned);
   const handle = serveStdio(
     (context) => {
       const server = factory(context);
       live.add(server);
+      pinned = server;
       return server;
     },
-    { onerror: (error) => gateway.logger.debug({ err: describeError(error) }, "stdio protocol error") },
+    {
+      transport,
+      onerror: (error) => gateway.logger.debug({ err: describeError(error) }, "stdio protocol error"),
+    },
   );
   process.stdin.once("end", onClientGone);
   process.stdin.once("close", onClientGone);
