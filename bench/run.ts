@@ -6,6 +6,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { type BackendKind, measureOverhead, type Scenario } from "./overhead.ts";
+import { measurePipeline, type PipelineReport } from "./pipeline.ts";
 
 const total = Number(process.env.BENCH_CALLS ?? 5_000);
 const warmup = Math.min(500, Math.ceil(total / 10));
@@ -74,10 +75,41 @@ for (const r of ratios) {
   );
 }
 
+function printPipeline(report: PipelineReport): void {
+  const widths = [20, 8, 7, 10, 9, 9];
+  console.log(row(["scenario", "backend", "clients", "calls/s", "p50 ms", "p99 ms"], widths));
+  for (const r of report.rows) {
+    console.log(
+      row(
+        [
+          r.name,
+          `${r.backendMs} ms`,
+          String(r.concurrency),
+          r.result.perSecond.toFixed(0),
+          r.result.p50Ms.toFixed(3),
+          r.result.p99Ms.toFixed(3),
+        ],
+        widths,
+      ),
+    );
+  }
+  console.log(`\n${"ratio (throughput)".padEnd(56)} measured  target`);
+  for (const r of report.ratios) {
+    const verdict = r.target === undefined ? "" : r.ratio >= r.target ? "  ok" : "  BELOW TARGET";
+    console.log(
+      `${r.what.padEnd(56)} ${r.ratio.toFixed(2).padStart(8)}  ${r.target === undefined ? "-" : `≥ ${r.target}`}${verdict}`,
+    );
+  }
+}
+
+console.log("\npolicy chain: full chain (every policy but invalidates) vs. off, and cache hits");
+const pipeline = await measurePipeline({ total, warmup });
+printPipeline(pipeline);
+
 const out = resolve(import.meta.dirname, "results");
 mkdirSync(out, { recursive: true });
 writeFileSync(
   join(out, "latest.json"),
-  JSON.stringify({ machine, total, warmup, overhead, ratios }, null, 2),
+  JSON.stringify({ machine, total, warmup, overhead, ratios, pipeline }, null, 2),
 );
 console.log(`\nresults written to ${join("bench", "results", "latest.json")}`);

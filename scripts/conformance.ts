@@ -3,6 +3,8 @@
  * one row per scenario.
  *
  *   node --import tsx scripts/conformance.ts                 start Switchboard on test/fixtures/conformance.yaml
+ *   node --import tsx scripts/conformance.ts --legacy-backend   the same, with the fixture speaking only the
+ *                                                            2025 protocol (test/fixtures/conformance-legacy.yaml)
  *   node --import tsx scripts/conformance.ts --direct        start the fixture alone (conformance-http.ts)
  *   node --import tsx scripts/conformance.ts <url>           test an endpoint that is already running
  *
@@ -27,7 +29,11 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-const GATEWAY_CONFIG = "test/fixtures/conformance.yaml";
+/** The gateway's config, by the protocol era its backend connection to the fixture speaks. */
+const GATEWAY_CONFIGS = {
+  modern: "test/fixtures/conformance.yaml",
+  legacy: "test/fixtures/conformance-legacy.yaml",
+} as const;
 
 /** Scenarios the suite (0.1.13) puts in its "pending" suite: run by `--suite all` and `--suite pending`. */
 const PENDING_SCENARIOS = new Set(["json-schema-2020-12", "server-sse-polling"]);
@@ -43,6 +49,8 @@ type Target = "gateway" | "direct" | "url";
 
 interface Options {
   target: Target;
+  /** Which era the gateway's connection to the fixture speaks (gateway target only). */
+  backend: keyof typeof GATEWAY_CONFIGS;
   url?: string;
   scenarios: string[];
   suite: "all" | "active" | "pending";
@@ -72,11 +80,13 @@ interface ScenarioResult {
 class UsageError extends Error {}
 
 const USAGE =
-  "usage: scripts/conformance.ts [<url> | --direct] [--scenario <name>]... [--suite all|active|pending]";
+  "usage: scripts/conformance.ts [<url> | --direct | --legacy-backend] [--scenario <name>]... " +
+  "[--suite all|active|pending] [--timeout <ms>] [--json <file>] [--keep] [--verbose]";
 
 function parseArgs(argv: string[]): Options {
   const options: Options = {
     target: "gateway",
+    backend: "modern",
     scenarios: [],
     suite: "all",
     timeoutMs: 300_000,
@@ -93,6 +103,9 @@ function parseArgs(argv: string[]): Options {
     switch (arg) {
       case "--direct":
         options.target = "direct";
+        break;
+      case "--legacy-backend":
+        options.backend = "legacy";
         break;
       case "--scenario":
         options.scenarios.push(value(i++, arg));
@@ -133,6 +146,8 @@ function parseArgs(argv: string[]): Options {
   }
   if (options.url !== undefined && argv.includes("--direct"))
     throw new UsageError("give a URL or --direct, not both");
+  if (options.backend === "legacy" && options.target !== "gateway")
+    throw new UsageError("--legacy-backend only applies when the script starts the gateway");
   if (options.url !== undefined) {
     try {
       new URL(options.url);
@@ -378,7 +393,16 @@ async function main(): Promise<number> {
     if (options.target === "gateway") {
       const started = await startServer(
         process.execPath,
-        ["--import", "tsx", "src/cli/main.ts", "serve", "--config", GATEWAY_CONFIG, "--http", "127.0.0.1:0"],
+        [
+          "--import",
+          "tsx",
+          "src/cli/main.ts",
+          "serve",
+          "--config",
+          GATEWAY_CONFIGS[options.backend],
+          "--http",
+          "127.0.0.1:0",
+        ],
         deadline,
       );
       ({ child: server, url } = started);
@@ -391,7 +415,11 @@ async function main(): Promise<number> {
       ({ child: server, url } = started);
     }
     if (url === undefined) throw new Error("no URL to test");
-    process.stderr.write(`conformance: testing ${url} (${options.target})\n`);
+    const label =
+      options.target === "gateway"
+        ? `gateway, ${options.backend === "legacy" ? "2025-era" : "2026-07-28"} backend`
+        : options.target;
+    process.stderr.write(`conformance: testing ${url} (${label})\n`);
 
     let scenarios = options.scenarios;
     const all = await listScenarios(deadline);
@@ -435,7 +463,7 @@ async function main(): Promise<number> {
     const known = results.filter((r) => r.outcome === "known").length;
     const failed = results.filter((r) => r.outcome === "fail" || r.outcome === "missing");
     process.stdout.write(
-      `\n${passed}/${results.length} scenarios passed against ${options.target}` +
+      `\n${passed}/${results.length} scenarios passed against ${label}` +
         (known > 0 ? `, ${known} known gateway failure(s)` : "") +
         (failed.length > 0
           ? `, ${failed.length} unexpected failure(s): ${failed.map((r) => r.scenario).join(", ")}`
@@ -443,7 +471,13 @@ async function main(): Promise<number> {
         "\n",
     );
     if (options.json !== undefined) {
-      const summary = { target: options.target, url, suite: options.suite, results };
+      const summary = {
+        target: options.target,
+        ...(options.target === "gateway" ? { backend: options.backend } : {}),
+        url,
+        suite: options.suite,
+        results,
+      };
       await writeFile(resolve(options.json), `${JSON.stringify(summary, null, 2)}\n`);
     }
     return failed.length > 0 ? 1 : 0;

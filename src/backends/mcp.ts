@@ -7,11 +7,14 @@
  * Both protocol eras are spoken: the client probes with `server/discover` and falls back to the
  * 2025 `initialize` handshake for older servers.
  */
+import { AsyncLocalStorage } from "node:async_hooks";
 import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
 import {
   Client,
+  type McpSubscription,
   ProtocolError,
+  ProtocolErrorCode,
   SSEClientTransport,
   StreamableHTTPClientTransport,
   type Transport,
@@ -25,10 +28,15 @@ import {
   type BackendLogMessage,
   type BackendState,
   type CallContext,
+  type CallerChannel,
   type CallToolResult,
+  type CompleteRequestParams,
+  type CompleteResult,
   EMPTY_CATALOG,
   type GetPromptResult,
   type HealthResult,
+  type LoggingLevel,
+  NOTE_ASKED_CLIENT,
   type ProgressUpdate,
   type ReadResourceResult,
   type ToolCall,
@@ -72,6 +80,9 @@ interface RawResponse {
   readonly error?: { readonly code: number; readonly message: string; readonly data?: unknown };
 }
 
+/** How many stderr lines are kept to explain a failure. */
+const STDERR_TAIL_LINES = 3;
+
 /** An uptime after which a later crash counts as new trouble, not part of a crash loop. */
 const STABLE_UPTIME_MS = 10_000;
 
@@ -85,6 +96,8 @@ export class McpBackend implements Backend {
   #attempt = 0;
   #upSince = 0;
   #lastError = "";
+  /** The last lines the server wrote to stderr: usually the real reason it failed or exited. */
+  #stderrTail: string[] = [];
   #closed = false;
   /**
    * Progress is routed by our own tokens, straight off the transport. The SDK dispatches
@@ -97,6 +110,8 @@ export class McpBackend implements Backend {
   readonly #rawPending = new Map<string, (message: RawResponse) => void>();
   #rawSeq = 0;
   #transport: Transport | undefined;
+  /** `subscriptions/listen` streams held for resource subscriptions on 2026-07-28 connections, by URI. */
+  readonly #listens = new Map<string, { readonly client: Client; readonly subscription: McpSubscription }>();
   readonly #options: McpBackendOptions;
   readonly #log: Logger;
 
@@ -238,6 +253,82 @@ export class McpBackend implements Backend {
     }
   }
 
+  async complete(params: CompleteRequestParams, ctx: CallContext): Promise<CompleteResult> {
+    const client = this.#requireClient();
+    // A server without completions has no suggestions; an empty answer is what a client expects then.
+    if (!client.getServerCapabilities()?.completions) return { completion: { values: [] } };
+    const { _meta: _ignored, ...rest } = params;
+    const what =
+      params.ref.type === "ref/prompt"
+        ? `completion of prompt "${params.ref.name}"`
+        : `completion of resource "${params.ref.uri}"`;
+    try {
+      return await client.complete(
+        { ...rest, ...this.#metaParam(ctx) },
+        {
+          signal: ctx.signal,
+          timeout: this.#options.timeoutMs,
+        },
+      );
+    } catch (error) {
+      throw this.#translate(error, what, ctx.signal);
+    }
+  }
+
+  /**
+   * 2025-era servers get `resources/subscribe` (when they offer it); 2026-07-28 servers have no such
+   * method, so a `subscriptions/listen` stream for the URI is held open instead. Updates arrive through
+   * the same notification handler either way.
+   */
+  async subscribeResource(uri: string): Promise<void> {
+    const client = this.#requireClient();
+    const options = { timeout: this.#options.timeoutMs };
+    try {
+      if (client.getProtocolEra() === "modern") {
+        if (this.#listens.get(uri)?.client === client) return;
+        const subscription = await client.listen({ resourceSubscriptions: [uri] }, options);
+        this.#listens.set(uri, { client, subscription });
+        return;
+      }
+      if (!client.getServerCapabilities()?.resources?.subscribe) return;
+      await client.subscribeResource({ uri }, options);
+    } catch (error) {
+      throw this.#translate(error, `subscription to resource "${uri}"`, NEVER_ABORTED);
+    }
+  }
+
+  async unsubscribeResource(uri: string): Promise<void> {
+    const listen = this.#listens.get(uri);
+    if (listen) {
+      this.#listens.delete(uri);
+      await listen.subscription.close();
+      return;
+    }
+    const client = this.#client;
+    if (!client || this.#state !== "up" || client.getProtocolEra() === "modern") return;
+    if (!client.getServerCapabilities()?.resources?.subscribe) return;
+    try {
+      await client.unsubscribeResource({ uri }, { timeout: this.#options.timeoutMs });
+    } catch (error) {
+      throw this.#translate(error, `unsubscription from resource "${uri}"`, NEVER_ABORTED);
+    }
+  }
+
+  /**
+   * Only 2025-era servers have `logging/setLevel`; a 2026-07-28 server reads the level from each
+   * request's `_meta`, which the gateway fills in per call.
+   */
+  async setLogLevel(level: LoggingLevel): Promise<void> {
+    const client = this.#client;
+    if (!client || this.#state !== "up" || client.getProtocolEra() === "modern") return;
+    if (!client.getServerCapabilities()?.logging) return;
+    try {
+      await client.setLoggingLevel(level, { timeout: this.#options.timeoutMs });
+    } catch (error) {
+      throw this.#translate(error, `logging/setLevel "${level}"`, NEVER_ABORTED);
+    }
+  }
+
   async health(signal: AbortSignal): Promise<HealthResult> {
     if (this.#state !== "up" || !this.#client) {
       return { status: "unhealthy", detail: `not connected: ${this.#lastError || this.#state}` };
@@ -258,6 +349,7 @@ export class McpBackend implements Backend {
     clearTimeout(this.#restartTimer);
     const client = this.#client;
     this.#client = undefined;
+    this.#listens.clear();
     this.#setState("stopped");
     if (client) await client.close().catch(() => undefined);
   }
@@ -320,10 +412,13 @@ export class McpBackend implements Backend {
   async #connect(): Promise<void> {
     if (this.#closed) return;
     this.#setState("starting");
-    const client = new Client(
+    const client = new GatewayClient(
       { name: this.#options.clientInfo.name, version: this.#options.clientInfo.version },
       {
         versionNegotiation: { mode: "auto" },
+        // Declared so that servers may ask; each question goes to the client that made the call, which
+        // may still refuse it (see #answerServerRequests).
+        capabilities: { sampling: {}, elicitation: { form: {}, url: {} } },
         listChanged: {
           tools: {
             autoRefresh: false,
@@ -354,12 +449,13 @@ export class McpBackend implements Backend {
     client.setNotificationHandler("notifications/resources/updated", (notification) => {
       this.#events?.resourceUpdated(notification.params.uri);
     });
+    this.#answerServerRequests(client);
     client.onerror = (error) => this.#log.debug({ err: describeError(error) }, "transport error");
 
     const transport = this.#makeTransport();
     let connected = false;
     client.onclose = () => {
-      if (connected) this.#onDisconnect(client, "connection closed");
+      if (connected) this.#onDisconnect(client, this.#withStderr("connection closed"));
     };
     try {
       await withTimeout(
@@ -375,7 +471,7 @@ export class McpBackend implements Backend {
       this.#transport = transport;
     } catch (error) {
       await client.close().catch(() => undefined);
-      this.#lastError = describeError(error);
+      this.#lastError = this.#withStderr(describeError(error));
       this.#log.warn({ err: this.#lastError, attempt: this.#attempt }, "server failed to start");
       this.#setState("down", this.#lastError);
       this.#scheduleRestart();
@@ -431,7 +527,59 @@ export class McpBackend implements Backend {
     };
   }
 
+  /**
+   * Sampling and elicitation requests from the server, forwarded to the client whose call caused them.
+   * On 2026-07-28 connections they come from the SDK fulfilling an `input_required` result, inside
+   * `callScope` (see GatewayClient); on 2025-era connections they arrive on their own, and the gateway
+   * picks the call by what is in flight on this server.
+   */
+  #answerServerRequests(client: Client): void {
+    client.setRequestHandler("sampling/createMessage", (request, ctx) =>
+      this.#askCaller("sampling/createMessage", ctx.mcpReq.signal, (caller, signal) =>
+        caller.createMessage(withoutProgressToken(request.params), signal),
+      ),
+    );
+    client.setRequestHandler("elicitation/create", (request, ctx) =>
+      this.#askCaller("elicitation/create", ctx.mcpReq.signal, (caller, signal) =>
+        caller.elicit(withoutProgressToken(request.params), signal),
+      ),
+    );
+  }
+
+  async #askCaller<T>(
+    method: string,
+    requestSignal: AbortSignal,
+    ask: (caller: CallerChannel, signal: AbortSignal) => Promise<T>,
+  ): Promise<T> {
+    const call = this.#events?.callerOf?.(callScope.getStore());
+    if (!call?.client) {
+      throw new ProtocolError(
+        ProtocolErrorCode.InvalidRequest,
+        `Switchboard cannot forward ${method} from server "${this.name}": it was not asked during a ` +
+          "tool call whose client is still waiting, and only that client can answer. Ask for input " +
+          "while handling tools/call.",
+      );
+    }
+    call.notes.set(NOTE_ASKED_CLIENT, true);
+    try {
+      return await ask(call.client, AbortSignal.any([requestSignal, call.signal]));
+    } catch (error) {
+      if (ProtocolError.isInstance(error)) throw error;
+      throw new ProtocolError(
+        ProtocolErrorCode.InternalError,
+        `The client that called server "${this.name}" did not answer ${method}: ${describeError(error)}`,
+      );
+    }
+  }
+
+  /** A failure reason with the server's last stderr lines, when it wrote any since it was started. */
+  #withStderr(reason: string): string {
+    const tail = this.#stderrTail.join(" | ");
+    return tail ? `${reason}; its stderr ended with: ${tail}` : reason;
+  }
+
   #makeTransport(): Transport {
+    this.#stderrTail = [];
     const t = this.#options.transport;
     if (t.type === "stdio") {
       const transport = new StdioClientTransport({
@@ -445,7 +593,10 @@ export class McpBackend implements Backend {
       const stderr = transport.stderr as Readable | null;
       if (stderr) {
         createInterface({ input: stderr }).on("line", (line) => {
-          if (line.trim()) this.#log.info({ stderr: line }, "server stderr");
+          if (!line.trim()) return;
+          this.#stderrTail.push(line.length > 300 ? `${line.slice(0, 300)}…` : line);
+          if (this.#stderrTail.length > STDERR_TAIL_LINES) this.#stderrTail.shift();
+          this.#log.info({ stderr: line }, "server stderr");
         });
       }
       return transport;
@@ -541,6 +692,33 @@ export function backoffDelay(
 ): number {
   const step = Math.min(maxMs, initialMs * 2 ** Math.min(attempt, 30));
   return step / 2 + (random() * step) / 2;
+}
+
+/** For requests the gateway makes on its own, which no client can cancel. */
+const NEVER_ABORTED = new AbortController().signal;
+
+/** The server's own progress token on a request to us means nothing to the client we forward it to. */
+function withoutProgressToken<P extends { _meta?: Record<string, unknown> }>(params: P): P {
+  if (params._meta?.progressToken === undefined) return params;
+  const { progressToken: _dropped, ...meta } = params._meta;
+  if (Object.keys(meta).length > 0) return { ...params, _meta: meta };
+  const { _meta: _empty, ...rest } = params;
+  return rest as P;
+}
+
+/**
+ * The abort signal of the tool call whose `input_required` result the SDK is fulfilling, for the
+ * request handlers it calls. The SDK runs that fulfilment from the response path, outside the call's
+ * async context, so it is set again here from the request options the SDK hands over.
+ */
+const callScope = new AsyncLocalStorage<AbortSignal | undefined>();
+
+class GatewayClient extends Client {
+  protected override _resolveNonCompleteResult(
+    ...args: Parameters<Client["_resolveNonCompleteResult"]>
+  ): Promise<unknown> {
+    return callScope.run(args[1].options?.signal, () => super._resolveNonCompleteResult(...args));
+  }
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {

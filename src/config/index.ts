@@ -28,6 +28,7 @@ export {
   validateConfig,
 } from "./load.ts";
 export {
+  CLAUDE_DESKTOP_KEYS,
   type Config,
   type ConfigInput,
   configSchema,

@@ -76,13 +76,76 @@ export function validateConfig(document: unknown, options: ValidateConfigOptions
   }
 
   const knownKeys = new WeakMap<readonly string[], readonly string[]>();
-  const result = configSchema.safeParse(interpolated, { error: (issue) => describeIssue(issue, knownKeys) });
+  const parse = () =>
+    configSchema.safeParse(interpolated, { error: (issue) => describeIssue(issue, knownKeys) });
+  let result = parse();
+  // Each round can only turn strings into numbers or booleans, so it ends; a few rounds cover values
+  // that a union or a refinement only reaches once the values before them are fixed.
+  for (let round = 0; round < 3 && !result.success; round++) {
+    if (!coerceScalars(interpolated, result.error.issues, [])) break;
+    result = parse();
+  }
   if (!result.success)
     throw invalid(
       source,
       result.error.issues.flatMap((issue) => toConfigIssues(issue, [], knownKeys)),
     );
   return deepFreeze(result.data);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Scalars from strings
+
+/**
+ * Decimal numbers as people write them in settings; not "", " 1", "0x10", "1_000" or "Infinity",
+ * which Number() would accept or misread.
+ */
+const NUMERIC = /^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$/;
+
+/**
+ * Interpolation always yields strings, so `port: "${PORT:-8931}"` is the string "8931" however it is
+ * written. Where the schema wants a number (or a boolean) and the string is an exact spelling of one,
+ * it is replaced in `document` (the interpolated copy, never the caller's object); anything else stays
+ * an error. Driven by the schema's own issues, so every numeric field qualifies, policies included,
+ * and no field that takes strings is ever touched. The other direction stays an error (see `text` in
+ * schema.ts): a number written where a string is wanted may already have lost digits.
+ */
+function coerceScalars(document: unknown, issues: readonly Issue[], prefix: readonly PropertyKey[]): boolean {
+  let changed = false;
+  for (const issue of issues) {
+    const path = [...prefix, ...issue.path];
+    if (issue.code === "invalid_union") {
+      for (const branch of issue.errors) if (coerceScalars(document, branch, path)) changed = true;
+      continue;
+    }
+    if (issue.code !== "invalid_type" || path.length === 0) continue;
+    const parent = valueAt(document, path.slice(0, -1));
+    const key = path.at(-1) as PropertyKey;
+    if (typeof parent !== "object" || parent === null || !Object.hasOwn(parent, key)) continue;
+    const value = (parent as Record<PropertyKey, unknown>)[key];
+    if (typeof value !== "string") continue;
+    let replacement: number | boolean | undefined;
+    if (issue.expected === "number" || issue.expected === "int") {
+      if (NUMERIC.test(value)) replacement = Number(value);
+    } else if (issue.expected === "boolean") {
+      if (value === "true" || value === "false") replacement = value === "true";
+    }
+    // "1e999" spells Infinity, which no setting means.
+    if (replacement === undefined || (typeof replacement === "number" && !Number.isFinite(replacement)))
+      continue;
+    (parent as Record<PropertyKey, unknown>)[key] = replacement;
+    changed = true;
+  }
+  return changed;
+}
+
+function valueAt(document: unknown, path: readonly PropertyKey[]): unknown {
+  let value = document;
+  for (const segment of path) {
+    if (typeof value !== "object" || value === null || !Object.hasOwn(value, segment)) return undefined;
+    value = (value as Record<PropertyKey, unknown>)[segment];
+  }
+  return value;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -232,6 +295,20 @@ function describeIssue(
   }
   if (issue.code === "invalid_type" && issue.input === undefined)
     return `required (${withArticle(issue.expected)})`;
+  if (issue.code === "invalid_type") {
+    if (issue.expected === "int" && typeof issue.input === "number")
+      return `expected a whole number, got ${issue.input}`;
+    const expected = issue.expected === "boolean" ? "true or false" : withArticle(issue.expected);
+    return `expected ${expected}, got ${describeValue(issue.input, issue.expected)}`;
+  }
+  if (issue.code === "too_big" && issue.origin === "number")
+    return issue.inclusive
+      ? `must be at most ${issue.maximum}, got ${String(issue.input)}`
+      : `must be less than ${issue.maximum}, got ${String(issue.input)}`;
+  if (issue.code === "too_small" && issue.origin === "number")
+    return issue.inclusive
+      ? `must be at least ${issue.minimum}, got ${String(issue.input)}`
+      : `must be greater than ${issue.minimum}, got ${String(issue.input)}`;
   return undefined;
 }
 
@@ -284,7 +361,24 @@ function alternatives(branches: readonly (readonly Issue[])[]): string {
 
 function withArticle(expected: string): string {
   if (expected === "record") return "an object";
+  if (expected === "int") return "a whole number";
   return /^[aeiou]/.test(expected) ? `an ${expected}` : `a ${expected}`;
+}
+
+/**
+ * What was found instead. A string is shown only where a number or boolean was expected (it failed
+ * to spell one, see coerceScalars); elsewhere it may be a secret put in the wrong place.
+ */
+function describeValue(input: unknown, expected: string): string {
+  if (typeof input === "string") {
+    if (expected !== "number" && expected !== "int" && expected !== "boolean") return "a string";
+    return `the string ${JSON.stringify(input.length > 40 ? `${input.slice(0, 40)}…` : input)}`;
+  }
+  if (typeof input === "number") return `the number ${input}`;
+  if (typeof input === "boolean") return String(input);
+  if (input === null) return "an empty value";
+  if (Array.isArray(input)) return "an array";
+  return typeof input === "object" ? "an object" : `a ${typeof input}`;
 }
 
 const STDIO_ONLY = new Set(["command", "args", "env", "cwd"]);

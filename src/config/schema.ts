@@ -222,9 +222,23 @@ export const loggingSchema = z.strictObject({
   level: z.enum(LOG_LEVELS).default("info"),
 });
 
+/**
+ * Top-level keys Claude Desktop keeps in claude_desktop_config.json next to `mcpServers`: app settings
+ * that mean nothing to a gateway. They are accepted with any value and dropped, so the file works
+ * unchanged. The list is closed on purpose: any other unknown key is still an error, because a
+ * misspelt Switchboard key ("gatway") must not be silently ignored.
+ */
+export const CLAUDE_DESKTOP_KEYS = ["globalShortcut", "preferences", "isUsingBuiltInNodeForMcp"] as const;
+
+const claudeDesktopKeys = Object.fromEntries(
+  CLAUDE_DESKTOP_KEYS.map((key) => [key, z.unknown().optional()]),
+) as Record<(typeof CLAUDE_DESKTOP_KEYS)[number], z.ZodOptional<z.ZodUnknown>>;
+
 const configObjectSchema = z.strictObject({
   /** Lets editors find a JSON schema for the file; ignored by the gateway. Default: none. */
   $schema: z.string().optional(),
+  /** Claude Desktop's own settings (see CLAUDE_DESKTOP_KEYS): accepted and dropped. */
+  ...claudeDesktopKeys,
   /** The MCP servers, keyed by name, as in Claude Desktop / Claude Code. Required; may be {}. */
   mcpServers: serversSchema,
   /** Default {}: every option at its default. */
@@ -241,13 +255,13 @@ const configObjectSchema = z.strictObject({
     .default({}),
 });
 
-type ParsedConfig = z.output<typeof configObjectSchema>;
+type ParsedConfig = Omit<z.output<typeof configObjectSchema>, (typeof CLAUDE_DESKTOP_KEYS)[number]>;
 type ParsedServer = ParsedConfig["mcpServers"][string];
 
 /** The config after validation and defaults: `prefix` is always set. */
 export const configSchema = configObjectSchema.superRefine(checkConfig).transform(
   (config): Flatten<Omit<ParsedConfig, "mcpServers"> & { mcpServers: Record<string, ServerConfig> }> => ({
-    ...config,
+    ...withoutClaudeDesktopKeys(config),
     mcpServers: Object.fromEntries(
       Object.entries(config.mcpServers).map(([name, server]) => [
         name,
@@ -280,6 +294,12 @@ export type LogLevelSetting = (typeof LOG_LEVELS)[number];
 export type Config = z.output<typeof configSchema>;
 /** The config as written, before defaults (what a program may pass to `validateConfig`). */
 export type ConfigInput = z.input<typeof configSchema>;
+
+function withoutClaudeDesktopKeys(config: z.output<typeof configObjectSchema>): ParsedConfig {
+  const kept: Record<string, unknown> = { ...config };
+  for (const key of CLAUDE_DESKTOP_KEYS) delete kept[key];
+  return kept as ParsedConfig;
+}
 
 function effectivePrefix(name: string, server: ParsedServer): string {
   return server.prefix ?? name;

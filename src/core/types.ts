@@ -4,7 +4,15 @@
  */
 import type {
   CallToolResult,
+  CompleteRequestParams,
+  CompleteResult,
+  CreateMessageRequestParams,
+  CreateMessageResult,
+  CreateMessageResultWithTools,
+  ElicitRequestParams,
+  ElicitResult,
   GetPromptResult,
+  LoggingLevel,
   Prompt,
   ReadResourceResult,
   Resource,
@@ -12,7 +20,23 @@ import type {
   Tool,
 } from "@modelcontextprotocol/client";
 
-export type { CallToolResult, GetPromptResult, Prompt, ReadResourceResult, Resource, ResourceTemplate, Tool };
+export type {
+  CallToolResult,
+  CompleteRequestParams,
+  CompleteResult,
+  CreateMessageRequestParams,
+  CreateMessageResult,
+  CreateMessageResultWithTools,
+  ElicitRequestParams,
+  ElicitResult,
+  GetPromptResult,
+  LoggingLevel,
+  Prompt,
+  ReadResourceResult,
+  Resource,
+  ResourceTemplate,
+  Tool,
+};
 
 export type MaybePromise<T> = T | Promise<T>;
 
@@ -37,17 +61,47 @@ export interface ProgressUpdate {
   readonly message?: string;
 }
 
+/**
+ * The client that made a call, as a backend may need it while the call runs: MCP servers ask their
+ * client for an LLM completion (sampling) or for user input (elicitation) in the middle of a tool call,
+ * and send log messages about it. The transport layer implements this for each protocol era, so
+ * backends never see how the question reaches the client.
+ */
+export interface CallerChannel {
+  /** Asks the client's LLM (`sampling/createMessage`). Rejects when the client cannot sample. */
+  createMessage(
+    params: CreateMessageRequestParams,
+    signal: AbortSignal,
+  ): Promise<CreateMessageResult | CreateMessageResultWithTools>;
+  /** Asks the user (`elicitation/create`); `requestedSchema` reaches the client unchanged. */
+  elicit(params: ElicitRequestParams, signal: AbortSignal): Promise<ElicitResult>;
+  /** A log message about this call, filtered by the level the client asked for. */
+  log(message: BackendLogMessage): void;
+}
+
+/**
+ * The `notes` key set (to true) on a call during which its backend asked the client for sampling or
+ * elicitation: the result depends on the answers, so a cache must not keep it.
+ */
+export const NOTE_ASKED_CLIENT = "askedClient";
+
 export interface CallContext {
   readonly requestId: string;
   /** Reaches every policy and the backend request: a client's cancel aborts the backend call. */
   readonly signal: AbortSignal;
   readonly principal: Principal;
-  /** The request's `_meta` as the client sent it (traceparent, signature, …), minus the progress token. */
+  /**
+   * The request's `_meta` as the client sent it (traceparent, signature, …), minus the progress token,
+   * plus the log level the client asked for under `io.modelcontextprotocol/logLevel`, which is how a
+   * 2026-07-28 server learns it.
+   */
   readonly meta: Readonly<Record<string, unknown>>;
   /** Per-call facts for audit, metrics and `_meta` of the result (cache: hit, fallback: source, …). */
   readonly notes: Map<string, unknown>;
   /** Set when the client asked for progress; backends forward their progress here. */
   readonly onProgress?: (update: ProgressUpdate) => void;
+  /** Set when a client made the call over MCP; absent for calls the gateway makes on its own. */
+  readonly client?: CallerChannel;
 }
 
 export type CallHandler = (call: ToolCall, ctx: CallContext) => Promise<CallToolResult>;
@@ -87,7 +141,7 @@ export interface ListChanged {
 }
 
 export interface BackendLogMessage {
-  readonly level: "debug" | "info" | "notice" | "warning" | "error" | "critical" | "alert" | "emergency";
+  readonly level: LoggingLevel;
   readonly logger?: string;
   readonly data: unknown;
 }
@@ -102,6 +156,13 @@ export interface BackendEvents {
   log(message: BackendLogMessage): void;
   /** A resource the backend reports as updated (`notifications/resources/updated`). */
   resourceUpdated(uri: string): void;
+  /**
+   * The tool call a server-to-client request belongs to, for forwarding it to that call's client. When
+   * the backend knows which of its requests caused it, it passes that request's abort signal, and only
+   * the call given that signal matches. A 2025-era request carries no such link, so without a signal
+   * the gateway picks the only call in flight on this backend, else the most recent one.
+   */
+  callerOf?(signal?: AbortSignal): CallContext | undefined;
 }
 
 export interface Backend {
@@ -117,6 +178,13 @@ export interface Backend {
     args: Record<string, string> | undefined,
     ctx: CallContext,
   ): Promise<GetPromptResult>;
+  /** `completion/complete`, with `ref` already in the backend's own names. */
+  complete?(params: CompleteRequestParams, ctx: CallContext): Promise<CompleteResult>;
+  /** Starts `notifications/resources/updated` for `uri` (the gateway counts subscribers; one call per URI). */
+  subscribeResource?(uri: string): Promise<void>;
+  unsubscribeResource?(uri: string): Promise<void>;
+  /** The most verbose log level any client of the gateway asked for; re-sent after every reconnect. */
+  setLogLevel?(level: LoggingLevel): Promise<void>;
   health(signal: AbortSignal): Promise<HealthResult>;
   close(): Promise<void>;
 }

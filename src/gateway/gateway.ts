@@ -15,10 +15,14 @@ import {
   type BackendLogMessage,
   type BackendState,
   type CallContext,
+  type CallerChannel,
   type CallHandler,
   type CallToolResult,
+  type CompleteRequestParams,
+  type CompleteResult,
   type GetPromptResult,
   type ListChanged,
+  type LoggingLevel,
   type Principal,
   type ProgressUpdate,
   type ReadResourceResult,
@@ -36,7 +40,27 @@ export interface RequestOptions {
   readonly meta?: Readonly<Record<string, unknown>>;
   readonly onProgress?: (update: ProgressUpdate) => void;
   readonly requestId?: string;
+  /** The calling client, for backends that ask it for sampling or elicitation during a call. */
+  readonly client?: CallerChannel;
 }
+
+/**
+ * Whoever holds subscriptions or a log level (a client connection): an opaque key, released with
+ * `release` when it goes away.
+ */
+export type Holder = object;
+
+/** Most verbose first, as in the MCP spec (RFC 5424 severities). */
+const LOG_LEVELS: readonly LoggingLevel[] = [
+  "debug",
+  "info",
+  "notice",
+  "warning",
+  "error",
+  "critical",
+  "alert",
+  "emergency",
+];
 
 export interface GatewayEvents {
   listChanged: [ListChanged];
@@ -61,6 +85,13 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   /** Composed chains per exposed tool, rebuilt when the catalog changes. */
   #handlers = new Map<string, CallHandler>();
   #inFlight = 0;
+  /** Tool calls in flight per server, oldest first: where a backend's questions and logs go. */
+  readonly #calls = new Map<string, Set<CallContext>>();
+  /** Resource subscriptions: URI to the holders subscribed to it. A backend hears once per URI. */
+  readonly #subscriptions = new Map<string, Set<Holder>>();
+  /** Log levels clients asked for; backends get the most verbose of them. */
+  readonly #logLevels = new Map<Holder, LoggingLevel>();
+  #backendLogLevel: LoggingLevel | undefined;
   #drained: (() => void) | undefined;
   #closing = false;
 
@@ -117,8 +148,9 @@ export class Gateway extends EventEmitter<GatewayEvents> {
         entry.backend.start({
           state: (state, reason) => this.#onState(entry, state, reason),
           listChanged: () => this.#onListChanged(entry),
-          log: (message) => this.emit("log", { server: entry.name, ...message }),
+          log: (message) => this.#onLog(entry, message),
           resourceUpdated: (uri) => this.emit("resourceUpdated", uri),
+          callerOf: (signal) => this.#callerOf(entry.name, signal),
         }),
       ),
     );
@@ -164,6 +196,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       meta: options.meta ?? {},
       notes: new Map(),
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+      ...(options.client ? { client: options.client } : {}),
     };
     return this.#callWithContext(name, args ?? {}, ctx);
   }
@@ -246,6 +279,103 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     }
   }
 
+  /**
+   * `completion/complete`: a prompt reference is renamed to the backend's own prompt name; a resource
+   * reference goes to the server that offers that template (or URI).
+   */
+  async complete(params: CompleteRequestParams, options: RequestOptions = {}): Promise<CompleteResult> {
+    const ref = params.ref;
+    let entry: ServerEntry | undefined;
+    let forwarded = params;
+    if (ref.type === "ref/prompt") {
+      const route = this.#catalog.prompt(ref.name);
+      entry = route ? this.#byName.get(route.server) : undefined;
+      if (!route || !entry) {
+        throw new GatewayError(
+          "unknown_prompt",
+          `Cannot complete arguments of prompt "${ref.name}": no such prompt. List prompts to see what is available.`,
+          { data: { prompt: ref.name } },
+        );
+      }
+      forwarded = { ...params, ref: { ...ref, name: route.prompt } };
+    } else {
+      entry = this.#templateOwner(ref.uri) ?? this.#resourceOwner(ref.uri);
+      if (!entry) {
+        throw new GatewayError(
+          "unknown_resource",
+          `Cannot complete arguments of resource "${ref.uri}": no connected server offers that resource ` +
+            "template. List resource templates to see what is available.",
+          { data: { uri: ref.uri } },
+        );
+      }
+    }
+    if (!entry.backend.complete) return { completion: { values: [] } };
+    this.#begin();
+    try {
+      return await entry.backend.complete(forwarded, this.#context(options));
+    } finally {
+      this.#end();
+    }
+  }
+
+  /**
+   * `resources/subscribe` for one holder. The owning backend is told once per URI, and again after it
+   * reconnects; `notifications/resources/updated` then arrives as the `resourceUpdated` event.
+   */
+  async subscribe(uri: string, holder: Holder): Promise<void> {
+    const entry = this.#resourceOwner(uri);
+    if (!entry) {
+      throw new GatewayError(
+        "unknown_resource",
+        `Cannot subscribe to resource "${uri}": no connected server offers it. List resources to see what is available.`,
+        { data: { uri } },
+      );
+    }
+    let holders = this.#subscriptions.get(uri);
+    if (holders?.has(holder)) return;
+    if (!holders) {
+      holders = new Set();
+      this.#subscriptions.set(uri, holders);
+    }
+    holders.add(holder);
+    if (holders.size > 1) return;
+    try {
+      await entry.backend.subscribeResource?.(uri);
+    } catch (error) {
+      holders.delete(holder);
+      if (holders.size === 0) this.#subscriptions.delete(uri);
+      throw error;
+    }
+  }
+
+  async unsubscribe(uri: string, holder: Holder): Promise<void> {
+    const holders = this.#subscriptions.get(uri);
+    if (!holders?.delete(holder) || holders.size > 0) return;
+    this.#subscriptions.delete(uri);
+    const entry = this.#resourceOwner(uri);
+    await entry?.backend.unsubscribeResource?.(uri);
+  }
+
+  /**
+   * `logging/setLevel` from one holder. 2025-era backends are shared by every client, so they get the
+   * most verbose level any client wants, and each client's own level filters what it is sent.
+   */
+  async setLogLevel(holder: Holder, level: LoggingLevel): Promise<void> {
+    this.#logLevels.set(holder, level);
+    await this.#applyLogLevel();
+  }
+
+  /** Forgets a holder's subscriptions and log level, when its connection closes. */
+  release(holder: Holder): void {
+    for (const [uri, holders] of this.#subscriptions) {
+      if (!holders.has(holder)) continue;
+      this.unsubscribe(uri, holder).catch((error) =>
+        this.logger.debug({ uri, err: error }, "could not unsubscribe from a resource"),
+      );
+    }
+    if (this.#logLevels.delete(holder)) void this.#applyLogLevel();
+  }
+
   /** Waits for in-flight calls to finish, up to `deadlineMs`. Resolves true when all finished. */
   async drain(deadlineMs: number): Promise<boolean> {
     this.#closing = true;
@@ -283,6 +413,92 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     };
   }
 
+  #resourceOwner(uri: string): ServerEntry | undefined {
+    const server = this.#catalog.resourceServer(uri);
+    return server === undefined ? undefined : this.#byName.get(server);
+  }
+
+  /** The first server in config order that lists this exact URI template, as the catalog keeps it. */
+  #templateOwner(uriTemplate: string): ServerEntry | undefined {
+    return this.#entries.find(
+      (e) =>
+        e.backend.state === "up" &&
+        e.backend.catalog().resourceTemplates.some((t) => t.uriTemplate === uriTemplate),
+    );
+  }
+
+  /**
+   * With a signal the backend knows which request asked, and only the tool call with that signal may
+   * answer (none, if the request was not a tool call). Without one, the most recent call on the
+   * server is the best guess; with a single call in flight it is the right one.
+   */
+  #callerOf(server: string, signal?: AbortSignal): CallContext | undefined {
+    const calls = this.#calls.get(server);
+    if (!calls) return undefined;
+    let latest: CallContext | undefined;
+    for (const call of calls) {
+      if (signal !== undefined) {
+        if (call.signal === signal) return call;
+        continue;
+      }
+      latest = call;
+    }
+    return latest;
+  }
+
+  /**
+   * A backend log goes to the caller when exactly one call is in flight on that backend (so it rides
+   * on that call's response stream); otherwise it cannot be attributed and goes to every client.
+   */
+  #onLog(entry: ServerEntry, message: BackendLogMessage): void {
+    const calls = this.#calls.get(entry.name);
+    if (calls?.size === 1) {
+      const [only] = calls;
+      if (only?.client) {
+        const logger = message.logger ? `${entry.name}/${message.logger}` : entry.name;
+        only.client.log({ ...message, logger });
+        return;
+      }
+    }
+    this.emit("log", { server: entry.name, ...message });
+  }
+
+  async #applyLogLevel(): Promise<void> {
+    let index = LOG_LEVELS.length;
+    for (const level of this.#logLevels.values()) index = Math.min(index, LOG_LEVELS.indexOf(level));
+    const level = LOG_LEVELS[index];
+    if (level === undefined || level === this.#backendLogLevel) return;
+    this.#backendLogLevel = level;
+    await Promise.all(this.#entries.map((entry) => this.#sendLogLevel(entry, level)));
+  }
+
+  async #sendLogLevel(entry: ServerEntry, level: LoggingLevel): Promise<void> {
+    try {
+      await entry.backend.setLogLevel?.(level);
+    } catch (error) {
+      this.logger.warn(
+        { server: entry.name, level, err: error },
+        `could not set the log level of server "${entry.name}"; its log messages may be filtered differently`,
+      );
+    }
+  }
+
+  /** A reconnected backend has forgotten its subscriptions and log level; tell it again. */
+  #restoreSessionState(entry: ServerEntry): void {
+    if (this.#backendLogLevel !== undefined) void this.#sendLogLevel(entry, this.#backendLogLevel);
+    for (const uri of this.#subscriptions.keys()) {
+      if (this.#resourceOwner(uri) !== entry) continue;
+      entry.backend
+        .subscribeResource?.(uri)
+        .catch((error) =>
+          this.logger.warn(
+            { server: entry.name, uri, err: error },
+            `could not renew the subscription to "${uri}" after server "${entry.name}" reconnected`,
+          ),
+        );
+    }
+  }
+
   #begin(): void {
     this.#inFlight++;
   }
@@ -308,7 +524,18 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     if (!handler) {
       const entry = this.#byName.get(route.server) as ServerEntry;
       const backend = entry.backend;
-      const terminal: CallHandler = (call, ctx) => backend.callTool(call, ctx);
+      let calls = this.#calls.get(route.server);
+      if (!calls) {
+        calls = new Set();
+        this.#calls.set(route.server, calls);
+      }
+      const inFlight = calls;
+      // The context registered is the one the backend receives, after every policy has wrapped it: its
+      // signal is the one the backend hands back with a server-to-client request (see callerOf).
+      const terminal: CallHandler = (call, ctx) => {
+        inFlight.add(ctx);
+        return backend.callTool(call, ctx).finally(() => inFlight.delete(ctx));
+      };
       handler = compose(
         this.policies.chainFor({
           exposedName: route.exposedName,
@@ -327,6 +554,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     if (state === "up" || state === "down") {
       if (state === "up") void this.policies.invalidateServer(entry.name);
       this.#rebuildCatalog();
+      if (state === "up") this.#restoreSessionState(entry);
     }
   }
 

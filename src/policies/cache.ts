@@ -14,7 +14,7 @@
  *   an answer until its TTL.)
  */
 import { describeError } from "../core/errors.ts";
-import type { CallToolResult, Policy, Tool } from "../core/types.ts";
+import type { CallContext, CallHandler, CallToolResult, Policy, Tool, ToolCall } from "../core/types.ts";
 import { hashJson } from "../stores/canonical-json.ts";
 import type { CacheOptions } from "./config.ts";
 import { NOTES, type PolicyEnv, type ToolBinding } from "./types.ts";
@@ -37,19 +37,78 @@ export function cacheTags(binding: ToolBinding): readonly string[] {
   return [toolTag(binding.server, binding.tool.name), serverTag(binding.server)];
 }
 
-/** Throws TypeError when the arguments have no canonical JSON form (the call then skips the cache). */
+/**
+ * What one call has already worked out about its arguments and its result. The cache and the
+ * fallback's last good copy both key the call's arguments and both store its result; hashing the
+ * arguments (canonical JSON, then sha256) and serialising the result are the dearest steps of a miss,
+ * so each is done once per call. Kept per call context, not per object: a caller may reuse and modify
+ * an arguments object between calls, but neither it nor the result changes while one call runs.
+ */
+interface CallMemo {
+  binding?: ToolBinding;
+  args?: unknown;
+  partition?: string | null;
+  hash?: string;
+  result?: CallToolResult;
+  json?: string;
+}
+
+const callMemos = new WeakMap<CallContext, CallMemo>();
+
+function memoOf(ctx: CallContext): CallMemo {
+  let memo = callMemos.get(ctx);
+  if (!memo) {
+    memo = {};
+    callMemos.set(ctx, memo);
+  }
+  return memo;
+}
+
+/**
+ * Throws TypeError when the arguments have no canonical JSON form (the call then skips the cache).
+ * With `ctx`, the hash is computed once per call.
+ */
 export function cacheKey(
   kind: "cache" | "stale",
   binding: ToolBinding,
   partition: string | null,
   args: unknown,
+  ctx?: CallContext,
 ): string {
-  return `${kind}:${hashJson([binding.server, binding.tool.name, partition, args])}`;
+  const memo = ctx ? memoOf(ctx) : undefined;
+  if (
+    memo?.hash !== undefined &&
+    memo.binding === binding &&
+    memo.args === args &&
+    memo.partition === partition
+  ) {
+    return `${kind}:${memo.hash}`;
+  }
+  const hash = hashJson([binding.server, binding.tool.name, partition, args]);
+  if (memo) {
+    memo.binding = binding;
+    memo.args = args;
+    memo.partition = partition;
+    memo.hash = hash;
+  }
+  return `${kind}:${hash}`;
+}
+
+/** JSON.stringify of a result, once per call when `ctx` is given. Throws what JSON.stringify throws. */
+function resultJson(result: CallToolResult, ctx: CallContext | undefined): string {
+  const memo = ctx ? memoOf(ctx) : undefined;
+  if (memo?.json !== undefined && memo.result === result) return memo.json;
+  const json = JSON.stringify(result);
+  if (memo) {
+    memo.result = result;
+    memo.json = json;
+  }
+  return json;
 }
 
 interface Pending {
   readonly promise: Promise<CallToolResult>;
-  readonly generation: string;
+  readonly generation: number;
   readonly signal: AbortSignal;
 }
 
@@ -58,9 +117,14 @@ export class CacheState {
   readonly inflight = new Map<string, Pending>();
   readonly #generations = new Map<string, number>();
 
-  /** A fingerprint of how many times these tags were invalidated; it changes on every invalidation. */
-  generation(tags: readonly string[]): string {
-    return tags.map((tag) => this.#generations.get(tag) ?? 0).join(",");
+  /**
+   * How many times these tags were invalidated in all. Counters only grow, so the sum changes on every
+   * invalidation of any of them: comparing two sums tells whether one happened in between.
+   */
+  generation(tags: readonly string[]): number {
+    let sum = 0;
+    for (const tag of tags) sum += this.#generations.get(tag) ?? 0;
+    return sum;
   }
 
   bump(tag: string): void {
@@ -72,35 +136,51 @@ export interface StoreResultOptions {
   readonly key: string;
   readonly tags: readonly string[];
   /** The tags' generation when the call started; nothing is stored if it changed since. */
-  readonly generation: string;
+  readonly generation: number;
   readonly ttlMs: number;
   readonly maxEntryBytes: number;
 }
 
-/** Stores a result if it may be stored; never throws (a cache that fails must not fail the call). */
+function skipped(env: PolicyEnv, reason: string): "skipped" {
+  env.emit("cache", {
+    server: env.binding.server,
+    tool: env.binding.exposedName,
+    outcome: "skipped",
+    reason,
+  });
+  return "skipped";
+}
+
+/**
+ * Stores a result if it may be stored; never throws (a cache that fails must not fail the call).
+ * `ctx`, when given, lets a second store of the same result in the same call reuse its JSON.
+ */
 export async function storeResult(
   env: PolicyEnv,
   state: CacheState,
   result: CallToolResult,
   options: StoreResultOptions,
+  ctx?: CallContext,
 ): Promise<"stored" | "skipped"> {
   const { server, exposedName } = env.binding;
-  const skip = (reason: string) => {
-    env.emit("cache", { server, tool: exposedName, outcome: "skipped", reason });
-    return "skipped" as const;
-  };
-  if (result.isError) return skip("isError result");
-  if (sourceOf(result) !== undefined) return skip(`answer came from ${sourceOf(result)}`);
-  if (state.generation(options.tags) !== options.generation) return skip("invalidated while the call ran");
+  if (result.isError) return skipped(env, "isError result");
+  if (sourceOf(result) !== undefined) return skipped(env, `answer came from ${sourceOf(result)}`);
+  if (state.generation(options.tags) !== options.generation) {
+    return skipped(env, "invalidated while the call ran");
+  }
   let json: string;
   try {
-    json = JSON.stringify(result);
+    json = resultJson(result, ctx);
   } catch (error) {
-    return skip(`result is not JSON: ${describeError(error)}`);
+    return skipped(env, `result is not JSON: ${describeError(error)}`);
   }
-  const bytes = Buffer.byteLength(json, "utf8");
-  if (bytes > options.maxEntryBytes)
-    return skip(`result is ${bytes} bytes, over maxEntryBytes ${options.maxEntryBytes}`);
+  // Only a result that may be near the limit needs counting: a UTF-8 byte is at most 3 per UTF-16 unit.
+  if (json.length * 3 > options.maxEntryBytes) {
+    const bytes = Buffer.byteLength(json, "utf8");
+    if (bytes > options.maxEntryBytes) {
+      return skipped(env, `result is ${bytes} bytes, over maxEntryBytes ${options.maxEntryBytes}`);
+    }
+  }
   try {
     await env.store.set(options.key, json, { ttlMs: options.ttlMs, tags: options.tags });
   } catch (error) {
@@ -141,34 +221,44 @@ export function cachePolicy(options: CacheOptions, state: CacheState, env: Polic
   const { binding } = env;
   const { server, exposedName } = binding;
   const tags = cacheTags(binding);
+  const storeOptions = { tags, ttlMs: options.ttlMs, maxEntryBytes: options.maxEntryBytes };
   return (next) => {
-    const handler: typeof next = async (call, ctx) => {
+    // Helpers made once per chain rather than per call: closures on this path are paid on every call.
+
+    /** Waits for an identical call in flight, if one started since the last invalidation. */
+    const join = (key: string, call: ToolCall, ctx: CallContext): Promise<CallToolResult> | undefined => {
+      const pending = state.inflight.get(key);
+      if (!pending || pending.generation !== state.generation(tags)) return undefined;
+      ctx.notes.set(NOTES.cache, "miss");
+      ctx.notes.set(NOTES.coalesced, true);
+      env.emit("cache", { server, tool: exposedName, outcome: "coalesced" });
+      return untilAborted(pending.promise, ctx.signal, binding).then(
+        // A copy: the leader's caller may decorate its result object.
+        (result) => structuredClone(result),
+        (error: unknown) => {
+          // The leader's own caller cancelled: that says nothing about this call, so run it.
+          if (pending.signal.aborted && !ctx.signal.aborted) return handler(call, ctx);
+          throw error;
+        },
+      );
+    };
+
+    const fill = async (key: string, generation: number, call: ToolCall, ctx: CallContext) => {
+      const result = await next(call, ctx);
+      await storeResult(env, state, result, { ...storeOptions, key, generation }, ctx);
+      return result;
+    };
+
+    const handler: CallHandler = async (call, ctx) => {
       let key: string;
       try {
-        key = cacheKey("cache", binding, options.shared ? null : ctx.principal.id, call.args);
+        key = cacheKey("cache", binding, options.shared ? null : ctx.principal.id, call.args, ctx);
       } catch (error) {
         env.emit("cache", { server, tool: exposedName, outcome: "skipped", reason: describeError(error) });
         return next(call, ctx);
       }
 
-      const join = (): Promise<CallToolResult> | undefined => {
-        const pending = state.inflight.get(key);
-        if (!pending || pending.generation !== state.generation(tags)) return undefined;
-        ctx.notes.set(NOTES.cache, "miss");
-        ctx.notes.set(NOTES.coalesced, true);
-        env.emit("cache", { server, tool: exposedName, outcome: "coalesced" });
-        return untilAborted(pending.promise, ctx.signal, binding).then(
-          // A copy: the leader's caller may decorate its result object.
-          (result) => structuredClone(result),
-          (error: unknown) => {
-            // The leader's own caller cancelled: that says nothing about this call, so run it.
-            if (pending.signal.aborted && !ctx.signal.aborted) return handler(call, ctx);
-            throw error;
-          },
-        );
-      };
-
-      const early = join();
+      const early = join(key, call, ctx);
       if (early) return early;
       const cached = await loadResult(env, key);
       if (cached) {
@@ -178,23 +268,13 @@ export function cachePolicy(options: CacheOptions, state: CacheState, env: Polic
         return withSource(cached, "cache");
       }
       // Another identical call may have started while this one read the store.
-      const late = join();
+      const late = join(key, call, ctx);
       if (late) return late;
 
       ctx.notes.set(NOTES.cache, "miss");
       env.emit("cache", { server, tool: exposedName, outcome: "miss" });
       const generation = state.generation(tags);
-      const promise = (async () => {
-        const result = await next(call, ctx);
-        await storeResult(env, state, result, {
-          key,
-          tags,
-          generation,
-          ttlMs: options.ttlMs,
-          maxEntryBytes: options.maxEntryBytes,
-        });
-        return result;
-      })();
+      const promise = fill(key, generation, call, ctx);
       const pending: Pending = { promise, generation, signal: ctx.signal };
       state.inflight.set(key, pending);
       try {
@@ -211,8 +291,8 @@ export function cachePolicy(options: CacheOptions, state: CacheState, env: Polic
  * For writing tools: after a successful (non-isError) call, drops the cached results of the tools
  * named in `invalidates`. Also after a timeout, a backend failure or a cancel, because the write may
  * have happened anyway and a needless miss is cheaper than a stale read; not after an isError answer (the
- * tool says it did not write) nor after a rejection (the call never reached the backend). A failed
- * invalidation is logged, not thrown: the write itself is done.
+ * tool says it did not write) nor after a rejection (the call never reached the backend, or the
+ * backend refused its arguments). A failed invalidation is logged, not thrown: the write itself is done.
  */
 export function invalidatePolicy(
   patterns: readonly string[],

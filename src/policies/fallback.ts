@@ -100,7 +100,7 @@ export function fallbackPolicy(setup: FallbackSetup, env: PolicyEnv): Policy {
 
   const staleKeyFor = (args: unknown, ctx: CallContext): string | undefined => {
     try {
-      return cacheKey("stale", binding, cache?.shared ? null : ctx.principal.id, args);
+      return cacheKey("stale", binding, cache?.shared ? null : ctx.principal.id, args, ctx);
     } catch {
       return undefined;
     }
@@ -153,13 +153,19 @@ export function fallbackPolicy(setup: FallbackSetup, env: PolicyEnv): Policy {
       if (!result.isError && keepLastGood && staleStep) {
         const key = staleKeyFor(call.args, ctx);
         if (key !== undefined) {
-          await storeResult(env, state, result, {
-            key,
-            tags,
-            generation,
-            ttlMs: staleStep.staleTtlMs,
-            maxEntryBytes,
-          });
+          await storeResult(
+            env,
+            state,
+            result,
+            {
+              key,
+              tags,
+              generation,
+              ttlMs: staleStep.staleTtlMs,
+              maxEntryBytes,
+            },
+            ctx,
+          );
         }
       }
       if (!result.isError || !options.onIsError) return result;

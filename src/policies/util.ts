@@ -1,5 +1,5 @@
 /** Small pieces several policies need: abortable waits, failure kinds, sliding windows, result `_meta`. */
-import { GatewayError, type GatewayErrorCode } from "../core/errors.ts";
+import { GatewayError, type GatewayErrorCode, JSON_RPC } from "../core/errors.ts";
 import type { CallContext, CallHandler, CallToolResult, ToolCall } from "../core/types.ts";
 import { SOURCE_META, type ToolBinding } from "./types.ts";
 
@@ -70,9 +70,11 @@ export function sourceOf(result: CallToolResult): string | undefined {
 /**
  * How a thrown failure counts:
  * - "cancelled": the caller went away; never retried, never a backend failure, never a fallback;
- * - "rejection": the gateway itself refused (limits, open circuit, full bulkhead, bad arguments…):
- *   says nothing about the backend's health;
- * - "timeout" and "error": the backend failed.
+ * - "rejection": the gateway itself refused (limits, open circuit, full bulkhead, bad arguments…),
+ *   or the backend answered "invalid params" (JSON-RPC -32602): the request was at fault, not the
+ *   backend, so it says nothing about the backend's health and repeating it cannot help. Without
+ *   this, a client that keeps sending bad arguments (models do) would open the circuit for everyone;
+ * - "timeout" and "error": the backend failed, including any other JSON-RPC error it answered with.
  */
 export type FailureKind = "cancelled" | "rejection" | "timeout" | "error";
 
@@ -97,6 +99,8 @@ export function failureKind(error: unknown, callerSignal: AbortSignal): FailureK
     if (error.code === "cancelled") return "cancelled";
     if (error.code === "timeout") return "timeout";
     if (REJECTIONS.has(error.code)) return "rejection";
+  } else if (error instanceof Error && (error as { code?: unknown }).code === JSON_RPC.INVALID_PARAMS) {
+    return "rejection";
   }
   return "error";
 }

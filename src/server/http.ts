@@ -32,8 +32,12 @@ import {
 import { describeError, JSON_RPC } from "../core/errors.ts";
 import type { Gateway } from "../gateway/gateway.ts";
 import { createServerFactory, LiveServers } from "./mcp-server.ts";
+import { type ShapeProblem, shapeProblem } from "./message-shape.ts";
 import { forwardNotifications } from "./notifications.ts";
 import { type ProbeHandler, probeRoutes } from "./probes.ts";
+
+/** The longest shutdown waits for responses still being written after their calls finished. */
+const ANSWER_FLUSH_MS = 2_000;
 
 export interface HttpOptions {
   readonly host: string;
@@ -99,6 +103,11 @@ export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions)
     await server.connect(transport);
     live.add(server);
     await transport.handleRequest(req, res, body);
+    // The SDK refused the opening (a malformed initialize, say): no session exists to own these.
+    if (transport.sessionId === undefined) {
+      await transport.close().catch(() => undefined);
+      await server.close().catch(() => undefined);
+    }
   };
 
   const handleMcp = async (req: IncomingMessage, res: ServerResponse) => {
@@ -106,6 +115,7 @@ export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions)
     if (req.method === "POST") {
       const read = await readBody(req, options.maxBodyBytes);
       if (read.kind === "too_large") {
+        if (!read.drained) res.shouldKeepAlive = false;
         return sendJsonRpcError(
           res,
           413,
@@ -124,6 +134,17 @@ export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions)
         );
       }
     }
+    if (req.method === "POST") {
+      const problem = bodyProblem(body);
+      // An invalid request is an HTTP 400; invalid params of a valid request are answered like any
+      // other JSON-RPC error, with 200.
+      if (problem) {
+        const status = problem.code === JSON_RPC.INVALID_PARAMS ? 200 : 400;
+        return sendJsonRpcError(res, status, problem.code, problem.message, problem.id);
+      }
+    }
+    // Listen streams stay open until the client leaves; only answers are worth waiting for at shutdown.
+    if (req.method === "POST" && !isListen(body)) trackAnswer(res);
     const sessionId = header(req, "mcp-session-id");
     if (sessionId !== undefined) {
       const session = sessions.get(sessionId);
@@ -139,7 +160,49 @@ export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions)
       return session.transport.handleRequest(req, res, body);
     }
     if (req.method === "POST" && containsInitialize(body)) return openSession(req, res, body);
+    const listened = listenedUris(body);
+    if (listened.length > 0) holdSubscriptions(listened, res);
     return modern(req, res, body);
+  };
+
+  /**
+   * POST exchanges still being answered. A call the gateway has finished (drain counts calls, not
+   * responses) may still be writing its result; shutdown lets it, instead of closing the session
+   * under it and leaving the client to time out.
+   */
+  const answering = new Set<Promise<void>>();
+  const trackAnswer = (res: ServerResponse) => {
+    const done = new Promise<void>((resolve) => res.once("close", resolve));
+    answering.add(done);
+    void done.then(() => answering.delete(done));
+  };
+  const answersWritten = async () => {
+    if (answering.size === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled(answering),
+      new Promise((resolve) => {
+        timer = setTimeout(resolve, ANSWER_FLUSH_MS);
+      }),
+    ]);
+    clearTimeout(timer);
+  };
+
+  /**
+   * 2026-07-28 clients subscribe to resources by naming them on a `subscriptions/listen` stream. The SDK
+   * serves the stream and filters updates for it; the backends that own the URIs are subscribed for as
+   * long as the stream stays open, so that they send the updates in the first place.
+   */
+  const holdSubscriptions = (uris: readonly string[], res: ServerResponse) => {
+    const holder = {};
+    for (const uri of uris) {
+      gateway
+        .subscribe(uri, holder)
+        .catch((error: unknown) =>
+          log.debug({ uri, err: describeError(error) }, "a listen stream named a resource no server offers"),
+        );
+    }
+    res.once("close", () => gateway.release(holder));
   };
 
   const httpServer: HttpServer = createServer((req, res) => {
@@ -152,7 +215,8 @@ export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions)
           res,
           403,
           JSON_RPC.INVALID_REQUEST,
-          `${hostCheck.message} Add the host to server.http.allowedHosts to accept it.`,
+          `Host "${req.headers.host ?? ""}" is not allowed (a guard against DNS rebinding). ` +
+            "Add it to server.http.allowedHosts to accept it.",
         );
       }
       const origin = header(req, "origin");
@@ -164,7 +228,8 @@ export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions)
             res,
             403,
             JSON_RPC.INVALID_REQUEST,
-            `${originCheck.message} Add the origin to server.http.allowedOrigins to accept it.`,
+            `Origin "${origin}" is not allowed (a guard against DNS rebinding). ` +
+              "Add it to server.http.allowedOrigins to accept it.",
           );
         }
       }
@@ -181,7 +246,13 @@ export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions)
         return handleMcp(req, res);
       }
       const probe = probes[path];
-      if (probe && (req.method === "GET" || req.method === "HEAD")) return probe(req, res);
+      if (probe) {
+        if (req.method === "GET" || req.method === "HEAD") return probe(req, res);
+        res
+          .writeHead(405, { "content-type": "application/json", allow: "GET, HEAD" })
+          .end(JSON.stringify({ error: `${req.method} is not allowed on ${path}; use GET.` }));
+        return;
+      }
       res
         .writeHead(404, { "content-type": "application/json" })
         .end(JSON.stringify({ error: `Not found: ${path}. The MCP endpoint is ${options.path}.` }));
@@ -232,6 +303,7 @@ export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions)
       clearInterval(sweep);
       stopForwarding();
       httpServer.close();
+      await answersWritten();
       await Promise.allSettled([...sessions.values()].map((s) => s.transport.close()));
       sessions.clear();
       await mcpHandler.close();
@@ -240,35 +312,76 @@ export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions)
   };
 }
 
-type BodyRead = { kind: "ok"; text: string } | { kind: "too_large" };
+type BodyRead = { kind: "ok"; text: string } | { kind: "too_large"; drained: boolean };
 
-/** Reads a request body, refusing past `limit` bytes without buffering the rest. */
+/** Past this many bytes of an oversized upload, the connection is cut rather than drained. */
+const MAX_DISCARD_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Reads a request body, keeping nothing past `limit` bytes. An oversized body is read to its end and
+ * thrown away (up to a bound) before the 413 goes out: a client still uploading would otherwise see a
+ * broken pipe instead of the answer.
+ */
 function readBody(req: IncomingMessage, limit: number): Promise<BodyRead> {
   const declared = Number(req.headers["content-length"]);
-  if (Number.isFinite(declared) && declared > limit) {
-    req.resume();
-    return Promise.resolve({ kind: "too_large" });
-  }
+  const tooLargeUpFront = Number.isFinite(declared) && declared > limit;
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    let done = false;
+    let tooLarge = tooLargeUpFront;
     req.on("data", (chunk: Buffer) => {
-      if (done) return;
       size += chunk.length;
-      if (size > limit) {
-        done = true;
-        req.resume();
-        resolve({ kind: "too_large" });
+      if (!tooLarge && size > limit) {
+        tooLarge = true;
+        chunks.length = 0;
+      }
+      if (tooLarge) {
+        if (size > MAX_DISCARD_BYTES) {
+          req.pause();
+          resolve({ kind: "too_large", drained: false });
+        }
         return;
       }
       chunks.push(chunk);
     });
     req.on("end", () => {
-      if (!done) resolve({ kind: "ok", text: Buffer.concat(chunks).toString("utf8") });
+      resolve(
+        tooLarge
+          ? { kind: "too_large", drained: true }
+          : { kind: "ok", text: Buffer.concat(chunks).toString("utf8") },
+      );
     });
     req.on("error", reject);
   });
+}
+
+/** What is wrong with a POST body: one message, or a batch of them (2025-03-26 clients batch). */
+function bodyProblem(body: unknown): ShapeProblem | undefined {
+  if (!Array.isArray(body)) return shapeProblem(body);
+  if (body.length === 0) {
+    return { id: null, code: JSON_RPC.INVALID_REQUEST, message: "Invalid request: the batch is empty." };
+  }
+  for (const [index, message] of body.entries()) {
+    const problem = shapeProblem(message);
+    if (problem) return { ...problem, id: null, message: `${problem.message} (batch element ${index})` };
+  }
+  return undefined;
+}
+
+function isListen(body: unknown): boolean {
+  return (
+    typeof body === "object" &&
+    body !== null &&
+    (body as { method?: unknown }).method === "subscriptions/listen"
+  );
+}
+
+/** The resource URIs a `subscriptions/listen` request asks updates for. */
+function listenedUris(body: unknown): readonly string[] {
+  if (!isListen(body)) return [];
+  const request = body as { params?: { notifications?: { resourceSubscriptions?: unknown } } };
+  const uris = request.params?.notifications?.resourceSubscriptions;
+  return Array.isArray(uris) ? uris.filter((uri): uri is string => typeof uri === "string") : [];
 }
 
 function containsInitialize(body: unknown): boolean {
@@ -280,15 +393,18 @@ function header(req: IncomingMessage, name: string): string | undefined {
   return Array.isArray(value) ? value[0] : value;
 }
 
-function sendJsonRpcError(res: ServerResponse, status: number, code: number, message: string): void {
+function sendJsonRpcError(
+  res: ServerResponse,
+  status: number,
+  code: number,
+  message: string,
+  id: string | number | null = null,
+): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
   res
-    .writeHead(status, {
-      "content-type": "application/json",
-      connection: status === 413 ? "close" : "keep-alive",
-    })
-    .end(JSON.stringify({ jsonrpc: "2.0", id: null, error: { code, message } }));
+    .writeHead(status, { "content-type": "application/json" })
+    .end(JSON.stringify({ jsonrpc: "2.0", id, error: { code, message } }));
 }

@@ -1,22 +1,35 @@
 /**
  * Adapts the gateway to the SDK's low-level `Server`: one factory builds an instance whose handlers
  * delegate to the gateway. The SDK's serving entries call it per stdio connection, per 2025-era HTTP
- * session, and per 2026-07-28 HTTP request, so an instance must be cheap: it holds no state of its own.
+ * session, and per 2026-07-28 HTTP request, so an instance must be cheap. What it holds is what a
+ * connection owns: the log level a 2025-era client set and the resources it subscribed to.
  *
  * The low-level `Server` is used rather than `McpServer` because the gateway does not declare tools
  * with schemas of its own: it forwards lists and calls verbatim.
  */
 import { randomUUID } from "node:crypto";
 import {
+  type ElicitRequestFormParams,
+  type ElicitRequestURLParams,
+  LOG_LEVEL_META_KEY,
   type McpRequestContext,
   ProtocolError,
   Server,
   type ServerContext,
 } from "@modelcontextprotocol/server";
 import { GatewayError, JSON_RPC, jsonRpcCode } from "../core/errors.ts";
-import { ANONYMOUS, type Principal } from "../core/types.ts";
+import {
+  ANONYMOUS,
+  type BackendLogMessage,
+  type CallerChannel,
+  type CallToolResult,
+  type LoggingLevel,
+  type Principal,
+  type ProgressUpdate,
+} from "../core/types.ts";
 import type { Gateway, RequestOptions } from "../gateway/gateway.ts";
 import { VERSION } from "../version.ts";
+import { envelopeOf, InputRounds } from "./rounds.ts";
 
 /** Instances that hold a long-lived connection, so that change notifications can reach them. */
 export class LiveServers {
@@ -48,8 +61,98 @@ export class LiveServers {
   }
 }
 
-/** How long a result waits after the last progress update (see `settled` below). */
+/** How long a result waits after the last progress update (see `Leg.settled`). */
 const PROGRESS_GAP_MS = 3;
+
+/** RFC 5424 severities, least severe first, as MCP orders them. */
+const SEVERITY: ReadonlyMap<LoggingLevel, number> = new Map(
+  (["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"] as const).map(
+    (level, index) => [level, index],
+  ),
+);
+
+/**
+ * Whether a message at `level` passes a client's `threshold`. A 2025-era client that set no level gets
+ * everything, which is what the gateway always sent; a 2026-07-28 request without a level asked for
+ * none, so `undefined` there is passed as "none" by the caller.
+ */
+function passes(level: LoggingLevel, threshold: LoggingLevel | undefined): boolean {
+  if (threshold === undefined) return true;
+  return (SEVERITY.get(level) ?? 0) >= (SEVERITY.get(threshold) ?? 0);
+}
+
+/** What one connection (one `Server` instance) owns. */
+interface ConnectionState {
+  /** Set by a 2025-era client with `logging/setLevel`. */
+  logLevel: LoggingLevel | undefined;
+  readonly subscriptions: Set<string>;
+}
+
+const connections = new WeakMap<Server, ConnectionState>();
+
+/** Whether a log message not tied to any call should be sent to this connection. */
+export function wantsLog(server: Server, level: LoggingLevel): boolean {
+  return passes(level, connections.get(server)?.logLevel);
+}
+
+/** Whether this connection subscribed to `uri` (`resources/subscribe`). */
+export function isSubscribed(server: Server, uri: string): boolean {
+  return connections.get(server)?.subscriptions.has(uri) ?? false;
+}
+
+/**
+ * One downstream request that carries a call. Progress and log messages go out as notifications
+ * related to it, so over HTTP they travel on that request's response stream; `settled` holds the
+ * result back until they are written.
+ */
+export class Leg {
+  readonly #ctx: ServerContext;
+  readonly #progressToken: string | number | undefined;
+  /** `null`: this request wants no log messages (a 2026-07-28 request that named no level). */
+  readonly #logLevel: LoggingLevel | undefined | null;
+  readonly #sending = new Set<Promise<void>>();
+  #lastProgressAt: number | undefined;
+
+  constructor(ctx: ServerContext, logLevel: LoggingLevel | undefined | null) {
+    this.#ctx = ctx;
+    this.#progressToken = ctx.mcpReq._meta?.progressToken;
+    this.#logLevel = logLevel;
+  }
+
+  get wantsProgress(): boolean {
+    return this.#progressToken !== undefined;
+  }
+
+  progress(update: ProgressUpdate): void {
+    if (this.#progressToken === undefined) return;
+    this.#send({
+      method: "notifications/progress",
+      params: { progressToken: this.#progressToken, ...update },
+    });
+    this.#lastProgressAt = performance.now();
+  }
+
+  log(message: BackendLogMessage): void {
+    if (this.#logLevel === null || !passes(message.level, this.#logLevel)) return;
+    this.#send({ method: "notifications/message", params: { ...message } });
+  }
+
+  // SDK clients dispatch notifications a microtask after responses, so a progress update that
+  // arrives in the same read as the result is dropped. The result therefore waits until the last
+  // update is written and a moment has passed for the client to read it on its own.
+  async settled(): Promise<void> {
+    if (this.#sending.size > 0) await Promise.all(this.#sending);
+    if (this.#lastProgressAt === undefined) return;
+    const wait = PROGRESS_GAP_MS - (performance.now() - this.#lastProgressAt);
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+  }
+
+  #send(notification: { method: string; params: Record<string, unknown> }): void {
+    const sent = this.#ctx.mcpReq.notify(notification).catch(() => undefined);
+    this.#sending.add(sent);
+    void sent.finally(() => this.#sending.delete(sent));
+  }
+}
 
 export interface ServerFactoryOptions {
   /** Resolves the principal for a request (HTTP auth); stdio uses the configured local principal. */
@@ -59,69 +162,80 @@ export interface ServerFactoryOptions {
 export function createServerFactory(gateway: Gateway, options: ServerFactoryOptions = {}) {
   const info = { name: gateway.config.gateway.name, version: VERSION };
   const principalOf = options.principalOf ?? (() => ANONYMOUS);
+  // Shared by every instance of this factory: a 2026-07-28 client's retry may arrive on a new instance.
+  const rounds = new InputRounds(gateway);
 
-  /**
-   * The gateway's view of one request. Progress notifications are sent as they arrive; `settled`
-   * waits for those still being written, so that none reaches the client after the result (a
-   * client drops progress for a request it has already seen answered).
-   */
-  const requestOptions = (ctx: ServerContext, withProgress: boolean) => {
-    const meta = { ...(ctx.mcpReq._meta ?? {}) } as Record<string, unknown>;
-    const progressToken = meta.progressToken as string | number | undefined;
-    delete meta.progressToken;
-    const sending = new Set<Promise<void>>();
-    let lastProgressAt: number | undefined;
-    const options: RequestOptions = {
-      principal: principalOf(ctx),
-      signal: ctx.mcpReq.signal,
-      meta,
-      requestId: String(ctx.mcpReq.id),
-      ...(withProgress && progressToken !== undefined
-        ? {
-            onProgress: (update) => {
-              const sent = ctx.mcpReq
-                .notify({ method: "notifications/progress", params: { progressToken, ...update } })
-                .catch(() => undefined);
-              lastProgressAt = performance.now();
-              sending.add(sent);
-              void sent.finally(() => sending.delete(sent));
-            },
-          }
-        : {}),
-    };
-    // SDK clients dispatch notifications a microtask after responses, so a progress update that
-    // arrives in the same read as the result is dropped. The result therefore waits until the last
-    // update is written and a moment has passed for the client to read it on its own.
-    const settled = async () => {
-      if (lastProgressAt === undefined) return;
-      await Promise.all(sending);
-      const wait = PROGRESS_GAP_MS - (performance.now() - lastProgressAt);
-      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-    };
-    return { options, settled };
-  };
-
-  return function createServer(_context?: McpRequestContext): Server {
+  return function createServer(context?: McpRequestContext): Server {
+    const era = context?.era ?? "legacy";
     const server = new Server(info, {
       capabilities: {
         tools: { listChanged: true },
-        resources: { listChanged: true },
+        resources: { subscribe: true, listChanged: true },
         prompts: { listChanged: true },
         logging: {},
+        completions: {},
       },
       instructions:
         "Switchboard gateway: tools from several MCP servers, named <server>" +
         `${gateway.config.gateway.separator}<tool>.`,
     });
+    const state: ConnectionState = { logLevel: undefined, subscriptions: new Set() };
+    connections.set(server, state);
+    server.onclose = () => {
+      // Most instances (every 2026-07-28 request has its own) never held anything.
+      if (state.subscriptions.size > 0 || state.logLevel !== undefined) gateway.release(state);
+    };
+
+    /** The log level this request asked for: per connection in 2025, per request in 2026-07-28. */
+    const logLevelOf = (ctx: ServerContext): LoggingLevel | undefined | null =>
+      era === "modern"
+        ? ((envelopeOf(ctx)[LOG_LEVEL_META_KEY] as LoggingLevel | undefined) ?? null)
+        : state.logLevel;
+
+    /**
+     * The gateway's view of one request. The log level rides in `_meta` under the reserved key,
+     * which is how a 2026-07-28 backend learns it (a 2025-era backend ignores the key and gets
+     * `logging/setLevel` instead).
+     */
+    const requestOptions = (ctx: ServerContext, leg?: Leg): RequestOptions => {
+      const meta = { ...(ctx.mcpReq._meta ?? {}) } as Record<string, unknown>;
+      delete meta.progressToken;
+      const level = logLevelOf(ctx);
+      if (level) meta[LOG_LEVEL_META_KEY] = level;
+      return {
+        principal: principalOf(ctx),
+        signal: ctx.mcpReq.signal,
+        meta,
+        requestId: String(ctx.mcpReq.id),
+        ...(leg?.wantsProgress ? { onProgress: (update: ProgressUpdate) => leg.progress(update) } : {}),
+      };
+    };
+
+    const project = (name: string, result: CallToolResult) =>
+      server.projectCallToolResult(
+        withoutReservedMeta(result) as never,
+        gateway.catalog.tool(name)?.definition.outputSchema,
+      ) as never;
 
     server.setRequestHandler("tools/list", () => ({ tools: gateway.catalog.tools() as never }));
     server.setRequestHandler("tools/call", async (request, ctx) => {
       const { name, arguments: args } = request.params;
-      const call = requestOptions(ctx, true);
-      const result = await asJsonRpc(gateway, () => gateway.callTool(name, args, call.options));
-      await call.settled();
-      const route = gateway.catalog.tool(name);
-      return server.projectCallToolResult(result as never, route?.definition.outputSchema) as never;
+      if (era === "modern") {
+        // 2026-07-28 clients cannot be sent requests; questions travel as input_required rounds.
+        const leg = new Leg(ctx, logLevelOf(ctx));
+        const outcome = await rounds.serve(ctx, leg, principalOf(ctx), (call) =>
+          asJsonRpc(gateway, () => gateway.callTool(name, args, { ...requestOptions(ctx), ...call })),
+        );
+        await leg.settled();
+        return outcome.kind === "result" ? project(name, outcome.result) : (outcome.inputRequired as never);
+      }
+      const leg = new Leg(ctx, logLevelOf(ctx));
+      const client = pushChannel(ctx, leg);
+      const result = await asJsonRpc(gateway, () =>
+        gateway.callTool(name, args, { ...requestOptions(ctx, leg), client }),
+      );
+      await leg.settled();
+      return project(name, result);
     });
     server.setRequestHandler("resources/list", () => ({ resources: gateway.catalog.resources() as never }));
     server.setRequestHandler("resources/templates/list", () => ({
@@ -130,8 +244,8 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
     server.setRequestHandler(
       "resources/read",
       (request, ctx) =>
-        asJsonRpc(gateway, () =>
-          gateway.readResource(request.params.uri, requestOptions(ctx, false).options),
+        asJsonRpc(gateway, () => gateway.readResource(request.params.uri, requestOptions(ctx))).then(
+          withoutReservedMeta,
         ) as never,
     );
     server.setRequestHandler("prompts/list", () => ({ prompts: gateway.catalog.prompts() as never }));
@@ -139,14 +253,104 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
       "prompts/get",
       (request, ctx) =>
         asJsonRpc(gateway, () =>
-          gateway.getPrompt(
-            request.params.name,
-            request.params.arguments,
-            requestOptions(ctx, false).options,
-          ),
+          gateway.getPrompt(request.params.name, request.params.arguments, requestOptions(ctx)),
+        ).then(withoutReservedMeta) as never,
+    );
+    server.setRequestHandler(
+      "completion/complete",
+      (request, ctx) =>
+        asJsonRpc(gateway, () => gateway.complete(request.params, requestOptions(ctx))).then(
+          withoutReservedMeta,
         ) as never,
     );
+    // 2025-era methods: the SDK answers them only on 2025-era instances, so `state` is a connection's.
+    server.setRequestHandler("logging/setLevel", async (request) => {
+      state.logLevel = request.params.level;
+      await gateway.setLogLevel(state, request.params.level);
+      return {};
+    });
+    server.setRequestHandler("resources/subscribe", async (request) => {
+      const { uri } = request.params;
+      await asJsonRpc(gateway, () => gateway.subscribe(uri, state));
+      state.subscriptions.add(uri);
+      return {};
+    });
+    server.setRequestHandler("resources/unsubscribe", async (request) => {
+      const { uri } = request.params;
+      state.subscriptions.delete(uri);
+      await asJsonRpc(gateway, () => gateway.unsubscribe(uri, state));
+      return {};
+    });
     return server;
+  };
+}
+
+/**
+ * The reserved `io.modelcontextprotocol/*` keys of a backend's result (its serverInfo, say) describe
+ * the backend's connection to the gateway, not the client's to the gateway; the SDK fills in its own.
+ */
+function withoutReservedMeta<R extends { _meta?: Record<string, unknown> }>(result: R): R {
+  const meta = result._meta;
+  if (meta === undefined) return result;
+  let reserved = false;
+  for (const key in meta) {
+    if (key.startsWith(RESERVED_META_PREFIX)) {
+      reserved = true;
+      break;
+    }
+  }
+  if (!reserved) return result;
+  const kept: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(meta)) {
+    if (!key.startsWith(RESERVED_META_PREFIX)) kept[key] = value;
+  }
+  const { _meta: _dropped, ...rest } = result;
+  return (Object.keys(kept).length > 0 ? { ...rest, _meta: kept } : rest) as R;
+}
+
+const RESERVED_META_PREFIX = "io.modelcontextprotocol/";
+
+/**
+ * For a path that serves a 2025-era connection's `tools/call` outside the SDK's handlers (the stdio
+ * fast path): adds what the SDK path adds to a call, namely the connection's log level in `_meta`
+ * and a channel that asks the client and sends it the call's log messages. Over stdio the questions
+ * need no link to the call: there is one stream. `write` sends a notification in order with the result.
+ */
+export function connectionCallOptions(
+  server: Server | undefined,
+  write: (notification: { jsonrpc: "2.0"; method: string; params: Record<string, unknown> }) => void,
+): (options: RequestOptions) => RequestOptions {
+  if (!server) return (options) => options;
+  const client: CallerChannel = {
+    createMessage: (params, signal) => server.createMessage(params, { signal }),
+    elicit: (params, signal) =>
+      server.elicitInput(params as ElicitRequestFormParams | ElicitRequestURLParams, { signal }),
+    log: (message) => {
+      if (wantsLog(server, message.level)) {
+        write({ jsonrpc: "2.0", method: "notifications/message", params: { ...message } });
+      }
+    },
+  };
+  return (options) => {
+    const level = connections.get(server)?.logLevel;
+    return {
+      ...options,
+      ...(level ? { meta: { ...options.meta, [LOG_LEVEL_META_KEY]: level } } : {}),
+      client,
+    };
+  };
+}
+
+/**
+ * A 2025-era client is asked directly, with requests related to its call: over HTTP they travel on the
+ * call's response stream and its answers come back on the same session.
+ */
+function pushChannel(ctx: ServerContext, leg: Leg): CallerChannel {
+  return {
+    createMessage: (params, signal) => ctx.mcpReq.requestSampling(params, { signal }),
+    elicit: (params, signal) =>
+      ctx.mcpReq.elicitInput(params as ElicitRequestFormParams | ElicitRequestURLParams, { signal }),
+    log: (message) => leg.log(message),
   };
 }
 
@@ -155,7 +359,7 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
  * `jsonRpcCode`; a JSON-RPC error from a backend keeps its code and message; anything else is
  * -32603, logged with its stack and never shown to the client.
  */
-async function asJsonRpc<T>(gateway: Gateway, run: () => Promise<T>): Promise<T> {
+export async function asJsonRpc<T>(gateway: Gateway, run: () => Promise<T>): Promise<T> {
   try {
     return await run();
   } catch (error) {

@@ -1,11 +1,15 @@
 /**
- * Carries the gateway's change and log notifications to every connected client, whatever the era:
+ * Carries the gateway's change and log notifications to connected clients, whatever the era:
  * long-lived connections (stdio, 2025-era HTTP sessions) get them on their own instance; 2026-07-28
  * HTTP clients get them through `subscriptions/listen` streams fed by the handler's notifier.
+ * Resource updates go only to connections subscribed to the URI (the notifier filters its streams
+ * itself), and log messages only to connections whose level lets them through. Log messages tied to
+ * a call do not pass here: they go on that call's own response (see Gateway#onLog).
  */
 import type { ServerNotifier } from "@modelcontextprotocol/server";
+import type { BackendLogMessage } from "../core/types.ts";
 import type { Gateway } from "../gateway/gateway.ts";
-import type { LiveServers } from "./mcp-server.ts";
+import { isSubscribed, type LiveServers, wantsLog } from "./mcp-server.ts";
 
 export function forwardNotifications(
   gateway: Gateway,
@@ -26,17 +30,19 @@ export function forwardNotifications(
       if (changed.prompts) notify.promptsChanged();
     }
   };
-  const onLog = (message: { server: string; level: string; logger?: string; data: unknown }) => {
+  const onLog = (message: { server: string } & BackendLogMessage) => {
     live.broadcast((server) =>
-      server.sendLoggingMessage({
-        level: message.level as "info",
-        logger: message.logger ? `${message.server}/${message.logger}` : message.server,
-        data: message.data,
-      }),
+      wantsLog(server, message.level)
+        ? server.sendLoggingMessage({
+            level: message.level,
+            logger: message.logger ? `${message.server}/${message.logger}` : message.server,
+            data: message.data,
+          })
+        : undefined,
     );
   };
   const onResourceUpdated = (uri: string) => {
-    live.broadcast((server) => server.sendResourceUpdated({ uri }));
+    live.broadcast((server) => (isSubscribed(server, uri) ? server.sendResourceUpdated({ uri }) : undefined));
     for (const notify of notifiers) notify.resourceUpdated(uri);
   };
   gateway.on("listChanged", onListChanged);

@@ -11,6 +11,7 @@
  */
 import type { JSONRPCMessage, Transport } from "@modelcontextprotocol/server";
 import { JSON_RPC } from "../core/errors.ts";
+import { shapeProblem } from "./message-shape.ts";
 
 /** Handles a message itself and returns true, or returns false to let the SDK have it. */
 export type FastPath = (message: Record<string, unknown>) => boolean;
@@ -117,20 +118,10 @@ export class GatewayStdioTransport implements Transport {
       });
       return;
     }
-    if (
-      typeof message !== "object" ||
-      message === null ||
-      (message as { jsonrpc?: unknown }).jsonrpc !== "2.0"
-    ) {
-      const id = (message as { id?: unknown } | null)?.id;
-      this.write({
-        jsonrpc: "2.0",
-        id: typeof id === "string" || typeof id === "number" ? id : null,
-        error: {
-          code: JSON_RPC.INVALID_REQUEST,
-          message: 'Invalid request: expected a JSON-RPC 2.0 object ("jsonrpc": "2.0").',
-        },
-      });
+    const problem = shapeProblem(message);
+    if (problem) {
+      // JSON-RPC answers an invalid message with an error whose id is null when no id can be read.
+      this.write({ jsonrpc: "2.0", id: problem.id, error: { code: problem.code, message: problem.message } });
       return;
     }
     try {

@@ -6,8 +6,8 @@
 import type { Server } from "@modelcontextprotocol/server";
 import { serveStdio } from "@modelcontextprotocol/server/stdio";
 import { describeError } from "../core/errors.ts";
-import type { Gateway } from "../gateway/gateway.ts";
-import { createServerFactory, LiveServers } from "./mcp-server.ts";
+import type { Gateway, RequestOptions } from "../gateway/gateway.ts";
+import { connectionCallOptions, createServerFactory, LiveServers } from "./mcp-server.ts";
 import { forwardNotifications } from "./notifications.ts";
 import { GatewayStdioTransport } from "./stdio-transport.ts";
 import { createToolCallFastPath } from "./tool-call-fast-path.ts";
@@ -21,14 +21,22 @@ export function serveGatewayOnStdio(gateway: Gateway, onClientGone: () => void):
   const factory = createServerFactory(gateway);
   const stopForwarding = forwardNotifications(gateway, live);
   const transport = new GatewayStdioTransport();
-  // The instance the SDK pins to the connection: the fast path projects results through its codec.
+  // The instance the SDK pins to the connection: the fast path projects results through its codec,
+  // and takes the connection's log level and client channel from it.
   let pinned: Server | undefined;
-  transport.fastPath = createToolCallFastPath(gateway, transport, () => pinned);
+  let withConnection: (options: RequestOptions) => RequestOptions = (options) => options;
+  transport.fastPath = createToolCallFastPath(
+    gateway,
+    transport,
+    () => pinned,
+    (options) => withConnection(options),
+  );
   const handle = serveStdio(
     (context) => {
       const server = factory(context);
       live.add(server);
       pinned = server;
+      withConnection = connectionCallOptions(server, (notification) => transport.write(notification));
       return server;
     },
     {

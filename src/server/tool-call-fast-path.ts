@@ -5,7 +5,7 @@
  * tell which path answered. Anything it is not sure about is left to the SDK.
  */
 import type { Server } from "@modelcontextprotocol/server";
-import type { Gateway } from "../gateway/gateway.ts";
+import type { Gateway, RequestOptions } from "../gateway/gateway.ts";
 import { toJsonRpcError } from "./json-rpc-errors.ts";
 import type { FastPath, GatewayStdioTransport } from "./stdio-transport.ts";
 
@@ -18,6 +18,8 @@ export function createToolCallFastPath(
   gateway: Gateway,
   transport: GatewayStdioTransport,
   pinnedServer: () => Server | undefined,
+  /** Adds what the connection contributes to a call: its log level and a channel to its client. */
+  withConnection: (options: RequestOptions) => RequestOptions = (options) => options,
 ): FastPath {
   // A 2025-era session is established once the client sends `notifications/initialized`; 2026-07-28
   // clients never send it, so their requests always take the SDK path (which handles their envelope).
@@ -39,23 +41,27 @@ export function createToolCallFastPath(
       delete meta.progressToken;
     }
     try {
-      const result = await gateway.callTool(name, args, {
-        signal: controller.signal,
-        meta,
-        requestId: String(id),
-        ...(progressToken !== undefined
-          ? {
-              onProgress: (update) => {
-                lastProgressAt = performance.now();
-                transport.write({
-                  jsonrpc: "2.0",
-                  method: "notifications/progress",
-                  params: { progressToken, ...update },
-                });
-              },
-            }
-          : {}),
-      });
+      const result = await gateway.callTool(
+        name,
+        args,
+        withConnection({
+          signal: controller.signal,
+          meta,
+          requestId: String(id),
+          ...(progressToken !== undefined
+            ? {
+                onProgress: (update) => {
+                  lastProgressAt = performance.now();
+                  transport.write({
+                    jsonrpc: "2.0",
+                    method: "notifications/progress",
+                    params: { progressToken, ...update },
+                  });
+                },
+              }
+            : {}),
+        }),
+      );
       if (controller.signal.aborted) return; // cancelled: the client expects no response
       if (lastProgressAt !== undefined) {
         const wait = PROGRESS_GAP_MS - (performance.now() - lastProgressAt);

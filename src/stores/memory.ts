@@ -4,13 +4,24 @@
  * touch only the tagged entries, and lru-cache's `dispose` hook keeps that index exact whenever an
  * entry leaves for any reason (eviction, expiry, delete, overwrite).
  *
- * Token buckets live in a second LRU. A bucket is dropped when it would be full again, so dropping
- * it (by TTL) loses nothing; only eviction under `maxBuckets` pressure can forget a partly drained
- * bucket, which errs towards letting a call through.
+ * Token buckets live in a second, simpler LRU (see BucketTable). A bucket is dropped when it would be
+ * full again, so dropping it loses nothing; only eviction under `maxBuckets` pressure can forget a
+ * partly drained bucket, which errs towards letting a call through.
+ *
+ * Locks and pub/sub (the CoordinatedStore API, see stores/index.ts) act within this process only,
+ * so that policies use one code path whether or not replicas share a Redis.
  */
+import { randomUUID } from "node:crypto";
 import { LRUCache } from "lru-cache";
-import { GatewayError } from "../core/errors.ts";
-import type { Store } from "../core/types.ts";
+import { describeError, GatewayError } from "../core/errors.ts";
+import type { HealthResult } from "../core/types.ts";
+import type {
+  CoordinatedStore,
+  ListenerErrorEvent,
+  StoreLock,
+  StoreMessageHandler,
+  Unsubscribe,
+} from "./index.ts";
 
 export interface MemoryStoreOptions {
   /** Most entries kept; the least recently used go first. Default 10 000. */
@@ -21,6 +32,8 @@ export interface MemoryStoreOptions {
   readonly maxBuckets?: number;
   /** The clock, in ms. Default `Date.now`; tests inject a fake one. */
   readonly now?: () => number;
+  /** Where a message handler's exception goes. Default: a process warning (stderr). */
+  readonly onListenerError?: (event: ListenerErrorEvent) => void;
 }
 
 export interface BucketSpec {
@@ -45,23 +58,77 @@ interface Entry {
 }
 
 interface Bucket {
-  tokens: number;
-  at: number;
+  readonly tokens: number;
+  /** When `tokens` was counted (store clock, ms). */
+  readonly at: number;
+  /** When the bucket would be full again and can be forgotten. */
+  readonly fullAt: number;
+}
+
+/**
+ * Token buckets by key, least recently written first (a Map keeps insertion order), bounded by
+ * count. Not lru-cache, as the entries are: lru-cache wipes its whole preallocated table, O(max),
+ * whenever its last entry leaves, and one rate-limited tool whose bucket fills up again between calls
+ * (the common case for a quiet tool) would pay that on every call, about 0.5 ms at 100 000 buckets.
+ */
+class BucketTable {
+  readonly #map = new Map<string, Bucket>();
+  readonly #max: number;
+
+  constructor(max: number) {
+    this.#max = max;
+  }
+
+  /** The bucket, unless it is full again by `now` (then it is forgotten). */
+  get(key: string, now: number): Bucket | undefined {
+    const bucket = this.#map.get(key);
+    if (bucket !== undefined && now > bucket.fullAt) {
+      this.#map.delete(key);
+      return undefined;
+    }
+    return bucket;
+  }
+
+  set(key: string, bucket: Bucket): void {
+    // Deleting first moves the key to the most recent end.
+    this.#map.delete(key);
+    this.#map.set(key, bucket);
+    if (this.#map.size > this.#max) {
+      const oldest = this.#map.keys().next().value;
+      if (oldest !== undefined) this.#map.delete(oldest);
+    }
+  }
+
+  delete(key: string): void {
+    this.#map.delete(key);
+  }
+
+  clear(): void {
+    this.#map.clear();
+  }
 }
 
 const DEFAULT_MAX_ENTRIES = 10_000;
 const DEFAULT_MAX_BYTES = 64 * 1024 * 1024;
 const DEFAULT_MAX_BUCKETS = 100_000;
+// Locks are held for the length of one backend call, so even a busy gateway holds few at a time
+// (and lru-cache allocates for its maximum up front).
+const MAX_LOCKS = 10_000;
 // Float sums of fractional refills can land a hair under a whole token at exactly the instant the
 // computed retryAfterMs said it would be there; this tolerance keeps "wait retryAfterMs, then take"
 // always succeeding without letting any meaningful fraction through.
 const EPSILON = 1e-9;
 
-export class MemoryStore implements Store {
+export class MemoryStore implements CoordinatedStore {
   readonly #entries: LRUCache<string, Entry>;
-  readonly #buckets: LRUCache<string, Bucket>;
+  readonly #buckets: BucketTable;
   readonly #tags = new Map<string, Set<string>>();
   readonly #now: () => number;
+  // Lock name → owner token; the LRU's TTL (on the store's clock) is the lock's expiry.
+  readonly #locks: LRUCache<string, string>;
+  readonly #unlockWaiters = new Map<string, Set<(released: boolean) => void>>();
+  readonly #channels = new Map<string, Set<{ handler: StoreMessageHandler }>>();
+  readonly #onListenerError: (event: ListenerErrorEvent) => void;
   #closed = false;
 
   constructor(options: MemoryStoreOptions = {}) {
@@ -81,11 +148,9 @@ export class MemoryStore implements Store {
       // `set` returns, so the new entry's tags, added after, are never removed by mistake.
       dispose: (entry, key) => this.#untag(key, entry.tags),
     });
-    this.#buckets = new LRUCache<string, Bucket>({
-      max: positiveInt(options.maxBuckets ?? DEFAULT_MAX_BUCKETS, "maxBuckets"),
-      ttlResolution: 0,
-      perf,
-    });
+    this.#buckets = new BucketTable(positiveInt(options.maxBuckets ?? DEFAULT_MAX_BUCKETS, "maxBuckets"));
+    this.#locks = new LRUCache<string, string>({ max: MAX_LOCKS, ttlResolution: 0, perf });
+    this.#onListenerError = options.onListenerError ?? warnListenerError;
   }
 
   get(key: string): string | undefined {
@@ -147,7 +212,7 @@ export class MemoryStore implements Store {
     if (!(n >= 0 && Number.isFinite(n))) throw new RangeError(`takeTokens: n must be >= 0, got ${n}`);
 
     const now = this.#now();
-    const state = this.#buckets.get(key);
+    const state = this.#buckets.get(key, now);
     let tokens = capacity;
     if (state) {
       const elapsedMs = Math.max(0, now - state.at);
@@ -169,10 +234,82 @@ export class MemoryStore implements Store {
       // A full bucket is the same as no bucket: nothing to remember.
       this.#buckets.delete(key);
     } else {
-      const untilFullMs = refillPerSec > 0 ? Math.ceil(((capacity - tokens) / refillPerSec) * 1000) : 0;
-      this.#buckets.set(key, { tokens, at: now }, { ttl: untilFullMs });
+      const fullAt =
+        refillPerSec > 0
+          ? now + Math.ceil(((capacity - tokens) / refillPerSec) * 1000)
+          : Number.POSITIVE_INFINITY;
+      this.#buckets.set(key, { tokens, at: now, fullAt });
     }
     return { ok, retryAfterMs, remaining: Math.floor(tokens + EPSILON) };
+  }
+
+  /** In-process: exclusive among the users of this store, i.e. within one replica. */
+  lock(key: string, ttlMs: number): StoreLock | undefined {
+    this.#open();
+    if (!(ttlMs > 0 && Number.isFinite(ttlMs))) {
+      throw new RangeError(`MemoryStore.lock: ttlMs must be a positive finite number, got ${ttlMs}`);
+    }
+    if (this.#locks.has(key)) return undefined;
+    const token = randomUUID();
+    this.#locks.set(key, token, { ttl: Math.ceil(ttlMs) });
+    return {
+      release: async () => {
+        if (this.#closed || this.#locks.peek(key) !== token) return;
+        this.#locks.delete(key);
+        this.#wakeUnlockWaiters(key);
+      },
+    };
+  }
+
+  waitForUnlock(key: string, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+    this.#open();
+    if (!(timeoutMs >= 0 && Number.isFinite(timeoutMs))) {
+      throw new RangeError(
+        `MemoryStore.waitForUnlock: timeoutMs must be a finite number >= 0, got ${timeoutMs}`,
+      );
+    }
+    signal?.throwIfAborted();
+    if (!this.#locks.has(key)) return Promise.resolve(true);
+    return waitFor(this.#unlockWaiters, key, timeoutMs, signal);
+  }
+
+  publish(channel: string, message: string): void {
+    this.#open();
+    const subscribers = this.#channels.get(channel);
+    if (!subscribers) return;
+    // Delivered after publish returns, as over Redis, so a handler never runs inside its publisher.
+    for (const subscriber of [...subscribers]) {
+      queueMicrotask(() => {
+        if (!subscribers.has(subscriber)) return;
+        try {
+          subscriber.handler(message, { fromSelf: true });
+        } catch (error) {
+          this.#onListenerError({ channel, error });
+        }
+      });
+    }
+  }
+
+  subscribe(channel: string, handler: StoreMessageHandler): Unsubscribe {
+    this.#open();
+    let subscribers = this.#channels.get(channel);
+    if (!subscribers) {
+      subscribers = new Set();
+      this.#channels.set(channel, subscribers);
+    }
+    const subscriber = { handler };
+    subscribers.add(subscriber);
+    return async () => {
+      const current = this.#channels.get(channel);
+      if (!current?.delete(subscriber)) return;
+      if (current.size === 0) this.#channels.delete(channel);
+    };
+  }
+
+  health(): HealthResult {
+    return this.#closed
+      ? { status: "unhealthy", detail: "The memory store is closed" }
+      : { status: "healthy", detail: "in-process memory store" };
   }
 
   close(): void {
@@ -181,6 +318,11 @@ export class MemoryStore implements Store {
     this.#entries.clear();
     this.#buckets.clear();
     this.#tags.clear();
+    this.#locks.clear();
+    this.#channels.clear();
+    // Nothing will release a lock any more: waiters learn at once that they waited in vain.
+    for (const waiters of [...this.#unlockWaiters.values()]) for (const wake of [...waiters]) wake(false);
+    this.#unlockWaiters.clear();
   }
 
   /** Entries currently held (expired ones not yet purged included); for tests and metrics. */
@@ -197,6 +339,12 @@ export class MemoryStore implements Store {
     }
   }
 
+  #wakeUnlockWaiters(key: string): void {
+    const waiters = this.#unlockWaiters.get(key);
+    if (!waiters) return;
+    for (const wake of [...waiters]) wake(true);
+  }
+
   #open(): void {
     if (this.#closed) throw new GatewayError("store_unavailable", "The memory store is closed");
   }
@@ -204,6 +352,50 @@ export class MemoryStore implements Store {
 
 export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore {
   return new MemoryStore(options);
+}
+
+/**
+ * Parks a waiter under `key` in `waiters` until something calls it (with whether the wait succeeded),
+ * `timeoutMs` passes (false) or `signal` aborts (rejects with its reason). It removes itself either way.
+ * Shared with the Redis store, which parks its waiters the same way.
+ */
+export function waitFor(
+  waiters: Map<string, Set<(released: boolean) => void>>,
+  key: string,
+  timeoutMs: number,
+  signal: AbortSignal | undefined,
+): Promise<boolean> {
+  return new Promise<boolean>((resolve, reject) => {
+    const finish = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+      const set = waiters.get(key);
+      set?.delete(wake);
+      if (set?.size === 0) waiters.delete(key);
+    };
+    const wake = (released: boolean) => {
+      finish();
+      resolve(released);
+    };
+    const onAbort = () => {
+      finish();
+      reject(signal?.reason);
+    };
+    const timer = setTimeout(() => wake(false), timeoutMs);
+    signal?.addEventListener("abort", onAbort, { once: true });
+    let set = waiters.get(key);
+    if (!set) {
+      set = new Set();
+      waiters.set(key, set);
+    }
+    set.add(wake);
+  });
+}
+
+function warnListenerError({ channel, error }: ListenerErrorEvent): void {
+  process.emitWarning(`A store message handler for channel "${channel}" threw: ${describeError(error)}`, {
+    code: "SWITCHBOARD_STORE_LISTENER",
+  });
 }
 
 function entrySize(key: string, entry: Entry): number {

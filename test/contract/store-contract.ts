@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { describe, test } from "node:test";
 import type { Store } from "../../src/core/types.ts";
+import type { CoordinatedStore } from "../../src/stores/index.ts";
 
 export interface StoreContractOptions {
   /** Moves the store's clock forward; when absent, the tests wait in real time. */
@@ -257,5 +258,104 @@ export function storeContract(
       await store.close();
       await store.close();
     });
+
+    // The coordination API (CoordinatedStore), for stores that have it.
+    const coordinated =
+      (body: (store: CoordinatedStore, k: (key: string) => string) => Promise<void>) =>
+      async (t: { skip: (message: string) => void }) => {
+        await withStore(async (store, k) => {
+          if (typeof (store as Partial<CoordinatedStore>).lock !== "function") {
+            t.skip("this store has no coordination API");
+            return;
+          }
+          await body(store as CoordinatedStore, k);
+        })();
+      };
+
+    test(
+      "lock is exclusive until released; release is idempotent",
+      coordinated(async (store, k) => {
+        const first = await store.lock(k("l"), 10_000);
+        assert.ok(first, "a free lock is taken");
+        assert.equal(await store.lock(k("l"), 10_000), undefined, "a held lock is not");
+        const other = await store.lock(k("other"), 10_000);
+        assert.ok(other, "locks are independent");
+        await store.set(k("l"), "v");
+        assert.equal(await store.get(k("l")), "v", "lock names do not clash with entry keys");
+        await first.release();
+        await first.release();
+        const second = await store.lock(k("l"), 10_000);
+        assert.ok(second, "a released lock can be taken again");
+        await second.release();
+        await other.release();
+      }),
+    );
+
+    test(
+      "a lock expires after its TTL, and the expired holder's release leaves the new owner's lock alone",
+      coordinated(async (store, k) => {
+        const stale = await store.lock(k("l"), shortTtlMs);
+        assert.ok(stale);
+        let owner: Awaited<ReturnType<CoordinatedStore["lock"]>>;
+        await eventually(
+          async () => {
+            owner = await store.lock(k("l"), 10_000);
+            return owner !== undefined;
+          },
+          shortTtlMs,
+          "lock expiry",
+        );
+        await stale.release();
+        assert.equal(await store.lock(k("l"), 10_000), undefined, "still held by the new owner");
+        await owner?.release();
+      }),
+    );
+
+    test(
+      "waitForUnlock: at once when free, on release when held, false at its timeout, rejects on abort",
+      coordinated(async (store, k) => {
+        assert.equal(await store.waitForUnlock(k("free"), 5_000), true);
+        const held = await store.lock(k("l"), 10_000);
+        assert.ok(held);
+        const waiting = store.waitForUnlock(k("l"), 5_000);
+        await held.release();
+        assert.equal(await waiting, true);
+
+        const stuck = await store.lock(k("stuck"), 10_000);
+        assert.equal(await store.waitForUnlock(k("stuck"), 30), false);
+        const controller = new AbortController();
+        const aborted = store.waitForUnlock(k("stuck"), 5_000, controller.signal);
+        controller.abort(new Error("caller went away"));
+        await assert.rejects(aborted, /caller went away/);
+        await stuck?.release();
+      }),
+    );
+
+    test(
+      "publish reaches every subscriber of the channel, flagged fromSelf, until it unsubscribes",
+      coordinated(async (store, k) => {
+        const seen: [string, string, boolean][] = [];
+        const off = await store.subscribe(k("ch"), (message, info) =>
+          seen.push(["a", message, info.fromSelf]),
+        );
+        await store.subscribe(k("ch"), (message, info) => seen.push(["b", message, info.fromSelf]));
+        await store.subscribe(k("elsewhere"), (message) => seen.push(["x", message, false]));
+        await store.publish(k("ch"), "one");
+        await eventually(async () => seen.length >= 2, 10, "delivery");
+        assert.deepEqual(seen.sort(), [
+          ["a", "one", true],
+          ["b", "one", true],
+        ]);
+        await off();
+        await off();
+        await store.publish(k("ch"), "two");
+        // b sees "two" after a would have (same channel, same order): then a's absence is final.
+        await eventually(async () => seen.some(([who, m]) => who === "b" && m === "two"), 10, "delivery");
+        assert.equal(
+          seen.some(([who, m]) => who === "a" && m === "two"),
+          false,
+        );
+      }),
+    );
   });
 }

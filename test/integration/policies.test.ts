@@ -38,6 +38,8 @@ function flaky(name: string, policies: Record<string, unknown> = {}) {
 const CONTROL = { circuitBreaker: false, retry: false, cache: false, rateLimit: false, fallback: false };
 const FAST_RETRY = { maxAttempts: 3, baseDelayMs: 5, jitter: "none", budget: false };
 const OPEN_MS = 400;
+const INTERNAL_ERROR = -32603;
+const INVALID_PARAMS = -32602;
 const TIMEOUT_MS = 300;
 
 const config = validateConfig(
@@ -140,16 +142,21 @@ async function failNext(
   tool: string,
   count: number,
   mode: "throw" | "isError" = "throw",
+  code = INTERNAL_ERROR,
 ): Promise<void> {
-  const result = await call(`${server}__fail_next`, { tool, count, mode });
+  const result = await call(`${server}__fail_next`, { tool, count, mode, code });
   assert.ok(!result.isError, textOf(result));
 }
 
 /** Asserts that a call failed with the backend's own JSON-RPC error, passed through unchanged. */
-async function rejectsWithBackendError(promise: Promise<unknown>, tool: string): Promise<void> {
+async function rejectsWithBackendError(
+  promise: Promise<unknown>,
+  tool: string,
+  code = INTERNAL_ERROR,
+): Promise<void> {
   await assert.rejects(promise, (error: unknown) => {
     assert.ok(error instanceof McpError, `expected a JSON-RPC error, got ${String(error)}`);
-    assert.equal(error.code, -32603);
+    assert.equal(error.code, code);
     assert.match(error.message, new RegExp(`${tool} failed on purpose`));
     return true;
   });
@@ -202,7 +209,7 @@ describe("circuit breaker", () => {
     );
   });
 
-  test("an isError answer does not trip it (the server did answer) unless countIsError", async () => {
+  test("an isError answer does not trip it by default (the server did answer)", async () => {
     await failNext("brk", "read", 4, "isError");
     for (let i = 0; i < 4; i++) {
       const result = await call("brk__read", { key: "x" });
@@ -210,6 +217,16 @@ describe("circuit breaker", () => {
       assert.equal(textOf(result), "read failed on purpose", "the backend's own isError, not circuit_open");
     }
     assert.equal(breakerState("brk"), "closed");
+  });
+
+  test("the backend's invalid-params errors do not trip it: the request was at fault", async () => {
+    const before = await callsAt("brk", "read");
+    await failNext("brk", "read", 4, "throw", INVALID_PARAMS);
+    for (let i = 0; i < 4; i++) {
+      await rejectsWithBackendError(call("brk__read", { key: "x" }), "read", INVALID_PARAMS);
+    }
+    assert.equal(breakerState("brk"), "closed");
+    assert.equal(await callsAt("brk", "read"), before + 4);
   });
 });
 
@@ -256,6 +273,13 @@ describe("retry", () => {
     );
   });
 
+  test("the backend's invalid-params error is not retried: the same arguments would fail again", async () => {
+    const before = await callsAt("rt", "read");
+    await failNext("rt", "read", 2, "throw", INVALID_PARAMS);
+    await rejectsWithBackendError(call("rt__read", { key: "bad" }), "read", INVALID_PARAMS);
+    assert.equal(await callsAt("rt", "read"), before + 1);
+  });
+
   test("a destructive tool is never retried, even marked safe", async () => {
     await failNext("rt", "write", 2);
     await rejectsWithBackendError(call("rt__write", { key: "w" }), "write");
@@ -273,7 +297,10 @@ describe("rate limit", () => {
     assert.equal(limited.length, 2);
     for (const r of limited) {
       assert.equal(errorMeta(r).code, "rate_limited");
-      assert.match(textOf(r), /Rate limit reached for "rl__ping" \(per-tool limit: burst 5, 1\/min\); try again in/);
+      assert.match(
+        textOf(r),
+        /Rate limit reached for "rl__ping" \(per-tool limit: burst 5, 1\/min\); try again in/,
+      );
       assert.ok(Number(errorMeta(r).retryAfterMs) > 0);
     }
     assert.equal(await callsAt("rl", "ping"), 5, "refused calls never reach the backend");
@@ -295,7 +322,10 @@ describe("rate limit", () => {
     const computed = waits[0]?.retryAfterMs ?? 0;
     // One token comes back every 200 ms; the burst took part of that, so the wait is at most 200 ms.
     assert.ok(computed > 0 && computed <= 200, `computed wait ${computed} ms`);
-    assert.ok(sixthMs >= computed, `the 6th call took ${sixthMs.toFixed(1)} ms, under the ${computed} ms wait`);
+    assert.ok(
+      sixthMs >= computed,
+      `the 6th call took ${sixthMs.toFixed(1)} ms, under the ${computed} ms wait`,
+    );
     // Independently of the event: a 6th token exists no sooner than 200 ms after the first was taken.
     assert.ok(performance.now() - start >= 200);
     assert.ok(sixthMs < 5_000, "generous upper bound");

@@ -137,6 +137,148 @@ describe("Claude-compatible files", () => {
   test("an empty mcpServers is valid", () => {
     assert.deepEqual(parseConfig('{"mcpServers": {}}', { format: "json" }).mcpServers, {});
   });
+
+  test("Claude Desktop's own top-level settings are accepted and dropped", () => {
+    const config = parseConfig(
+      JSON.stringify({
+        globalShortcut: "Ctrl+Space",
+        preferences: { menuBarEnabled: false, quickEntryShortcut: "off" },
+        isUsingBuiltInNodeForMcp: true,
+        mcpServers: { fs: { command: "npx", args: ["-y", "@modelcontextprotocol/server-filesystem"] } },
+      }),
+      { format: "json", env: {} },
+    );
+    const fs = server(config, "fs");
+    assert.ok(fs.type === "stdio");
+    assert.equal(fs.command, "npx");
+    for (const key of ["globalShortcut", "preferences", "isUsingBuiltInNodeForMcp"]) {
+      assert.ok(!Object.hasOwn(config, key), `${key} should not reach the gateway`);
+    }
+  });
+
+  test("other unknown top-level keys are still errors, with a suggestion for near misses", () => {
+    const error = expectError(
+      () => yaml("mcpServers: {}\nglobalShortcat: Ctrl+Space\ntheme: dark\n"),
+      "config_invalid",
+    );
+    assert.deepEqual(issuesOf(error), [
+      { path: "globalShortcat", message: 'unknown key "globalShortcat" (did you mean "globalShortcut"?)' },
+      { path: "theme", message: 'unknown key "theme"' },
+    ]);
+  });
+});
+
+describe("numbers and booleans from strings", () => {
+  test("interpolated numbers are accepted where the schema wants a number", () => {
+    const config = yaml(
+      "mcpServers:\n  a: { command: x, timeoutMs: '${TIMEOUT:-2500}', restart: { maxRestarts: '${R}' } }\n" +
+        "server: { http: { port: '${PORT:-8931}', maxBodyBytes: '1e6' } }\n" +
+        "gateway: { startupTimeoutMs: '${STARTUP}' }\n",
+      { R: "3", STARTUP: "15000" },
+    );
+    assert.equal(config.server.http.port, 8931);
+    assert.equal(config.server.http.maxBodyBytes, 1_000_000);
+    assert.equal(config.gateway.startupTimeoutMs, 15_000);
+    assert.equal(server(config, "a").timeoutMs, 2500);
+    assert.equal(server(config, "a").restart.maxRestarts, 3);
+    assert.equal(
+      yaml("mcpServers: {}\nserver: { http: { port: '${PORT}' } }\n", { PORT: "0" }).server.http.port,
+      0,
+    );
+  });
+
+  test("inside policies too, and true/false where the schema wants a boolean", () => {
+    const config = yaml(
+      "mcpServers:\n  a: { command: x, enabled: '${A_ENABLED:-false}' }\n" +
+        "policies:\n  rateLimit: { capacity: '${CAP:-5}', refillPerSecond: '0.5' }\n" +
+        "  retry: { safe: 'true', maxAttempts: '2' }\n",
+    );
+    assert.equal(server(config, "a").enabled, false);
+    assert.deepEqual(config.policies.rateLimit, {
+      scope: "tool",
+      perPrincipal: false,
+      capacity: 5,
+      refillPerSecond: 0.5,
+      mode: "reject",
+      maxWaitMs: 5000,
+    });
+    assert.ok(config.policies.retry);
+    assert.equal(config.policies.retry.safe, true);
+    assert.equal(config.policies.retry.maxAttempts, 2);
+  });
+
+  test("strings that only look numeric are errors that show the value", () => {
+    const error = expectError(
+      () =>
+        yaml(
+          "mcpServers:\n  a: { command: x, enabled: 'yes' }\n" +
+            "server: { http: { port: '${PORT}', maxBodyBytes: '0x10' } }\n" +
+            "gateway: { startupTimeoutMs: '${EMPTY}', shutdownTimeoutMs: ' 5' }\n",
+          { PORT: "80a", EMPTY: "" },
+        ),
+      "config_invalid",
+    );
+    assert.deepEqual(issuesOf(error), [
+      { path: "mcpServers.a.enabled", message: 'expected true or false, got the string "yes"' },
+      { path: "gateway.startupTimeoutMs", message: 'expected a number, got the string ""' },
+      { path: "gateway.shutdownTimeoutMs", message: 'expected a number, got the string " 5"' },
+      { path: "server.http.port", message: 'expected a number, got the string "80a"' },
+      { path: "server.http.maxBodyBytes", message: 'expected a number, got the string "0x10"' },
+    ]);
+  });
+
+  test("a coerced number is still checked against its bounds", () => {
+    const error = expectError(
+      () => yaml("mcpServers: {}\nserver: { http: { port: '${PORT}' } }\n", { PORT: "70000" }),
+      "config_invalid",
+    );
+    assert.deepEqual(issuesOf(error), [
+      { path: "server.http.port", message: "must be at most 65535, got 70000" },
+    ]);
+    const fraction = expectError(
+      () => yaml("mcpServers: {}\nserver: { http: { port: '80.5' } }\n"),
+      "config_invalid",
+    );
+    assert.deepEqual(issuesOf(fraction), [
+      { path: "server.http.port", message: "expected a whole number, got 80.5" },
+    ]);
+  });
+
+  test("a value of the wrong type says what was found, but never shows a misplaced string", () => {
+    const error = expectError(
+      () =>
+        yaml(
+          "mcpServers:\n  a: { command: 5, args: one }\n" +
+            "  r: { type: http, url: https://x.example/mcp, headers: 'Bearer tok-secret' }\n" +
+            "gateway: { startupTimeoutMs: true, name: [a] }\n",
+        ),
+      "config_invalid",
+    );
+    assert.deepEqual(issuesOf(error), [
+      { path: "mcpServers.a.command", message: "expected a string, got the number 5" },
+      { path: "mcpServers.a.args", message: "expected an array, got a string" },
+      { path: "mcpServers.r.headers", message: "expected an object, got a string" },
+      { path: "gateway.name", message: "expected a string, got an array" },
+      { path: "gateway.startupTimeoutMs", message: "expected a number, got true" },
+    ]);
+    assert.ok(!error.message.includes("tok-secret"));
+  });
+
+  test("string fields are never turned into numbers", () => {
+    const config = yaml("mcpServers:\n  a: { command: x, args: ['${N}'], env: { PORT: '${N}' } }\n", {
+      N: "8080",
+    });
+    const a = server(config, "a");
+    assert.ok(a.type === "stdio");
+    assert.deepEqual(a.args, ["8080"]);
+    assert.deepEqual(a.env, { PORT: "8080" });
+  });
+
+  test("the caller's document is left as it was", () => {
+    const document = { mcpServers: {}, server: { http: { port: "8080" } } };
+    assert.equal(validateConfig(document, { env: {} }).server.http.port, 8080);
+    assert.equal(document.server.http.port, "8080");
+  });
 });
 
 describe("YAML and defaults", () => {
