@@ -7,6 +7,7 @@ import { cpus, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { type BackendKind, measureOverhead, type Scenario } from "./overhead.ts";
 import { measurePipeline, type PipelineReport } from "./pipeline.ts";
+import { measureRedis, type RedisReport } from "./redis.ts";
 
 const total = Number(process.env.BENCH_CALLS ?? 5_000);
 const warmup = Math.min(500, Math.ceil(total / 10));
@@ -106,10 +107,47 @@ console.log("\npolicy chain: full chain (every policy but invalidates) vs. off, 
 const pipeline = await measurePipeline({ total, warmup });
 printPipeline(pipeline);
 
+function printRedis(report: RedisReport | undefined): void {
+  if (!report) {
+    console.log("skipped: set REDIS_URL (e.g. redis://127.0.0.1:6379) to measure the Redis store");
+    return;
+  }
+  const widths = [12, 7, 7, 10, 9, 9, 12, 12];
+  console.log(
+    row(["scenario", "store", "clients", "calls/s", "p50 ms", "p99 ms", "added p50", "added p99"], widths),
+  );
+  for (const r of report.rows) {
+    for (const [store, result] of [
+      ["memory", r.memory],
+      ["redis", r.redis],
+    ] as const) {
+      const added = store === "redis" ? [r.addedP50Ms.toFixed(3), r.addedP99Ms.toFixed(3)] : ["", ""];
+      console.log(
+        row(
+          [
+            store === "memory" ? r.scenario : "",
+            store,
+            String(r.concurrency),
+            result.perSecond.toFixed(0),
+            result.p50Ms.toFixed(3),
+            result.p99Ms.toFixed(3),
+            ...added,
+          ],
+          widths,
+        ),
+      );
+    }
+  }
+}
+
+console.log("\nRedis store vs. memory store: rate limiting and caching, added latency per call");
+const redis = await measureRedis({ total, warmup });
+printRedis(redis);
+
 const out = resolve(import.meta.dirname, "results");
 mkdirSync(out, { recursive: true });
 writeFileSync(
   join(out, "latest.json"),
-  JSON.stringify({ machine, total, warmup, overhead, ratios, pipeline }, null, 2),
+  JSON.stringify({ machine, total, warmup, overhead, ratios, pipeline, redis }, null, 2),
 );
 console.log(`\nresults written to ${join("bench", "results", "latest.json")}`);

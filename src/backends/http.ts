@@ -12,6 +12,7 @@
  * so one failing host does not stop calls to the others.
  */
 import { STATUS_CODES } from "node:http";
+import type { Readable } from "node:stream";
 import { Ajv, type ValidateFunction } from "ajv";
 import { Pool } from "undici";
 import { z } from "zod";
@@ -31,168 +32,26 @@ import type {
 } from "../core/types.ts";
 import type { Logger } from "../observability/logger.ts";
 import { CircuitBreaker } from "../policies/circuit-breaker.ts";
-import { circuitBreakerSchema } from "../policies/config.ts";
 import type { Emit, ToolBinding } from "../policies/types.ts";
 import { VERSION } from "../version.ts";
 import {
+  type HttpBackendConfig,
+  type HttpEndpointConfig,
+  type HttpMethod as Method,
+  TEMPLATE_PLACEHOLDER,
+} from "./builtin-config.ts";
+import {
   checkHost,
-  type NormalizedHost,
-  normalizeHost,
+  type HostPattern,
+  matchesHostPattern,
+  parseHostPattern,
   pinnedLookup,
   type ResolvedAddress,
   type Resolver,
   systemResolver,
 } from "./ssrf.ts";
 
-// ---------------------------------------------------------------------------------------------------
-// Config
-
-const METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] as const;
-type Method = (typeof METHODS)[number];
-const methodSchema = z.enum(METHODS);
-
-const headerMap = z.record(z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, "not a valid header name"), z.string());
-
-/** `host`, `*.host` (subdomains only), an IP literal, each with an optional `:port`. */
-const hostPatternSchema = z.string().refine((s) => parseHostPattern(s) !== undefined, {
-  error:
-    'must be a host name, "*.domain" or an IP literal, with an optional ":port" (no scheme, no path), ' +
-    'e.g. "api.example.com", "*.example.com:8443" or "[2001:db8::1]"',
-});
-
-export const httpEndpointSchema = z.strictObject({
-  /** The tool name, as the backend exposes it. */
-  name: z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, 'may only contain letters, digits, "_" and "-" (1–64)'),
-  /** Shown to the model. Default: the method and path. */
-  description: z.string().optional(),
-  /** JSON Schema of the tool's arguments. Default: an object with no properties. */
-  inputSchema: z.record(z.string(), z.unknown()).default({ type: "object", properties: {} }),
-  /** Default "GET". */
-  method: methodSchema.default("GET"),
-  /** Relative to `baseUrl`; `{param}` placeholders are filled from arguments, URL-encoded. */
-  path: z.string().min(1),
-  /** Query parameters; values may be or contain `{param}` (a missing optional argument drops the key). */
-  query: z.record(z.string(), z.string()).default({}),
-  /** Extra request headers; values may contain `{param}`. */
-  headers: headerMap.default({}),
-  /**
-   * JSON body template: a string that is exactly `{param}` becomes that argument's value (any JSON
-   * type), `{$args}` all arguments; placeholders inside longer strings are interpolated. Default: none.
-   */
-  body: z.unknown().optional(),
-  /** Overrides the backend's `errorOnStatus` for this tool. */
-  errorOnStatus: z.boolean().optional(),
-});
-
-/** The backend's own breaker per origin: the pipeline's options minus `countIsError` (status decides). */
-const originBreakerSchema = circuitBreakerSchema.omit({ countIsError: true });
-
-export const httpBackendSchema = z
-  .strictObject({
-    type: z.literal("http"),
-    /**
-     * Requests given a `path` go under this URL, and absolute URLs under it are allowed. Default:
-     * none (then only `allowHosts` and absolute URLs).
-     */
-    baseUrl: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).optional(),
-    /** Further hosts absolute URLs may reach: "api.example.com", "*.example.com", with optional ":port" (no port: any). Default []. */
-    allowHosts: z.array(hostPatternSchema).default([]),
-    /** Allow plain http:// (https only otherwise). Default false. */
-    allowHttp: z.boolean().default(false),
-    /**
-     * Hosts (same patterns) whose private, loopback, link-local and unique-local addresses are
-     * allowed. Metadata, unspecified, multicast and broadcast addresses stay refused. Default [].
-     */
-    allowPrivateHosts: z.array(hostPatternSchema).default([]),
-    /** Sent with every request, over the caller's headers; dropped when a redirect leaves the origin. Default {}. */
-    headers: headerMap.default({}),
-    /** Methods the `fetch` tool may use. Default: all of GET HEAD POST PUT PATCH DELETE OPTIONS. */
-    methods: z.array(methodSchema).min(1).default([...METHODS]),
-    /** Keep-alive connections per origin. Default 10. */
-    connections: z.number().int().min(1).max(1024).default(10),
-    /** Time to establish a connection (TCP and TLS), in ms. Default 10 000. */
-    connectTimeoutMs: z.number().int().positive().default(10_000),
-    /** Largest response body read; the read is aborted past it. Default 1 048 576 (1 MiB). */
-    maxResponseBytes: z.number().int().positive().default(1_048_576),
-    /** Redirects followed (each one checked like the first request); 0 returns 3xx as is. Default 5. */
-    maxRedirects: z.number().int().min(0).max(20).default(5),
-    /** A non-2xx status makes the result isError. Default true. */
-    errorOnStatus: z.boolean().default(true),
-    /** Expose the generic `fetch` tool. Default true. */
-    fetchTool: z.boolean().default(true),
-    /** Named tools mapped to fixed requests under `baseUrl`. Default []. */
-    endpoints: z.array(httpEndpointSchema).default([]),
-    /**
-     * Per-origin circuit breaker: connection failures, timeouts and 5xx answers count as failures;
-     * `false` turns it off. Default { consecutiveFailures 5, openMs 30 000 } (see policies).
-     */
-    circuitBreaker: z.union([z.literal(false), originBreakerSchema]).prefault({}),
-    /** When set, health checks GET this path under `baseUrl` and expect a 2xx. Default: none. */
-    healthPath: z.string().optional(),
-  })
-  .superRefine((config, ctx) => {
-    if (!config.baseUrl && config.allowHosts.length === 0) {
-      ctx.addIssue({
-        code: "custom",
-        path: ["baseUrl"],
-        message: "an http backend needs a baseUrl or at least one entry in allowHosts",
-      });
-    }
-    if (config.baseUrl) {
-      const base = new URL(config.baseUrl);
-      if (base.protocol === "http:" && !config.allowHttp) {
-        ctx.addIssue({
-          code: "custom",
-          path: ["baseUrl"],
-          message: "is plain http://; use https://, or set allowHttp: true to allow unencrypted requests",
-        });
-      }
-      if (base.username || base.password || base.search || base.hash) {
-        ctx.addIssue({
-          code: "custom",
-          path: ["baseUrl"],
-          message: "may not carry credentials, a query or a fragment; put credentials in headers",
-        });
-      }
-    }
-    const names = new Set<string>(config.fetchTool ? ["fetch"] : []);
-    config.endpoints.forEach((endpoint, i) => {
-      if (names.has(endpoint.name)) {
-        ctx.addIssue({
-          code: "custom",
-          path: ["endpoints", i, "name"],
-          message: `the tool name "${endpoint.name}" is already used${endpoint.name === "fetch" ? " by the fetch tool" : ""}`,
-        });
-      }
-      names.add(endpoint.name);
-      if (!config.baseUrl) {
-        ctx.addIssue({ code: "custom", path: ["endpoints", i, "path"], message: "endpoints need a baseUrl" });
-      }
-      const properties = endpoint.inputSchema.properties;
-      const declared = properties && typeof properties === "object" ? Object.keys(properties) : [];
-      for (const param of placeholders(endpoint.path)) {
-        if (!declared.includes(param)) {
-          ctx.addIssue({
-            code: "custom",
-            path: ["endpoints", i, "path"],
-            message: `uses {${param}}, which inputSchema.properties does not declare`,
-          });
-        }
-      }
-      try {
-        ajv().compile(endpoint.inputSchema);
-      } catch (error) {
-        ctx.addIssue({
-          code: "custom",
-          path: ["endpoints", i, "inputSchema"],
-          message: `is not a valid JSON Schema: ${describeError(error)}`,
-        });
-      }
-    });
-  });
-
-export type HttpBackendConfig = z.output<typeof httpBackendSchema>;
-export type HttpEndpointConfig = z.output<typeof httpEndpointSchema>;
+export type { HttpBackendConfig, HttpEndpointConfig } from "./builtin-config.ts";
 
 export interface HttpBackendOptions {
   /** How host names become addresses. Default: the system resolver. Tests inject their own. */
@@ -204,74 +63,9 @@ export interface HttpBackendOptions {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Host patterns
-
-interface HostPattern {
-  readonly host: NormalizedHost;
-  /** `*.example.com`: subdomains of `host`, not `host` itself. */
-  readonly wildcard: boolean;
-  readonly port?: number;
-}
-
-function parseHostPattern(text: string): HostPattern | undefined {
-  const trimmed = text.trim();
-  if (trimmed === "" || /[/?#@\s\\]/.test(trimmed)) return undefined;
-  let host = trimmed;
-  let portText: string | undefined;
-  if (trimmed.startsWith("[")) {
-    const match = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(trimmed);
-    if (!match) return undefined;
-    host = match[1] as string;
-    portText = match[2];
-  } else if (trimmed.split(":").length === 2) {
-    [host = "", portText] = trimmed.split(":");
-    if (!/^\d{1,5}$/.test(portText ?? "")) return undefined;
-  }
-  // More than one colon without brackets: an IPv6 literal, which cannot carry a port.
-  const port = portText === undefined ? undefined : Number(portText);
-  if (port !== undefined && (port < 1 || port > 65_535)) return undefined;
-  const wildcard = host.startsWith("*.");
-  if (wildcard) host = host.slice(2);
-  if (host === "" || host.includes("*")) return undefined;
-  let hostname: string;
-  try {
-    // The URL parser canonicalises the host as it will for requests: IDN to punycode, IPv4 notations.
-    hostname = new URL(`http://${host.includes(":") ? `[${host}]` : host}/`).hostname;
-  } catch {
-    return undefined;
-  }
-  const normalized = normalizeHost(hostname);
-  if (wildcard && normalized.kind !== "name") return undefined;
-  return { host: normalized, wildcard, ...(port === undefined ? {} : { port }) };
-}
-
-function hostKey(host: NormalizedHost): string {
-  return host.kind === "name" ? host.name : host.address;
-}
-
-function matchesPattern(url: URL, patterns: readonly HostPattern[]): boolean {
-  const key = hostKey(normalizeHost(url.hostname));
-  const port = effectivePort(url);
-  return patterns.some((p) => {
-    if (p.port !== undefined && p.port !== port) return false;
-    const want = hostKey(p.host);
-    return p.wildcard ? key.endsWith(`.${want}`) : key === want;
-  });
-}
-
-function effectivePort(url: URL): number {
-  if (url.port) return Number(url.port);
-  return url.protocol === "https:" ? 443 : 80;
-}
-
-// ---------------------------------------------------------------------------------------------------
 // Templates
 
-const PLACEHOLDER = /\{(\$args|[A-Za-z_][A-Za-z0-9_]*)\}/g;
-
-function placeholders(template: string): string[] {
-  return [...template.matchAll(PLACEHOLDER)].map((m) => m[1] as string).filter((p) => p !== "$args");
-}
+const PLACEHOLDER = TEMPLATE_PLACEHOLDER;
 
 type Args = Readonly<Record<string, unknown>>;
 
@@ -334,6 +128,7 @@ function renderBody(template: unknown, args: Args): unknown {
 }
 
 let sharedAjv: Ajv | undefined;
+/** One validator instance for every endpoint: compiling is costly, validating is not. */
 function ajv(): Ajv {
   sharedAjv ??= new Ajv({ allErrors: true, strict: false });
   return sharedAjv;
@@ -375,6 +170,8 @@ const RESERVED_HEADERS = new Set([
   "proxy-connection",
   "http2-settings",
 ]);
+
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 /** Headers that carry credentials for one origin; dropped when a redirect leaves it. */
 const CREDENTIAL_HEADERS = new Set(["authorization", "cookie", "proxy-authorization"]);
@@ -433,14 +230,22 @@ interface Signals {
 /** How long checked addresses are reused before the host is resolved and checked again. */
 const PIN_TTL_MS = 30_000;
 
-/** Reads a response body up to `limit` bytes; past it the read is aborted and undefined returned. */
-async function readLimited(body: AsyncIterable<Buffer> & { destroy(): void }, limit: number) {
+type Body = AsyncIterable<Buffer> & Pick<Readable, "destroy" | "on">;
+
+/** Stops reading a body and closes its connection; undici reports that as an abort nobody needs to hear. */
+function discard(body: Body): void {
+  body.on("error", () => undefined);
+  body.destroy();
+}
+
+/** Reads a body up to `limit` bytes; past it the read is aborted and undefined returned. */
+async function readLimited(body: Body, limit: number): Promise<Buffer | undefined> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of body) {
     size += chunk.length;
     if (size > limit) {
-      body.destroy();
+      discard(body);
       return undefined;
     }
     chunks.push(chunk);
@@ -523,7 +328,9 @@ export class HttpBackend implements Backend {
   async callTool(call: ToolCall, ctx: CallContext): Promise<CallToolResult> {
     try {
       const request =
-        call.tool === "fetch" && this.#config.fetchTool ? this.#fetchRequest(call.args) : this.#endpointRequest(call);
+        call.tool === "fetch" && this.#config.fetchTool
+          ? this.#fetchRequest(call.args)
+          : this.#endpointRequest(call);
       const answer = await this.#exchange(request, call.tool, ctx.signal);
       return this.#result(answer, request.errorOnStatus);
     } catch (error) {
@@ -595,7 +402,9 @@ export class HttpBackend implements Backend {
     const c = this.#config;
     const scope = [
       this.#base ? `paths under ${this.#base.href} (argument "path")` : undefined,
-      c.allowHosts.length > 0 ? `absolute URLs on ${c.allowHosts.join(", ")} (argument "url")` : undefined,
+      c.allowHosts.length === 0
+        ? undefined
+        : `absolute URLs on ${c.allowHosts.includes("*") ? "any public host" : c.allowHosts.join(", ")} (argument "url")`,
     ]
       .filter(Boolean)
       .join("; and ");
@@ -636,20 +445,26 @@ export class HttpBackend implements Backend {
       try {
         url = new URL(args.url as string);
       } catch {
-        throw new InvalidArguments(`"${args.url}" is not an absolute URL; pass e.g. "https://host/path", or use "path".`);
+        throw new InvalidArguments(
+          `"${args.url}" is not an absolute URL; pass e.g. "https://host/path", or use "path".`,
+        );
       }
     }
     for (const [key, value] of Object.entries(args.query ?? {})) {
       for (const item of Array.isArray(value) ? value : [value]) url.searchParams.append(key, String(item));
     }
     if (args.body !== undefined && (args.method === "GET" || args.method === "HEAD")) {
-      throw new InvalidArguments(`A ${args.method} request carries no body; send the data in "query" instead.`);
+      throw new InvalidArguments(
+        `A ${args.method} request carries no body; send the data in "query" instead.`,
+      );
     }
     const headers: Record<string, string> = {};
     for (const [name, value] of Object.entries(args.headers ?? {})) {
       const lower = name.toLowerCase();
       if (RESERVED_HEADERS.has(lower)) {
-        throw new InvalidArguments(`Header "${name}" is set by the gateway and may not be sent by the caller; remove it.`);
+        throw new InvalidArguments(
+          `Header "${name}" is set by the gateway and may not be sent by the caller; remove it.`,
+        );
       }
       headers[lower] = value;
     }
@@ -668,13 +483,17 @@ export class HttpBackend implements Backend {
       const problems = (validate.errors ?? [])
         .map((e) => `${e.instancePath || "arguments"} ${e.message ?? "is invalid"}`)
         .join("; ");
-      throw new InvalidArguments(`Invalid arguments for "${call.tool}" on backend "${this.name}": ${problems}.`);
+      throw new InvalidArguments(
+        `Invalid arguments for "${call.tool}" on backend "${this.name}": ${problems}.`,
+      );
     }
     const args = call.args;
     const path = endpoint.path.replace(PLACEHOLDER, (_, name: string) => {
       const value = args[name];
       if (value === undefined) {
-        throw new InvalidArguments(`Tool "${call.tool}" needs argument "${name}" (it is part of the URL path).`);
+        throw new InvalidArguments(
+          `Tool "${call.tool}" needs argument "${name}" (it is part of the URL path).`,
+        );
       }
       return encodePathParam(name)(scalarText(value, `Argument "${name}"`));
     });
@@ -721,6 +540,14 @@ export class HttpBackend implements Backend {
     }
     for (const [name, value] of Object.entries(this.#config.headers)) headers[name.toLowerCase()] = value;
     headers["user-agent"] ??= `switchboard/${VERSION}`;
+    for (const [name, value] of Object.entries(headers)) {
+      // A line break in a value would start a header (or a request) of its own.
+      if (!HEADER_NAME.test(name) || /[\r\n\0]/.test(value)) {
+        throw new InvalidArguments(
+          `Header "${name}" has an invalid name or a line break or NUL in its value; send a single-line value.`,
+        );
+      }
+    }
     url.hash = "";
     return { method, url, headers, body: text, errorOnStatus };
   }
@@ -741,9 +568,13 @@ export class HttpBackend implements Backend {
   #checkScope(url: URL, redirectedFrom?: URL): void {
     const via = redirectedFrom ? ` (a redirect from ${redirectedFrom.href})` : "";
     const refuse = (why: string, what: string): never => {
-      throw new GatewayError("forbidden", `Refused ${url.href}${via} on backend "${this.name}": ${why}. ${what}`, {
-        data: { server: this.name, url: url.href },
-      });
+      throw new GatewayError(
+        "forbidden",
+        `Refused ${url.href}${via} on backend "${this.name}": ${why}. ${what}`,
+        {
+          data: { server: this.name, url: url.href },
+        },
+      );
     };
     if (url.protocol !== "https:" && url.protocol !== "http:") {
       refuse(`the scheme ${url.protocol} is not HTTP`, "Use an https:// URL.");
@@ -752,11 +583,14 @@ export class HttpBackend implements Backend {
       refuse("plain http:// is not allowed", "Use https://, or set allowHttp: true in the backend config.");
     }
     if (url.username || url.password) {
-      refuse("URLs may not carry credentials", "Remove the user:password@ part; credentials go in config headers.");
+      refuse(
+        "URLs may not carry credentials",
+        "Remove the user:password@ part; credentials go in config headers.",
+      );
     }
     const base = this.#base;
     if (base && url.origin === base.origin && `${url.pathname}/`.startsWith(base.pathname)) return;
-    if (matchesPattern(url, this.#allowHosts)) return;
+    if (matchesHostPattern(url, this.#allowHosts)) return;
     refuse(
       base
         ? `it is outside the base URL ${base.href} and its host is not in allowHosts`
@@ -772,10 +606,11 @@ export class HttpBackend implements Backend {
     const timeout = AbortSignal.timeout(this.#timeoutMs);
     const signals: Signals = { caller: callerSignal, timeout, any: AbortSignal.any([callerSignal, timeout]) };
     let { method, url, headers, body } = request;
+    let from: URL | undefined;
     try {
       for (let redirects = 0; ; redirects++) {
-        this.#checkScope(url, redirects > 0 ? request.url : undefined);
-        const hop = await this.#send(method, url, headers, body, tool, signals);
+        this.#checkScope(url, from);
+        const hop = await this.#send({ method, url, headers, body, from }, tool, signals);
         const location = headerValue(hop.headers.location);
         if (!REDIRECTS.has(hop.status) || this.#config.maxRedirects === 0 || location === undefined) {
           return { ...hop, method, url, redirects };
@@ -816,6 +651,7 @@ export class HttpBackend implements Backend {
           const { "content-type": _type, ...rest } = headers;
           headers = rest;
         }
+        from = url;
         url = next;
       }
     } catch (error) {
@@ -840,19 +676,23 @@ export class HttpBackend implements Backend {
 
   /** One request to one origin (scope already checked): addresses are checked and pinned first. */
   async #send(
-    method: Method,
-    url: URL,
-    headers: Record<string, string>,
-    body: string | undefined,
+    hop: {
+      method: Method;
+      url: URL;
+      headers: Record<string, string>;
+      body: string | undefined;
+      from: URL | undefined;
+    },
     tool: string,
     signals: Signals,
   ): Promise<{ status: number; headers: Answer["headers"]; body: Buffer }> {
+    const { method, url, headers, body } = hop;
     const origin = this.#origin(url);
     const ticket = origin.breaker?.enter(this.#binding(tool));
     // "ignore" until the origin has said something: refusals and cancels tell nothing about its health.
     let outcome = "ignore";
     try {
-      await this.#pin(origin, url, signals.any);
+      await this.#pin(origin, url, hop.from, signals.any);
       let response: Awaited<ReturnType<Pool["request"]>>;
       try {
         response = await origin.pool.request({
@@ -882,7 +722,7 @@ export class HttpBackend implements Backend {
       const declared = method === "HEAD" ? 0 : Number(headerValue(response.headers["content-length"]) ?? 0);
       let data: Buffer | undefined;
       if (declared > limit) {
-        response.body.destroy();
+        discard(response.body);
       } else {
         try {
           data = await readLimited(response.body, limit);
@@ -923,13 +763,14 @@ export class HttpBackend implements Backend {
    * Resolves and checks the origin's host, unless it was checked within PIN_TTL_MS. Only checked
    * addresses are ever pinned, so reusing them cannot reach anything the check would refuse now.
    */
-  async #pin(origin: OriginState, url: URL, signal: AbortSignal): Promise<void> {
+  async #pin(origin: OriginState, url: URL, from: URL | undefined, signal: AbortSignal): Promise<void> {
     if (origin.pinned.length > 0 && performance.now() - origin.pinnedAt < PIN_TTL_MS) return;
     origin.pinned = await checkHost(url.hostname, {
       resolve: this.#resolve,
-      allowPrivate: matchesPattern(url, this.#allowPrivate),
+      allowPrivate: matchesHostPattern(url, this.#allowPrivate),
       signal,
       owner: `backend "${this.name}"`,
+      redirectedFrom: from?.href,
     });
     origin.pinnedAt = performance.now();
   }
@@ -1018,9 +859,13 @@ export class HttpBackend implements Backend {
       }
       return result;
     }
-    const mimeType = (contentType ?? "application/octet-stream").split(";")[0]?.trim() ?? "application/octet-stream";
+    const mimeType =
+      (contentType ?? "application/octet-stream").split(";")[0]?.trim() ?? "application/octet-stream";
     const data = body.toString("base64");
-    const head = { type: "text" as const, text: `${lines.join("\n")}\n\n(binary body, ${body.length} bytes)` };
+    const head = {
+      type: "text" as const,
+      text: `${lines.join("\n")}\n\n(binary body, ${body.length} bytes)`,
+    };
     const media = mimeType.startsWith("image/")
       ? { type: "image" as const, data, mimeType }
       : mimeType.startsWith("audio/")
@@ -1076,7 +921,10 @@ function fetchArgsSchema(methods: readonly Method[]): z.ZodType<FetchArgs> {
         .enum(methods as [Method, ...Method[]])
         .default(methods.includes("GET") ? "GET" : (methods[0] as Method))
         .describe("The HTTP method."),
-      url: z.string().optional().describe("An absolute URL on an allowed host, e.g. https://api.example.com/items."),
+      url: z
+        .string()
+        .optional()
+        .describe("An absolute URL on an allowed host, e.g. https://api.example.com/items."),
       path: z.string().optional().describe("A path under the base URL, e.g. /items/42 (instead of url)."),
       headers: z.record(z.string(), z.string()).optional().describe("Request headers."),
       query: z

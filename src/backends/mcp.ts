@@ -80,6 +80,9 @@ interface RawResponse {
   readonly error?: { readonly code: number; readonly message: string; readonly data?: unknown };
 }
 
+/** The code the raw path uses for calls cut off by a lost connection (JSON-RPC's server-error range). */
+const CONNECTION_CLOSED = -32000;
+
 /** How many stderr lines are kept to explain a failure. */
 const STDERR_TAIL_LINES = 3;
 
@@ -358,7 +361,7 @@ export class McpBackend implements Backend {
     const pending = [...this.#rawPending.values()];
     this.#rawPending.clear();
     for (const settle of pending) {
-      settle({ error: { code: -32000, message: `connection closed (${reason})` } });
+      settle({ error: { code: CONNECTION_CLOSED, message: `connection closed (${reason})` } });
     }
   }
 
@@ -388,6 +391,8 @@ export class McpBackend implements Backend {
         data: { server: this.name },
       });
     }
+    // A JSON-RPC error from the server itself keeps its code and message, whatever its words say.
+    if (ProtocolError.isInstance(error) && error.code !== CONNECTION_CLOSED) return error;
     const message = describeError(error);
     if (/timed? ?out/i.test(message)) {
       return new GatewayError(

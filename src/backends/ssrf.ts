@@ -113,11 +113,8 @@ export function parseIPv6(text: string): number[] | undefined {
   const leftWords = toWords(left);
   const rightWords = [...(right === undefined ? [] : toWords(right)), ...tail];
   const missing = 8 - leftWords.length - rightWords.length;
-  if (right === undefined && missing !== 0) {
-    // No "::": the tail words were counted separately.
-    return leftWords.length + tail.length === 8 ? [...leftWords, ...tail] : undefined;
-  }
-  if (missing < 0) return undefined;
+  // Without "::" nothing may be missing; with it, at least one word is.
+  if (right === undefined ? missing !== 0 : missing < 1) return undefined;
   return [...leftWords, ...new Array<number>(missing).fill(0), ...rightWords];
 }
 
@@ -188,7 +185,12 @@ interface V4Range {
 
 function v4(cidr: string, label: string, overridable = true): V4Range {
   const [base = "", bits = "32"] = cidr.split("/");
-  return { base: parseStrictIPv4(base) as number, bits: Number(bits), label: `${label} (${cidr})`, overridable };
+  return {
+    base: parseStrictIPv4(base) as number,
+    bits: Number(bits),
+    label: `${label} (${cidr})`,
+    overridable,
+  };
 }
 
 /** Most specific first: the first match names the address. */
@@ -227,7 +229,8 @@ function inV4(value: number, range: V4Range): boolean {
 function classifyIPv4(value: number): AddressVerdict {
   const address = formatIPv4(value);
   for (const range of V4_RANGES) {
-    if (inV4(value, range)) return { address, family: 4, allowed: false, range: range.label, overridable: range.overridable };
+    if (inV4(value, range))
+      return { address, family: 4, allowed: false, range: range.label, overridable: range.overridable };
   }
   return { address, family: 4, allowed: true, range: "public", overridable: true };
 }
@@ -300,17 +303,24 @@ function classifyIPv6(words: readonly number[]): AddressVerdict {
   const value = toBig(words);
   for (const range of V6_RANGES) {
     if (!inV6(value, range)) continue;
-    if (!range.embedded) return { address, family: 6, allowed: false, range: range.label, overridable: range.overridable };
+    if (!range.embedded)
+      return { address, family: 6, allowed: false, range: range.label, overridable: range.overridable };
     const inner = classifyIPv4(range.embedded(words));
     if (inner.allowed && !range.alwaysRefused) {
-      return { address, family: 6, allowed: true, range: `${range.label} of public ${inner.address}`, overridable: true };
+      return {
+        address,
+        family: 6,
+        allowed: true,
+        range: `${range.label} of public ${inner.address}`,
+        overridable: true,
+      };
     }
     return {
       address,
       family: 6,
       allowed: false,
       range: `${range.label} embedding ${inner.address}, ${inner.range}`,
-      overridable: range.alwaysRefused ? true : inner.overridable,
+      overridable: inner.overridable,
     };
   }
   // Outside 2000::/3 nothing is assigned as global unicast.
@@ -346,6 +356,8 @@ export interface HostCheckOptions {
   readonly signal: AbortSignal;
   /** Who is asking, for messages: `backend "api"`. */
   readonly owner: string;
+  /** For messages: the URL whose redirect led here. */
+  readonly redirectedFrom?: string | undefined;
 }
 
 /** Names that mean this machine whatever DNS says (RFC 6761); refused without asking DNS. */
@@ -362,9 +374,10 @@ export async function checkHost(host: string, options: HostCheckOptions): Promis
   const hint = options.allowPrivate
     ? "Metadata, unspecified, multicast and broadcast addresses are refused even for hosts in allowPrivateHosts."
     : `If this host is meant to be reachable, list it in allowPrivateHosts of ${options.owner}.`;
+  const from = options.redirectedFrom ? ` (a redirect from ${options.redirectedFrom})` : "";
   const refuse = (verdict: AddressVerdict, via: string): never => {
     throw new AddressRefused(
-      `Refused to connect to "${host}"${via}: ${verdict.address} is a ${verdict.range} address, and ` +
+      `Refused to connect to "${host}"${via}${from}: ${verdict.address} is a ${verdict.range} address, and ` +
         `${options.owner} only connects to public addresses. ${hint}`,
       { host, address: verdict.address, range: verdict.range },
     );
@@ -378,12 +391,11 @@ export async function checkHost(host: string, options: HostCheckOptions): Promis
   if (normalized.kind !== "name") {
     const verdict = classifyAddress(normalized.address);
     admit(verdict, "");
-    // Connect to IPv4-mapped addresses as plain IPv4: that is what they reach anyway.
     return [{ address: normalized.address, family: normalized.kind === "ipv4" ? 4 : 6 }];
   }
   if (isLocalName(normalized.name) && !options.allowPrivate) {
     throw new AddressRefused(
-      `Refused to connect to "${host}": the name always means this machine (loopback), and ` +
+      `Refused to connect to "${host}"${from}: the name always means this machine (loopback), and ` +
         `${options.owner} only connects to public addresses. ${hint}`,
       { host, range: "loopback name" },
     );
@@ -409,7 +421,8 @@ export async function checkHost(host: string, options: HostCheckOptions): Promis
   const checked: ResolvedAddress[] = [];
   for (const answer of answers) {
     const verdict = classifyAddress(answer.address);
-    if (verdict.range === "not an IP address") refuse(verdict, ` (the resolver answered "${answer.address}")`);
+    if (verdict.range === "not an IP address")
+      refuse(verdict, ` (the resolver answered "${answer.address}")`);
     admit(verdict, ` (it resolves to ${verdict.address})`);
     checked.push({ address: verdict.address, family: verdict.family });
   }
@@ -443,7 +456,12 @@ export function pinnedLookup(
   pinned: (hostname: string) => readonly ResolvedAddress[] | undefined,
 ): (hostname: string, options: LookupOptions, callback: LookupCallback) => void {
   return (hostname, options, callback) => {
-    const wanted = options.family === 6 || options.family === "IPv6" ? 6 : options.family === 4 || options.family === "IPv4" ? 4 : 0;
+    const wanted =
+      options.family === 6 || options.family === "IPv6"
+        ? 6
+        : options.family === 4 || options.family === "IPv4"
+          ? 4
+          : 0;
     const all = pinned(hostname) ?? [];
     const addresses = wanted === 0 ? all : all.filter((a) => a.family === wanted);
     const first = addresses[0];
@@ -465,4 +483,74 @@ export function pinnedLookup(
       process.nextTick(callback, null, first.address, first.family);
     }
   };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Host patterns (allowHosts, allowPrivateHosts)
+
+/**
+ * `host`, `*.host` (subdomains only), an IP literal, or `*` (any host), with an optional port
+ * (none: any port).
+ */
+export interface HostPattern {
+  /** Undefined for `*`. */
+  readonly host: NormalizedHost | undefined;
+  /** `*.example.com`: subdomains of `host`, not `host` itself. */
+  readonly wildcard: boolean;
+  readonly port?: number;
+}
+
+/** Parses a config entry; undefined when it is not a host pattern (has a scheme, a path, …). */
+export function parseHostPattern(text: string): HostPattern | undefined {
+  const trimmed = text.trim();
+  if (trimmed === "" || /[/?#@\s\\]/.test(trimmed)) return undefined;
+  let host = trimmed;
+  let portText: string | undefined;
+  if (trimmed.startsWith("[")) {
+    const match = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(trimmed);
+    if (!match) return undefined;
+    host = match[1] as string;
+    portText = match[2];
+  } else if (trimmed.split(":").length === 2) {
+    [host = "", portText] = trimmed.split(":");
+    if (!/^\d{1,5}$/.test(portText ?? "")) return undefined;
+  }
+  // With more than one colon and no brackets it is an IPv6 literal, which cannot carry a port.
+  const port = portText === undefined ? undefined : Number(portText);
+  if (port !== undefined && (port < 1 || port > 65_535)) return undefined;
+  if (host === "*") return { host: undefined, wildcard: true, ...(port === undefined ? {} : { port }) };
+  const wildcard = host.startsWith("*.");
+  if (wildcard) host = host.slice(2);
+  if (host === "" || host.includes("*")) return undefined;
+  let hostname: string;
+  try {
+    // The URL parser canonicalises the host as it will for requests: IDN to punycode, IPv4 notations.
+    hostname = new URL(`http://${host.includes(":") ? `[${host}]` : host}/`).hostname;
+  } catch {
+    return undefined;
+  }
+  const normalized = normalizeHost(hostname);
+  if (wildcard && normalized.kind !== "name") return undefined;
+  return { host: normalized, wildcard, ...(port === undefined ? {} : { port }) };
+}
+
+function hostKey(host: NormalizedHost): string {
+  return host.kind === "name" ? host.name : host.address;
+}
+
+/** Whether `url`'s host (in canonical form) and port match any of `patterns`. */
+export function matchesHostPattern(url: URL, patterns: readonly HostPattern[]): boolean {
+  const key = hostKey(normalizeHost(url.hostname));
+  const port = effectivePort(url);
+  return patterns.some((p) => {
+    if (p.port !== undefined && p.port !== port) return false;
+    if (p.host === undefined) return true;
+    const want = hostKey(p.host);
+    return p.wildcard ? key.endsWith(`.${want}`) : key === want;
+  });
+}
+
+function effectivePort(url: URL): number {
+  if (url.port) return Number(url.port);
+  return url.protocol === "https:" ? 443 : 80;
 }

@@ -9,6 +9,7 @@
 import picomatch from "picomatch";
 import { z } from "zod";
 import { policySetSchema } from "../policies/config.ts";
+import { storeConfigSchema } from "../stores/config.ts";
 
 /** Server names become tool-name prefixes and metric labels, so they keep to the tool-name alphabet. */
 export const SERVER_NAME = /^[a-zA-Z0-9_-]+$/;
@@ -253,6 +254,13 @@ const configObjectSchema = z.strictObject({
   toolPolicies: z
     .record(z.string().min(1, { error: "a tool name or glob cannot be empty" }), policySetSchema)
     .default({}),
+  /**
+   * Where rate-limit buckets, cached results and shared breaker state live: `{ type: "memory" }` (this
+   * process only) or `{ type: "redis", url, keyPrefix, onStoreError, … }`, shared by every replica
+   * with the same Redis and prefix (options and their defaults in stores/config.ts). Default
+   * { type: "memory" }.
+   */
+  store: storeConfigSchema,
 });
 
 type ParsedConfig = Omit<z.output<typeof configObjectSchema>, (typeof CLAUDE_DESKTOP_KEYS)[number]>;

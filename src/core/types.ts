@@ -185,12 +185,50 @@ export interface Backend {
   unsubscribeResource?(uri: string): Promise<void>;
   /** The most verbose log level any client of the gateway asked for; re-sent after every reconnect. */
   setLogLevel?(level: LoggingLevel): Promise<void>;
+  /**
+   * Reads these lists again, as on the server's own list_changed (reporting `listChanged` when they
+   * differ). The gateway calls it when another replica heard a list_changed from the same server,
+   * which this replica's connection may not have.
+   */
+  refreshLists?(changed: ListChanged): Promise<void>;
   health(signal: AbortSignal): Promise<HealthResult>;
   close(): Promise<void>;
 }
 
-/** One contract; the memory store (default, bounded) and the Redis store implement it. */
+/** A lock taken with `Store.lock`. */
+export interface StoreLock {
+  /**
+   * Frees the lock if this holder still owns it (a lock that expired and was taken by another is left
+   * alone) and wakes its waiters. Idempotent, and never rejects: a release that cannot reach the store
+   * leaves the lock to expire by its TTL.
+   */
+  release(): Promise<void>;
+}
+
+export interface StoreMessageInfo {
+  /** True when this very store instance published the message. */
+  readonly fromSelf: boolean;
+}
+
+/** Called for each message on a channel. A handler that throws is reported, never crashes the store. */
+export type StoreMessageHandler = (message: string, info: StoreMessageInfo) => void;
+
+/** Stops one subscription. Idempotent, never rejects. */
+export type Unsubscribe = () => Promise<void>;
+
+/**
+ * One contract; the memory store (default, bounded) and the Redis store implement it. Besides
+ * entries, tags and token buckets it has what replicas sharing a Redis need to act as one: locks for
+ * single flight across replicas, and messages to every replica (see stores/index.ts). On the memory
+ * store these act within the process, so that policies keep one code path whatever the store.
+ */
 export interface Store {
+  /**
+   * True when other processes (replicas) share this store's state: the Redis store and its resilient
+   * wrapper. Policies coordinate across replicas (single-flight locks) only then: within one process
+   * their own bookkeeping does the same for less. Default false.
+   */
+  readonly shared?: boolean;
   get(key: string): MaybePromise<string | undefined>;
   set(key: string, value: string, opts?: { ttlMs?: number; tags?: readonly string[] }): MaybePromise<void>;
   delete(key: string): MaybePromise<boolean>;
@@ -202,5 +240,24 @@ export interface Store {
     bucket: { capacity: number; refillPerSec: number },
     n?: number,
   ): MaybePromise<{ ok: boolean; retryAfterMs: number; remaining: number }>;
+  /**
+   * Takes the lock named `key` for `ttlMs` if no one holds it; undefined if someone does. Lock names
+   * are their own namespace: `lock("k")` and `set("k")` do not touch each other.
+   */
+  lock(key: string, ttlMs: number): MaybePromise<StoreLock | undefined>;
+  /**
+   * Resolves true as soon as the lock named `key` is not held (at once if it is not held now), false
+   * after `timeoutMs`; rejects with the signal's reason when `signal` aborts.
+   */
+  waitForUnlock(key: string, timeoutMs: number, signal?: AbortSignal): Promise<boolean>;
+  /**
+   * Sends `message` to every subscriber of `channel` on every replica, this one included. At most
+   * once: a replica that is disconnected meanwhile misses it.
+   */
+  publish(channel: string, message: string): MaybePromise<void>;
+  /** Calls `handler` for each message on `channel` until the returned function is called. */
+  subscribe(channel: string, handler: StoreMessageHandler): MaybePromise<Unsubscribe>;
+  /** Whether the store works right now, and if not, why and what it does about it. */
+  health(): HealthResult;
   close(): MaybePromise<void>;
 }

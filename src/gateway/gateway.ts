@@ -26,10 +26,12 @@ import {
   type Principal,
   type ProgressUpdate,
   type ReadResourceResult,
+  type Store,
+  type Unsubscribe,
 } from "../core/types.ts";
 import type { Logger } from "../observability/logger.ts";
 import { PolicyRuntime } from "../policies/runtime.ts";
-import { createMemoryStore } from "../stores/memory.ts";
+import { openStore, ResilientStore } from "../stores/index.ts";
 import { VERSION } from "../version.ts";
 import { Catalog, type ServerNaming, type ToolRoute } from "./catalog.ts";
 
@@ -62,6 +64,12 @@ const LOG_LEVELS: readonly LoggingLevel[] = [
   "emergency",
 ];
 
+/**
+ * The store channel on which a replica announces that a backend's lists changed (JSON
+ * `{ server, changed }`), for replicas whose own connection to that server may not have heard it.
+ */
+const LIST_CHANGED_CHANNEL = "catalog:list-changed";
+
 export interface GatewayEvents {
   listChanged: [ListChanged];
   log: [{ server: string } & BackendLogMessage];
@@ -79,6 +87,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   readonly config: Config;
   readonly logger: Logger;
   readonly policies: PolicyRuntime;
+  /** Rate-limit buckets, cached results and what replicas share (config `store`); closed by `close`. */
+  readonly store: Store;
   #entries: readonly ServerEntry[];
   #byName: ReadonlyMap<string, ServerEntry>;
   #catalog: Catalog = Catalog.empty;
@@ -94,6 +104,11 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   #backendLogLevel: LoggingLevel | undefined;
   #drained: (() => void) | undefined;
   #closing = false;
+  #listChangedSubscription: Unsubscribe | undefined;
+  /** undefined until the store's first connection attempt is over (start() reports that one). */
+  #storeDown: boolean | undefined;
+  /** Servers whose lists are being re-read because another replica said so: not announced again. */
+  readonly #refreshing = new Set<string>();
 
   constructor(config: Config, logger: Logger, backends?: readonly Backend[]) {
     super();
@@ -107,6 +122,12 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     }
     this.#entries = entries;
     this.#byName = new Map(entries.map((e) => [e.name, e]));
+    // Opened here, connected in start(): the policy runtime needs its store from the start.
+    this.store = openStore(config.store, {
+      onListenerError: ({ channel, error }) =>
+        logger.error({ err: error, channel }, "a handler of a store message threw"),
+    });
+    this.#watchStore();
     this.policies = new PolicyRuntime(
       {
         policies: config.policies,
@@ -119,8 +140,12 @@ export class Gateway extends EventEmitter<GatewayEvents> {
         toolPolicies: config.toolPolicies,
       },
       {
-        store: createMemoryStore(),
+        store: this.store,
         logger,
+        tools: () =>
+          this.#catalog
+            .toolRoutes()
+            .map((r) => ({ exposedName: r.exposedName, server: r.server, tool: r.original })),
         callTool: (exposedName, args, ctx) => this.#callWithContext(exposedName, args, ctx),
       },
     );
@@ -143,11 +168,12 @@ export class Gateway extends EventEmitter<GatewayEvents> {
    * or when the start-up timeout passes: the gateway serves what is up and says what is not.
    */
   async start(): Promise<void> {
+    const storeReady = this.#connectStore();
     const started = Promise.allSettled(
       this.#entries.map((entry) =>
         entry.backend.start({
           state: (state, reason) => this.#onState(entry, state, reason),
-          listChanged: () => this.#onListChanged(entry),
+          listChanged: (changed) => this.#onListChanged(entry, changed),
           log: (message) => this.#onLog(entry, message),
           resourceUpdated: (uri) => this.emit("resourceUpdated", uri),
           callerOf: (signal) => this.#callerOf(entry.name, signal),
@@ -162,6 +188,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       }),
     ]);
     clearTimeout(timer);
+    await storeReady;
     this.#rebuildCatalog();
     const down = this.#entries.filter((e) => e.backend.state !== "up");
     for (const entry of down) {
@@ -399,8 +426,62 @@ export class Gateway extends EventEmitter<GatewayEvents> {
 
   async close(): Promise<void> {
     this.#closing = true;
+    await this.#listChangedSubscription?.();
     await Promise.allSettled(this.#entries.map((e) => e.backend.close()));
     await this.policies.close();
+    try {
+      await this.store.close();
+    } catch (error) {
+      this.logger.warn({ err: error }, "could not close the store cleanly");
+    }
+  }
+
+  /**
+   * Waits for a shared store's first connection (bounded by its connect timeout) and subscribes to
+   * other replicas' list changes. An unreachable store is logged, not fatal: it reconnects by itself,
+   * and `store.onStoreError` says what calls do meanwhile.
+   */
+  async #connectStore(): Promise<void> {
+    if (this.store instanceof ResilientStore) {
+      const health = await this.store.connect();
+      this.#storeDown = health.status !== "healthy";
+      if (!this.#storeDown) this.logger.info({ store: health.data }, "shared store connected");
+      else this.logger.warn({ store: health.data }, `shared store unavailable at start: ${health.detail}`);
+    }
+    try {
+      this.#listChangedSubscription = await this.store.subscribe(LIST_CHANGED_CHANNEL, (message, info) => {
+        if (!info.fromSelf) this.#onRemoteListChanged(message);
+      });
+    } catch (error) {
+      this.logger.warn(
+        { err: error },
+        "could not subscribe to other replicas' list changes; clients of this replica hear only its own",
+      );
+    }
+  }
+
+  /** Logs the shared store's outages and recoveries; a recovery re-reads shared circuit state. */
+  #watchStore(): void {
+    const store = this.store;
+    if (!(store instanceof ResilientStore)) return;
+    store.on("state", (health) => {
+      if (this.#storeDown === undefined) return;
+      if (health.status === "healthy") {
+        if (!this.#storeDown) return;
+        this.#storeDown = false;
+        this.logger.info({ store: health.data }, "shared store available again; state is shared again");
+        void this.policies.storeRecovered();
+      } else if (!this.#storeDown) {
+        this.#storeDown = true;
+        this.logger.warn({ store: health.data }, `shared store unavailable: ${health.detail}`);
+      }
+    });
+    store.on("fallback", (event) =>
+      this.logger.debug(event, "a store operation was served by this replica's memory (fail-open)"),
+    );
+    store.on("skipped", (event) =>
+      this.logger.debug(event, "a value was too large for the shared store and was not stored"),
+    );
   }
 
   #context(options: RequestOptions): CallContext {
@@ -558,12 +639,62 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     }
   }
 
-  #onListChanged(entry: ServerEntry): void {
+  #onListChanged(entry: ServerEntry, changed: ListChanged): void {
     void this.policies.invalidateServer(entry.name);
-    this.#rebuildCatalog();
+    const exposed = this.#rebuildCatalog();
+    if (!(exposed.tools || exposed.resources || exposed.prompts) || this.#refreshing.has(entry.name)) return;
+    void this.#announceListChanged(entry.name, changed);
   }
 
-  #rebuildCatalog(): void {
+  async #announceListChanged(server: string, changed: ListChanged): Promise<void> {
+    try {
+      await this.store.publish(LIST_CHANGED_CHANNEL, JSON.stringify({ server, changed }));
+    } catch (error) {
+      this.logger.warn(
+        { err: error, server },
+        "could not tell other replicas that a server's lists changed; their clients may list stale tools",
+      );
+    }
+  }
+
+  /**
+   * Another replica heard that a server's lists changed. Its connection to that server is not this
+   * one's: a backend that can re-read its lists does (and reports a change as usual); otherwise this
+   * replica's clients are told to list again.
+   */
+  #onRemoteListChanged(message: string): void {
+    let parsed: { server?: unknown; changed?: ListChanged } | undefined;
+    try {
+      parsed = JSON.parse(message) as typeof parsed;
+    } catch {
+      parsed = undefined;
+    }
+    const entry = typeof parsed?.server === "string" ? this.#byName.get(parsed.server) : undefined;
+    const changed = parsed?.changed;
+    if (!entry || typeof changed !== "object" || changed === null) return;
+    const backend = entry.backend;
+    if (!backend.refreshLists) {
+      this.emit("listChanged", {
+        ...(changed.tools ? { tools: true } : {}),
+        ...(changed.resources ? { resources: true } : {}),
+        ...(changed.prompts ? { prompts: true } : {}),
+      });
+      return;
+    }
+    this.#refreshing.add(entry.name);
+    backend
+      .refreshLists(changed)
+      .catch((error: unknown) =>
+        this.logger.warn(
+          { err: error, server: entry.name },
+          `could not re-read the lists of server "${entry.name}" after another replica saw them change`,
+        ),
+      )
+      .finally(() => this.#refreshing.delete(entry.name));
+  }
+
+  /** Rebuilds the aggregated catalog and returns which exposed lists changed. */
+  #rebuildCatalog(): ListChanged {
     const previous = this.#catalog;
     const next = Catalog.build(
       this.config.gateway.separator,
@@ -582,6 +713,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     // (a filtered-out tool, say) stays quiet.
     const changed = next.diff(previous);
     if (changed.tools || changed.resources || changed.prompts) this.emit("listChanged", changed);
+    return changed;
   }
 
   #makeBackend(name: string, server: ServerConfig): Backend {

@@ -8,17 +8,45 @@
  *   principal id unless the tool is `shared`, so one caller never sees another's results.
  * - Every entry is tagged `tool:<server>:<tool>` and `server:<server>`; invalidation drops tags,
  *   never scans keys.
- * - Concurrent identical misses make one backend call (single-flight, in process).
+ * - Concurrent identical misses make one backend call: within a replica they join the call in
+ *   flight; across replicas sharing a store, the first to miss takes the store lock `sf:<key>` and the
+ *   others wait for its release, then read what it stored (see `cachePolicy`).
  * - A miss that was in flight while its tags were invalidated is not stored: its answer may predate
- *   the write that invalidated it. (In process only; another gateway instance can still store such
- *   an answer until its TTL.)
+ *   the write that invalidated it. Replicas tell each other about invalidations on the store channel
+ *   INVALIDATED_CHANNEL, so this holds across replicas too, save for the pub/sub delay (a read that
+ *   stores within that delay of a write elsewhere can still keep its older answer until its TTL).
  */
 import { describeError } from "../core/errors.ts";
-import type { CallContext, CallHandler, CallToolResult, Policy, Tool, ToolCall } from "../core/types.ts";
+import type {
+  CallContext,
+  CallHandler,
+  CallToolResult,
+  Policy,
+  StoreLock,
+  Tool,
+  ToolCall,
+} from "../core/types.ts";
 import { hashJson } from "../stores/canonical-json.ts";
 import type { CacheOptions } from "./config.ts";
 import { NOTES, type PolicyEnv, type ToolBinding } from "./types.ts";
-import { failureKind, sourceOf, untilAborted, withSource } from "./util.ts";
+import {
+  cancelledError,
+  failureKind,
+  logSharingFailure,
+  sourceOf,
+  untilAborted,
+  withSource,
+} from "./util.ts";
+
+/** The store channel on which replicas announce the cache tags they invalidated (a JSON array). */
+export const INVALIDATED_CHANNEL = "cache:invalidated";
+
+/**
+ * Rounds of waiting for another replica's identical call before calling the backend anyway: a round
+ * ends without a stored answer when that call failed, answered isError or was invalidated, and the
+ * next round's lock then goes to one of the waiters.
+ */
+const SINGLE_FLIGHT_ROUNDS = 3;
 
 /** Whether results of this tool may be cached (by the cache, or kept as "last good" for fallbacks). */
 export function isCacheable(tool: Tool, options: Pick<CacheOptions, "cacheable"> | undefined): boolean {
@@ -184,7 +212,12 @@ export async function storeResult(
   try {
     await env.store.set(options.key, json, { ttlMs: options.ttlMs, tags: options.tags });
   } catch (error) {
-    env.logger.warn({ err: error, server, tool: exposedName }, "cache store failed; result not cached");
+    logSharingFailure(
+      env.logger,
+      error,
+      { server, tool: exposedName },
+      "cache store failed; result not cached",
+    );
     env.emit("cache", { server, tool: exposedName, outcome: "error", reason: describeError(error) });
     return "skipped";
   }
@@ -199,7 +232,12 @@ export async function loadResult(env: PolicyEnv, key: string): Promise<CallToolR
   try {
     raw = await env.store.get(key);
   } catch (error) {
-    env.logger.warn({ err: error, server, tool: exposedName }, "cache read failed; calling the backend");
+    logSharingFailure(
+      env.logger,
+      error,
+      { server, tool: exposedName },
+      "cache read failed; calling the backend",
+    );
     env.emit("cache", { server, tool: exposedName, outcome: "error", reason: describeError(error) });
     return undefined;
   }
@@ -217,7 +255,17 @@ export async function loadResult(env: PolicyEnv, key: string): Promise<CallToolR
   }
 }
 
-export function cachePolicy(options: CacheOptions, state: CacheState, env: PolicyEnv): Policy {
+/**
+ * `lockTtlMs` bounds how long one replica's miss keeps the others waiting: the longest the call can
+ * take (queueing, attempts and backoff included). A holder that crashed is waited for that long at
+ * most.
+ */
+export function cachePolicy(
+  options: CacheOptions,
+  state: CacheState,
+  env: PolicyEnv,
+  lockTtlMs: number,
+): Policy {
   const { binding } = env;
   const { server, exposedName } = binding;
   const tags = cacheTags(binding);
@@ -243,10 +291,76 @@ export function cachePolicy(options: CacheOptions, state: CacheState, env: Polic
       );
     };
 
-    const fill = async (key: string, generation: number, call: ToolCall, ctx: CallContext) => {
+    const callAndStore = async (key: string, generation: number, call: ToolCall, ctx: CallContext) => {
+      env.emit("cache", { server, tool: exposedName, outcome: "miss" });
       const result = await next(call, ctx);
       await storeResult(env, state, result, { ...storeOptions, key, generation }, ctx);
       return result;
+    };
+
+    /** Another call (on this replica or another) stored the answer while this one missed. */
+    const served = (cached: CallToolResult, ctx: CallContext, waited: boolean) => {
+      ctx.notes.set(NOTES.source, "cache");
+      if (waited) {
+        ctx.notes.set(NOTES.coalesced, true);
+        env.emit("cache", { server, tool: exposedName, outcome: "coalesced" });
+      } else {
+        ctx.notes.set(NOTES.cache, "hit");
+        env.emit("cache", { server, tool: exposedName, outcome: "hit" });
+      }
+      return withSource(cached, "cache");
+    };
+
+    /** The coordination failed (fail-closed locks, say): the call must not, so it goes ahead alone. */
+    const alone = (error: unknown, key: string, generation: number, call: ToolCall, ctx: CallContext) => {
+      env.logger.debug(
+        { err: error, server, tool: exposedName },
+        "single flight across replicas unavailable; calling the backend",
+      );
+      return callAndStore(key, generation, call, ctx);
+    };
+
+    /**
+     * A miss, made once across the replicas that share the store. The holder of `sf:<key>` reads the
+     * store again (another replica may have stored the answer between this one's read and its lock),
+     * calls the backend, stores, and releases, which wakes the waiters; they read what it stored. Lock
+     * and wait failures call the backend: coordination saves backend calls, it never fails one. A
+     * store of this process alone needs none of it: the calls in flight here are all there are.
+     */
+    const fill = async (
+      key: string,
+      generation: number,
+      call: ToolCall,
+      ctx: CallContext,
+    ): Promise<CallToolResult> => {
+      if (!env.store.shared) return callAndStore(key, generation, call, ctx);
+      const lockName = `sf:${key}`;
+      for (let round = 0; round < SINGLE_FLIGHT_ROUNDS; round++) {
+        let lock: StoreLock | undefined;
+        try {
+          lock = await env.store.lock(lockName, lockTtlMs);
+        } catch (error) {
+          return alone(error, key, generation, call, ctx);
+        }
+        if (lock) {
+          try {
+            const cached = await loadResult(env, key);
+            if (cached) return served(cached, ctx, round > 0);
+            return await callAndStore(key, generation, call, ctx);
+          } finally {
+            await lock.release();
+          }
+        }
+        try {
+          await env.store.waitForUnlock(lockName, lockTtlMs, ctx.signal);
+        } catch (error) {
+          if (ctx.signal.aborted) throw cancelledError(binding);
+          return alone(error, key, generation, call, ctx);
+        }
+        const cached = await loadResult(env, key);
+        if (cached) return served(cached, ctx, true);
+      }
+      return callAndStore(key, generation, call, ctx);
     };
 
     const handler: CallHandler = async (call, ctx) => {
@@ -271,8 +385,8 @@ export function cachePolicy(options: CacheOptions, state: CacheState, env: Polic
       const late = join(key, call, ctx);
       if (late) return late;
 
+      // A miss until another replica's answer turns up (then "hit", or "coalesced" if it was waited for).
       ctx.notes.set(NOTES.cache, "miss");
-      env.emit("cache", { server, tool: exposedName, outcome: "miss" });
       const generation = state.generation(tags);
       const promise = fill(key, generation, call, ctx);
       const pending: Pending = { promise, generation, signal: ctx.signal };

@@ -10,12 +10,25 @@
  * Outcomes of calls admitted before the last state change are ignored (each admission carries the
  * breaker's epoch), so a slow call from before the circuit opened cannot close it, and a late
  * failure from before a recovery cannot reopen it.
+ *
+ * With `shared: true` the circuit is shared by the replicas that share a store (BreakerSharing):
+ * transitions to open and to closed travel between them; open → half-open does not, since every
+ * replica derives it from the same opening time, so each replica lets its own trial calls through.
  */
 import { CircuitOpen, describeError } from "../core/errors.ts";
-import type { Policy } from "../core/types.ts";
+import type { Policy, Store, Unsubscribe } from "../core/types.ts";
+import type { Logger } from "../observability/logger.ts";
 import type { CircuitBreakerOptions } from "./config.ts";
 import type { BreakerState, Emit, PolicyEnv, ToolBinding } from "./types.ts";
-import { failureKind, resultText, SlidingWindow } from "./util.ts";
+import { failureKind, logSharingFailure, resultText, SlidingWindow } from "./util.ts";
+
+/** A transition that replicas share: to open (`at` is when it opened) or to closed. */
+export interface SharedTransition {
+  readonly to: "open" | "closed";
+  /** When it happened (epoch ms). */
+  readonly at: number;
+  readonly reason: string;
+}
 
 export interface BreakerTicket {
   readonly epoch: number;
@@ -34,12 +47,23 @@ export class CircuitBreaker {
   #openedAt = 0;
   #reason = "";
   #probes = 0;
+  readonly #onShared: ((transition: SharedTransition) => void) | undefined;
+  /** The last transition to open or closed, made here or applied from another replica. */
+  #lastShared: SharedTransition | undefined;
 
-  constructor(server: string, options: CircuitBreakerOptions, now: () => number, emit: Emit) {
+  /** `onShared` hears this breaker's own transitions to open and closed, to share them. */
+  constructor(
+    server: string,
+    options: CircuitBreakerOptions,
+    now: () => number,
+    emit: Emit,
+    onShared?: (transition: SharedTransition) => void,
+  ) {
     this.server = server;
     this.options = options;
     this.#now = now;
     this.#emit = emit;
+    this.#onShared = onShared;
     this.#window =
       options.failureRatio === undefined
         ? undefined
@@ -54,6 +78,38 @@ export class CircuitBreaker {
   /** When an open circuit lets the next probe through (epoch ms); undefined unless open. */
   get retryAt(): number | undefined {
     return this.state === "open" ? this.#openedAt + this.options.openMs : undefined;
+  }
+
+  /** The last transition to open or closed (own or applied), for a replica that missed it. */
+  get lastShared(): SharedTransition | undefined {
+    return this.#lastShared;
+  }
+
+  /**
+   * Applies a transition another replica made, without sharing it again. One that is not newer than
+   * this breaker's own last transition to open or closed is ignored (the newer state wins), and so is
+   * an opening whose open time is already over. Returns whether it was applied.
+   */
+  applyShared(transition: SharedTransition): boolean {
+    if (this.#lastShared && transition.at <= this.#lastShared.at) return false;
+    this.#halfOpenIfDue();
+    if (transition.to === "open") {
+      if (transition.at + this.options.openMs <= this.#now()) return false;
+      if (this.#state === "open") {
+        // Opened here and there at about the same time: keep one circuit, timed from the later opening.
+        this.#openedAt = Math.max(this.#openedAt, transition.at);
+        this.#lastShared = transition;
+        return true;
+      }
+      this.#transition("open", `${transition.reason} (on another replica)`, transition);
+      return true;
+    }
+    if (this.#state === "closed") {
+      this.#lastShared = transition;
+      return true;
+    }
+    this.#transition("closed", `${transition.reason} (on another replica)`, transition);
+    return true;
   }
 
   /** Admits a call or throws CircuitOpen. Report the outcome with `success`, `failure` or `ignore`. */
@@ -130,17 +186,23 @@ export class CircuitBreaker {
     }
   }
 
-  #transition(to: BreakerState, reason: string): void {
+  /** `remote`: the transition another replica made, being applied here. */
+  #transition(to: BreakerState, reason: string, remote?: SharedTransition): void {
     const from = this.#state;
+    const at = remote?.at ?? this.#now();
     this.#state = to;
     this.#epoch++;
     this.#probes = 0;
     if (to === "open") {
-      this.#openedAt = this.#now();
+      this.#openedAt = at;
       this.#reason = reason;
     } else if (to === "closed") {
       this.#consecutive = 0;
       this.#window?.reset();
+    }
+    if (to !== "half-open") {
+      this.#lastShared = remote ?? { to, at, reason };
+      if (!remote) this.#onShared?.(this.#lastShared);
     }
     this.#emit("breaker", {
       server: this.server,
@@ -148,6 +210,7 @@ export class CircuitBreaker {
       to,
       reason,
       ...(to === "open" ? { retryAt: this.#openedAt + this.options.openMs } : {}),
+      ...(remote ? { remote: true } : {}),
     });
   }
 }
@@ -170,4 +233,137 @@ export function circuitBreakerPolicy(breaker: CircuitBreaker, env: PolicyEnv): P
     else breaker.success(ticket);
     return result;
   };
+}
+
+/** The store channel on which replicas announce transitions of shared circuits. */
+export const BREAKER_CHANNEL = "breaker";
+
+/**
+ * Shares the circuits of breakers with `shared: true` through the store. Each transition to open or
+ * closed is published on BREAKER_CHANNEL for the other replicas to apply; an open circuit is also kept
+ * as the entry `breaker:<id>` for `openMs`, because messages reach only the replicas connected at the
+ * time: a replica reads the entry when it makes the breaker, and again (`resync`) when the store comes
+ * back after an outage. Store failures are logged, never thrown: sharing is best effort, and each
+ * replica's breaker keeps working on its own.
+ */
+export class BreakerSharing {
+  readonly #store: Store;
+  readonly #logger: Logger;
+  readonly #now: () => number;
+  readonly #breakers = new Map<string, CircuitBreaker>();
+  #subscription: Promise<Unsubscribe | undefined> | undefined;
+
+  constructor(store: Store, logger: Logger, now: () => number) {
+    this.#store = store;
+    this.#logger = logger;
+    this.#now = now;
+  }
+
+  /** A shared breaker; `id` names its circuit in the store, the same on every replica. */
+  create(id: string, server: string, options: CircuitBreakerOptions, emit: Emit): CircuitBreaker {
+    const breaker: CircuitBreaker = new CircuitBreaker(server, options, this.#now, emit, (transition) => {
+      void this.#share(id, breaker, transition);
+    });
+    this.#breakers.set(id, breaker);
+    this.#subscription ??= this.#subscribe();
+    void this.#sync(id, breaker);
+    return breaker;
+  }
+
+  /** Reads every shared circuit again, and shares what changed here meanwhile (after an outage). */
+  async resync(): Promise<void> {
+    await Promise.all([...this.#breakers].map(([id, breaker]) => this.#sync(id, breaker)));
+  }
+
+  async close(): Promise<void> {
+    this.#breakers.clear();
+    const unsubscribe = await this.#subscription;
+    await unsubscribe?.();
+  }
+
+  async #subscribe(): Promise<Unsubscribe | undefined> {
+    try {
+      return await this.#store.subscribe(BREAKER_CHANNEL, (message, info) => {
+        if (!info.fromSelf) this.#onMessage(message);
+      });
+    } catch (error) {
+      this.#logger.warn(
+        { err: error },
+        "could not subscribe to shared circuit breaker changes; circuits opened elsewhere are seen only " +
+          "when this replica re-reads them after a store outage",
+      );
+      return undefined;
+    }
+  }
+
+  #onMessage(message: string): void {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(message);
+    } catch {
+      parsed = undefined;
+    }
+    const transition = asTransition(parsed);
+    const id = (parsed as { id?: unknown } | undefined)?.id;
+    if (!transition || typeof id !== "string") {
+      this.#logger.warn({ message: message.slice(0, 200) }, "ignored a malformed circuit breaker message");
+      return;
+    }
+    this.#breakers.get(id)?.applyShared(transition);
+  }
+
+  async #share(id: string, breaker: CircuitBreaker, transition: SharedTransition): Promise<void> {
+    const key = `breaker:${id}`;
+    try {
+      if (transition.to === "open") {
+        const ttlMs = transition.at + breaker.options.openMs - this.#now();
+        if (ttlMs > 0) await this.#store.set(key, JSON.stringify(transition), { ttlMs });
+      } else {
+        await this.#store.delete(key);
+      }
+    } catch (error) {
+      logSharingFailure(
+        this.#logger,
+        error,
+        { server: breaker.server, to: transition.to },
+        "could not store a shared circuit's state; replicas that start or reconnect meanwhile will not see it",
+      );
+    }
+    try {
+      await this.#store.publish(BREAKER_CHANNEL, JSON.stringify({ id, ...transition }));
+    } catch (error) {
+      logSharingFailure(
+        this.#logger,
+        error,
+        { server: breaker.server, to: transition.to },
+        "could not tell other replicas that a shared circuit changed; they see it when this replica " +
+          "shares it again after the store recovers, or by their own calls",
+      );
+    }
+  }
+
+  async #sync(id: string, breaker: CircuitBreaker): Promise<void> {
+    let stored: SharedTransition | undefined;
+    try {
+      const raw = await this.#store.get(`breaker:${id}`);
+      stored = raw === undefined ? undefined : asTransition(JSON.parse(raw));
+    } catch (error) {
+      this.#logger.debug({ err: error, server: breaker.server }, "could not read a shared circuit's state");
+      return;
+    }
+    if (stored && breaker.applyShared(stored)) return;
+    // What changed here while the store was away is newer than what it holds: share it now.
+    const own = breaker.lastShared;
+    if (!own || (stored && own.at <= stored.at)) return;
+    if (own.to === "open" || stored) await this.#share(id, breaker, own);
+  }
+}
+
+function asTransition(value: unknown): SharedTransition | undefined {
+  if (typeof value !== "object" || value === null) return undefined;
+  const { to, at, reason } = value as Record<string, unknown>;
+  if ((to !== "open" && to !== "closed") || typeof at !== "number" || typeof reason !== "string") {
+    return undefined;
+  }
+  return { to, at, reason };
 }

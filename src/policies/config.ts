@@ -77,6 +77,14 @@ export const circuitBreakerSchema = z.strictObject({
   halfOpenMaxCalls: z.number().int().min(1).default(1),
   /** Count isError results from the tool as failures (timeouts and thrown errors always count). Default false. */
   countIsError: z.boolean().default(false),
+  /**
+   * Share the circuit with every replica that uses the same shared store (`store.type: redis`): a
+   * circuit that opens or closes on one replica does so on all of them, and a replica that starts
+   * while it is open starts open. Each replica still counts failures and lets its own trial calls
+   * through when half-open. Off by default because one replica's trouble (its own network path, say)
+   * then stops the calls of all of them. Default false.
+   */
+  shared: z.boolean().default(false),
 });
 
 const staticResultSchema = z.union([

@@ -9,10 +9,13 @@
  * polls. Another caller may take the refilled token first, in which case the new exact wait is
  * slept, as long as the total stays within `maxWaitMs`.
  *
- * If the store fails (e.g. Redis is down) the call is let through with a warning: a limiter outage
- * should not become a gateway outage.
+ * While a shared store is unavailable, `store.onStoreError` decides: in "fail-open" (the default) the
+ * store itself answers from this replica's memory, so limits become per replica and this policy never
+ * sees the outage; in "fail-closed" the store throws `store_unavailable`, which fails the call with
+ * that error (a limit that cannot be checked is not waived). Any other store failure lets the call
+ * through with a warning: a limiter bug should not become a gateway outage.
  */
-import { RateLimited } from "../core/errors.ts";
+import { GatewayError, RateLimited } from "../core/errors.ts";
 import type { Policy } from "../core/types.ts";
 import type { RateLimitOptions } from "./config.ts";
 import { NOTES, type PolicyEnv, type ToolBinding } from "./types.ts";
@@ -94,6 +97,14 @@ export function rateLimitPolicy(limits: readonly RateLimitOptions[], env: Policy
         try {
           taken = await env.store.takeTokens(key, bucket, 1);
         } catch (error) {
+          if (error instanceof GatewayError && error.code === "store_unavailable") {
+            throw new GatewayError(
+              "store_unavailable",
+              `"${binding.exposedName}" was not called: its ${describeLimit(limit)} could not be checked. ` +
+                error.message,
+              { cause: error, data: { ...error.data, server: binding.server, tool: binding.exposedName } },
+            );
+          }
           env.logger.warn(
             { err: error, key, tool: binding.exposedName },
             "rate limit store failed; allowing the call",

@@ -8,15 +8,27 @@
  * Chain order, first = outermost: rateLimit ▸ cache ▸ fallback ▸ invalidate ▸ circuitBreaker ▸
  * bulkhead ▸ retry ▸ timeout. The gateway adds metrics, audit, access, signature and validation
  * around or between these (see `entriesFor` and POLICY_ORDER).
+ *
+ * Replicas that share a store share more than its entries and buckets: the runtime announces the
+ * cache tags it invalidates on the store's INVALIDATED_CHANNEL (so that reads in flight elsewhere do
+ * not store answers older than the write), and shares the circuits of `shared: true` breakers.
  */
 import { EventEmitter } from "node:events";
 import picomatch from "picomatch";
 import { describeError, GatewayError } from "../core/errors.ts";
-import type { Policy } from "../core/types.ts";
-import { canonicalJson } from "../stores/canonical-json.ts";
+import type { Policy, Unsubscribe } from "../core/types.ts";
+import { canonicalJson, hashJson } from "../stores/canonical-json.ts";
 import { Bulkhead, bulkheadPolicy } from "./bulkhead.ts";
-import { CacheState, cachePolicy, invalidatePolicy, isCacheable, serverTag, toolTag } from "./cache.ts";
-import { CircuitBreaker, circuitBreakerPolicy } from "./circuit-breaker.ts";
+import {
+  CacheState,
+  cachePolicy,
+  INVALIDATED_CHANNEL,
+  invalidatePolicy,
+  isCacheable,
+  serverTag,
+  toolTag,
+} from "./cache.ts";
+import { BreakerSharing, CircuitBreaker, circuitBreakerPolicy } from "./circuit-breaker.ts";
 import {
   compileToolRules,
   type EffectivePolicies,
@@ -30,6 +42,7 @@ import { rateLimitPolicy } from "./rate-limit.ts";
 import { isRetrySafe, RetryBudget, retryPolicy } from "./retry.ts";
 import { timeoutPolicy } from "./timeout.ts";
 import type { BreakerState, Emit, PolicyDeps, PolicyEnv, PolicyEventMap, ToolBinding } from "./types.ts";
+import { logSharingFailure } from "./util.ts";
 
 export type {
   BreakerEvent,
@@ -105,6 +118,8 @@ export class PolicyRuntime extends EventEmitter<PolicyEventMap> {
   /** Every exposed tool a chain was built for: what `invalidates` globs are matched against. */
   readonly #seen = new Map<string, ToolBinding>();
   readonly #matchers = new Map<string, (name: string) => boolean>();
+  readonly #sharing: BreakerSharing;
+  readonly #invalidations: Promise<Unsubscribe | undefined>;
   #closed = false;
 
   constructor(config: PolicyRuntimeConfig, deps: PolicyDeps) {
@@ -114,6 +129,8 @@ export class PolicyRuntime extends EventEmitter<PolicyEventMap> {
     this.#deps = deps;
     this.#now = deps.now ?? Date.now;
     this.#random = deps.random ?? Math.random;
+    this.#sharing = new BreakerSharing(deps.store, deps.logger, this.#now);
+    this.#invalidations = this.#hearInvalidations();
   }
 
   /** The policies for this tool, outermost first. The timeout is always there (timeouts are always on). */
@@ -146,6 +163,7 @@ export class PolicyRuntime extends EventEmitter<PolicyEventMap> {
   async invalidateServer(server: string): Promise<void> {
     const tag = serverTag(server);
     this.#cache.bump(tag);
+    await this.#announce([tag]);
     try {
       const count = await this.#deps.store.invalidateTag(tag);
       this.#emit("cache", {
@@ -162,20 +180,24 @@ export class PolicyRuntime extends EventEmitter<PolicyEventMap> {
   }
 
   /**
-   * Drops the cached results of the exposed tools matching `patterns` (names or globs), among the tools
-   * the runtime has built chains for (a tool without a chain has nothing cached). Returns how many
-   * entries went.
+   * Drops the cached results of the exposed tools matching `patterns` (names or globs), among the
+   * gateway's tools (`deps.tools`) and those the runtime built chains for. Returns how many entries
+   * went.
    */
   async invalidateTools(patterns: readonly string[]): Promise<number> {
     const matchers = patterns.map((pattern) => this.#matcher(pattern));
     const targets = new Map<string, ToolBinding>();
-    for (const binding of this.#seen.values()) {
+    const consider = (binding: ToolBinding) => {
       if (matchers.some((matches) => matches(binding.exposedName))) {
         targets.set(toolTag(binding.server, binding.tool.name), binding);
       }
-    }
-    // Bump first: a read already in flight must not store its (older) answer after the drop.
+    };
+    for (const binding of this.#deps.tools?.() ?? []) consider(binding);
+    for (const binding of this.#seen.values()) consider(binding);
+    // Bump first, here and on the other replicas: a read already in flight must not store its (older)
+    // answer after the drop.
     for (const tag of targets.keys()) this.#cache.bump(tag);
+    if (targets.size > 0) await this.#announce([...targets.keys()]);
     let total = 0;
     for (const [tag, binding] of targets) {
       const count = await this.#deps.store.invalidateTag(tag);
@@ -199,10 +221,21 @@ export class PolicyRuntime extends EventEmitter<PolicyEventMap> {
     });
   }
 
+  /**
+   * Call when the shared store is back after an outage: shared circuits are read again, since the
+   * messages sent meanwhile were missed. Never rejects.
+   */
+  async storeRecovered(): Promise<void> {
+    if (this.#closed) return;
+    await this.#sharing.resync();
+  }
+
   /** Fails queued calls and forgets per-call state. Does not close the store: the gateway owns it. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    const unsubscribe = await this.#invalidations;
+    await Promise.all([unsubscribe?.(), this.#sharing.close()]);
     const shuttingDown = new GatewayError(
       "backend_unavailable",
       "The gateway is shutting down; the call was not made.",
@@ -210,6 +243,51 @@ export class PolicyRuntime extends EventEmitter<PolicyEventMap> {
     for (const bulkhead of this.#bulkheads.values()) bulkhead.drain(shuttingDown);
     this.#cache.inflight.clear();
     this.#chains.clear();
+  }
+
+  /** Tells the other replicas which tags were invalidated, so that their reads in flight do not store. */
+  async #announce(tags: readonly string[]): Promise<void> {
+    try {
+      await this.#deps.store.publish(INVALIDATED_CHANNEL, JSON.stringify(tags));
+    } catch (error) {
+      logSharingFailure(
+        this.#deps.logger,
+        error,
+        { tags },
+        "could not tell other replicas about a cache invalidation; a read in flight there may store an " +
+          "older answer, served until its TTL",
+      );
+    }
+  }
+
+  async #hearInvalidations(): Promise<Unsubscribe | undefined> {
+    try {
+      return await this.#deps.store.subscribe(INVALIDATED_CHANNEL, (message, info) => {
+        // This replica bumped its own tags before it announced them.
+        if (info.fromSelf) return;
+        let tags: unknown;
+        try {
+          tags = JSON.parse(message);
+        } catch {
+          tags = undefined;
+        }
+        if (!Array.isArray(tags)) {
+          this.#deps.logger.warn(
+            { message: message.slice(0, 200) },
+            "ignored a malformed invalidation message",
+          );
+          return;
+        }
+        for (const tag of tags) if (typeof tag === "string") this.#cache.bump(tag);
+      });
+    } catch (error) {
+      this.#deps.logger.warn(
+        { err: error },
+        "could not subscribe to other replicas' cache invalidations; a read in flight here while another " +
+          "replica writes may store an older answer, served until its TTL",
+      );
+      return undefined;
+    }
   }
 
   #matcher(pattern: string): (name: string) => boolean {
@@ -240,7 +318,9 @@ export class PolicyRuntime extends EventEmitter<PolicyEventMap> {
     if (policies.rateLimit)
       entries.push({ name: "rateLimit", policy: rateLimitPolicy(policies.rateLimit, env) });
     if (policies.cache && cacheable) {
-      entries.push({ name: "cache", policy: cachePolicy(policies.cache, this.#cache, env) });
+      const retried = policies.retry !== undefined && isRetrySafe(tool, policies.retry);
+      const lockTtlMs = longestCallMs(policies, retried);
+      entries.push({ name: "cache", policy: cachePolicy(policies.cache, this.#cache, env, lockTtlMs) });
     }
     if (policies.fallback) {
       const setup = {
@@ -259,11 +339,10 @@ export class PolicyRuntime extends EventEmitter<PolicyEventMap> {
     }
     if (policies.circuitBreaker) {
       const options = policies.circuitBreaker;
-      const breaker = shared(
-        this.#breakers,
-        server,
-        options,
-        () => new CircuitBreaker(server, options, this.#now, this.#emit),
+      const breaker = shared(this.#breakers, server, options, () =>
+        options.shared
+          ? this.#sharing.create(breakerId(server, options), server, options, this.#emit)
+          : new CircuitBreaker(server, options, this.#now, this.#emit),
       );
       entries.push({ name: "circuitBreaker", policy: circuitBreakerPolicy(breaker, env) });
     }
@@ -307,4 +386,20 @@ function shared<T>(map: Map<string, T>, server: string, options: unknown, make: 
     map.set(key, instance);
   }
   return instance;
+}
+
+/** Names a shared circuit the same on every replica with the same config: server and options. */
+function breakerId(server: string, options: unknown): string {
+  return `${server}:${hashJson(options).slice(0, 16)}`;
+}
+
+/**
+ * The longest one call through the inner policies can take: the longest wait for a bulkhead slot, then
+ * every attempt timing out, with the longest backoff between them.
+ */
+function longestCallMs(policies: EffectivePolicies, retried: boolean): number {
+  const retry = retried ? policies.retry : undefined;
+  const attempts = retry?.maxAttempts ?? 1;
+  const queued = policies.bulkhead?.maxQueueWaitMs ?? 0;
+  return queued + policies.timeoutMs * attempts + (attempts - 1) * (retry?.maxDelayMs ?? 0);
 }

@@ -25,6 +25,12 @@ export interface PolicyDeps {
     args: Record<string, unknown>,
     ctx: CallContext,
   ) => Promise<CallToolResult>;
+  /**
+   * Every tool the gateway exposes now, for `invalidates` globs to match. With a shared store a tool
+   * this replica never called may still have results cached by another replica. Default: only the
+   * tools this runtime built chains for.
+   */
+  readonly tools?: () => Iterable<ToolBinding>;
   /** The clock, in ms. Default `Date.now`. */
   readonly now?: () => number;
   /** Uniform in [0, 1), for backoff jitter. Default `Math.random`. */
@@ -40,6 +46,8 @@ export interface BreakerEvent {
   readonly reason: string;
   /** When an open circuit will let a probe through (epoch ms); only when `to` is "open". */
   readonly retryAt?: number;
+  /** True when another replica made the transition and this one applied it (shared circuits). */
+  readonly remote?: boolean;
 }
 
 export interface LimitEvent {

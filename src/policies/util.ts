@@ -1,6 +1,7 @@
 /** Small pieces several policies need: abortable waits, failure kinds, sliding windows, result `_meta`. */
 import { GatewayError, type GatewayErrorCode, JSON_RPC } from "../core/errors.ts";
 import type { CallContext, CallHandler, CallToolResult, ToolCall } from "../core/types.ts";
+import type { Logger } from "../observability/logger.ts";
 import { SOURCE_META, type ToolBinding } from "./types.ts";
 
 export function cancelledError(binding: ToolBinding): GatewayError {
@@ -55,6 +56,21 @@ export function invoke(next: CallHandler, call: ToolCall, ctx: CallContext): Pro
 
 export function withSignal(ctx: CallContext, signal: AbortSignal): CallContext {
   return { ...ctx, signal };
+}
+
+/**
+ * Logs a store failure that a call survives (the cache, shared state): a warning, except while the
+ * store is unavailable, since the gateway reports that outage once and one line per call would drown
+ * it.
+ */
+export function logSharingFailure(
+  logger: Logger,
+  error: unknown,
+  fields: Record<string, unknown>,
+  message: string,
+): void {
+  const outage = error instanceof GatewayError && error.code === "store_unavailable";
+  logger[outage ? "debug" : "warn"]({ err: error, ...fields }, message);
 }
 
 /** A copy of `result` whose `_meta` says who answered (`switchboard/source`). */

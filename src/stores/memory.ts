@@ -8,20 +8,14 @@
  * full again, so dropping it loses nothing; only eviction under `maxBuckets` pressure can forget a
  * partly drained bucket, which errs towards letting a call through.
  *
- * Locks and pub/sub (the CoordinatedStore API, see stores/index.ts) act within this process only,
- * so that policies use one code path whether or not replicas share a Redis.
+ * Locks and pub/sub (the coordination part of the Store contract, see stores/index.ts) act within this
+ * process only, so that policies use one code path whether or not replicas share a Redis.
  */
 import { randomUUID } from "node:crypto";
 import { LRUCache } from "lru-cache";
 import { describeError, GatewayError } from "../core/errors.ts";
-import type { HealthResult } from "../core/types.ts";
-import type {
-  CoordinatedStore,
-  ListenerErrorEvent,
-  StoreLock,
-  StoreMessageHandler,
-  Unsubscribe,
-} from "./index.ts";
+import type { HealthResult, Store, StoreLock, StoreMessageHandler, Unsubscribe } from "../core/types.ts";
+import type { ListenerErrorEvent } from "./index.ts";
 
 export interface MemoryStoreOptions {
   /** Most entries kept; the least recently used go first. Default 10 000. */
@@ -119,7 +113,7 @@ const MAX_LOCKS = 10_000;
 // always succeeding without letting any meaningful fraction through.
 const EPSILON = 1e-9;
 
-export class MemoryStore implements CoordinatedStore {
+export class MemoryStore implements Store {
   readonly #entries: LRUCache<string, Entry>;
   readonly #buckets: BucketTable;
   readonly #tags = new Map<string, Set<string>>();

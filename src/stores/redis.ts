@@ -19,16 +19,11 @@
  */
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
-import { Redis, type RedisOptions } from "ioredis";
+import { createRequire } from "node:module";
+import type { Redis, RedisOptions } from "ioredis";
 import { describeError, GatewayError } from "../core/errors.ts";
-import type { HealthResult } from "../core/types.ts";
-import type {
-  CoordinatedStore,
-  StoreEventMap,
-  StoreLock,
-  StoreMessageHandler,
-  Unsubscribe,
-} from "./index.ts";
+import type { HealthResult, Store, StoreLock, StoreMessageHandler, Unsubscribe } from "../core/types.ts";
+import type { StoreEventMap } from "./index.ts";
 import { type BucketSpec, type TakeResult, waitFor } from "./memory.ts";
 import { SCRIPTS, type ScriptCommands } from "./redis-scripts.ts";
 
@@ -57,7 +52,8 @@ const DEFAULT_MAX_VALUE_BYTES = 1_048_576;
 // step never holds Redis up noticeably.
 const INVALIDATE_BATCH = 500;
 
-export class RedisStore extends EventEmitter<StoreEventMap> implements CoordinatedStore {
+export class RedisStore extends EventEmitter<StoreEventMap> implements Store {
+  readonly shared = true;
   /** Tells this instance's own messages apart from other replicas'. */
   readonly id = randomUUID();
   /** The URL with any password hidden: safe for messages and logs. */
@@ -100,11 +96,10 @@ export class RedisStore extends EventEmitter<StoreEventMap> implements Coordinat
     const random = options.random ?? Math.random;
     const redisOptions: RedisOptions = {
       connectTimeout: this.#connectTimeoutMs,
+      // A command that times out also drops its connection (see #run). Not ioredis' `socketTimeout`:
+      // its timer outlives the socket it was armed for, so a reconnect attempt that died during an
+      // outage destroys the next, healthy connection once its time is up, a second outage of its own.
       commandTimeout: commandTimeoutMs,
-      // A command that gets no answer for this long means the connection is dead even if TCP has not
-      // noticed (a cut network drops packets silently): drop it and reconnect, so that the next
-      // commands fail fast instead of each waiting out its timeout.
-      socketTimeout: commandTimeoutMs,
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
       autoResubscribe: false,
@@ -124,6 +119,7 @@ export class RedisStore extends EventEmitter<StoreEventMap> implements Coordinat
       // vanished without closing the connection.
       keepAlive: 10_000,
     };
+    const { Redis } = loadIoredis();
     // Named after the instance, so that CLIENT LIST tells replicas apart.
     this.#client = new Redis(options.url, {
       ...redisOptions,
@@ -397,8 +393,10 @@ export class RedisStore extends EventEmitter<StoreEventMap> implements Coordinat
     try {
       await this.#subscriber.subscribe(...channels);
       for (const channel of channels) if (this.#wanted.has(channel)) this.#active.add(channel);
-    } catch {
-      // The connection dropped again; the next 'ready' tries again.
+    } catch (error) {
+      // The connection dropped again, or is dead without TCP knowing (then it is replaced); the next
+      // 'ready' tries again.
+      if (isTimeout(error) && this.#subscriber.status === "ready") this.#subscriber.disconnect(true);
       return;
     }
     this.#updateHealth();
@@ -493,6 +491,10 @@ export class RedisStore extends EventEmitter<StoreEventMap> implements Coordinat
     try {
       return await command();
     } catch (error) {
+      // No answer in time means the connection is dead even if TCP has not noticed (a cut network
+      // drops packets silently): replace it, so that the next commands fail fast, then succeed,
+      // instead of each waiting out its timeout.
+      if (isTimeout(error) && this.#client.status === "ready") this.#client.disconnect(true);
       throw this.#unavailable(op, error);
     }
   }
@@ -537,12 +539,28 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
   return new RedisStore(options);
 }
 
+/**
+ * ioredis, loaded when the first Redis store is made rather than when this module is: a gateway on the
+ * memory store (the default, e.g. every local stdio launch) never pays the ~90 ms it takes to load.
+ * `require` keeps the store's construction synchronous; ioredis is CommonJS.
+ */
+function loadIoredis(): typeof import("ioredis") {
+  ioredis ??= createRequire(import.meta.url)("ioredis") as typeof import("ioredis");
+  return ioredis;
+}
+let ioredis: typeof import("ioredis") | undefined;
+
 /** The URL without its password, for messages; unparsable input is shown as "(invalid URL)". */
 export function redactUrl(url: string): string {
   if (!URL.canParse(url)) return "(invalid URL)";
   const parsed = new URL(url);
   if (parsed.password) parsed.password = "***";
   return parsed.toString();
+}
+
+/** ioredis' rejection of a command that got no answer within `commandTimeout`. */
+function isTimeout(error: unknown): boolean {
+  return error instanceof Error && error.message === "Command timed out";
 }
 
 function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {

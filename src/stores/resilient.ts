@@ -16,16 +16,16 @@
  */
 import { EventEmitter } from "node:events";
 import { describeError, GatewayError } from "../core/errors.ts";
-import type { HealthResult, MaybePromise } from "../core/types.ts";
 import type {
-  CoordinatedStore,
-  StoreErrorMode,
-  StoreEventMap,
+  HealthResult,
+  MaybePromise,
+  Store,
   StoreLock,
   StoreMessageHandler,
-  StoreUse,
   Unsubscribe,
-} from "./index.ts";
+} from "../core/types.ts";
+import type { StoreErrorMode, StoreUse } from "./config.ts";
+import type { StoreEventMap } from "./index.ts";
 import { type BucketSpec, createMemoryStore, type MemoryStore, type TakeResult } from "./memory.ts";
 
 export const STORE_USES: readonly StoreUse[] = Object.freeze(["entries", "rateLimits", "locks", "pubsub"]);
@@ -42,7 +42,9 @@ export function storeErrorModes(
 }
 
 /** What the wrapper needs of the shared store: the contract, plus its events. */
-export interface PrimaryStore extends CoordinatedStore {
+export interface PrimaryStore extends Store {
+  /** Resolves once connected; rejects when the first attempt fails or times out. */
+  ready?(): Promise<void>;
   on<K extends keyof StoreEventMap>(event: K, listener: (...args: StoreEventMap[K]) => void): unknown;
   off<K extends keyof StoreEventMap>(event: K, listener: (...args: StoreEventMap[K]) => void): unknown;
 }
@@ -65,7 +67,8 @@ export interface ResilientStoreOptions {
   readonly maxPendingInvalidations?: number;
 }
 
-export class ResilientStore extends EventEmitter<StoreEventMap> implements CoordinatedStore {
+export class ResilientStore extends EventEmitter<StoreEventMap> implements Store {
+  readonly shared = true;
   readonly primary: PrimaryStore;
   readonly modes: Readonly<Record<StoreUse, StoreErrorMode>>;
   readonly #makeLocal: () => MemoryStore;
@@ -198,6 +201,19 @@ export class ResilientStore extends EventEmitter<StoreEventMap> implements Coord
     return async () => {
       await Promise.all([remote(), local()]);
     };
+  }
+
+  /**
+   * Waits for the shared store's first connection (at most its connect timeout) and returns the
+   * health then. Never rejects: an unreachable store is reported as degraded and keeps reconnecting.
+   */
+  async connect(): Promise<HealthResult> {
+    try {
+      await this.primary.ready?.();
+    } catch {
+      // Reported by health() and the state event.
+    }
+    return this.health();
   }
 
   health(): HealthResult {

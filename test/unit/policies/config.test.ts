@@ -52,6 +52,7 @@ describe("policy set schema", () => {
       openMs: 30_000,
       halfOpenMaxCalls: 1,
       countIsError: false,
+      shared: false,
     });
     assert.deepEqual(set.bulkhead, { maxConcurrent: 10, maxQueue: 100, maxQueueWaitMs: 30_000 });
   });
