@@ -5,15 +5,8 @@
  * Over stdio, "8 clients" means 8 requests in flight on the one connection (a stdio server has one
  * client by nature); over HTTP it means 8 sessions on 8 keep-alive connections.
  */
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { CLI, LIGHT, ROOT, SDK_SERVER, startStdioGateway, writeBenchConfig } from "./lib/gateway.ts";
 import { HttpSessionRpc, type LoadResult, type RpcClient, runLoad, StdioRpc } from "./lib/load.ts";
-
-const ROOT = resolve(import.meta.dirname, "..");
-const LIGHT = join(ROOT, "bench/fixtures/light-server.mjs");
-const SDK_SERVER = join(ROOT, "bench/fixtures/sdk-server.mjs");
-const CLI = join(ROOT, "src/cli/main.ts");
 
 export interface Scenario {
   readonly name: string;
@@ -25,18 +18,11 @@ export interface Scenario {
 export const BACKENDS = { sdk: SDK_SERVER, light: LIGHT } as const;
 export type BackendKind = keyof typeof BACKENDS;
 
-function gatewayConfig(backend: string, extra: Record<string, unknown> = {}): string {
-  const dir = mkdtempSync(join(tmpdir(), "switchboard-bench-"));
-  const file = join(dir, "bench.json");
-  writeFileSync(
-    file,
-    JSON.stringify({
-      mcpServers: { backend: { command: process.execPath, args: [backend] } },
-      logging: { level: "warn" },
-      ...extra,
-    }),
-  );
-  return file;
+function gatewayConfig(backend: string): string {
+  return writeBenchConfig({
+    mcpServers: { backend: { command: process.execPath, args: [backend] } },
+    logging: { level: "warn" },
+  });
 }
 
 const callEcho = (tool: string) => (client: RpcClient, i: number) =>
@@ -96,16 +82,7 @@ export async function measureOverhead(
     });
     await direct.close();
 
-    const viaStdio = new StdioRpc(process.execPath, [
-      "--import",
-      "tsx",
-      CLI,
-      "serve",
-      "--config",
-      config,
-      "--stdio",
-    ]);
-    await viaStdio.initialize();
+    const viaStdio = await startStdioGateway(config);
     scenarios.push({
       name: "switchboard stdio",
       concurrency,

@@ -17,14 +17,8 @@
  * `invalidates` is the one policy left out: on a read it would drop the very entries the cache
  * stores, so a call could be neither a miss that stores nor a hit.
  */
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { LIGHT, startStdioGateway, writeBenchConfig } from "./lib/gateway.ts";
 import { type LoadResult, type RpcClient, runLoad, StdioRpc } from "./lib/load.ts";
-
-const ROOT = resolve(import.meta.dirname, "..");
-const LIGHT = join(ROOT, "bench/fixtures/light-server.mjs");
-const CLI = join(ROOT, "src/cli/main.ts");
 
 /**
  * Every policy, with limits far above what the benchmark reaches: each is taken on every call and
@@ -70,37 +64,16 @@ type Call = (client: RpcClient, i: number) => Promise<unknown>;
 
 /** One light backend with two tools: `echo` with no policies but the timeout, `tool_0` with all of them. */
 function writeConfig(delayMs: number): string {
-  const dir = mkdtempSync(join(tmpdir(), "switchboard-pipeline-"));
-  const file = join(dir, "bench.json");
-  writeFileSync(
-    file,
-    JSON.stringify({
+  return writeBenchConfig(
+    {
       mcpServers: {
-        backend: {
-          command: process.execPath,
-          args: [LIGHT],
-          env: { DELAY_MS: String(delayMs), TOOLS: "1" },
-        },
+        backend: { command: process.execPath, args: [LIGHT], env: { DELAY_MS: String(delayMs), TOOLS: "1" } },
       },
       toolPolicies: { backend__tool_0: FULL_CHAIN },
       logging: { level: "warn" },
-    }),
+    },
+    "pipeline",
   );
-  return file;
-}
-
-async function startGateway(config: string): Promise<StdioRpc> {
-  const gateway = new StdioRpc(process.execPath, [
-    "--import",
-    "tsx",
-    CLI,
-    "serve",
-    "--config",
-    config,
-    "--stdio",
-  ]);
-  await gateway.initialize();
-  return gateway;
 }
 
 let run = 0;
@@ -161,7 +134,7 @@ async function measureMisses(
   opts: Opts,
   target: number | undefined,
 ): Promise<PipelineReport> {
-  const gateway = await startGateway(writeConfig(backendMs));
+  const gateway = await startStdioGateway(writeConfig(backendMs));
   try {
     const clients = Array<RpcClient>(concurrency).fill(gateway);
     const [off, full] = (await alternate(
@@ -194,7 +167,7 @@ async function measureHits(opts: Opts): Promise<PipelineReport> {
   const directResult = await runLoad([direct], uniqueEcho("echo"), opts);
   await direct.close();
 
-  const gateway = await startGateway(writeConfig(1));
+  const gateway = await startStdioGateway(writeConfig(1));
   let hitResult: LoadResult;
   try {
     // The warm-up's first call is the one miss; every measured call is a hit.

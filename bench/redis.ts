@@ -13,15 +13,9 @@
  * round trip per store operation for a remote one.
  */
 import { randomUUID } from "node:crypto";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
 import { Redis } from "ioredis";
-import { type LoadResult, type RpcClient, runLoad, StdioRpc } from "./lib/load.ts";
-
-const ROOT = resolve(import.meta.dirname, "..");
-const LIGHT = join(ROOT, "bench/fixtures/light-server.mjs");
-const CLI = join(ROOT, "src/cli/main.ts");
+import { LIGHT, startStdioGateway, writeBenchConfig } from "./lib/gateway.ts";
+import { type LoadResult, type RpcClient, runLoad, type StdioRpc } from "./lib/load.ts";
 
 export interface RedisRow {
   readonly scenario: string;
@@ -52,33 +46,17 @@ const POLICIES = {
 };
 
 function writeConfig(store: unknown): string {
-  const file = join(mkdtempSync(join(tmpdir(), "switchboard-bench-redis-")), "bench.json");
-  writeFileSync(
-    file,
-    JSON.stringify({
+  return writeBenchConfig(
+    {
       mcpServers: {
         backend: { command: process.execPath, args: [LIGHT], env: { DELAY_MS: "0", TOOLS: "2" } },
       },
       toolPolicies: POLICIES,
       store,
       logging: { level: "warn" },
-    }),
+    },
+    "bench-redis",
   );
-  return file;
-}
-
-async function startGateway(config: string): Promise<StdioRpc> {
-  const gateway = new StdioRpc(process.execPath, [
-    "--import",
-    "tsx",
-    CLI,
-    "serve",
-    "--config",
-    config,
-    "--stdio",
-  ]);
-  await gateway.initialize();
-  return gateway;
 }
 
 let run = 0;
@@ -162,8 +140,8 @@ export async function measureRedis(opts: Opts): Promise<RedisReport | undefined>
   const url = process.env.REDIS_URL;
   if (!url) return undefined;
   const keyPrefix = `switchboard-bench:${randomUUID()}:`;
-  const memory = await startGateway(writeConfig({ type: "memory" }));
-  const redis = await startGateway(writeConfig({ type: "redis", url, keyPrefix }));
+  const memory = await startStdioGateway(writeConfig({ type: "memory" }));
+  const redis = await startStdioGateway(writeConfig({ type: "redis", url, keyPrefix }));
   try {
     const rows: RedisRow[] = [];
     for (const concurrency of [1, 8]) {

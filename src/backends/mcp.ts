@@ -99,6 +99,7 @@ export class McpBackend implements Backend {
   #attempt = 0;
   #upSince = 0;
   #lastError = "";
+  #gaveUp = false;
   /** The last lines the server wrote to stderr: usually the real reason it failed or exited. */
   #stderrTail: string[] = [];
   #closed = false;
@@ -126,6 +127,11 @@ export class McpBackend implements Backend {
 
   get state(): BackendState {
     return this.#state;
+  }
+
+  /** True once the backend stopped retrying (restart.maxRestarts reached). */
+  get gaveUp(): boolean {
+    return this.#gaveUp;
   }
 
   /** Why the backend is not up, for logs and health. */
@@ -671,7 +677,14 @@ export class McpBackend implements Backend {
     if (this.#closed) return;
     const { initialDelayMs, maxDelayMs, maxRestarts } = this.#options.restart;
     if (maxRestarts !== undefined && this.#attempt >= maxRestarts) {
-      this.#log.error({ restarts: this.#attempt }, "server gave up after its maximum number of restarts");
+      this.#gaveUp = true;
+      this.#lastError =
+        `${this.#lastError}; gave up after ${this.#attempt} restarts (restart.maxRestarts). ` +
+        "Fix the server, then restart the gateway.";
+      this.#log.error(
+        { restarts: this.#attempt, reason: this.#lastError },
+        "server gave up after its maximum number of restarts",
+      );
       return;
     }
     const delay = backoffDelay(this.#attempt, initialDelayMs, maxDelayMs);

@@ -28,9 +28,11 @@
  * a thrown `backend_unavailable`, which the gateway's policies treat as a failure. No message ever
  * holds the connection string or its password.
  */
+
 import { PGlite, types as pgliteTypes } from "@electric-sql/pglite";
 import pg from "pg";
 import { z } from "zod";
+import { untilAborted } from "../core/abort.ts";
 import { describeError, GatewayError, InvalidArguments } from "../core/errors.ts";
 import {
   type Backend,
@@ -316,33 +318,6 @@ interface Driver {
   close(): Promise<void>;
 }
 
-/** Rejects as soon as `signal` aborts; `promise` runs on, and `late` receives what it yields. */
-function untilAborted<T>(promise: Promise<T>, signal: AbortSignal, late: (value: T) => void): Promise<T> {
-  if (signal.aborted) {
-    promise.then(late, () => undefined);
-    return Promise.reject(signal.reason);
-  }
-  return new Promise<T>((resolve, reject) => {
-    let settled = false;
-    const onAbort = () => {
-      settled = true;
-      reject(signal.reason);
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener("abort", onAbort);
-        if (settled) late(value);
-        else resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        if (!settled) reject(error);
-      },
-    );
-  });
-}
-
 /**
  * One statement with a row limit, as a pg "submittable": Parse, Bind, Describe, Execute with a row
  * count, Sync. pg's own Query would fetch every row of a big result before we could drop any; with
@@ -481,11 +456,11 @@ class ServerDriver implements Driver {
         await client.end().catch(() => undefined);
       }
     })();
-    return await untilAborted(attempt, signal, () => undefined);
+    return await untilAborted(attempt, signal);
   }
 
   async acquire(signal: AbortSignal): Promise<Lease> {
-    const client = await untilAborted(this.#pool.connect(), signal, (late) => late.release());
+    const client = await untilAborted(this.#pool.connect(), signal, { late: (client) => client.release() });
     // While checked out, a connection's errors are emitted on it, not on the pool: listen, or a
     // dropped connection would crash the process. The query in flight fails by itself.
     const onError = (error: Error) =>
@@ -643,7 +618,7 @@ class EmbeddedDriver implements Driver {
   }
 
   async probe(signal: AbortSignal): Promise<{ writesServerFiles: boolean }> {
-    const db = await untilAborted(this.#open(), signal, () => undefined);
+    const db = await untilAborted(this.#open(), signal);
     const turns = turnsOf(db);
     await turns.take(signal);
     try {
@@ -656,7 +631,7 @@ class EmbeddedDriver implements Driver {
   }
 
   async acquire(signal: AbortSignal): Promise<Lease> {
-    const db = this.#db ?? (await untilAborted(this.#open(), signal, () => undefined));
+    const db = this.#db ?? (await untilAborted(this.#open(), signal));
     const turns = turnsOf(db);
     await turns.take(signal);
     const codecs = this.#codecsFor(db);
@@ -1062,7 +1037,7 @@ export class PostgresBackend implements Backend {
       );
     }
     const work = this.#dispatch(call, ctx.signal);
-    return await untilAborted(work, ctx.signal, () => undefined).catch((error: unknown) => {
+    return await untilAborted(work, ctx.signal).catch((error: unknown) => {
       throw this.#translate(error, call.tool, ctx.signal);
     });
   }
@@ -1121,7 +1096,7 @@ export class PostgresBackend implements Backend {
       const lease = await this.#driver.acquire(signal);
       let broken = true;
       try {
-        await untilAborted(lease.control("SELECT 1"), signal, () => undefined);
+        await untilAborted(lease.control("SELECT 1"), signal);
         broken = false;
       } finally {
         await lease.release(broken);

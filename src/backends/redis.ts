@@ -23,8 +23,10 @@
  * reconnects by itself with jittered exponential backoff; while it is down the backend is `down` and
  * offers no tools.
  */
+
 import { Redis, ReplyError } from "ioredis";
 import { z } from "zod";
+import { untilAborted } from "../core/abort.ts";
 import { describeError, GatewayError, InvalidArguments } from "../core/errors.ts";
 import {
   type Backend,
@@ -1006,28 +1008,6 @@ export class RedisBackend implements Backend {
     for (const secret of this.#secrets) if (out.includes(secret)) out = out.split(secret).join("***");
     return out;
   }
-}
-
-/** Rejects as soon as `signal` aborts; Redis cannot cancel a command, so it runs on and is ignored. */
-function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) {
-    promise.catch(() => undefined);
-    return Promise.reject(signal.reason);
-  }
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(error);
-      },
-    );
-  });
 }
 
 /** host:port/db, never the password. */

@@ -195,7 +195,9 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       const reason = entry.backend instanceof McpBackend ? entry.backend.lastError : entry.backend.state;
       this.logger.warn(
         { server: entry.name, state: entry.backend.state, reason },
-        `server "${entry.name}" is not up yet; serving the others and retrying it in the background`,
+        entry.backend instanceof McpBackend && entry.backend.gaveUp
+          ? `server "${entry.name}" is not up and will not be retried; serving the others`
+          : `server "${entry.name}" is not up yet; serving the others and retrying it in the background`,
       );
     }
     this.logger.info(

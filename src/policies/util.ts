@@ -1,4 +1,5 @@
 /** Small pieces several policies need: abortable waits, failure kinds, sliding windows, result `_meta`. */
+import { untilAborted as waitUnlessAborted } from "../core/abort.ts";
 import { GatewayError, type GatewayErrorCode, JSON_RPC } from "../core/errors.ts";
 import type { CallContext, CallHandler, CallToolResult, ToolCall } from "../core/types.ts";
 import type { Logger } from "../observability/logger.ts";
@@ -28,21 +29,7 @@ export function sleep(ms: number, signal: AbortSignal, binding: ToolBinding): Pr
 
 /** `promise`, or `cancelled` as soon as `signal` aborts (the promise itself runs on regardless). */
 export function untilAborted<T>(promise: Promise<T>, signal: AbortSignal, binding: ToolBinding): Promise<T> {
-  if (signal.aborted) return Promise.reject(cancelledError(binding));
-  return new Promise((resolve, reject) => {
-    const onAbort = () => reject(cancelledError(binding));
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(error);
-      },
-    );
-  });
+  return waitUnlessAborted(promise, signal, { reasonOf: () => cancelledError(binding) });
 }
 
 /** Calls a handler so that a synchronous throw becomes a rejection, like an async function's would. */

@@ -7,17 +7,14 @@
  * The low-level `Server` is used rather than `McpServer` because the gateway does not declare tools
  * with schemas of its own: it forwards lists and calls verbatim.
  */
-import { randomUUID } from "node:crypto";
 import {
   type ElicitRequestFormParams,
   type ElicitRequestURLParams,
   LOG_LEVEL_META_KEY,
   type McpRequestContext,
-  ProtocolError,
   Server,
   type ServerContext,
 } from "@modelcontextprotocol/server";
-import { GatewayError, JSON_RPC, jsonRpcCode } from "../core/errors.ts";
 import {
   ANONYMOUS,
   type BackendLogMessage,
@@ -29,6 +26,7 @@ import {
 } from "../core/types.ts";
 import type { Gateway, RequestOptions } from "../gateway/gateway.ts";
 import { VERSION } from "../version.ts";
+import { toProtocolError } from "./json-rpc-errors.ts";
 import { envelopeOf, InputRounds } from "./rounds.ts";
 
 /** Instances that hold a long-lived connection, so that change notifications can reach them. */
@@ -61,8 +59,19 @@ export class LiveServers {
   }
 }
 
-/** How long a result waits after the last progress update (see `Leg.settled`). */
+/** How long a result waits after the last progress update (see `waitAfterProgress`). */
 const PROGRESS_GAP_MS = 3;
+
+/**
+ * SDK clients dispatch notifications a microtask after responses, so a progress update that arrives in
+ * the same read as the result is dropped. Every path that answers a call with progress waits here
+ * until a moment has passed since its last update, so that the client reads it on its own.
+ */
+export async function waitAfterProgress(lastProgressAt: number | undefined): Promise<void> {
+  if (lastProgressAt === undefined) return;
+  const wait = PROGRESS_GAP_MS - (performance.now() - lastProgressAt);
+  if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+}
 
 /** RFC 5424 severities, least severe first, as MCP orders them. */
 const SEVERITY: ReadonlyMap<LoggingLevel, number> = new Map(
@@ -137,14 +146,10 @@ export class Leg {
     this.#send({ method: "notifications/message", params: { ...message } });
   }
 
-  // SDK clients dispatch notifications a microtask after responses, so a progress update that
-  // arrives in the same read as the result is dropped. The result therefore waits until the last
-  // update is written and a moment has passed for the client to read it on its own.
+  /** Resolves when the call's notifications are written and the result may follow them. */
   async settled(): Promise<void> {
     if (this.#sending.size > 0) await Promise.all(this.#sending);
-    if (this.#lastProgressAt === undefined) return;
-    const wait = PROGRESS_GAP_MS - (performance.now() - this.#lastProgressAt);
-    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    await waitAfterProgress(this.#lastProgressAt);
   }
 
   #send(notification: { method: string; params: Record<string, unknown> }): void {
@@ -289,21 +294,13 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
  * The reserved `io.modelcontextprotocol/*` keys of a backend's result (its serverInfo, say) describe
  * the backend's connection to the gateway, not the client's to the gateway; the SDK fills in its own.
  */
-function withoutReservedMeta<R extends { _meta?: Record<string, unknown> }>(result: R): R {
+export function withoutReservedMeta<R extends { _meta?: Record<string, unknown> }>(result: R): R {
   const meta = result._meta;
-  if (meta === undefined) return result;
-  let reserved = false;
-  for (const key in meta) {
-    if (key.startsWith(RESERVED_META_PREFIX)) {
-      reserved = true;
-      break;
-    }
-  }
-  if (!reserved) return result;
-  const kept: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(meta)) {
-    if (!key.startsWith(RESERVED_META_PREFIX)) kept[key] = value;
-  }
+  if (meta === undefined || !Object.keys(meta).some((key) => key.startsWith(RESERVED_META_PREFIX)))
+    return result;
+  const kept = Object.fromEntries(
+    Object.entries(meta).filter(([key]) => !key.startsWith(RESERVED_META_PREFIX)),
+  );
   const { _meta: _dropped, ...rest } = result;
   return (Object.keys(kept).length > 0 ? { ...rest, _meta: kept } : rest) as R;
 }
@@ -363,15 +360,6 @@ export async function asJsonRpc<T>(gateway: Gateway, run: () => Promise<T>): Pro
   try {
     return await run();
   } catch (error) {
-    if (error instanceof GatewayError) {
-      throw new ProtocolError(jsonRpcCode(error) ?? JSON_RPC.INTERNAL_ERROR, error.message, {
-        code: error.code,
-        ...error.data,
-      });
-    }
-    if (ProtocolError.isInstance(error)) throw error;
-    const id = randomUUID();
-    gateway.logger.error({ err: error, errorId: id }, "unexpected error while serving a request");
-    throw new ProtocolError(JSON_RPC.INTERNAL_ERROR, `Internal error (id ${id}); see the gateway log.`);
+    throw toProtocolError(error, gateway.logger);
   }
 }

@@ -7,10 +7,8 @@
 import type { Server } from "@modelcontextprotocol/server";
 import type { Gateway, RequestOptions } from "../gateway/gateway.ts";
 import { toJsonRpcError } from "./json-rpc-errors.ts";
+import { waitAfterProgress, withoutReservedMeta } from "./mcp-server.ts";
 import type { FastPath, GatewayStdioTransport } from "./stdio-transport.ts";
-
-/** How long a result waits after the last progress update; see mcp-server.ts. */
-const PROGRESS_GAP_MS = 3;
 
 type Id = string | number;
 
@@ -63,13 +61,11 @@ export function createToolCallFastPath(
         }),
       );
       if (controller.signal.aborted) return; // cancelled: the client expects no response
-      if (lastProgressAt !== undefined) {
-        const wait = PROGRESS_GAP_MS - (performance.now() - lastProgressAt);
-        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-      }
+      await waitAfterProgress(lastProgressAt);
       const server = pinnedServer();
       const outputSchema = gateway.catalog.tool(name)?.definition.outputSchema;
-      const projected = server ? server.projectCallToolResult(result, outputSchema) : result;
+      const passed = withoutReservedMeta(result);
+      const projected = server ? server.projectCallToolResult(passed, outputSchema) : passed;
       transport.write({ jsonrpc: "2.0", id, result: projected });
     } catch (error) {
       if (controller.signal.aborted) return;

@@ -5,36 +5,19 @@
  * Each run uses its own key prefix, so test files running in parallel (or a developer's leftovers)
  * never collide, and deletes its keys by prefix with SCAN (never KEYS) when done.
  */
-import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { connect, createServer, type Server, type Socket } from "node:net";
-import { describe, test } from "node:test";
 import { Redis } from "ioredis";
+import { describeWithService, REDIS, serviceUrl } from "./services.ts";
 
-export const REDIS_URL = process.env.REDIS_URL || undefined;
+export const REDIS_URL = serviceUrl(REDIS);
 
 /**
  * Registers `body` as a suite when REDIS_URL is set. Otherwise: a failing test in CI, a skipped suite
- * elsewhere.
+ * elsewhere (the rule every service test follows; see services.ts).
  */
 export function describeWithRedis(name: string, body: (url: string) => void): void {
-  const url = REDIS_URL;
-  if (url) {
-    describe(name, () => body(url));
-    return;
-  }
-  if (process.env.CI === "true") {
-    test(name, () => {
-      assert.fail(
-        "REDIS_URL is not set, and CI=true: these tests need a Redis server. Provide one (e.g. a redis:7 " +
-          "service container) and set REDIS_URL=redis://host:6379.",
-      );
-    });
-    return;
-  }
-  describe(name, {
-    skip: "REDIS_URL is not set: start Redis and run with REDIS_URL=redis://127.0.0.1:6379 to include these tests",
-  });
+  describeWithService(REDIS, name, body);
 }
 
 /** A key prefix no other test run uses. */

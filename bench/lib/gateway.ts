@@ -1,0 +1,37 @@
+/**
+ * What every benchmark needs to run the gateway: its paths, a config written to a temporary file, and
+ * the gateway started as a child process over stdio (with the load client's handshake done).
+ */
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { StdioRpc } from "./load.ts";
+
+export const ROOT = resolve(import.meta.dirname, "../..");
+export const CLI = join(ROOT, "src/cli/main.ts");
+/** A hand-written server that costs almost nothing (TOOLS, DELAY_MS in its environment). */
+export const LIGHT = join(ROOT, "bench/fixtures/light-server.mjs");
+/** A typical SDK v1 server. */
+export const SDK_SERVER = join(ROOT, "bench/fixtures/sdk-server.mjs");
+
+/** Writes `config` as JSON to a fresh temporary directory and returns the file's path. */
+export function writeBenchConfig(config: unknown, label = "bench"): string {
+  const file = join(mkdtempSync(join(tmpdir(), `switchboard-${label}-`)), "bench.json");
+  writeFileSync(file, JSON.stringify(config));
+  return file;
+}
+
+/** Starts `switchboard serve --stdio` on `config` and completes the 2025 handshake. */
+export async function startStdioGateway(config: string): Promise<StdioRpc> {
+  const gateway = new StdioRpc(process.execPath, [
+    "--import",
+    "tsx",
+    CLI,
+    "serve",
+    "--config",
+    config,
+    "--stdio",
+  ]);
+  await gateway.initialize();
+  return gateway;
+}
