@@ -240,7 +240,7 @@ export function buildProgram(): Command {
           type: s.type,
           enabled: String(s.enabled),
           prefix: s.prefix === "" ? "(none)" : s.prefix,
-          target: s.type === "stdio" ? [s.command, ...(s.args ?? [])].join(" ") : (s.url ?? ""),
+          target: "target" in s ? s.target : s.type === "stdio" ? [s.command, ...s.args].join(" ") : s.url,
           timeoutMs: String(s.timeoutMs),
         }));
         process.stdout.write(`${formatTable(rows)}\n`);

@@ -9,7 +9,13 @@ import { parseDocument } from "yaml";
 import type { z } from "zod";
 import { GatewayError } from "../core/errors.ts";
 import { type Environment, formatPath, interpolate, type ReferenceResolver } from "./interpolate.ts";
-import { type Config, configSchema, type ServerConfig } from "./schema.ts";
+import {
+  type AnyServerConfig,
+  type BuiltinBackendConfig,
+  type Config,
+  configSchema,
+  type ServerConfig,
+} from "./schema.ts";
 
 export type ConfigFormat = "json" | "yaml" | "auto";
 
@@ -478,7 +484,15 @@ export interface RemoteServerSummary extends ServerSummaryBase {
   readonly headerNames: readonly string[];
 }
 
-export type ServerSummary = StdioServerSummary | RemoteServerSummary;
+export interface BuiltinBackendSummary extends ServerSummaryBase {
+  readonly type: "postgres" | "redis" | "http" | "filesystem";
+  /** What it reaches: a URL with its password masked, "embedded (PGlite)", the root folder or the hosts. */
+  readonly target: string;
+  /** Whether writes are refused (always true for http, which the allowlist bounds instead). */
+  readonly readOnly: boolean;
+}
+
+export type ServerSummary = StdioServerSummary | RemoteServerSummary | BuiltinBackendSummary;
 
 export interface ConfigSummary {
   readonly servers: readonly ServerSummary[];
@@ -497,7 +511,10 @@ export interface ConfigSummary {
  */
 export function summarizeConfig(config: Config): ConfigSummary {
   return {
-    servers: Object.entries(config.mcpServers).map(([name, server]) => summarizeServer(name, server)),
+    servers: [
+      ...Object.entries(config.mcpServers).map(([name, server]) => summarizeServer(name, server)),
+      ...Object.entries(config.backends).map(([name, backend]) => summarizeBuiltin(name, backend)),
+    ],
     gateway: { ...config.gateway },
     server: { http: { ...config.server.http } },
     logging: { ...config.logging },
@@ -506,8 +523,32 @@ export function summarizeConfig(config: Config): ConfigSummary {
   };
 }
 
-function summarizeServer(name: string, server: ServerConfig): ServerSummary {
-  const base: ServerSummaryBase = {
+function summarizeBuiltin(name: string, backend: BuiltinBackendConfig): BuiltinBackendSummary {
+  const base = summaryBase(name, backend);
+  switch (backend.type) {
+    case "postgres":
+      return {
+        ...base,
+        type: backend.type,
+        target: backend.url === undefined ? "embedded (PGlite)" : maskUrl(backend.url),
+        readOnly: backend.readOnly,
+      };
+    case "redis":
+      return { ...base, type: backend.type, target: maskUrl(backend.url), readOnly: backend.readOnly };
+    case "http":
+      return {
+        ...base,
+        type: backend.type,
+        target: [backend.baseUrl, ...backend.allowHosts].filter((t) => t !== undefined).join(" "),
+        readOnly: false,
+      };
+    case "filesystem":
+      return { ...base, type: backend.type, target: backend.root, readOnly: backend.readOnly };
+  }
+}
+
+function summaryBase(name: string, server: AnyServerConfig): ServerSummaryBase {
+  return {
     name,
     enabled: server.enabled,
     prefix: server.prefix,
@@ -519,6 +560,10 @@ function summarizeServer(name: string, server: ServerConfig): ServerSummary {
     },
     policies: Object.keys(server.policies),
   };
+}
+
+function summarizeServer(name: string, server: ServerConfig): ServerSummary {
+  const base = summaryBase(name, server);
   if (server.type === "stdio") {
     return {
       ...base,

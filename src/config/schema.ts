@@ -8,6 +8,12 @@
  */
 import picomatch from "picomatch";
 import { z } from "zod";
+import {
+  filesystemBackendSchema,
+  httpBackendSchema,
+  postgresBackendSchema,
+  redisBackendSchema,
+} from "../backends/builtin-config.ts";
 import { policySetSchema } from "../policies/config.ts";
 import { storeConfigSchema } from "../stores/config.ts";
 
@@ -163,6 +169,36 @@ const serverSchema = z.discriminatedUnion("type", [stdioServerSchema, remoteServ
       : undefined,
 });
 
+/**
+ * The built-in backends, under `backends:` (their own options in backends/builtin-config.ts). They
+ * take the same extensions as MCP servers (prefix, tool filter, timeout, policies); `restart` is the
+ * reconnect backoff of the database ones. `safeExtend` because the built-in schemas carry cross-field
+ * refinements, which plain `extend` refuses to carry over.
+ */
+const builtinBackendSchema = z.discriminatedUnion(
+  "type",
+  [
+    postgresBackendSchema.safeExtend(serverExtensions),
+    redisBackendSchema.safeExtend(serverExtensions),
+    httpBackendSchema.safeExtend(serverExtensions),
+    filesystemBackendSchema.safeExtend(serverExtensions),
+  ],
+  {
+    error: (issue) =>
+      issue.code === "invalid_union"
+        ? 'type must be "postgres", "redis", "http" or "filesystem" (MCP servers go under mcpServers)'
+        : undefined,
+  },
+);
+
+const backendsSchema = z.record(
+  z.string().regex(SERVER_NAME, {
+    error: (issue) =>
+      `backend name ${JSON.stringify(issue.input)} may only contain letters, digits, "_" and "-" (it becomes the tools' prefix)`,
+  }),
+  builtinBackendSchema,
+);
+
 const serversSchema = z.record(
   z.string().regex(SERVER_NAME, {
     error: (issue) =>
@@ -242,6 +278,11 @@ const configObjectSchema = z.strictObject({
   ...claudeDesktopKeys,
   /** The MCP servers, keyed by name, as in Claude Desktop / Claude Code. Required; may be {}. */
   mcpServers: serversSchema,
+  /**
+   * Built-in backends, keyed by name like mcpServers (names are shared: one name, one server):
+   * `type` "postgres", "redis", "http" (a REST API, not an MCP server) or "filesystem". Default {}.
+   */
+  backends: backendsSchema.default({}),
   /** Default {}: every option at its default. */
   gateway: gatewaySchema.prefault({}),
   /** Settings of the Streamable HTTP endpoint. Default {}: every option at its default. */
@@ -264,22 +305,35 @@ const configObjectSchema = z.strictObject({
 });
 
 type ParsedConfig = Omit<z.output<typeof configObjectSchema>, (typeof CLAUDE_DESKTOP_KEYS)[number]>;
-type ParsedServer = ParsedConfig["mcpServers"][string];
+type ParsedServer = ParsedConfig["mcpServers"][string] | ParsedConfig["backends"][string];
 
 /** The config after validation and defaults: `prefix` is always set. */
 export const configSchema = configObjectSchema.superRefine(checkConfig).transform(
-  (config): Flatten<Omit<ParsedConfig, "mcpServers"> & { mcpServers: Record<string, ServerConfig> }> => ({
+  (
+    config,
+  ): Flatten<
+    Omit<ParsedConfig, "mcpServers" | "backends"> & {
+      mcpServers: Record<string, ServerConfig>;
+      backends: Record<string, BuiltinBackendConfig>;
+    }
+  > => ({
     ...withoutClaudeDesktopKeys(config),
-    mcpServers: Object.fromEntries(
-      Object.entries(config.mcpServers).map(([name, server]) => [
-        name,
-        { ...server, prefix: effectivePrefix(name, server) },
-      ]),
-    ),
+    mcpServers: withPrefixes(config.mcpServers) as Record<string, ServerConfig>,
+    backends: withPrefixes(config.backends) as Record<string, BuiltinBackendConfig>,
   }),
 );
 
-type WithPrefix<T> = Flatten<Omit<T, "prefix"> & { prefix: string }>;
+function withPrefixes(servers: Record<string, ParsedServer>): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(servers).map(([name, server]) => [
+      name,
+      { ...server, prefix: effectivePrefix(name, server) },
+    ]),
+  );
+}
+
+/** Distributive, so that a union of server kinds stays a union discriminated on `type`. */
+type WithPrefix<T> = T extends unknown ? Flatten<Omit<T, "prefix"> & { prefix: string }> : never;
 type Flatten<T> = { [K in keyof T]: T[K] };
 type RemoteServer<Type extends "http" | "sse"> = Flatten<
   Omit<WithPrefix<z.output<typeof remoteServerSchema>>, "type"> & { type: Type }
@@ -292,6 +346,10 @@ export type StdioServerConfig = WithPrefix<z.output<typeof stdioServerSchema>>;
  */
 export type HttpServerConfig = RemoteServer<"http"> | RemoteServer<"sse">;
 export type ServerConfig = StdioServerConfig | HttpServerConfig;
+/** A built-in backend from `backends:`, with its prefix set. */
+export type BuiltinBackendConfig = WithPrefix<z.output<typeof builtinBackendSchema>>;
+/** Anything the gateway serves tools from: an MCP server or a built-in backend. */
+export type AnyServerConfig = ServerConfig | BuiltinBackendConfig;
 export type ToolFilterConfig = z.output<typeof toolFilterSchema>;
 export type RestartConfig = z.output<typeof restartSchema>;
 export type GatewaySettings = z.output<typeof gatewaySchema>;
@@ -316,8 +374,28 @@ function effectivePrefix(name: string, server: ParsedServer): string {
 /** Checks that need more than one field: each issue carries the path of the field to change. */
 function checkConfig(config: ParsedConfig, ctx: z.RefinementCtx): void {
   const owners = new Map<string, string>();
-  for (const [name, server] of Object.entries(config.mcpServers)) {
-    checkRenames(name, server, ctx);
+  const all: [string, ParsedServer, "mcpServers" | "backends"][] = [
+    ...Object.entries(config.mcpServers).map(([n, s]): [string, ParsedServer, "mcpServers"] => [
+      n,
+      s,
+      "mcpServers",
+    ]),
+    ...Object.entries(config.backends).map(([n, s]): [string, ParsedServer, "backends"] => [
+      n,
+      s,
+      "backends",
+    ]),
+  ];
+  for (const name of Object.keys(config.backends)) {
+    if (!Object.hasOwn(config.mcpServers, name)) continue;
+    ctx.addIssue({
+      code: "custom",
+      path: ["backends", name],
+      message: `"${name}" is already the name of a server under mcpServers; give the backend another name`,
+    });
+  }
+  for (const [name, server, section] of all) {
+    checkRenames(name, server, section, ctx);
     // A disabled server exposes nothing, so a spare entry (e.g. a local and a remote variant of the
     // same server, one switched off) may share its prefix.
     if (!server.enabled) continue;
@@ -330,7 +408,7 @@ function checkConfig(config: ParsedConfig, ctx: z.RefinementCtx): void {
     }
     ctx.addIssue({
       code: "custom",
-      path: server.prefix === undefined ? ["mcpServers", name] : ["mcpServers", name, "prefix"],
+      path: server.prefix === undefined ? [section, name] : [section, name, "prefix"],
       message:
         `servers "${owner}" and "${name}" both use the prefix "${prefix}", so their tool names would clash; ` +
         `set a different prefix on one of them`,
@@ -338,9 +416,14 @@ function checkConfig(config: ParsedConfig, ctx: z.RefinementCtx): void {
   }
 }
 
-function checkRenames(name: string, server: ParsedServer, ctx: z.RefinementCtx): void {
+function checkRenames(
+  name: string,
+  server: ParsedServer,
+  section: "mcpServers" | "backends",
+  ctx: z.RefinementCtx,
+): void {
   const { include, exclude, rename, descriptions } = server.tools;
-  const base = ["mcpServers", name, "tools", "rename"];
+  const base = [section, name, "tools", "rename"];
   const renamedAway = new Set(Object.keys(rename).filter((own) => rename[own] !== own));
   const isExcluded = exclude.length > 0 ? picomatch(exclude, GLOB_OPTIONS) : () => false;
 

@@ -5,8 +5,12 @@
 
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
+import { createFilesystemBackend } from "../backends/filesystem.ts";
+import { createHttpBackend } from "../backends/http.ts";
 import { McpBackend, type McpTransportConfig } from "../backends/mcp.ts";
-import type { Config, ServerConfig } from "../config/schema.ts";
+import { createPostgresBackend } from "../backends/postgres.ts";
+import { createRedisBackend } from "../backends/redis.ts";
+import type { AnyServerConfig, BuiltinBackendConfig, Config, ServerConfig } from "../config/schema.ts";
 import { compose } from "../core/compose.ts";
 import { errorResult, GatewayError } from "../core/errors.ts";
 import {
@@ -115,10 +119,16 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     this.config = config;
     this.logger = logger;
     const entries: ServerEntry[] = [];
-    for (const [name, server] of Object.entries(config.mcpServers)) {
-      if (!server.enabled) continue;
-      const backend = backends?.find((b) => b.name === name) ?? this.#makeBackend(name, server);
+    const add = (name: string, server: AnyServerConfig, make: () => Backend) => {
+      if (!server.enabled) return;
+      const backend = backends?.find((b) => b.name === name) ?? make();
       entries.push({ name, naming: namingOf(name, server), backend });
+    };
+    for (const [name, server] of Object.entries(config.mcpServers)) {
+      add(name, server, () => this.#makeMcpBackend(name, server));
+    }
+    for (const [name, backend] of Object.entries(config.backends)) {
+      add(name, backend, () => this.#makeBuiltin(name, backend));
     }
     this.#entries = entries;
     this.#byName = new Map(entries.map((e) => [e.name, e]));
@@ -132,10 +142,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       {
         policies: config.policies,
         servers: Object.fromEntries(
-          Object.entries(config.mcpServers).map(([name, s]) => [
-            name,
-            { policies: s.policies, timeoutMs: s.timeoutMs },
-          ]),
+          allServers(config).map(([name, s]) => [name, { policies: s.policies, timeoutMs: s.timeoutMs }]),
         ),
         toolPolicies: config.toolPolicies,
       },
@@ -718,7 +725,21 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     return changed;
   }
 
-  #makeBackend(name: string, server: ServerConfig): Backend {
+  #makeBuiltin(name: string, backend: BuiltinBackendConfig): Backend {
+    const reconnect = backend.restart;
+    switch (backend.type) {
+      case "postgres":
+        return createPostgresBackend(name, backend, this.logger, { reconnect });
+      case "redis":
+        return createRedisBackend(name, backend, this.logger, { reconnect });
+      case "http":
+        return createHttpBackend(name, backend, this.logger);
+      case "filesystem":
+        return createFilesystemBackend(name, backend, this.logger);
+    }
+  }
+
+  #makeMcpBackend(name: string, server: ServerConfig): Backend {
     return new McpBackend({
       name,
       transport: transportOf(server),
@@ -731,7 +752,12 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   }
 }
 
-function namingOf(name: string, server: ServerConfig): ServerNaming {
+/** MCP servers and built-in backends: one namespace of server names (the config checks it). */
+function allServers(config: Config): [string, AnyServerConfig][] {
+  return [...Object.entries(config.mcpServers), ...Object.entries(config.backends)];
+}
+
+function namingOf(name: string, server: AnyServerConfig): ServerNaming {
   return {
     server: name,
     prefix: server.prefix ?? name,

@@ -93,11 +93,12 @@ export interface RunningGateway {
 export async function startHttpGateway(
   configPath: string,
   extraArgs: string[] = [],
+  env: Record<string, string> = {},
 ): Promise<RunningGateway> {
   const child = spawn(
     process.execPath,
     ["--import", "tsx", CLI, "serve", "--config", configPath, "--http", "127.0.0.1:0", ...extraArgs],
-    { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env } },
+    { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } },
   );
   const logs = new LogWatcher(child.stderr as NodeJS.ReadableStream);
   const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));

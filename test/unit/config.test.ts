@@ -686,7 +686,7 @@ describe("summarizeConfig", () => {
       assert.ok(!json.includes(secret), `summary leaks ${secret}: ${json}`);
     }
     const [api, db] = summary.servers;
-    assert.ok(api?.type === "http");
+    assert.ok(api?.type === "http" && "headerNames" in api);
     assert.deepEqual(api.headerNames, ["Authorization", "X-Api-Key"]);
     assert.equal(api.url, "https://user:***@api.example.com/mcp?key=***");
     assert.ok(db?.type === "stdio");
