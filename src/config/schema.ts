@@ -14,6 +14,7 @@ import {
   postgresBackendSchema,
   redisBackendSchema,
 } from "../backends/builtin-config.ts";
+import { gatewayToolsSchema, observabilitySchema, unknownRequiredServers } from "../observability/config.ts";
 import { policySetSchema } from "../policies/config.ts";
 import { storeConfigSchema } from "../stores/config.ts";
 
@@ -302,7 +303,17 @@ const configObjectSchema = z.strictObject({
    * { type: "memory" }.
    */
   store: storeConfigSchema,
+  /** Metrics on /metrics, OpenTelemetry traces, and the health checker behind the probes. Default {}. */
+  observability: observabilitySchema.prefault({}),
+  /**
+   * Switchboard's own tools, served as server "switchboard" (`switchboard__health`,
+   * `switchboard__metrics`) and subject to access rules like any tool. Default: both on.
+   */
+  gatewayTools: gatewayToolsSchema.prefault({}),
 });
+
+/** The server name of the gateway's own tools; reserved while any of them is on. */
+export const GATEWAY_TOOLS_SERVER = "switchboard";
 
 type ParsedConfig = Omit<z.output<typeof configObjectSchema>, (typeof CLAUDE_DESKTOP_KEYS)[number]>;
 type ParsedServer = ParsedConfig["mcpServers"][string] | ParsedConfig["backends"][string];
@@ -392,6 +403,33 @@ function checkConfig(config: ParsedConfig, ctx: z.RefinementCtx): void {
       code: "custom",
       path: ["backends", name],
       message: `"${name}" is already the name of a server under mcpServers; give the backend another name`,
+    });
+  }
+  const gatewayToolsOn = config.gatewayTools.health || config.gatewayTools.metrics;
+  for (const [name, , section] of all) {
+    if (!gatewayToolsOn || name !== GATEWAY_TOOLS_SERVER) continue;
+    ctx.addIssue({
+      code: "custom",
+      path: [section, name],
+      message: `"${GATEWAY_TOOLS_SERVER}" is the name of the gateway's own tools; rename this server, or switch them off with gatewayTools: { health: false, metrics: false }`,
+    });
+  }
+  for (const unknown of unknownRequiredServers(config.observability.health, [
+    ...all.map(([name]) => name),
+    GATEWAY_TOOLS_SERVER,
+  ])) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["observability", "health", "required"],
+      message: `"${unknown}" is not a server under mcpServers or backends; list only configured servers`,
+    });
+  }
+  const metricsPath = config.observability.metrics.path;
+  if (config.observability.metrics.enabled && metricsPath === config.server.http.path) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["observability", "metrics", "path"],
+      message: `is the MCP endpoint's path too (server.http.path); pick another path for metrics`,
     });
   }
   for (const [name, server, section] of all) {

@@ -5,12 +5,20 @@
 
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
+import type { SpanExporter } from "@opentelemetry/sdk-trace-base";
 import { createFilesystemBackend } from "../backends/filesystem.ts";
+import { GatewayToolsBackend } from "../backends/gateway-tools.ts";
 import { createHttpBackend } from "../backends/http.ts";
 import { McpBackend, type McpTransportConfig } from "../backends/mcp.ts";
-import { createPostgresBackend } from "../backends/postgres.ts";
+import { createPostgresBackend, PostgresBackend } from "../backends/postgres.ts";
 import { createRedisBackend } from "../backends/redis.ts";
-import type { AnyServerConfig, BuiltinBackendConfig, Config, ServerConfig } from "../config/schema.ts";
+import {
+  type AnyServerConfig,
+  type BuiltinBackendConfig,
+  type Config,
+  GATEWAY_TOOLS_SERVER,
+  type ServerConfig,
+} from "../config/schema.ts";
 import { compose } from "../core/compose.ts";
 import { errorResult, GatewayError } from "../core/errors.ts";
 import {
@@ -35,9 +43,15 @@ import {
 } from "../core/types.ts";
 import type { Logger } from "../observability/logger.ts";
 import { PolicyRuntime } from "../policies/runtime.ts";
-import { openStore, ResilientStore } from "../stores/index.ts";
+import { failClosedUses, openStore, ResilientStore } from "../stores/index.ts";
 import { VERSION } from "../version.ts";
 import { Catalog, type ServerNaming, type ToolRoute } from "./catalog.ts";
+import { createObservability, type Observability } from "./observe.ts";
+
+export interface GatewayOptions {
+  /** Where spans go instead of OTLP (tests pass an in-memory exporter). */
+  readonly spanExporter?: SpanExporter;
+}
 
 /** What a transport hands the gateway with each request. */
 export interface RequestOptions {
@@ -93,6 +107,10 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   readonly policies: PolicyRuntime;
   /** Rate-limit buckets, cached results and what replicas share (config `store`); closed by `close`. */
   readonly store: Store;
+  /** Metrics, traces, per-tool statistics and the health checker. */
+  readonly observability: Observability;
+  /** The last state each backend reported, to count restarts (down, then up again). */
+  readonly #lastState = new Map<string, BackendState>();
   #entries: readonly ServerEntry[];
   #byName: ReadonlyMap<string, ServerEntry>;
   #catalog: Catalog = Catalog.empty;
@@ -114,7 +132,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   /** Servers whose lists are being re-read because another replica said so: not announced again. */
   readonly #refreshing = new Set<string>();
 
-  constructor(config: Config, logger: Logger, backends?: readonly Backend[]) {
+  constructor(config: Config, logger: Logger, backends?: readonly Backend[], options: GatewayOptions = {}) {
     super();
     this.config = config;
     this.logger = logger;
@@ -129,6 +147,19 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     }
     for (const [name, backend] of Object.entries(config.backends)) {
       add(name, backend, () => this.#makeBuiltin(name, backend));
+    }
+    const ownTools = config.gatewayTools;
+    if (ownTools.health || ownTools.metrics) {
+      entries.push({
+        name: GATEWAY_TOOLS_SERVER,
+        naming: { ...namingOf(GATEWAY_TOOLS_SERVER, undefined), prefix: GATEWAY_TOOLS_SERVER },
+        backend: new GatewayToolsBackend(GATEWAY_TOOLS_SERVER, {
+          health: ownTools.health,
+          metrics: ownTools.metrics,
+          report: () => this.observability.health.report(),
+          toolStats: () => this.observability.toolStats.snapshot(),
+        }),
+      });
     }
     this.#entries = entries;
     this.#byName = new Map(entries.map((e) => [e.name, e]));
@@ -156,6 +187,22 @@ export class Gateway extends EventEmitter<GatewayEvents> {
         callTool: (exposedName, args, ctx) => this.#callWithContext(exposedName, args, ctx),
       },
     );
+    const store = this.store;
+    this.observability = createObservability(config.observability, {
+      logger,
+      store,
+      backends: () => this.#entries.map((e) => e.backend).filter((b) => !(b instanceof GatewayToolsBackend)),
+      storeRequired: () => failClosedUses(store).length > 0,
+      ...(options.spanExporter ? { spanExporter: options.spanExporter } : {}),
+    });
+    const metrics = this.observability.metrics;
+    if (metrics) {
+      metrics.subscribe(this.policies);
+      for (const entry of entries) {
+        const backend = entry.backend;
+        if (backend instanceof PostgresBackend) metrics.registerPoolStats(entry.name, () => backend.stats());
+      }
+    }
   }
 
   get catalog(): Catalog {
@@ -438,6 +485,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     await this.#listChangedSubscription?.();
     await Promise.allSettled(this.#entries.map((e) => e.backend.close()));
     await this.policies.close();
+    await this.observability.close();
     try {
       await this.store.close();
     } catch (error) {
@@ -627,11 +675,14 @@ export class Gateway extends EventEmitter<GatewayEvents> {
         return backend.callTool(call, ctx).finally(() => inFlight.delete(ctx));
       };
       handler = compose(
-        this.policies.chainFor({
-          exposedName: route.exposedName,
-          server: route.server,
-          tool: route.original,
-        }),
+        [
+          this.observability.observe(route.exposedName, route.server, route.tool),
+          ...this.policies.chainFor({
+            exposedName: route.exposedName,
+            server: route.server,
+            tool: route.original,
+          }),
+        ],
         terminal,
       );
       this.#handlers.set(route.exposedName, handler);
@@ -641,6 +692,12 @@ export class Gateway extends EventEmitter<GatewayEvents> {
 
   #onState(entry: ServerEntry, state: BackendState, reason?: string): void {
     this.emit("backendState", { server: entry.name, state, reason });
+    const metrics = this.observability.metrics;
+    if (metrics) {
+      metrics.setBackendUp(entry.name, state === "up");
+      if (state === "up" && this.#lastState.get(entry.name) === "down") metrics.backendRestarted(entry.name);
+    }
+    this.#lastState.set(entry.name, state);
     if (state === "up" || state === "down") {
       if (state === "up") void this.policies.invalidateServer(entry.name);
       this.#rebuildCatalog();
@@ -757,14 +814,14 @@ function allServers(config: Config): [string, AnyServerConfig][] {
   return [...Object.entries(config.mcpServers), ...Object.entries(config.backends)];
 }
 
-function namingOf(name: string, server: AnyServerConfig): ServerNaming {
+function namingOf(name: string, server: AnyServerConfig | undefined): ServerNaming {
   return {
     server: name,
-    prefix: server.prefix ?? name,
-    include: server.tools.include ?? [],
-    exclude: server.tools.exclude ?? [],
-    rename: server.tools.rename ?? {},
-    descriptions: server.tools.descriptions ?? {},
+    prefix: server?.prefix ?? name,
+    include: server?.tools.include ?? [],
+    exclude: server?.tools.exclude ?? [],
+    rename: server?.tools.rename ?? {},
+    descriptions: server?.tools.descriptions ?? {},
   };
 }
 

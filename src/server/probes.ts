@@ -1,32 +1,13 @@
 /**
  * Kubernetes-style probes. `/livez`: the process answers. `/readyz`: the gateway accepts calls (not
- * shutting down, and its store serves every use configured to fail closed). `/healthz`: the state of
- * every backend and of the store as JSON.
+ * shutting down, every required backend up, and its store serves every use configured to fail
+ * closed). `/healthz`: the health checker's full report as JSON.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { HealthResult } from "../core/types.ts";
 import type { Gateway } from "../gateway/gateway.ts";
 import { failClosedUses } from "../stores/index.ts";
 
-export type ProbeHandler = (req: IncomingMessage, res: ServerResponse) => void;
-
-/**
- * A store that is down but fails open only degrades the gateway: every call is still served, from
- * this replica's memory. It never makes the gateway unhealthy on its own.
- */
-export function healthReport(gateway: Gateway) {
-  const servers = gateway.backends().map((backend) => ({
-    name: backend.name,
-    state: backend.state,
-    tools: backend.catalog().tools.length,
-  }));
-  const up = servers.filter((s) => s.state === "up").length;
-  const store: HealthResult = gateway.store.health();
-  const serversStatus =
-    up === servers.length ? "healthy" : up > 0 ? "degraded" : servers.length === 0 ? "healthy" : "unhealthy";
-  const status = serversStatus === "healthy" && store.status !== "healthy" ? "degraded" : serversStatus;
-  return { status, inFlight: gateway.inFlight, servers, store };
-}
+export type ProbeHandler = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
 
 /**
  * Why the gateway should not get traffic now, if it should not. With a shared store configured to
@@ -42,22 +23,48 @@ export function unreadiness(gateway: Gateway): string | undefined {
   return `the shared store is unavailable and store.onStoreError is "fail-closed" for ${closed.join(", ")}: ${store.detail ?? store.status}`;
 }
 
+/**
+ * The routes the HTTP server answers itself. `/readyz` and `/healthz` run the health checker (cached
+ * for `observability.health.cacheMs`, so probes cannot overload backends); `/metrics` renders the
+ * Prometheus registry when metrics are on.
+ */
 export function probeRoutes(gateway: Gateway): Record<string, ProbeHandler> {
   const send = (res: ServerResponse, status: number, body: unknown) => {
     res
       .writeHead(status, { "content-type": "application/json", "cache-control": "no-store" })
       .end(JSON.stringify(body));
   };
-  return {
+  const { health, metrics } = gateway.observability;
+  const routes: Record<string, ProbeHandler> = {
     "/livez": (_req, res) => send(res, 200, { status: "ok" }),
-    "/readyz": (_req, res) => {
-      const reason = unreadiness(gateway);
-      if (reason === undefined) send(res, 200, { status: "ready" });
-      else send(res, 503, { status: "not ready", reason });
+    "/readyz": async (_req, res) => {
+      const reasons = await readinessProblems(gateway);
+      if (reasons.length === 0) send(res, 200, { status: "ready" });
+      else send(res, 503, { status: "not ready", reason: reasons.join("; "), reasons });
     },
-    "/healthz": (_req, res) => {
-      const report = healthReport(gateway);
-      send(res, report.status === "unhealthy" ? 503 : 200, report);
+    "/healthz": async (_req, res) => {
+      const report = await health.report();
+      send(res, report.status === "unhealthy" ? 503 : 200, { ...report, inFlight: gateway.inFlight });
     },
   };
+  if (metrics) {
+    routes[gateway.config.observability.metrics.path] = async (_req, res) => {
+      const body = await metrics.render();
+      res.writeHead(200, { "content-type": metrics.contentType, "cache-control": "no-store" }).end(body);
+    };
+  }
+  return routes;
+}
+
+/**
+ * Why the gateway should not get traffic now: shutting down, a required backend down, or the shared
+ * store down while some use fails closed (said in the store's own words, see `unreadiness`).
+ */
+export async function readinessProblems(gateway: Gateway): Promise<string[]> {
+  if (gateway.closing) return ["shutting down"];
+  const report = await gateway.observability.health.report();
+  const reasons = report.reasons.filter((reason) => !reason.startsWith("store: "));
+  const store = unreadiness(gateway);
+  if (store !== undefined) reasons.push(store);
+  return reasons;
 }

@@ -355,8 +355,10 @@ describe("probes answer JSON", () => {
     assert.equal(health.status, 200);
     assert.equal(health.body.status, "healthy");
     assert.equal(typeof health.body.inFlight, "number");
-    const { tools } = await witness.listTools();
-    assert.deepEqual(health.body.servers, [{ name: "fx", state: "up", tools: tools.length }]);
+    const checks = health.body.checks as Record<string, { kind: string; required: boolean; status: string }>;
+    assert.deepEqual(Object.keys(checks).sort(), ["eventLoop", "fx", "heap", "store"]);
+    assert.equal(checks.fx?.kind, "backend");
+    assert.equal(checks.fx?.status, "healthy");
     const head = await send(`${base}/healthz`, { method: "HEAD" });
     assert.equal(head.status, 200);
   });

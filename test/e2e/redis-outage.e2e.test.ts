@@ -28,7 +28,7 @@ interface Probe {
   readonly body: {
     status: string;
     reason?: string;
-    store?: { status: string; detail?: string };
+    checks?: { store?: { status: string; detail?: string } };
   };
 }
 
@@ -39,7 +39,7 @@ async function probe(replica: Replica, path: "/healthz" | "/readyz"): Promise<Pr
   return { status: response.status, body: (await response.json()) as Probe["body"] };
 }
 
-const storeStatus = async (replica: Replica) => (await probe(replica, "/healthz")).body.store?.status;
+const storeStatus = async (replica: Replica) => (await probe(replica, "/healthz")).body.checks?.store?.status;
 
 describeWithRedis("Redis unavailable under load", (url) => {
   const prefix = uniquePrefix("redis-outage-e2e");
@@ -134,7 +134,7 @@ describeWithRedis("Redis unavailable under load", (url) => {
     const degraded = await probe(failOpen, "/healthz");
     assert.equal(degraded.body.status, "degraded");
     assert.match(
-      degraded.body.store?.detail ?? "",
+      degraded.body.checks?.store?.detail ?? "",
       /Meanwhile .* use this replica's own memory \(fail-open\)/,
     );
     await failOpen.call("fx__lookup", { key: "local" });

@@ -20,7 +20,7 @@ import {
 } from "../../src/core/types.ts";
 import { Gateway } from "../../src/gateway/gateway.ts";
 import { silentLogger } from "../../src/observability/logger.ts";
-import { healthReport, unreadiness } from "../../src/server/probes.ts";
+import { unreadiness } from "../../src/server/probes.ts";
 import { ResilientStore } from "../../src/stores/index.ts";
 import { eventually } from "../support/gateway-process.ts";
 import { deleteByPrefix, describeWithRedis, uniquePrefix } from "../support/redis.ts";
@@ -150,10 +150,10 @@ describeWithRedis("gateways sharing a Redis", (url) => {
 
   test("health reports the store; close closes it", async () => {
     const gateway = await replica(new FakeBackend());
-    const report = healthReport(gateway);
+    const report = await gateway.observability.health.report();
     assert.equal(report.status, "healthy");
-    assert.equal(report.store.status, "healthy");
-    assert.equal(report.store.data?.keyPrefix, prefix);
+    assert.equal(report.checks.store?.status, "healthy");
+    assert.equal(report.checks.store?.data?.keyPrefix, prefix);
     await gateway.close();
     assert.equal(gateway.store.health().status, "unhealthy");
   });
@@ -167,9 +167,9 @@ describe("probes with a shared store that cannot be reached", () => {
     t.after(() => gateway.close());
     await gateway.start();
     assert.ok(gateway.store instanceof ResilientStore);
-    const report = healthReport(gateway);
+    const report = await gateway.observability.health.report();
     assert.equal(report.status, "degraded");
-    assert.match(report.store.detail ?? "", /unavailable.*Meanwhile .*fail-open/);
+    assert.match(report.checks.store?.detail ?? "", /unavailable.*Meanwhile .*fail-open/);
     assert.equal(unreadiness(gateway), undefined);
     assert.equal((await gateway.callTool("svc__get", {})).isError, undefined, "calls are served");
   });

@@ -1,0 +1,260 @@
+/**
+ * The audit log as a JSON Lines file: one record per line, appended, rotated by size.
+ *
+ * `durability: "sync"` makes `write` resolve only after the line is written and fdatasync'd, so a
+ * gateway that awaits it before answering never answers a call the log does not hold, whatever
+ * happens to the process (kill -9) or the machine right after. Concurrent writes share fsyncs (group
+ * commit, see CommitQueue). `durability: "batched"` buffers lines and writes them (and fsyncs) every
+ * `flushIntervalMs`; a crash loses at most that interval.
+ *
+ * One file belongs to one process: replicas on one host need their own paths, since rotation by two
+ * writers would race.
+ */
+import { type FileHandle, mkdir, open, rename, unlink } from "node:fs/promises";
+import { dirname, resolve as resolvePath } from "node:path";
+import { describeError } from "../core/errors.ts";
+import type { Logger } from "../observability/logger.ts";
+import {
+  type AuditDurability,
+  type AuditRecord,
+  type AuditSink,
+  CommitQueue,
+  type SinkHealth,
+} from "./record.ts";
+
+export interface JsonlSinkOptions {
+  /** The file; relative paths resolve against the process's working directory. */
+  readonly path: string;
+  /** Default "sync". */
+  readonly durability?: AuditDurability;
+  /** Size at which the file is rotated. Default 104 857 600 (100 MiB). */
+  readonly maxBytes?: number;
+  /** Rotated files kept (`.1` newest … `.N` oldest); 0 keeps none. Default 5. */
+  readonly maxFiles?: number;
+  /** Batched mode: how often buffered lines are written. Default 1 000 ms. */
+  readonly flushIntervalMs?: number;
+  /** Most records held while the file cannot be written; the oldest go first. Default 100 000. */
+  readonly maxPending?: number;
+  readonly logger: Logger;
+}
+
+export const JSONL_DEFAULTS = {
+  durability: "sync",
+  maxBytes: 100 * 1024 * 1024,
+  maxFiles: 5,
+  flushIntervalMs: 1_000,
+  maxPending: 100_000,
+} as const;
+
+/** Most lines per write: bounds the memory of one round, not how many records wait. */
+const MAX_BATCH = 1_000;
+
+export function createJsonlSink(options: JsonlSinkOptions): AuditSink {
+  return new JsonlSink(options);
+}
+
+class JsonlSink implements AuditSink {
+  readonly name: string;
+  readonly #durability: AuditDurability;
+  readonly #file: AppendOnlyFile;
+  readonly #queue: CommitQueue<string>;
+  readonly #logger: Logger;
+  #closing: Promise<void> | undefined;
+
+  constructor(options: JsonlSinkOptions) {
+    const path = resolvePath(options.path);
+    this.name = `file:${path}`;
+    this.#durability = options.durability ?? JSONL_DEFAULTS.durability;
+    this.#logger = options.logger;
+    this.#file = new AppendOnlyFile(
+      path,
+      options.maxBytes ?? JSONL_DEFAULTS.maxBytes,
+      options.maxFiles ?? JSONL_DEFAULTS.maxFiles,
+    );
+    this.#queue = new CommitQueue<string>({
+      name: this.name,
+      durability: this.#durability,
+      commit: (lines) => this.#file.append(lines),
+      flushIntervalMs: options.flushIntervalMs ?? JSONL_DEFAULTS.flushIntervalMs,
+      maxBatch: MAX_BATCH,
+      maxPending: options.maxPending ?? JSONL_DEFAULTS.maxPending,
+      logger: options.logger,
+    });
+  }
+
+  write(record: AuditRecord): Promise<void> {
+    // Serialized now: the caller may reuse its objects, and the line must be what was true then.
+    return this.#queue.add(`${serialize(record, this.#logger)}\n`);
+  }
+
+  flush(): Promise<void> {
+    return this.#queue.flush();
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await this.#queue.close();
+      await this.#file.close();
+    })();
+    return this.#closing;
+  }
+
+  health(): SinkHealth {
+    return { name: this.name, durability: this.#durability, ...this.#queue.health() };
+  }
+}
+
+/**
+ * JSON.stringify, except that a record whose arguments cannot be serialized (a bigint, a cycle) is
+ * still recorded, with a note in place of the arguments: losing the whole record would be worse.
+ */
+export function serialize(record: AuditRecord, logger: Logger): string {
+  try {
+    return JSON.stringify(record);
+  } catch (error) {
+    logger.warn(
+      { requestId: record.requestId, tool: record.tool, err: describeError(error) },
+      "audit record arguments are not serializable; recorded without them",
+    );
+    return JSON.stringify({ ...record, arguments: { "[unserializable]": describeError(error) } });
+  }
+}
+
+/**
+ * The file itself: O_APPEND, created 0600 (arguments are sensitive) in a directory created if missing,
+ * rotated before a write would take it past `maxBytes`.
+ */
+class AppendOnlyFile {
+  readonly #path: string;
+  readonly #maxBytes: number;
+  readonly #maxFiles: number;
+  #handle: FileHandle | undefined;
+  #size = 0;
+  /** The file does not end with a newline (a torn line from a crash or a failed write). */
+  #torn = false;
+
+  constructor(path: string, maxBytes: number, maxFiles: number) {
+    this.#path = path;
+    this.#maxBytes = maxBytes;
+    this.#maxFiles = maxFiles;
+  }
+
+  async append(lines: readonly string[]): Promise<void> {
+    try {
+      let handle = this.#handle ?? (await this.#open());
+      let chunk = "";
+      let chunkBytes = 0;
+      for (const line of lines) {
+        const bytes = Buffer.byteLength(line);
+        if (this.#size + chunkBytes + bytes > this.#maxBytes && this.#size + chunkBytes > 0) {
+          await this.#write(handle, chunk);
+          handle = await this.#rotate(handle);
+          chunk = "";
+          chunkBytes = 0;
+        }
+        chunk += line;
+        chunkBytes += bytes;
+      }
+      await this.#write(handle, chunk);
+      await handle.datasync();
+    } catch (error) {
+      // Reopened on the next attempt, which checks again how the file ends.
+      await this.#discardHandle();
+      throw new Error(`cannot append to ${this.#path}: ${fileProblem(error)}`, { cause: error });
+    }
+  }
+
+  async close(): Promise<void> {
+    const handle = this.#handle;
+    this.#handle = undefined;
+    await handle?.close();
+  }
+
+  async #open(): Promise<FileHandle> {
+    await mkdir(dirname(this.#path), { recursive: true, mode: 0o700 });
+    // "a+": O_APPEND, so every write lands at the end whatever else appends; readable, to check the
+    // last byte. The mode applies when the file is created; an existing file keeps its own.
+    const handle = await open(this.#path, "a+", 0o600);
+    try {
+      const { size } = await handle.stat();
+      this.#size = size;
+      this.#torn = false;
+      if (size > 0) {
+        const last = Buffer.alloc(1);
+        await handle.read(last, 0, 1, size - 1);
+        this.#torn = last[0] !== 0x0a;
+      }
+      // A new file's directory entry must reach the disk too, or a power cut could lose the file.
+      await syncDirectory(dirname(this.#path));
+    } catch (error) {
+      await handle.close().catch(() => undefined);
+      throw error;
+    }
+    this.#handle = handle;
+    return handle;
+  }
+
+  async #write(handle: FileHandle, text: string): Promise<void> {
+    if (text === "") return;
+    // Ends a torn line, so that the first new record is a line of its own that readers can parse.
+    const buffer = Buffer.from(this.#torn ? `\n${text}` : text);
+    let offset = 0;
+    while (offset < buffer.length) {
+      const { bytesWritten } = await handle.write(buffer, offset, buffer.length - offset, null);
+      offset += bytesWritten;
+      this.#size += bytesWritten;
+      this.#torn = buffer[offset - 1] !== 0x0a;
+    }
+  }
+
+  async #rotate(handle: FileHandle): Promise<FileHandle> {
+    await handle.datasync();
+    this.#handle = undefined;
+    await handle.close();
+    if (this.#maxFiles === 0) {
+      await unlink(this.#path).catch(ignoreMissing);
+    } else {
+      for (let index = this.#maxFiles - 1; index >= 1; index--) {
+        await rename(`${this.#path}.${index}`, `${this.#path}.${index + 1}`).catch(ignoreMissing);
+      }
+      await rename(this.#path, `${this.#path}.1`);
+    }
+    return await this.#open();
+  }
+
+  async #discardHandle(): Promise<void> {
+    const handle = this.#handle;
+    this.#handle = undefined;
+    await handle?.close().catch(() => undefined);
+  }
+}
+
+async function syncDirectory(directory: string): Promise<void> {
+  const handle = await open(directory, "r");
+  try {
+    await handle.sync();
+  } catch (error) {
+    // Some file systems cannot fsync a directory; the data itself is still synced.
+    if ((error as NodeJS.ErrnoException).code !== "EINVAL") throw error;
+  } finally {
+    await handle.close();
+  }
+}
+
+function ignoreMissing(error: unknown): void {
+  if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+}
+
+function fileProblem(error: unknown): string {
+  switch ((error as NodeJS.ErrnoException | undefined)?.code) {
+    case "ENOSPC":
+      return "the disk is full; free space or point audit at another disk";
+    case "EACCES":
+    case "EPERM":
+      return "permission denied; make the file and its directory writable by the user running Switchboard";
+    case "EROFS":
+      return "the file system is read-only; choose a writable path for the audit file";
+    default:
+      return describeError(error);
+  }
+}

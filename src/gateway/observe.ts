@@ -1,0 +1,122 @@
+/**
+ * What the gateway measures about itself, assembled from the config: Prometheus metrics, per-tool
+ * latency statistics (the metrics tool), OpenTelemetry traces and the health checker behind the
+ * probes. `observe` is the outermost step of every call's chain: it sees each call once, whatever the
+ * policies inside it did, and hands the call's trace context on to the backend.
+ */
+
+import type { SpanExporter } from "@opentelemetry/sdk-trace-base";
+import type { Backend, CallContext, Policy, Store } from "../core/types.ts";
+import type { ObservabilityConfig } from "../observability/config.ts";
+import { isRequiredServer } from "../observability/config.ts";
+import {
+  backendCheck,
+  createHealthChecker,
+  eventLoopCheck,
+  type HealthCheck,
+  type HealthChecker,
+  heapCheck,
+  storeCheck,
+} from "../observability/health.ts";
+import type { Logger } from "../observability/logger.ts";
+import { createMetrics, type Metrics, outcomeOfError, outcomeOfResult } from "../observability/metrics.ts";
+import { createToolStats, type ToolStats } from "../observability/tool-stats.ts";
+import { createTracing, type Tracing } from "../observability/tracing.ts";
+import { NOTES } from "../policies/types.ts";
+
+export interface ObservabilityDeps {
+  readonly logger: Logger;
+  readonly store: Store & { health(): import("../core/types.ts").HealthResult };
+  /** Every backend serving now (read at each health check, so restarts and reloads are seen). */
+  readonly backends: () => readonly Backend[];
+  /** True when some use of the store fails closed: then its outage makes the gateway unready. */
+  readonly storeRequired: () => boolean;
+  /** Where spans go instead of OTLP (tests use an in-memory exporter). */
+  readonly spanExporter?: SpanExporter;
+}
+
+export interface Observability {
+  /** Undefined when `observability.metrics.enabled` is false. */
+  readonly metrics: Metrics | undefined;
+  readonly toolStats: ToolStats;
+  readonly tracing: Tracing;
+  readonly health: HealthChecker;
+  /** The outermost policy of one tool's chain. */
+  observe(exposedName: string, server: string, tool: string): Policy;
+  close(): Promise<void>;
+}
+
+export function createObservability(config: ObservabilityConfig, deps: ObservabilityDeps): Observability {
+  const metrics = config.metrics.enabled
+    ? createMetrics({ prefix: config.metrics.prefix, defaultMetrics: config.metrics.defaultMetrics })
+    : undefined;
+  const toolStats = createToolStats();
+  const tracing = createTracing(config.tracing, {
+    ...(deps.spanExporter ? { exporter: deps.spanExporter } : {}),
+    onError: (error) =>
+      deps.logger.warn(
+        { err: error },
+        "exporting traces failed; spans are dropped until the collector answers",
+      ),
+  });
+  // Created once: the event-loop monitor runs for the gateway's life.
+  const processChecks: HealthCheck[] = [
+    heapCheck(config.health.heapUsedRatio),
+    eventLoopCheck(config.health.eventLoopLagMs),
+  ];
+  const health = createHealthChecker({
+    timeoutMs: config.health.timeoutMs,
+    cacheMs: config.health.cacheMs,
+    checks: () => [
+      ...deps.backends().map((b) => backendCheck(b, isRequiredServer(config.health, b.name))),
+      storeCheck(deps.store, deps.storeRequired),
+      ...processChecks,
+    ],
+  });
+  metrics?.registerStoreHealth(() => deps.store.health());
+
+  const observe =
+    (exposedName: string, server: string, tool: string): Policy =>
+    (next) =>
+    async (call, ctx) => {
+      const done = metrics?.callStarted(server, exposedName);
+      const started = done ? 0 : performance.now();
+      const span = tracing.startCallSpan(exposedName, server, tool, ctx.meta, undefined, {
+        "jsonrpc.request.id": ctx.requestId,
+      });
+      const carrier = span.inject();
+      // The backend continues this call's trace: its traceparent is our span, not the client's.
+      const inner: CallContext = carrier ? { ...ctx, meta: { ...ctx.meta, ...carrier } } : ctx;
+      let outcome: ReturnType<typeof outcomeOfResult> = "error";
+      let failure: unknown;
+      try {
+        const result = await next(call, inner);
+        outcome = outcomeOfResult(result);
+        return result;
+      } catch (error) {
+        outcome = outcomeOfError(error);
+        failure = error;
+        throw error;
+      } finally {
+        const source = ctx.notes.get(NOTES.source);
+        span.recordNotes(ctx.notes);
+        span.end(outcome, failure);
+        const ms = done
+          ? done(outcome, typeof source === "string" ? source : undefined)
+          : performance.now() - started;
+        toolStats.record(exposedName, ms, outcome);
+      }
+    };
+
+  return {
+    metrics,
+    toolStats,
+    tracing,
+    health,
+    observe,
+    async close() {
+      health.close();
+      await tracing.shutdown();
+    },
+  };
+}
