@@ -70,7 +70,7 @@ export interface AuditLog {
   readonly enabled: boolean;
   readonly sinks: readonly AuditSink[];
   /**
-   * Redacts the record and writes it to every sink. Rejects (a GatewayError, code store_unavailable)
+   * Redacts the record and writes it to every sink. Rejects (a GatewayError, code audit_unavailable)
    * when a sync sink could not make it durable: the caller should then fail the call rather than
    * answer it unrecorded. Never rejects for batched sinks.
    */
@@ -118,7 +118,7 @@ export function createAuditLog(config: AuditConfig, options: AuditLogOptions): A
       );
       if (failures.length > 0) {
         throw new GatewayError(
-          "store_unavailable",
+          "audit_unavailable",
           `The call to "${record.tool}" could not be recorded in the audit log (${redactor.text(failures.join("; "))}). ` +
             `A sink with durability "sync" fails calls it cannot record: fix the sink, or set its durability to "batched".`,
           { data: { requestId: record.requestId, sinks: failures.length } },

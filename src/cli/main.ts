@@ -5,12 +5,17 @@
  * up, a port in use); 2 the input is wrong (usage, config, arguments) and retrying cannot help.
  * Errors are one line on stderr (plus one line per problem for config validation), never a stack.
  */
+
+import { dirname, resolve as resolvePath } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
+import type { AuditLocation } from "../audit/reader.ts";
+import { AUDIT_OUTCOMES, type AuditOutcome } from "../audit/record.ts";
 import type { Config } from "../config/schema.ts";
+import type { SecretResolver } from "../config/secrets.ts";
 import { describeError, GatewayError } from "../core/errors.ts";
 import type { Gateway } from "../gateway/gateway.ts";
 import type { Logger, LogLevel } from "../observability/logger.ts";
-import type { HttpServing } from "../server/http.ts";
+import type { HttpServing, ProbeServing } from "../server/http.ts";
 import type { StdioServing } from "../server/stdio.ts";
 import { VERSION } from "../version.ts";
 import { formatTable } from "./table.ts";
@@ -23,6 +28,9 @@ const load = {
   logger: () => import("../observability/logger.ts"),
   http: () => import("../server/http.ts"),
   stdio: () => import("../server/stdio.ts"),
+  secrets: () => import("../config/secrets.ts"),
+  health: () => import("../observability/health.ts"),
+  audit: () => import("../audit/reader.ts"),
 };
 
 const LOG_LEVELS: readonly LogLevel[] = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
@@ -42,11 +50,11 @@ function fail(error: unknown): never {
 }
 
 /** Node's wording ("listen EADDRINUSE: address already in use") names the problem but not the way out. */
-function listenFailure(error: unknown, where: { host: string; port: number }): Error {
+function listenFailure(error: unknown, where: { host: string; port: number }, flag = "--http"): Error {
   const at = `${where.host.includes(":") ? `[${where.host}]` : where.host}:${where.port}`;
   const reasons: Record<string, string> = {
-    EADDRINUSE: "the port is in use. Stop what holds it, or pick another port with --http",
-    EACCES: "permission denied (ports below 1024 need privileges). Pick another port with --http",
+    EADDRINUSE: `the port is in use. Stop what holds it, or pick another port with ${flag}`,
+    EACCES: `permission denied (ports below 1024 need privileges). Pick another port with ${flag}`,
     EADDRNOTAVAIL:
       "no network interface has that address. Use 127.0.0.1, 0.0.0.0 or an address of this machine",
     ENOTFOUND: "the host name does not resolve. Use an IP address or a known host name",
@@ -68,35 +76,64 @@ function parseHostPort(value: string): { host: string; port: number } {
   return { host: host ?? "127.0.0.1", port };
 }
 
-async function loadConfig(path: string): Promise<Config> {
-  const { loadConfigFile } = await load.config();
-  return loadConfigFile(path);
+/** A loaded config and the secrets it references, kept fresh and known for redaction. */
+interface Loaded {
+  readonly config: Config;
+  readonly secrets: SecretResolver;
+  readonly baseDir: string;
+  /** Makes the logger the secrets resolver reports refresh failures to. */
+  setLogger(logger: Logger): void;
 }
 
-async function loggerFor(config: Config, level: LogLevel | undefined): Promise<Logger> {
+async function loadConfig(path: string): Promise<Loaded> {
+  const [{ loadConfigFile }, { createSecretResolver }] = await Promise.all([load.config(), load.secrets()]);
+  const baseDir = dirname(resolvePath(path));
+  let logger: Logger | undefined;
+  const secrets = createSecretResolver({ baseDir, logger: () => logger });
+  try {
+    const config = await loadConfigFile(path, { secrets });
+    return { config, secrets, baseDir, setLogger: (l) => (logger = l) };
+  } catch (error) {
+    secrets.close();
+    throw error;
+  }
+}
+
+async function loggerFor(loaded: Loaded, level: LogLevel | undefined): Promise<Logger> {
   const { createLogger } = await load.logger();
-  return createLogger({ level: level ?? config.logging.level });
+  const logger = createLogger({
+    level: level ?? loaded.config.logging.level,
+    redactValues: () => loaded.secrets.values(),
+  });
+  loaded.setLogger(logger);
+  return logger;
 }
 
-async function createGateway(config: Config, logger: Logger): Promise<Gateway> {
+async function createGateway(loaded: Loaded, logger: Logger): Promise<Gateway> {
   const { Gateway } = await load.gateway();
-  return new Gateway(config, logger);
+  return new Gateway(loaded.config, logger, undefined, {
+    secretValues: () => loaded.secrets.values(),
+    baseDir: loaded.baseDir,
+  });
 }
 
 interface ServeOptions {
   config: string;
   stdio?: boolean;
   http?: { host: string; port: number };
+  probePort?: { host: string; port: number };
   logLevel?: LogLevel;
 }
 
 async function serve(options: ServeOptions): Promise<void> {
-  const config = await loadConfig(options.config);
-  const logger = await loggerFor(config, options.logLevel);
-  const gateway = await createGateway(config, logger);
+  const loaded = await loadConfig(options.config);
+  const config = loaded.config;
+  const logger = await loggerFor(loaded, options.logLevel);
+  const gateway = await createGateway(loaded, logger);
   // Without a transport flag the gateway serves stdio: that is how MCP clients launch a local server.
   const useStdio = options.stdio === true || options.http === undefined;
   let http: HttpServing | undefined;
+  let probes: ProbeServing | undefined;
   let stdio: StdioServing | undefined;
   let stopping = false;
 
@@ -115,6 +152,8 @@ async function serve(options: ServeOptions): Promise<void> {
     await http?.close();
     await stdio?.close();
     await gateway.close();
+    await probes?.close();
+    loaded.secrets.close();
     logger.info("stopped");
     logger.flush();
     setTimeout(() => process.exit(0), 50).unref();
@@ -124,7 +163,7 @@ async function serve(options: ServeOptions): Promise<void> {
 
   // Loaded while the backends start, not after.
   const transports = Promise.all([
-    options.http ? load.http() : undefined,
+    options.http || options.probePort ? load.http() : undefined,
     useStdio ? load.stdio() : undefined,
   ]);
   await gateway.start();
@@ -155,6 +194,18 @@ async function serve(options: ServeOptions): Promise<void> {
       "listening",
     );
   }
+  if (options.probePort && httpModule) {
+    try {
+      probes = await httpModule.serveProbes(gateway, options.probePort);
+    } catch (error) {
+      stopping = true;
+      await http?.close();
+      await gateway.close();
+      logger.flush();
+      throw listenFailure(error, options.probePort, "--probe-port");
+    }
+    logger.info({ url: probes.url }, "serving probes and metrics");
+  }
   if (stdioModule) {
     stdio = stdioModule.serveGatewayOnStdio(gateway, () => void shutdown("stdin closed"));
     logger.info("serving MCP on stdio");
@@ -166,14 +217,15 @@ async function withGateway<T>(
   logLevel: LogLevel | undefined,
   run: (g: Gateway) => Promise<T>,
 ) {
-  const config = await loadConfig(configPath);
-  const logger = await loggerFor(config, logLevel ?? "warn");
-  const gateway = await createGateway(config, logger);
+  const loaded = await loadConfig(configPath);
+  const logger = await loggerFor(loaded, logLevel ?? "warn");
+  const gateway = await createGateway(loaded, logger);
   try {
     await gateway.start();
     return await run(gateway);
   } finally {
     await gateway.close();
+    loaded.secrets.close();
     logger.flush();
   }
 }
@@ -217,6 +269,11 @@ export function buildProgram(): Command {
       "serve Streamable HTTP on this port (0 for any free one; default host 127.0.0.1)",
       parseHostPort,
     )
+    .option(
+      "--probe-port <[host:]port>",
+      "also serve /livez, /readyz, /healthz and /metrics on this port (for --stdio; with --http they are there already)",
+      parseHostPort,
+    )
     .addOption(logLevelOption())
     .action((opts: ServeOptions) => serve(opts).catch(fail));
 
@@ -227,14 +284,17 @@ export function buildProgram(): Command {
     .option("--json", "print JSON")
     .action(async (opts: { config: string; json?: boolean }) => {
       try {
-        const config = await loadConfig(opts.config);
-        const { summarizeConfig } = await load.config();
-        const summary = summarizeConfig(config);
+        const loaded = await loadConfig(opts.config);
+        loaded.secrets.close();
+        const [{ summarizeConfig }, { redactSecrets }] = await Promise.all([load.config(), load.secrets()]);
+        const summary = summarizeConfig(loaded.config);
+        // The summary names no secret on purpose; redacting by value catches one pasted in a plain field.
+        const print = (text: string) => process.stdout.write(redactSecrets(text, loaded.secrets.values()));
         if (opts.json) {
-          process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+          print(`${JSON.stringify(summary, null, 2)}\n`);
           return;
         }
-        process.stdout.write(`${opts.config}: valid\n\n`);
+        print(`${opts.config}: valid\n\n`);
         const rows = summary.servers.map((s) => ({
           server: s.name,
           type: s.type,
@@ -243,7 +303,7 @@ export function buildProgram(): Command {
           target: "target" in s ? s.target : s.type === "stdio" ? [s.command, ...s.args].join(" ") : s.url,
           timeoutMs: String(s.timeoutMs),
         }));
-        process.stdout.write(`${formatTable(rows)}\n`);
+        print(`${formatTable(rows)}\n`);
       } catch (error) {
         fail(error);
       }
@@ -308,7 +368,191 @@ export function buildProgram(): Command {
       }
     });
 
+  program
+    .command("health")
+    .description(
+      "print the health report as a table: of a running gateway with --url, else of one started from the config",
+    )
+    .option("--url <url>", "a running gateway's base URL (or its MCP endpoint), e.g. http://127.0.0.1:8931")
+    .addOption(configOption())
+    .option("--json", "print the report as JSON")
+    .addOption(logLevelOption())
+    .action(async (opts: { url?: string; config: string; json?: boolean; logLevel?: LogLevel }) => {
+      try {
+        const report = opts.url
+          ? await fetchHealth(opts.url)
+          : await withGateway(opts.config, opts.logLevel, (gateway) => gateway.observability.health.report());
+        if (opts.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+        else {
+          const { healthRows } = await load.health();
+          const [head, ...rows] = healthRows(report);
+          const objects = rows.map((row) =>
+            Object.fromEntries((head ?? []).map((h, i) => [h, row[i] ?? ""])),
+          );
+          process.stdout.write(`status: ${report.status}${report.ready ? "" : " (not ready)"}\n\n`);
+          process.stdout.write(`${formatTable(objects)}\n`);
+        }
+        if (report.status === "unhealthy") process.exitCode = EXIT_FAILURE;
+      } catch (error) {
+        fail(error);
+      }
+    });
+
+  const audit = program
+    .command("audit")
+    .description("read the audit log (the file sink, or PostgreSQL with --database)");
+  audit
+    .command("tail")
+    .description("print the last records of the audit file, and follow it with --follow")
+    .addOption(configOption())
+    .option("--file <path>", "the audit file (default: the config's file sink)")
+    .option("-n, --lines <n>", "how many records", parseCount, 10)
+    .option("-f, --follow", "keep printing records as they are written (across rotations)")
+    .action(async (opts: { config: string; file?: string; lines: number; follow?: boolean }) => {
+      try {
+        const { tailAudit } = await load.audit();
+        const file = opts.file ?? (await auditFile(opts.config));
+        const controller = new AbortController();
+        process.once("SIGINT", () => controller.abort());
+        process.once("SIGTERM", () => controller.abort());
+        for await (const record of tailAudit(file, {
+          lines: opts.lines,
+          follow: opts.follow === true,
+          signal: controller.signal,
+        })) {
+          process.stdout.write(`${JSON.stringify(record)}\n`);
+        }
+      } catch (error) {
+        if ((error as Error)?.name === "AbortError") return;
+        fail(error);
+      }
+    });
+  audit
+    .command("search")
+    .description("find audit records by tool, principal, outcome and time (oldest first)")
+    .addOption(configOption())
+    .option("--file <path>", "an audit file (default: the config's first sink)")
+    .option("--database <url>", "search a PostgreSQL sink at this URL instead")
+    .option("--table <name>", "the PostgreSQL table", "switchboard_audit")
+    .option("--tool <glob>", 'exposed tool name or glob, e.g. "db__*"')
+    .option("--principal <id>", "who called")
+    .option("--outcome <outcome>", "ok, tool_error, error, denied, rate_limited or invalid")
+    .option("--since <time>", "ISO time or a duration back from now: 15m, 2h, 7d")
+    .option("--until <time>", "ISO time or a duration back from now")
+    .option("--limit <n>", "most records printed (the newest)", parseCount, 100)
+    .option("--json", "one JSON record per line instead of a table")
+    .action(async (opts: AuditSearchOptions) => {
+      try {
+        const { searchAudit } = await load.audit();
+        const location: AuditLocation = opts.database
+          ? { type: "postgres", url: opts.database, table: opts.table }
+          : { type: "file", path: opts.file ?? (await auditFile(opts.config)) };
+        if (opts.outcome !== undefined && !(AUDIT_OUTCOMES as readonly string[]).includes(opts.outcome)) {
+          throw new UsageError(`--outcome "${opts.outcome}" is not one of ${AUDIT_OUTCOMES.join(", ")}.`);
+        }
+        const found = await searchAudit(location, {
+          ...(opts.tool ? { tool: opts.tool } : {}),
+          ...(opts.principal ? { principal: opts.principal } : {}),
+          ...(opts.outcome ? { outcome: opts.outcome as AuditOutcome } : {}),
+          ...(opts.since ? { since: parseWhen(opts.since, "--since") } : {}),
+          ...(opts.until ? { until: parseWhen(opts.until, "--until") } : {}),
+          limit: opts.limit,
+        });
+        if (opts.json) {
+          for (const record of found.records) process.stdout.write(`${JSON.stringify(record)}\n`);
+        } else {
+          const rows = found.records.map((r) => ({
+            time: r.time,
+            principal: r.principal,
+            tool: r.tool,
+            outcome: r.outcome,
+            ms: String(r.durationMs),
+            source: r.source,
+            error: oneLine(r.error ?? "", 50),
+          }));
+          process.stdout.write(`${formatTable(rows)}\n`);
+        }
+        if (found.truncated) {
+          process.stderr.write(
+            `switchboard: more records match; showing the newest ${opts.limit} (raise --limit)\n`,
+          );
+        }
+      } catch (error) {
+        fail(error);
+      }
+    });
+
   return program;
+}
+
+interface AuditSearchOptions {
+  config: string;
+  file?: string;
+  database?: string;
+  table: string;
+  tool?: string;
+  principal?: string;
+  outcome?: string;
+  since?: string;
+  until?: string;
+  limit: number;
+  json?: boolean;
+}
+
+function parseCount(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("Expected a whole number of at least 1.");
+  return n;
+}
+
+/** "2026-11-24T10:00:00Z", or "15m" / "2h" / "7d" back from now. */
+function parseWhen(value: string, flag: string): Date {
+  const relative = /^(\d+)([smhd])$/.exec(value);
+  if (relative) {
+    const unit = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[relative[2] as "s" | "m" | "h" | "d"];
+    return new Date(Date.now() - Number(relative[1]) * unit);
+  }
+  const time = new Date(value);
+  if (Number.isNaN(time.getTime())) {
+    throw new UsageError(
+      `${flag} "${value}" is not a time: use ISO 8601 (2026-11-24T10:00:00Z) or 15m, 2h, 7d.`,
+    );
+  }
+  return time;
+}
+
+/** The path of the config's file sink, resolved like the gateway resolves it. */
+async function auditFile(configPath: string): Promise<string> {
+  const loaded = await loadConfig(configPath);
+  loaded.secrets.close();
+  const sink = loaded.config.audit.sinks.find((s) => s.type === "file");
+  if (!loaded.config.audit.enabled || !sink || sink.type !== "file") {
+    throw new UsageError(
+      `${configPath} has no audit file sink; pass --file, or --database for a PostgreSQL sink.`,
+    );
+  }
+  return resolvePath(loaded.baseDir, sink.path);
+}
+
+/** GET <base>/healthz of a running gateway. */
+async function fetchHealth(url: string) {
+  let base: URL;
+  try {
+    base = new URL(url);
+  } catch {
+    throw new UsageError(`--url "${url}" is not a URL; pass e.g. http://127.0.0.1:8931`);
+  }
+  const target = new URL("/healthz", base);
+  let response: Response;
+  try {
+    response = await fetch(target, { signal: AbortSignal.timeout(10_000) });
+  } catch (error) {
+    throw new Error(`cannot reach ${target.href}: ${describeError(error)}. Is the gateway running there?`);
+  }
+  if (response.status !== 200 && response.status !== 503) {
+    throw new Error(`${target.href} answered HTTP ${response.status}; is it a Switchboard gateway?`);
+  }
+  return (await response.json()) as import("../observability/health.ts").HealthReport;
 }
 
 /** Checked before any server starts, so a typo costs nothing. */

@@ -4,7 +4,7 @@
  * which line or JSON path, what is wrong, and what to do about it.
  */
 import { readFile } from "node:fs/promises";
-import { extname, resolve as resolvePath } from "node:path";
+import { dirname, extname, resolve as resolvePath } from "node:path";
 import { parseDocument } from "yaml";
 import type { z } from "zod";
 import { GatewayError } from "../core/errors.ts";
@@ -16,6 +16,7 @@ import {
   configSchema,
   type ServerConfig,
 } from "./schema.ts";
+import { createSecretResolver, findSecretReferences, type SecretResolver } from "./secrets.ts";
 
 export type ConfigFormat = "json" | "yaml" | "auto";
 
@@ -33,7 +34,14 @@ export interface ParseConfigOptions extends ValidateConfigOptions {
   readonly format?: ConfigFormat;
 }
 
-export type LoadConfigOptions = Omit<ParseConfigOptions, "source">;
+export interface LoadConfigOptions extends Omit<ParseConfigOptions, "source"> {
+  /**
+   * Fetches `${secret:env|file|exec:…}` references before interpolation, and keeps them (refreshed,
+   * and listed for redaction) for the caller. Default: a resolver that fetches once, relative to the
+   * config file's folder, and is closed after loading.
+   */
+  readonly secrets?: SecretResolver;
+}
 
 /** One problem with the config: where (a formatted JSON path) and what. */
 export interface ConfigIssue {
@@ -50,7 +58,25 @@ export async function loadConfigFile(path: string, options: LoadConfigOptions = 
   } catch (error) {
     throw new GatewayError("config_file", readFailure(file, error), { data: { source: file }, cause: error });
   }
-  return parseConfig(text, { ...options, source: file });
+  const format = options.format ?? formatOf(file);
+  const document = parseText(text.replace(/^\uFEFF/, ""), format, file);
+  const references = findSecretReferences(document, { env: options.env });
+  if (references.length === 0) return validateConfig(document, { ...options, source: file });
+  const secrets =
+    options.secrets ?? createSecretResolver({ ttlMs: 0, baseDir: dirname(file), env: options.env });
+  try {
+    await secrets.resolveAll(references);
+  } catch (error) {
+    if (error instanceof GatewayError) error.data.source = file;
+    throw error;
+  } finally {
+    if (!options.secrets) secrets.close();
+  }
+  return validateConfig(document, {
+    ...options,
+    source: file,
+    resolvers: { ...options.resolvers, secret: secrets.resolver },
+  });
 }
 
 /** Parses config text; `source` names it in messages and, without `format`, picks the parser. */

@@ -8,6 +8,7 @@
  */
 import picomatch from "picomatch";
 import { z } from "zod";
+import { auditConfigSchema } from "../audit/config.ts";
 import {
   filesystemBackendSchema,
   httpBackendSchema,
@@ -16,6 +17,7 @@ import {
 } from "../backends/builtin-config.ts";
 import { gatewayToolsSchema, observabilitySchema, unknownRequiredServers } from "../observability/config.ts";
 import { policySetSchema } from "../policies/config.ts";
+import { accessSchema, argumentLimitsSchema, authSchema, signingSchema } from "../security/config.ts";
 import { storeConfigSchema } from "../stores/config.ts";
 
 /** Server names become tool-name prefixes and metric labels, so they keep to the tool-name alphabet. */
@@ -310,6 +312,26 @@ const configObjectSchema = z.strictObject({
    * `switchboard__metrics`) and subject to access rules like any tool. Default: both on.
    */
   gatewayTools: gatewayToolsSchema.prefault({}),
+  /**
+   * One record per call to a JSONL file and/or a PostgreSQL table (options in audit/config.ts).
+   * Default: off; `audit: {}` turns it on with a file sink in `sync` durability.
+   */
+  audit: auditConfigSchema,
+  /**
+   * Who may connect over HTTP: API keys (by SHA-256), JWT bearer tokens, RFC 9728 metadata; and the
+   * principal of local stdio clients. Default: none (HTTP is open to whoever passes the Host and
+   * Origin guards; keep it on loopback).
+   */
+  auth: authSchema.optional(),
+  /** Which principals and roles may see and call which servers and tools. Default: everyone, everything. */
+  access: accessSchema.optional(),
+  /** HMAC request signing with replay protection, required per principal, role or tool. Default: off. */
+  signing: signingSchema.optional(),
+  /**
+   * Limits on every call's arguments, checked with the tool's own JSON Schema before the call
+   * reaches its backend. Default { maxBytes 1 MiB, maxStringLength 256 KiB, maxDepth 64 }.
+   */
+  argumentLimits: argumentLimitsSchema.prefault({}),
 });
 
 /** The server name of the gateway's own tools; reserved while any of them is on. */

@@ -65,7 +65,11 @@ export interface SecretResolverOptions {
   readonly baseDir?: string;
   /** Where `env:` references are read. Default process.env. */
   readonly env?: Environment;
-  readonly logger?: Logger;
+  /**
+   * Where refresh failures and rotations are logged; a function when the logger is made later
+   * (its level comes from the very config these secrets are part of).
+   */
+  readonly logger?: Logger | (() => Logger | undefined);
   /** The clock, in ms since the epoch. Default Date.now. */
   readonly now?: () => number;
 }
@@ -249,7 +253,12 @@ class Resolver implements SecretResolver {
   readonly #maxBytes: number;
   readonly #baseDir: string;
   readonly #env: Environment;
-  readonly #logger: Logger | undefined;
+  readonly #loggerOption: Logger | (() => Logger | undefined) | undefined;
+
+  get #logger(): Logger | undefined {
+    const option = this.#loggerOption;
+    return typeof option === "function" ? option() : option;
+  }
   readonly #now: () => number;
   readonly #entries = new Map<string, Entry>();
   readonly #listeners = new Set<(change: SecretChange) => void>();
@@ -264,7 +273,7 @@ class Resolver implements SecretResolver {
     this.#maxBytes = options.maxBytes ?? DEFAULT_MAX_BYTES;
     this.#baseDir = options.baseDir ?? process.cwd();
     this.#env = options.env ?? process.env;
-    this.#logger = options.logger;
+    this.#loggerOption = options.logger;
     this.#now = options.now ?? Date.now;
     if (!(this.#ttlMs >= 0) || !(this.#execTimeoutMs > 0)) {
       throw new RangeError("createSecretResolver: ttlMs must be >= 0 and execTimeoutMs > 0");

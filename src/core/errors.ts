@@ -28,6 +28,7 @@ export type GatewayErrorCode =
   | "unauthorized"
   | "forbidden"
   | "store_unavailable"
+  | "audit_unavailable"
   | "internal";
 
 export interface GatewayErrorOptions {

@@ -102,6 +102,8 @@ export interface CallContext {
   readonly onProgress?: (update: ProgressUpdate) => void;
   /** Set when a client made the call over MCP; absent for calls the gateway makes on its own. */
   readonly client?: CallerChannel;
+  /** How the call arrived, for the audit log; absent for calls made in code. */
+  readonly transport?: "stdio" | "http";
 }
 
 export type CallHandler = (call: ToolCall, ctx: CallContext) => Promise<CallToolResult>;

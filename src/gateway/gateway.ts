@@ -6,6 +6,7 @@
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import type { SpanExporter } from "@opentelemetry/sdk-trace-base";
+import { type AuditLog, createAuditLog } from "../audit/index.ts";
 import { createFilesystemBackend } from "../backends/filesystem.ts";
 import { GatewayToolsBackend } from "../backends/gateway-tools.ts";
 import { createHttpBackend } from "../backends/http.ts";
@@ -37,20 +38,40 @@ import {
   type LoggingLevel,
   type Principal,
   type ProgressUpdate,
+  type Prompt,
   type ReadResourceResult,
+  type Resource,
+  type ResourceTemplate,
   type Store,
+  type Tool,
   type Unsubscribe,
 } from "../core/types.ts";
 import type { Logger } from "../observability/logger.ts";
 import { PolicyRuntime } from "../policies/runtime.ts";
+import { type AccessControl, accessPolicy, createAccessControl } from "../security/access.ts";
+import { argumentsPolicy, createArgumentValidator } from "../security/arguments.ts";
+import { stdioPrincipal } from "../security/auth.ts";
+import {
+  createSignatureVerifier,
+  SIGNATURE_META_KEY,
+  type SignatureVerifier,
+  signaturePolicy,
+} from "../security/signing.ts";
 import { failClosedUses, openStore, ResilientStore } from "../stores/index.ts";
 import { VERSION } from "../version.ts";
+import { auditPolicy } from "./audit-policy.ts";
 import { Catalog, type ServerNaming, type ToolRoute } from "./catalog.ts";
 import { createObservability, type Observability } from "./observe.ts";
 
 export interface GatewayOptions {
   /** Where spans go instead of OTLP (tests pass an in-memory exporter). */
   readonly spanExporter?: SpanExporter;
+  /** Every secret value of the config, redacted from audit records (SecretResolver.values). */
+  readonly secretValues?: () => readonly string[];
+  /** Where relative paths of the config start (the audit file): the config file's folder. Default: cwd. */
+  readonly baseDir?: string;
+  /** Names this replica in audit records, when several share a sink. Default: none. */
+  readonly replica?: string;
 }
 
 /** What a transport hands the gateway with each request. */
@@ -62,6 +83,7 @@ export interface RequestOptions {
   readonly requestId?: string;
   /** The calling client, for backends that ask it for sampling or elicitation during a call. */
   readonly client?: CallerChannel;
+  readonly transport?: "stdio" | "http";
 }
 
 /**
@@ -109,6 +131,21 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   readonly store: Store;
   /** Metrics, traces, per-tool statistics and the health checker. */
   readonly observability: Observability;
+  /** One record per call (config `audit`); disabled unless configured. */
+  readonly audit: AuditLog;
+  /** Per-principal access rules (config `access`); undefined when everyone may call everything. */
+  readonly access: AccessControl | undefined;
+  /** The principal of local stdio clients (config `auth.stdioPrincipal`, else anonymous). */
+  readonly stdioPrincipal: Principal;
+  readonly #signatures: SignatureVerifier | undefined;
+  readonly #validator = createArgumentValidator({
+    onCompileError: (schema, error) =>
+      this.logger.warn(
+        { err: error, schema },
+        "a tool's inputSchema does not compile; its calls are passed on without argument validation",
+      ),
+  });
+  readonly #replica: string | undefined;
   /** The last state each backend reported, to count restarts (down, then up again). */
   readonly #lastState = new Map<string, BackendState>();
   #entries: readonly ServerEntry[];
@@ -184,11 +221,25 @@ export class Gateway extends EventEmitter<GatewayEvents> {
           this.#catalog
             .toolRoutes()
             .map((r) => ({ exposedName: r.exposedName, server: r.server, tool: r.original })),
-        callTool: (exposedName, args, ctx) => this.#callWithContext(exposedName, args, ctx),
+        // A fallback's call is the gateway's own: the client's signature covered the primary call.
+        callTool: (exposedName, args, ctx) => this.#callWithContext(exposedName, args, withoutSignature(ctx)),
       },
     );
     const store = this.store;
+    this.#replica = options.replica;
+    this.access = config.access ? createAccessControl(config.access) : undefined;
+    this.#signatures = config.signing ? createSignatureVerifier(config.signing, store) : undefined;
+    this.stdioPrincipal = stdioPrincipal(config.auth);
+    this.audit = createAuditLog(config.audit, {
+      logger,
+      ...(options.secretValues ? { secretValues: options.secretValues } : {}),
+      ...(options.baseDir ? { baseDir: options.baseDir } : {}),
+    });
+    const audit = this.audit;
     this.observability = createObservability(config.observability, {
+      extraChecks: audit.enabled
+        ? [{ name: "audit", kind: "store", required: true, run: async () => audit.health() }]
+        : [],
       logger,
       store,
       backends: () => this.#entries.map((e) => e.backend).filter((b) => !(b instanceof GatewayToolsBackend)),
@@ -207,6 +258,45 @@ export class Gateway extends EventEmitter<GatewayEvents> {
 
   get catalog(): Catalog {
     return this.#catalog;
+  }
+
+  // What one principal may see: a client never learns of what it cannot call (config `access`).
+
+  toolsFor(principal: Principal): readonly Tool[] {
+    const catalog = this.#catalog;
+    const tools = catalog.tools();
+    if (!this.access) return tools;
+    return this.access.filter(principal, tools, (tool) => ({
+      name: tool.name,
+      server: catalog.tool(tool.name)?.server ?? "",
+    }));
+  }
+
+  promptsFor(principal: Principal): readonly Prompt[] {
+    const catalog = this.#catalog;
+    const prompts = catalog.prompts();
+    if (!this.access) return prompts;
+    return this.access.filter(principal, prompts, (prompt) => ({
+      name: prompt.name,
+      server: catalog.prompt(prompt.name)?.server ?? "",
+    }));
+  }
+
+  resourcesFor(principal: Principal): readonly Resource[] {
+    const catalog = this.#catalog;
+    const resources = catalog.resources();
+    if (!this.access) return resources;
+    return this.access.filterResources(principal, resources, (r) => catalog.resourceServer(r.uri) ?? "");
+  }
+
+  resourceTemplatesFor(principal: Principal): readonly ResourceTemplate[] {
+    const templates = this.#catalog.resourceTemplates();
+    if (!this.access) return templates;
+    return this.access.filterResources(
+      principal,
+      templates,
+      (t) => this.#templateOwner(t.uriTemplate)?.name ?? "",
+    );
   }
 
   get inFlight(): number {
@@ -280,6 +370,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       notes: new Map(),
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
       ...(options.client ? { client: options.client } : {}),
+      ...(options.transport ? { transport: options.transport } : {}),
     };
     return this.#callWithContext(name, args ?? {}, ctx);
   }
@@ -330,6 +421,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
         },
       );
     }
+    this.access?.check(options.principal ?? ANONYMOUS, uri, entry.name, "resource");
     this.#begin();
     try {
       return await entry.backend.readResource(uri, this.#context(options));
@@ -354,6 +446,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
         },
       );
     }
+    this.access?.check(options.principal ?? ANONYMOUS, name, entry.name, "prompt");
     this.#begin();
     try {
       return await entry.backend.getPrompt(route.prompt, args, this.#context(options));
@@ -392,6 +485,9 @@ export class Gateway extends EventEmitter<GatewayEvents> {
         );
       }
     }
+    const principal = options.principal ?? ANONYMOUS;
+    if (ref.type === "ref/prompt") this.access?.check(principal, ref.name, entry.name, "prompt");
+    else this.access?.check(principal, ref.uri, entry.name, "resource");
     if (!entry.backend.complete) return { completion: { values: [] } };
     this.#begin();
     try {
@@ -486,6 +582,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     await Promise.allSettled(this.#entries.map((e) => e.backend.close()));
     await this.policies.close();
     await this.observability.close();
+    await this.audit.close();
     try {
       await this.store.close();
     } catch (error) {
@@ -674,14 +771,23 @@ export class Gateway extends EventEmitter<GatewayEvents> {
         inFlight.add(ctx);
         return backend.callTool(call, ctx).finally(() => inFlight.delete(ctx));
       };
+      const binding = { exposedName: route.exposedName, server: route.server, tool: route.original };
+      const configured = this.policies.entriesFor(binding);
+      // Arguments are checked after the rate limit (a flood of invalid calls is still limited) and
+      // before everything that would store or send them.
+      const limits = configured.findIndex((entry) => entry.name !== "rateLimit");
+      const split = limits === -1 ? configured.length : limits;
       handler = compose(
         [
           this.observability.observe(route.exposedName, route.server, route.tool),
-          ...this.policies.chainFor({
-            exposedName: route.exposedName,
-            server: route.server,
-            tool: route.original,
-          }),
+          ...(this.audit.enabled
+            ? [auditPolicy(this.audit, route.exposedName, route.server, this.#replica)]
+            : []),
+          ...(this.access ? [accessPolicy(this.access, binding)] : []),
+          ...(this.#signatures ? [signaturePolicy(this.#signatures, binding)] : []),
+          ...configured.slice(0, split).map((entry) => entry.policy),
+          argumentsPolicy({ limits: this.config.argumentLimits, validator: this.#validator }, binding),
+          ...configured.slice(split).map((entry) => entry.policy),
         ],
         terminal,
       );
@@ -830,6 +936,12 @@ function transportOf(server: ServerConfig): McpTransportConfig {
     return { type: server.type, url: server.url, headers: server.headers };
   }
   return { type: "stdio", command: server.command, args: server.args, env: server.env, cwd: server.cwd };
+}
+
+function withoutSignature(ctx: CallContext): CallContext {
+  if (!(SIGNATURE_META_KEY in ctx.meta)) return ctx;
+  const { [SIGNATURE_META_KEY]: _dropped, ...meta } = ctx.meta;
+  return { ...ctx, meta };
 }
 
 function isProtocolError(error: unknown): error is Error & { code: number } {

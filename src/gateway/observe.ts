@@ -33,6 +33,8 @@ export interface ObservabilityDeps {
   readonly storeRequired: () => boolean;
   /** Where spans go instead of OTLP (tests use an in-memory exporter). */
   readonly spanExporter?: SpanExporter;
+  /** More checks for the report (the audit log's sinks). */
+  readonly extraChecks?: readonly HealthCheck[];
 }
 
 export interface Observability {
@@ -70,6 +72,7 @@ export function createObservability(config: ObservabilityConfig, deps: Observabi
     checks: () => [
       ...deps.backends().map((b) => backendCheck(b, isRequiredServer(config.health, b.name))),
       storeCheck(deps.store, deps.storeRequired),
+      ...(deps.extraChecks ?? []),
       ...processChecks,
     ],
   });

@@ -62,6 +62,7 @@ const OUTCOME_OF_CODE: Readonly<Record<string, CallOutcome>> = {
   cancelled: "cancelled",
   backend_unavailable: "unavailable",
   store_unavailable: "unavailable",
+  audit_unavailable: "unavailable",
 };
 
 /**

@@ -22,15 +22,26 @@ import {
 import type { AddressInfo } from "node:net";
 import { NodeStreamableHTTPServerTransport, toNodeHandler } from "@modelcontextprotocol/node";
 import {
+  type AuthInfo,
   createMcpHandler,
   isInitializeRequest,
   localhostAllowedHostnames,
   type Server,
+  type ServerContext,
   validateHostHeader,
   validateOriginHeader,
 } from "@modelcontextprotocol/server";
 import { describeError, JSON_RPC } from "../core/errors.ts";
+import { ANONYMOUS, type Principal } from "../core/types.ts";
 import type { Gateway } from "../gateway/gateway.ts";
+import {
+  createAuthenticator,
+  httpAuthEnabled,
+  protectedResourceMetadata,
+  RESOURCE_METADATA_PATH,
+  resourceMetadataUrl,
+} from "../security/auth.ts";
+import { SIGNATURE_META_KEY, signatureFromHeaders } from "../security/signing.ts";
 import { createServerFactory, LiveServers } from "./mcp-server.ts";
 import { type ShapeProblem, shapeProblem } from "./message-shape.ts";
 import { forwardNotifications } from "./notifications.ts";
@@ -67,7 +78,11 @@ interface Session {
 
 export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions): Promise<HttpServing> {
   const log = gateway.logger.child({ component: "http" });
-  const factory = createServerFactory(gateway);
+  const factory = createServerFactory(gateway, {
+    principalOf: principalOfRequest,
+    metaOf: (ctx) => factsOf(ctx)?.metaFromHeaders,
+    transport: "http",
+  });
   const live = new LiveServers();
   const sessions = new Map<string, Session>();
   const mcpHandler = createMcpHandler(factory, {
@@ -78,6 +93,38 @@ export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions)
   const modern = toNodeHandler(mcpHandler);
   const stopForwarding = forwardNotifications(gateway, live, [mcpHandler.notify]);
   const probes: Record<string, ProbeHandler> = probeRoutes(gateway);
+  const authConfig = gateway.config.auth;
+  const authenticator =
+    authConfig && httpAuthEnabled(authConfig) ? createAuthenticator(authConfig) : undefined;
+  /** This endpoint as clients reach it: the configured resource, else from the request's Host. */
+  const resourceUrl = (req: IncomingMessage) =>
+    authConfig?.resourceMetadata?.resource ?? `http://${req.headers.host ?? "localhost"}${options.path}`;
+  const metadataPaths = new Set([RESOURCE_METADATA_PATH, `${RESOURCE_METADATA_PATH}${options.path}`]);
+
+  /** Who is calling, or the answer that refuses the request. */
+  const admit = async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
+    if (!authenticator) {
+      attachFacts(req, { principal: ANONYMOUS, metaFromHeaders: metaFromHeaders(req) });
+      return true;
+    }
+    const result = await authenticator.authenticate(req.headers, {
+      resourceMetadataUrl: resourceMetadataUrl(resourceUrl(req)),
+    });
+    if (result.ok) {
+      attachFacts(req, { principal: result.principal, metaFromHeaders: metaFromHeaders(req) });
+      return true;
+    }
+    log.info({ status: result.status, error: result.error }, `request refused: ${result.description}`);
+    res.shouldKeepAlive = req.method !== "POST" || req.readableEnded;
+    res
+      .writeHead(result.status, {
+        "content-type": "application/json",
+        "www-authenticate": result.wwwAuthenticate,
+        "cache-control": "no-store",
+      })
+      .end(JSON.stringify({ error: result.error, error_description: result.description }));
+    return false;
+  };
 
   const allowedHosts = [...localhostAllowedHostnames(), ...options.allowedHosts];
   const allowedOrigins = [...localhostAllowedHostnames(), ...options.allowedOrigins];
@@ -243,7 +290,14 @@ export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions)
             "The gateway is shutting down; retry on another instance.",
           );
         }
+        if (!(await admit(req, res))) return;
         return handleMcp(req, res);
+      }
+      if (authConfig && metadataPaths.has(path) && (req.method === "GET" || req.method === "HEAD")) {
+        res
+          .writeHead(200, { "content-type": "application/json", "cache-control": "max-age=300" })
+          .end(JSON.stringify(protectedResourceMetadata(authConfig, resourceUrl(req))));
+        return;
       }
       const probe = probes[path];
       if (probe) {
@@ -309,6 +363,109 @@ export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions)
       await mcpHandler.close();
       httpServer.closeAllConnections();
     },
+  };
+}
+
+/**
+ * What the HTTP layer learned about a request before the MCP handlers run: who is calling (from
+ * authentication) and the request's HTTP headers that stand in for `_meta` keys (trace context,
+ * signature). It travels to the handlers as the SDK's pass-through `authInfo.extra`.
+ */
+interface RequestFacts {
+  readonly principal: Principal;
+  readonly metaFromHeaders: Readonly<Record<string, unknown>>;
+}
+
+const FACTS_KEY = "switchboard/request";
+
+function attachFacts(req: IncomingMessage, facts: RequestFacts): void {
+  (req as IncomingMessage & { auth?: AuthInfo }).auth = {
+    token: "",
+    clientId: facts.principal.id,
+    scopes: [...facts.principal.roles],
+    extra: { [FACTS_KEY]: facts },
+  };
+}
+
+function factsOf(ctx: ServerContext): RequestFacts | undefined {
+  return ctx.http?.authInfo?.extra?.[FACTS_KEY] as RequestFacts | undefined;
+}
+
+function principalOfRequest(ctx: ServerContext): Principal {
+  return factsOf(ctx)?.principal ?? ANONYMOUS;
+}
+
+/**
+ * HTTP headers that carry what `_meta` would: W3C trace context and a request signature. `_meta`
+ * wins when both are sent.
+ */
+function metaFromHeaders(req: IncomingMessage): Record<string, unknown> {
+  const meta: Record<string, unknown> = {};
+  const signature = signatureFromHeaders(req.headers);
+  if (signature !== undefined) meta[SIGNATURE_META_KEY] = signature;
+  const traceparent = header(req, "traceparent");
+  if (traceparent !== undefined) {
+    meta.traceparent = traceparent;
+    const tracestate = header(req, "tracestate");
+    if (tracestate !== undefined) meta.tracestate = tracestate;
+  }
+  return meta;
+}
+
+export interface ProbeServing {
+  /** e.g. http://127.0.0.1:9090 */
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * The probe and metrics endpoints alone, for a gateway that serves MCP over stdio only
+ * (`--probe-port`): a sidecar-less way for Kubernetes and Prometheus to see it.
+ */
+export async function serveProbes(
+  gateway: Gateway,
+  where: { readonly host: string; readonly port: number },
+): Promise<ProbeServing> {
+  const probes = probeRoutes(gateway);
+  const server = createServer((req, res) => {
+    const path = (req.url ?? "/").split("?", 1)[0] ?? "/";
+    const probe = probes[path];
+    if (!probe) {
+      res.writeHead(404, { "content-type": "application/json" }).end(
+        JSON.stringify({
+          error: `Not found: ${path}. This port serves ${Object.keys(probes).join(", ")}.`,
+        }),
+      );
+      return;
+    }
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      res
+        .writeHead(405, { "content-type": "application/json", allow: "GET, HEAD" })
+        .end(JSON.stringify({ error: `${req.method} is not allowed on ${path}; use GET.` }));
+      return;
+    }
+    Promise.resolve(probe(req, res)).catch((error: unknown) => {
+      gateway.logger.error({ err: error }, "unexpected error while serving a probe");
+      if (!res.headersSent) res.writeHead(500).end();
+      else res.destroy();
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(where.port, where.host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
+  return {
+    url: `http://${host}:${address.port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }
 

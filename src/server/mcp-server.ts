@@ -162,6 +162,10 @@ export class Leg {
 export interface ServerFactoryOptions {
   /** Resolves the principal for a request (HTTP auth); stdio uses the configured local principal. */
   readonly principalOf?: (ctx: ServerContext) => Principal;
+  /** How requests arrive, for the audit log. */
+  readonly transport?: "stdio" | "http";
+  /** `_meta` keys the transport learned elsewhere (HTTP headers); the request's own `_meta` wins. */
+  readonly metaOf?: (ctx: ServerContext) => Readonly<Record<string, unknown>> | undefined;
 }
 
 export function createServerFactory(gateway: Gateway, options: ServerFactoryOptions = {}) {
@@ -203,12 +207,13 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
      * `logging/setLevel` instead).
      */
     const requestOptions = (ctx: ServerContext, leg?: Leg): RequestOptions => {
-      const meta = { ...(ctx.mcpReq._meta ?? {}) } as Record<string, unknown>;
+      const meta = { ...options.metaOf?.(ctx), ...(ctx.mcpReq._meta ?? {}) } as Record<string, unknown>;
       delete meta.progressToken;
       const level = logLevelOf(ctx);
       if (level) meta[LOG_LEVEL_META_KEY] = level;
       return {
         principal: principalOf(ctx),
+        ...(options.transport ? { transport: options.transport } : {}),
         signal: ctx.mcpReq.signal,
         meta,
         requestId: String(ctx.mcpReq.id),
@@ -222,7 +227,9 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
         gateway.catalog.tool(name)?.definition.outputSchema,
       ) as never;
 
-    server.setRequestHandler("tools/list", () => ({ tools: gateway.catalog.tools() as never }));
+    server.setRequestHandler("tools/list", (_request, ctx) => ({
+      tools: gateway.toolsFor(principalOf(ctx)) as never,
+    }));
     server.setRequestHandler("tools/call", async (request, ctx) => {
       const { name, arguments: args } = request.params;
       if (era === "modern") {
@@ -242,9 +249,11 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
       await leg.settled();
       return project(name, result);
     });
-    server.setRequestHandler("resources/list", () => ({ resources: gateway.catalog.resources() as never }));
-    server.setRequestHandler("resources/templates/list", () => ({
-      resourceTemplates: gateway.catalog.resourceTemplates() as never,
+    server.setRequestHandler("resources/list", (_request, ctx) => ({
+      resources: gateway.resourcesFor(principalOf(ctx)) as never,
+    }));
+    server.setRequestHandler("resources/templates/list", (_request, ctx) => ({
+      resourceTemplates: gateway.resourceTemplatesFor(principalOf(ctx)) as never,
     }));
     server.setRequestHandler(
       "resources/read",
@@ -253,7 +262,9 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
           withoutReservedMeta,
         ) as never,
     );
-    server.setRequestHandler("prompts/list", () => ({ prompts: gateway.catalog.prompts() as never }));
+    server.setRequestHandler("prompts/list", (_request, ctx) => ({
+      prompts: gateway.promptsFor(principalOf(ctx)) as never,
+    }));
     server.setRequestHandler(
       "prompts/get",
       (request, ctx) =>

@@ -18,7 +18,8 @@ export interface StdioServing {
 
 export function serveGatewayOnStdio(gateway: Gateway, onClientGone: () => void): StdioServing {
   const live = new LiveServers();
-  const factory = createServerFactory(gateway);
+  const principal = gateway.stdioPrincipal;
+  const factory = createServerFactory(gateway, { principalOf: () => principal, transport: "stdio" });
   const stopForwarding = forwardNotifications(gateway, live);
   const transport = new GatewayStdioTransport();
   // The instance the SDK pins to the connection: the fast path projects results through its codec,
@@ -29,7 +30,7 @@ export function serveGatewayOnStdio(gateway: Gateway, onClientGone: () => void):
     gateway,
     transport,
     () => pinned,
-    (options) => withConnection(options),
+    (options) => withConnection({ ...options, principal, transport: "stdio" }),
   );
   const handle = serveStdio(
     (context) => {

@@ -113,6 +113,7 @@ describe("examples/policies.yaml", () => {
           ["everything", "up"],
           ["memory", "up"],
           ["files", "up"],
+          ["switchboard", "up"],
         ],
       );
     });

@@ -119,7 +119,7 @@ describe("createAuditLog", () => {
     const log = createAuditLog(config, { logger: silent });
     await assert.rejects(log.record(call("r1")), (error: unknown) => {
       assert.ok(error instanceof GatewayError);
-      assert.equal(error.code, "store_unavailable");
+      assert.equal(error.code, "audit_unavailable");
       assert.match(error.message, /The call to "db__query" could not be recorded in the audit log \(file:/);
       assert.match(error.message, /fix the sink, or set its durability to "batched"/);
       return true;

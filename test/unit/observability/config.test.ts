@@ -18,7 +18,7 @@ describe("observability config", () => {
     assert.deepEqual(observabilitySchema.parse({}), {
       metrics: { enabled: true, path: "/metrics", defaultMetrics: true, prefix: "switchboard_" },
       tracing: { enabled: false, serviceName: "switchboard", sampleRatio: 1 },
-      health: { timeoutMs: 2000, cacheMs: 1000, eventLoopLagMs: 200, heapUsedRatio: 0.9 },
+      health: { timeoutMs: 2000, cacheMs: 1000, required: [], eventLoopLagMs: 200, heapUsedRatio: 0.9 },
     });
     assert.deepEqual(gatewayToolsSchema.parse({}), { health: true, metrics: true });
   });
