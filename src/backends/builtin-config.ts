@@ -268,6 +268,17 @@ export const httpBackendSchema = z
     circuitBreaker: z.union([z.literal(false), originBreakerSchema]).prefault({}),
     /** When set, health checks GET this path under `baseUrl` and expect a 2xx. Default: none (no request). */
     healthPath: z.string().optional(),
+    /**
+     * Signs every request to the first origin with HMAC-SHA256 (`X-Switchboard-*` headers over the
+     * method, URL, body hash, timestamp and nonce), so the API can tell requests came from this
+     * gateway. Never sent to another origin a redirect leads to. Default: none.
+     */
+    signRequests: z
+      .strictObject({
+        keyId: z.string().min(1),
+        secret: z.string().min(32, { error: "must be at least 32 characters" }),
+      })
+      .optional(),
   })
   .superRefine((config, ctx) => {
     const issue = (path: (string | number)[], message: string) =>

@@ -33,6 +33,7 @@ import type {
 import type { Logger } from "../observability/logger.ts";
 import { CircuitBreaker } from "../policies/circuit-breaker.ts";
 import type { Emit, ToolBinding } from "../policies/types.ts";
+import { signOutbound } from "../security/signing.ts";
 import { VERSION } from "../version.ts";
 import {
   type HttpBackendConfig,
@@ -331,7 +332,7 @@ export class HttpBackend implements Backend {
         call.tool === "fetch" && this.#config.fetchTool
           ? this.#fetchRequest(call.args)
           : this.#endpointRequest(call);
-      const answer = await this.#exchange(request, call.tool, ctx.signal);
+      const answer = await this.#exchange(withTraceContext(request, ctx.meta), call.tool, ctx.signal);
       return this.#result(answer, request.errorOnStatus);
     } catch (error) {
       return asResult(call.tool, error);
@@ -610,7 +611,15 @@ export class HttpBackend implements Backend {
     try {
       for (let redirects = 0; ; redirects++) {
         this.#checkScope(url, from);
-        const hop = await this.#send({ method, url, headers, body, from }, tool, signals);
+        const sign = this.#config.signRequests;
+        const sent =
+          sign && url.origin === request.url.origin
+            ? {
+                ...headers,
+                ...signOutbound({ method, url: url.href, body, keyId: sign.keyId, secret: sign.secret }),
+              }
+            : headers;
+        const hop = await this.#send({ method, url, headers: sent, body, from }, tool, signals);
         const location = headerValue(hop.headers.location);
         if (!REDIRECTS.has(hop.status) || this.#config.maxRedirects === 0 || location === undefined) {
           return { ...hop, method, url, redirects };
@@ -957,6 +966,23 @@ function endpointTool(endpoint: HttpEndpointConfig): Tool {
       destructiveHint: writes,
       idempotentHint: !writes || endpoint.method === "PUT" || endpoint.method === "DELETE",
       openWorldHint: true,
+    },
+  };
+}
+
+/** The call's W3C trace context as headers, so the API's own traces join the gateway's. */
+function withTraceContext(
+  request: OutgoingRequest,
+  meta: Readonly<Record<string, unknown>>,
+): OutgoingRequest {
+  const { traceparent, tracestate } = meta;
+  if (typeof traceparent !== "string") return request;
+  return {
+    ...request,
+    headers: {
+      ...request.headers,
+      traceparent,
+      ...(typeof tracestate === "string" ? { tracestate } : {}),
     },
   };
 }

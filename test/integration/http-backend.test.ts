@@ -23,6 +23,7 @@ import {
   type CallToolResult,
 } from "../../src/core/types.ts";
 import { silentLogger } from "../../src/observability/logger.ts";
+import { signOutbound } from "../../src/security/signing.ts";
 import { eventually } from "../support/gateway-process.ts";
 
 // ─── loopback test servers ──────────────────────────────────────────────────────────────────────
@@ -290,6 +291,46 @@ describe("http backend: requests and results", () => {
     assert.equal(body.body, '{"name":"widget"}');
     assert.equal(body.contentType, "application/json");
     assert.equal(body.authorization, "Bearer config-secret");
+  });
+
+  test("trace context and outbound signatures reach the API; the signature verifies", async () => {
+    const secret = "s".repeat(40);
+    const b = await backend({
+      baseUrl: `${main.url}/api/`,
+      allowPrivateHosts: ["localhost"],
+      signRequests: { keyId: "gw", secret },
+    });
+    const traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    const result = await b.callTool(
+      { server: "api", tool: "fetch", args: { method: "POST", path: "/items", body: { n: 1 } } },
+      { ...ctx(), meta: { traceparent } },
+    );
+    assert.equal(result.isError, undefined, textOf(result));
+    const seen = main.lastHeaders;
+    assert.equal(seen.traceparent, traceparent);
+    const timestamp = Number(seen["x-switchboard-timestamp"]);
+    const nonce = String(seen["x-switchboard-nonce"]);
+    assert.equal(seen["x-switchboard-key-id"], "gw");
+    const expected = signOutbound({
+      method: "POST",
+      url: `${main.url}/api/items`,
+      body: '{"n":1}',
+      keyId: "gw",
+      secret,
+      now: timestamp,
+      nonce,
+    });
+    assert.equal(seen["x-switchboard-signature"], expected["x-switchboard-signature"]);
+    const wrongKey = signOutbound({
+      method: "POST",
+      url: `${main.url}/api/items`,
+      body: '{"n":1}',
+      keyId: "gw",
+      secret: "t".repeat(40),
+      now: timestamp,
+      nonce,
+    });
+    assert.notEqual(seen["x-switchboard-signature"], wrongKey["x-switchboard-signature"]);
   });
 
   test("text, binary and non-2xx answers", async () => {
