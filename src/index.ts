@@ -1,0 +1,21 @@
+/**
+ * Switchboard as a library: the gateway and its config loader for programs that embed it, and the
+ * client-side helpers (request signing) for programs that call it. Named exports only.
+ */
+
+export { loadConfigFile, parseConfig, validateConfig } from "./config/load.ts";
+export type { Config, ConfigInput } from "./config/schema.ts";
+export { GatewayError, type GatewayErrorCode } from "./core/errors.ts";
+export type { Backend, CallContext, Principal, Store, ToolCall } from "./core/types.ts";
+export { Gateway, type GatewayOptions, type RequestOptions } from "./gateway/gateway.ts";
+export { createLogger, silentLogger } from "./observability/logger.ts";
+export {
+  SIGNATURE_HEADERS,
+  SIGNATURE_META_KEY,
+  signatureHeaders,
+  signOutbound,
+  signToolCall,
+} from "./security/signing.ts";
+export { serveGatewayOnHttp, serveProbes } from "./server/http.ts";
+export { serveGatewayOnStdio } from "./server/stdio.ts";
+export { VERSION } from "./version.ts";
