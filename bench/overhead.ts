@@ -5,6 +5,9 @@
  * Over stdio, "8 clients" means 8 requests in flight on the one connection (a stdio server has one
  * client by nature); over HTTP it means 8 sessions on 8 keep-alive connections.
  */
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { CLI, LIGHT, ROOT, SDK_SERVER, startStdioGateway, writeBenchConfig } from "./lib/gateway.ts";
 import { HttpSessionRpc, type LoadResult, type RpcClient, runLoad, StdioRpc } from "./lib/load.ts";
 
@@ -18,15 +21,38 @@ export interface Scenario {
 export const BACKENDS = { sdk: SDK_SERVER, light: LIGHT } as const;
 export type BackendKind = keyof typeof BACKENDS;
 
-function gatewayConfig(backend: string): string {
+function gatewayConfig(backend: string, chain = false): string {
   return writeBenchConfig({
     mcpServers: { backend: { command: process.execPath, args: [backend] } },
     logging: { level: "warn" },
+    ...(chain ? REALISTIC_CHAIN : {}),
   });
 }
 
+/**
+ * What a production config turns on for every call: a rate limit high enough never to refuse, a cache
+ * that misses (every call has new arguments), a circuit breaker, metrics (on by default), argument
+ * validation (always on) and the audit log in batched mode. The limit, cache and breaker keep their
+ * state in the memory store.
+ */
+const REALISTIC_CHAIN = {
+  policies: {
+    rateLimit: { capacity: 1_000_000, refillPerSecond: 1_000_000 },
+    circuitBreaker: { consecutiveFailures: 5 },
+    cache: { ttlMs: 60_000 },
+  },
+  audit: {
+    sinks: [{ type: "file", path: join(mkdtempSync(join(tmpdir(), "switchboard-bench-audit-")), "audit.jsonl"), durability: "batched" }],
+  },
+};
+
 const callEcho = (tool: string) => (client: RpcClient, i: number) =>
   client.request("tools/call", { name: tool, arguments: { message: `m${i}` } });
+
+/** Arguments never seen before, so a cache in the chain misses every time. */
+let unique = 0;
+const uniqueEcho = (tool: string) => (client: RpcClient) =>
+  client.request("tools/call", { name: tool, arguments: { message: `u${++unique}` } });
 
 async function startHttpGateway(config: string): Promise<{ url: string; stop(): Promise<void> }> {
   const { spawn } = await import("node:child_process");
@@ -71,6 +97,7 @@ export async function measureOverhead(
   const scenarios: Scenario[] = [];
   const backend = BACKENDS[kind];
   const config = gatewayConfig(backend);
+  const chainConfig = gatewayConfig(backend, true);
 
   for (const concurrency of [1, 8]) {
     const direct = new StdioRpc(process.execPath, [backend]);
@@ -89,6 +116,14 @@ export async function measureOverhead(
       result: await runLoad(Array(concurrency).fill(viaStdio), callEcho("backend__echo"), opts),
     });
     await viaStdio.close();
+
+    const withChain = await startStdioGateway(chainConfig);
+    scenarios.push({
+      name: "stdio + chain",
+      concurrency,
+      result: await runLoad(Array(concurrency).fill(withChain), uniqueEcho("backend__echo"), opts),
+    });
+    await withChain.close();
   }
 
   const gateway = await startHttpGateway(config);

@@ -57,12 +57,17 @@ const ratios = [1, 8].flatMap((c) => {
   const direct = find(overhead, "direct stdio", c).result.perSecond;
   return [
     {
-      what: `stdio passthrough / direct, ${c} client(s)`,
+      what: `stdio, chain off / direct, ${c} client(s)`,
       ratio: find(overhead, "switchboard stdio", c).result.perSecond / direct,
-      target: 0.7,
+      target: 0.75,
     },
     {
-      what: `HTTP / direct stdio, ${c} client(s)`,
+      what: `stdio, realistic chain / direct, ${c} client(s)`,
+      ratio: find(overhead, "stdio + chain", c).result.perSecond / direct,
+      target: 0.65,
+    },
+    {
+      what: `HTTP, chain off / direct stdio, ${c} client(s)`,
       ratio: find(overhead, "switchboard http", c).result.perSecond / direct,
       target: undefined,
     },
