@@ -19,7 +19,6 @@ import {
   StreamableHTTPClientTransport,
   type Transport,
 } from "@modelcontextprotocol/client";
-import { getDefaultEnvironment, StdioClientTransport } from "@modelcontextprotocol/client/stdio";
 import { describeError, GatewayError } from "../core/errors.ts";
 import {
   type Backend,
@@ -42,6 +41,7 @@ import {
   type ToolCall,
 } from "../core/types.ts";
 import type { Logger } from "../observability/logger.ts";
+import { BackendStdioTransport } from "./stdio-client-transport.ts";
 
 export type McpTransportConfig =
   | {
@@ -73,6 +73,11 @@ export interface McpBackendOptions {
   readonly connectTimeoutMs: number;
   readonly logger: Logger;
   readonly clientInfo: { readonly name: string; readonly version: string };
+  /**
+   * Applied to what the server prints on stderr before it is kept for failure reasons, which reach
+   * /healthz, the health tool and clients' errors, not only the (redacting) logger. Default: none.
+   */
+  readonly redact?: (text: string) => string;
 }
 
 interface RawResponse {
@@ -593,11 +598,10 @@ export class McpBackend implements Backend {
     this.#stderrTail = [];
     const t = this.#options.transport;
     if (t.type === "stdio") {
-      const transport = new StdioClientTransport({
+      const transport = new BackendStdioTransport({
         command: t.command,
         args: [...t.args],
-        // Merged over the SDK's safe inherited set (PATH, HOME, …), as Claude Desktop does.
-        env: { ...getDefaultEnvironment(), ...t.env },
+        env: { ...t.env },
         ...(t.cwd ? { cwd: t.cwd } : {}),
         stderr: "pipe",
       });
@@ -605,7 +609,9 @@ export class McpBackend implements Backend {
       if (stderr) {
         createInterface({ input: stderr }).on("line", (line) => {
           if (!line.trim()) return;
-          this.#stderrTail.push(line.length > 300 ? `${line.slice(0, 300)}…` : line);
+          // Redacted before it is cut, so that no half of a secret survives.
+          const shown = this.#options.redact?.(line) ?? line;
+          this.#stderrTail.push(shown.length > 300 ? `${shown.slice(0, 300)}…` : shown);
           if (this.#stderrTail.length > STDERR_TAIL_LINES) this.#stderrTail.shift();
           this.#log.info({ stderr: line }, "server stderr");
         });

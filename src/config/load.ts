@@ -16,7 +16,7 @@ import {
   configSchema,
   type ServerConfig,
 } from "./schema.ts";
-import { createSecretResolver, findSecretReferences, type SecretResolver } from "./secrets.ts";
+import { createSecretResolver, findSecretReferences, redactSecrets, type SecretResolver } from "./secrets.ts";
 
 export type ConfigFormat = "json" | "yaml" | "auto";
 
@@ -72,11 +72,23 @@ export async function loadConfigFile(path: string, options: LoadConfigOptions = 
   } finally {
     if (!options.secrets) secrets.close();
   }
-  return validateConfig(document, {
-    ...options,
-    source: file,
-    resolvers: { ...options.resolvers, secret: secrets.resolver },
-  });
+  try {
+    return validateConfig(document, {
+      ...options,
+      source: file,
+      resolvers: { ...options.resolvers, secret: secrets.resolver },
+    });
+  } catch (error) {
+    // A secret put where a number belongs would be quoted back in "expected a number, got …".
+    if (error instanceof GatewayError) {
+      const values = secrets.values();
+      error.message = redactSecrets(error.message, values);
+      const issues = error.data.issues as ConfigIssue[] | undefined;
+      if (issues)
+        error.data.issues = issues.map((i) => ({ ...i, message: redactSecrets(i.message, values) }));
+    }
+    throw error;
+  }
 }
 
 /** Parses config text; `source` names it in messages and, without `format`, picks the parser. */

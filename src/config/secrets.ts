@@ -120,10 +120,17 @@ const PREFIXED = /^([a-z][a-z0-9_-]*):(?!-)([\s\S]*)$/;
  */
 export function redactSecrets(text: string, values: readonly string[]): string {
   if (values.length === 0 || text.length < MIN_REDACTED_LENGTH) return text;
+  const forms = new Set<string>();
+  for (const value of values) {
+    if (value.length < MIN_REDACTED_LENGTH) continue;
+    forms.add(value);
+    // As it appears inside JSON (log lines, --json output, /healthz): quotes and backslashes escaped.
+    forms.add(JSON.stringify(value).slice(1, -1));
+  }
   let out = text;
-  const ordered = values.length > 1 ? [...values].sort((a, b) => b.length - a.length) : values;
-  for (const value of ordered) {
-    if (value.length >= MIN_REDACTED_LENGTH && out.includes(value)) out = out.split(value).join(REDACTED);
+  // Longest first, so that a secret containing another is replaced whole.
+  for (const form of [...forms].sort((a, b) => b.length - a.length)) {
+    if (out.includes(form)) out = out.split(form).join(REDACTED);
   }
   return out;
 }

@@ -3,10 +3,11 @@
  * for programs; the message says what happened, to what, and what to do next, for people.
  *
  * Two ways out, decided here and nowhere else:
- * - a failure of a tool call (backend down, timeout, limit, open circuit…) becomes an `isError`
- *   result, because MCP clients show those to the model, which can act on them;
- * - a failure of the request itself (unknown tool, invalid arguments, denied) becomes a JSON-RPC error
- *   with the code from `jsonRpcCode`. Unexpected exceptions are -32603 and never show their stack.
+ * - a failure or refusal of a tool call (backend down, timeout, limit, open circuit, access denied,
+ *   signature refused…) becomes an `isError` result, because MCP clients show those to the model,
+ *   which can act on them (and the code travels in `_meta["switchboard/error"]`);
+ * - a malformed request (unknown tool, invalid arguments) becomes a JSON-RPC error with the code from
+ *   `jsonRpcCode`. Unexpected exceptions are -32603 and never show their stack.
  */
 import type { CallToolResult } from "./types.ts";
 

@@ -20,6 +20,7 @@ import {
   GATEWAY_TOOLS_SERVER,
   type ServerConfig,
 } from "../config/schema.ts";
+import { redactSecrets } from "../config/secrets.ts";
 import { compose } from "../core/compose.ts";
 import { errorResult, GatewayError } from "../core/errors.ts";
 import {
@@ -146,6 +147,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       ),
   });
   readonly #replica: string | undefined;
+  readonly #secretValues: () => readonly string[];
   /** The last state each backend reported, to count restarts (down, then up again). */
   readonly #lastState = new Map<string, BackendState>();
   #entries: readonly ServerEntry[];
@@ -171,6 +173,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
 
   constructor(config: Config, logger: Logger, backends?: readonly Backend[], options: GatewayOptions = {}) {
     super();
+    // Before the backends are made: their failure reasons are redacted with it.
+    this.#secretValues = options.secretValues ?? (() => []);
     this.config = config;
     this.logger = logger;
     const entries: ServerEntry[] = [];
@@ -381,7 +385,11 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     ctx: CallContext,
   ): Promise<CallToolResult> {
     const route = this.#catalog.tool(name);
-    if (!route) throw this.#unknownTool(name);
+    if (!route) {
+      const error = this.#unknownTool(name);
+      if (this.audit.enabled) await this.#auditUnknown(name, args, ctx, error);
+      throw error;
+    }
     const handler = this.#handlerFor(route);
     this.#begin();
     try {
@@ -743,6 +751,27 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     if (this.#inFlight === 0 && this.#drained) this.#drained();
   }
 
+  /** A call to a tool that does not exist is still a call someone made: it is recorded as invalid. */
+  async #auditUnknown(name: string, args: Record<string, unknown>, ctx: CallContext, error: GatewayError) {
+    try {
+      await this.audit.record({
+        requestId: ctx.requestId,
+        principal: ctx.principal.id,
+        server: "",
+        tool: name,
+        arguments: args,
+        outcome: "invalid",
+        error: error.message,
+        durationMs: 0,
+        source: "none",
+        ...(ctx.transport ? { transport: ctx.transport } : {}),
+        ...(this.#replica ? { replica: this.#replica } : {}),
+      });
+    } catch (unrecorded) {
+      this.logger.error({ err: unrecorded, tool: name }, "could not record a call to an unknown tool");
+    }
+  }
+
   #unknownTool(name: string): GatewayError {
     return new GatewayError(
       "unknown_tool",
@@ -911,6 +940,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       connectTimeoutMs: this.config.gateway.startupTimeoutMs,
       logger: this.logger,
       clientInfo: { name: this.config.gateway.name, version: VERSION },
+      redact: (text) => redactSecrets(text, this.#secretValues()),
     });
   }
 }

@@ -2,6 +2,7 @@
  * JSON logs on stderr, always: in stdio mode stdout belongs to the protocol (DESIGN rule 7).
  */
 import { type Logger, pino } from "pino";
+import { redactSecrets } from "../config/secrets.ts";
 
 export type { Logger };
 
@@ -24,13 +25,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       hooks: redactValues
         ? {
             // Redact by value, not by key: a secret can end up in any field or message.
-            streamWrite: (line) => {
-              let out = line;
-              for (const value of redactValues()) {
-                if (value.length >= 4 && out.includes(value)) out = out.split(value).join("[redacted]");
-              }
-              return out;
-            },
+            streamWrite: (line) => redactSecrets(line, redactValues()),
           }
         : {},
     },

@@ -90,7 +90,10 @@ export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions)
     maxRequestBodySize: options.maxBodyBytes,
     onerror: (error) => log.debug({ err: describeError(error) }, "MCP request rejected"),
   });
-  const modern = toNodeHandler(mcpHandler);
+  const modern = toNodeHandler(mcpHandler, {
+    maxRequestBodySize: options.maxBodyBytes,
+    onerror: (error) => log.error({ err: error }, "the MCP handler could not serve a request"),
+  });
   const stopForwarding = forwardNotifications(gateway, live, [mcpHandler.notify]);
   const probes: Record<string, ProbeHandler> = probeRoutes(gateway);
   const authConfig = gateway.config.auth;
@@ -159,6 +162,7 @@ export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions)
 
   const handleMcp = async (req: IncomingMessage, res: ServerResponse) => {
     let body: unknown;
+    let text: string | undefined;
     if (req.method === "POST") {
       const read = await readBody(req, options.maxBodyBytes);
       if (read.kind === "too_large") {
@@ -170,6 +174,7 @@ export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions)
           `Request body is larger than the limit of ${options.maxBodyBytes} bytes (server.http.maxBodyBytes).`,
         );
       }
+      text = read.text;
       try {
         body = JSON.parse(read.text);
       } catch (error) {
@@ -209,7 +214,7 @@ export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions)
     if (req.method === "POST" && containsInitialize(body)) return openSession(req, res, body);
     const listened = listenedUris(body);
     if (listened.length > 0) holdSubscriptions(listened, res);
-    return modern(req, res, body);
+    return modern(withRawBody(req, text), res);
   };
 
   /**
@@ -466,6 +471,25 @@ export async function serveProbes(
         server.closeAllConnections();
         server.close(() => resolve());
       }),
+  };
+}
+
+/**
+ * The request for the SDK's Node adapter, with its body as the text already read. Given the parsed
+ * body instead, the adapter serialises it again with JSON.stringify, which recurses: a small but
+ * deeply nested request (a few thousand levels) would fail there with a bare 500 before the argument
+ * limits that exist to refuse it could answer.
+ */
+function withRawBody(req: IncomingMessage, text: string | undefined) {
+  const auth = (req as IncomingMessage & { auth?: AuthInfo }).auth;
+  return {
+    method: req.method,
+    url: req.url,
+    headers: req.headers,
+    ...(auth ? { auth } : {}),
+    async *[Symbol.asyncIterator]() {
+      if (text) yield Buffer.from(text, "utf8");
+    },
   };
 }
 

@@ -1,0 +1,218 @@
+/**
+ * The transport to a stdio MCP server, in place of the SDK's `StdioClientTransport`.
+ *
+ * Why our own: on the hot path the SDK's transport validates every incoming message against the whole
+ * JSON-RPC schema and writes every outgoing one with its own syscall. A gateway forwards messages; the
+ * SDK client still validates what it asked for itself, and the raw tool-call path in mcp.ts only needs
+ * the parsed object. This transport parses each line once and sends every message written in one tick
+ * with one write.
+ *
+ * It keeps the SDK transport's structural contract that the SDK's version negotiation relies on: the
+ * spawn parameters as `_serverParams`, a constructor that takes them, and `_dispose` (signal-first
+ * reaping) on its own prototype. With those, negotiation probes a disposable sibling process, as it
+ * does for the SDK transport, instead of sending `server/discover` to the one process that serves the
+ * session (some servers exit on any request before `initialize`).
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { PassThrough, type Readable } from "node:stream";
+import type { JSONRPCMessage, Transport } from "@modelcontextprotocol/client";
+import { getDefaultEnvironment } from "@modelcontextprotocol/client/stdio";
+
+export interface StdioServerParams {
+  readonly command: string;
+  readonly args?: readonly string[];
+  /** Laid over the SDK's safe inherited set (PATH, HOME, …), as Claude Desktop does. */
+  readonly env?: Readonly<Record<string, string>>;
+  readonly cwd?: string;
+  /** "pipe": readable as `stderr` from construction on; "ignore" drops it. Default "pipe". */
+  readonly stderr?: "pipe" | "ignore" | "inherit";
+}
+
+/** A line longer than this without a newline is not a message; it is dropped and reported. */
+const MAX_LINE_BYTES = 64 * 1024 * 1024;
+/** How long close() waits for the process after ending its stdin, and again after SIGTERM. */
+const EXIT_GRACE_MS = 2_000;
+const NEWLINE = 0x0a;
+
+export class BackendStdioTransport implements Transport {
+  onclose?: () => void;
+  onerror?: (error: Error) => void;
+  onmessage?: (message: JSONRPCMessage) => void;
+  /** Read by the SDK's version negotiation to spawn a probe sibling; see the module comment. */
+  readonly _serverParams: StdioServerParams;
+
+  #process: ChildProcess | undefined;
+  readonly #stderr: PassThrough | undefined;
+  #pending: Buffer[] = [];
+  #pendingBytes = 0;
+  #corked = false;
+
+  constructor(params: StdioServerParams) {
+    this._serverParams = params;
+    if ((params.stderr ?? "pipe") === "pipe") this.#stderr = new PassThrough();
+  }
+
+  /** The server's stderr, readable before start so that nothing it writes early is lost. */
+  get stderr(): Readable | null {
+    return this.#stderr ?? null;
+  }
+
+  get pid(): number | null {
+    return this.#process?.pid ?? null;
+  }
+
+  start(): Promise<void> {
+    if (this.#process) throw new Error("BackendStdioTransport already started");
+    const params = this._serverParams;
+    return new Promise((resolve, reject) => {
+      const child = spawn(params.command, [...(params.args ?? [])], {
+        env: { ...getDefaultEnvironment(), ...params.env },
+        stdio: ["pipe", "pipe", params.stderr === "inherit" ? "inherit" : this.#stderr ? "pipe" : "ignore"],
+        shell: false,
+        ...(params.cwd ? { cwd: params.cwd } : {}),
+      });
+      this.#process = child;
+      child.once("error", (error) => {
+        reject(error);
+        this.onerror?.(error);
+      });
+      child.once("spawn", () => resolve());
+      child.once("close", () => {
+        if (this.#process === child) this.#process = undefined;
+        this.onclose?.();
+      });
+      child.stdin?.on("error", (error) => this.onerror?.(error));
+      child.stdout?.on("data", (chunk: Buffer) => this.#onData(chunk));
+      child.stdout?.on("error", (error) => this.onerror?.(error));
+      if (this.#stderr && child.stderr) child.stderr.pipe(this.#stderr);
+    });
+  }
+
+  /** Queues the message; every message sent in one tick leaves in one write. */
+  send(message: JSONRPCMessage): Promise<void> {
+    const stdin = this.#process?.stdin;
+    if (!stdin || stdin.destroyed)
+      return Promise.reject(new Error("Not connected: the server process is not running"));
+    if (!this.#corked) {
+      this.#corked = true;
+      stdin.cork();
+      process.nextTick(() => {
+        this.#corked = false;
+        stdin.uncork();
+      });
+    }
+    stdin.write(`${JSON.stringify(message)}\n`);
+    return Promise.resolve();
+  }
+
+  async close(): Promise<void> {
+    const child = this.#process;
+    this.#process = undefined;
+    if (child) {
+      const closed = new Promise<void>((resolve) => child.once("close", () => resolve()));
+      const within = (ms: number) =>
+        Promise.race([closed, new Promise<void>((resolve) => setTimeout(resolve, ms).unref())]);
+      try {
+        child.stdin?.end();
+      } catch {
+        // already gone
+      }
+      await within(EXIT_GRACE_MS);
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill("SIGTERM");
+        await within(EXIT_GRACE_MS);
+      }
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    }
+    this.#pending = [];
+    this.#pendingBytes = 0;
+  }
+
+  /**
+   * Reaps a probe sibling of the SDK's version negotiation: signal first, awaiting `exit` (never
+   * `close`, which a grandchild holding the pipes could delay forever).
+   */
+  async _dispose(): Promise<void> {
+    const child = this.#process;
+    this.#process = undefined;
+    if (child && child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+      try {
+        child.stdin?.end();
+        child.kill("SIGTERM");
+      } catch {
+        // already gone
+      }
+      await Promise.race([exited, new Promise<void>((resolve) => setTimeout(resolve, 1_000).unref())]);
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      await exited;
+    }
+    child?.stdout?.destroy();
+    child?.stdin?.destroy();
+    child?.stderr?.destroy();
+    this.#pending = [];
+  }
+
+  #onData(chunk: Buffer): void {
+    let start = 0;
+    let newline = chunk.indexOf(NEWLINE);
+    while (newline !== -1) {
+      const piece = chunk.subarray(start, newline);
+      let line: Buffer;
+      if (this.#pendingBytes > 0) {
+        this.#pending.push(piece);
+        line = Buffer.concat(this.#pending);
+        this.#pending = [];
+        this.#pendingBytes = 0;
+      } else {
+        line = piece;
+      }
+      this.#onLine(line);
+      start = newline + 1;
+      newline = chunk.indexOf(NEWLINE, start);
+    }
+    if (start < chunk.length) {
+      const rest = chunk.subarray(start);
+      this.#pendingBytes += rest.length;
+      this.#pending.push(rest);
+      if (this.#pendingBytes > MAX_LINE_BYTES) {
+        this.#pending = [];
+        this.#pendingBytes = 0;
+        this.onerror?.(
+          new Error(
+            `the server wrote more than ${MAX_LINE_BYTES} bytes to stdout without a newline; dropped`,
+          ),
+        );
+      }
+    }
+  }
+
+  #onLine(line: Buffer): void {
+    const text = line.toString("utf8").trim();
+    if (text === "") return;
+    let message: unknown;
+    try {
+      message = JSON.parse(text);
+    } catch {
+      this.onerror?.(
+        new Error(`the server wrote a line to stdout that is not JSON-RPC (dropped): ${text.slice(0, 200)}`),
+      );
+      return;
+    }
+    if (
+      typeof message !== "object" ||
+      message === null ||
+      (message as { jsonrpc?: unknown }).jsonrpc !== "2.0"
+    ) {
+      this.onerror?.(
+        new Error(`the server wrote a message that is not JSON-RPC 2.0 (dropped): ${text.slice(0, 200)}`),
+      );
+      return;
+    }
+    try {
+      this.onmessage?.(message as JSONRPCMessage);
+    } catch (error) {
+      this.onerror?.(error as Error);
+    }
+  }
+}
