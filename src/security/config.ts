@@ -219,6 +219,12 @@ export const signingSchema = z.strictObject({
    */
   maxSkewSec: z.number().int().min(1).max(3600).default(300),
   /**
+   * When the shared store (Redis) that remembers nonces is down: "fail-closed" refuses signed calls,
+   * "fail-open" checks replays per replica meanwhile (a replay to another replica would pass).
+   * Default "fail-closed".
+   */
+  onStoreError: z.enum(["fail-closed", "fail-open"]).default("fail-closed"),
+  /**
    * Which calls must be signed: those by a principal matching `principals` (globs over ids) or having
    * one of `roles` (any principal when both are absent), to a tool matching `tools` (globs over exposed
    * names; every tool when absent). An empty list matches nothing, so `tools: []` makes signatures

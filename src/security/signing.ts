@@ -76,7 +76,14 @@ export type VerifyResult =
   | { readonly ok: true; readonly keyId: string }
   | {
       readonly ok: false;
-      readonly reason: "missing" | "unknown_key" | "stale" | "bad_signature" | "replayed" | "malformed";
+      readonly reason:
+        | "missing"
+        | "unknown_key"
+        | "stale"
+        | "bad_signature"
+        | "replayed"
+        | "malformed"
+        | "store_unavailable";
       /** For the client: what happened to which tool, and what to do. */
       readonly message: string;
     };
@@ -309,7 +316,20 @@ export function createSignatureVerifier(
           "Sign the canonical JSON of { tool, arguments, timestamp, nonce } with the key's secret, and send exactly the arguments signed.",
         );
       }
+      // A shared store that is down would have the nonce remembered by this replica alone (the store
+      // fails open to local memory), and a replay to another replica would pass: refuse instead, unless
+      // the config accepts that risk. Checked after the claim too, for an outage that began during it.
+      const shared = store.shared === true && config.onStoreError === "fail-closed";
+      const storeDown = () => shared && store.health().status !== "healthy";
+      const unavailable = () =>
+        rejected(
+          "store_unavailable",
+          "the shared store that remembers nonces is unavailable, so a replay could not be ruled out",
+          'Retry when it is back; or set signing.onStoreError to "fail-open" to accept per-replica replay checks during outages.',
+        );
+      if (storeDown()) return unavailable();
       const fresh = await store.lock(`sig-nonce:${keyId}:${nonce}`, 2 * maxSkewMs);
+      if (storeDown()) return unavailable();
       if (fresh === undefined) {
         return rejected("replayed", "nonce already used (replay)", "Sign each request with a fresh nonce.");
       }

@@ -206,6 +206,24 @@ describe("rejections", () => {
     assert.equal(locks, 0);
   });
 
+  test("a shared store that is down refuses signed calls unless onStoreError is fail-open", async () => {
+    const store = await createStore();
+    let healthy = true;
+    const shared = Object.assign(Object.create(store), {
+      shared: true,
+      health: () => (healthy ? { status: "healthy" } : { status: "unhealthy", detail: "Redis is down" }),
+      lock: (key: string, ttl: number) => store.lock(key, ttl),
+    }) as Store;
+    const closed = await verifier({ store: shared });
+    assert.equal((await closed.verify(TOOL, ARGS, sign({ nonce: "outage-nonce-00000001" }))).ok, true);
+    healthy = false;
+    const refused = rejection(await closed.verify(TOOL, ARGS, sign({ nonce: "outage-nonce-00000002" })));
+    assert.equal(refused.reason, "store_unavailable");
+    assert.match(refused.message, /replay could not be ruled out/);
+    const open = await verifier({ store: shared, config: { onStoreError: "fail-open" } });
+    assert.equal((await open.verify(TOOL, ARGS, sign({ nonce: "outage-nonce-00000003" }))).ok, true);
+  });
+
   test("missing and malformed signatures are told apart", async () => {
     const v = await verifier();
     const missing = rejection(await v.verify(TOOL, ARGS, undefined));
@@ -342,6 +360,7 @@ describe("config", () => {
     );
     const parsed = signingSchema.parse({ keys: [{ id: "a", secret: SECRET }] });
     assert.equal(parsed.maxSkewSec, 300);
+    assert.equal(parsed.onStoreError, "fail-closed");
     assert.deepEqual(parsed.require, {});
   });
 });
