@@ -42,7 +42,13 @@ const REALISTIC_CHAIN = {
     cache: { ttlMs: 60_000 },
   },
   audit: {
-    sinks: [{ type: "file", path: join(mkdtempSync(join(tmpdir(), "switchboard-bench-audit-")), "audit.jsonl"), durability: "batched" }],
+    sinks: [
+      {
+        type: "file",
+        path: join(mkdtempSync(join(tmpdir(), "switchboard-bench-audit-")), "audit.jsonl"),
+        durability: "batched",
+      },
+    ],
   },
 };
 
