@@ -5,9 +5,13 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join, resolve } from "node:path";
+import type { BenchRatio } from "./lib/process.ts";
+import { measureMemory } from "./memory.ts";
 import { type BackendKind, measureOverhead, type Scenario } from "./overhead.ts";
 import { measurePipeline, type PipelineReport } from "./pipeline.ts";
 import { measureRedis, type RedisReport } from "./redis.ts";
+import { measureScale } from "./scale.ts";
+import { measureSdkPassthrough } from "./sdk-passthrough.ts";
 
 const total = Number(process.env.BENCH_CALLS ?? 5_000);
 const warmup = Math.min(500, Math.ceil(total / 10));
@@ -149,10 +153,67 @@ console.log("\nRedis store vs. memory store: rate limiting and caching, added la
 const redis = await measureRedis({ total, warmup });
 printRedis(redis);
 
+console.log(
+  "\nStreamable HTTP: Switchboard vs. an SDK-built passthrough (SDK v2 server forwarding to an SDK v2 client)",
+);
+const sdk = await measureSdkPassthrough({ total, warmup, concurrency: 8, backend: backendKind });
+console.log(
+  `switchboard ${sdk.switchboard.perSecond.toFixed(0)} calls/s (p50 ${sdk.switchboard.p50Ms.toFixed(3)} ms), ` +
+    `SDK passthrough ${sdk.sdkPassthrough.perSecond.toFixed(0)} calls/s (p50 ${sdk.sdkPassthrough.p50Ms.toFixed(3)} ms)`,
+);
+
+console.log("\nscale: 100 backends × 100 tools vs. 1 backend");
+const scale = await measureScale();
+console.log(
+  `start-up ${scale.many.startupMs.toFixed(0)} ms (1 backend: ${scale.one.startupMs.toFixed(0)} ms); ` +
+    `tools/list of ${scale.many.tools} tools ${scale.many.toolsList.medianMs.toFixed(1)} ms, ` +
+    `${(scale.many.toolsList.bytes / 1e6).toFixed(2)} MB; RSS ${scale.many.rssAfterLoadMB.toFixed(0)} MB`,
+);
+
+console.log("\nmemory of the gateway process (after a full GC)");
+const memory = await measureMemory();
+console.log(
+  `idle with 3 backends ${memory.idle.rssMB.toFixed(0)} MB RSS (heap ${memory.idle.heapUsedMB.toFixed(0)} MB); ` +
+    `after ${memory.calls.load.calls} calls: heap ${memory.calls.heapGrowthMB.toFixed(1)} MB, RSS ${memory.calls.rssGrowthMB.toFixed(1)} MB; ` +
+    `${memory.sessions.sessions} sessions: ${memory.sessions.rssPerSessionKB.toFixed(1)} KB RSS each`,
+);
+
+const summary: BenchRatio[] = [
+  ...ratios
+    .filter((r) => r.target !== undefined)
+    .map((r) => ({
+      what: r.what,
+      measured: r.ratio,
+      target: `≥ ${r.target}`,
+      ok: r.ratio >= (r.target ?? 0),
+    })),
+  ...pipeline.ratios
+    .filter((r) => r.target !== undefined)
+    .map((r) => ({
+      what: r.what,
+      measured: r.ratio,
+      target: `≥ ${r.target}`,
+      ok: r.ratio >= (r.target ?? 0),
+    })),
+  ...sdk.ratios,
+  ...scale.ratios,
+  ...memory.ratios,
+];
+console.log(`\n${"summary".padEnd(64)} measured  target`);
+for (const r of summary) {
+  console.log(
+    `${r.what.padEnd(64)} ${r.measured.toFixed(2).padStart(8)}  ${r.target.padEnd(10)} ${r.ok ? "ok" : "NOT MET"}`,
+  );
+}
+
 const out = resolve(import.meta.dirname, "results");
 mkdirSync(out, { recursive: true });
 writeFileSync(
   join(out, "latest.json"),
-  JSON.stringify({ machine, total, warmup, overhead, ratios, pipeline, redis }, null, 2),
+  JSON.stringify(
+    { machine, total, warmup, overhead, ratios, pipeline, redis, sdk, scale, memory, summary },
+    null,
+    2,
+  ),
 );
 console.log(`\nresults written to ${join("bench", "results", "latest.json")}`);
