@@ -42,6 +42,7 @@ import {
   resourceMetadataUrl,
 } from "../security/auth.ts";
 import { SIGNATURE_META_KEY, signatureFromHeaders } from "../security/signing.ts";
+import { HttpToolCalls } from "./http-tool-call.ts";
 import { createServerFactory, LiveServers } from "./mcp-server.ts";
 import { type ShapeProblem, shapeProblem } from "./message-shape.ts";
 import { forwardNotifications } from "./notifications.ts";
@@ -85,6 +86,7 @@ export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions)
   });
   const live = new LiveServers();
   const sessions = new Map<string, Session>();
+  const toolCalls = new HttpToolCalls(gateway);
   const mcpHandler = createMcpHandler(factory, {
     legacy: "stateless",
     maxRequestBodySize: options.maxBodyBytes,
@@ -144,11 +146,15 @@ export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions)
       },
       onsessionclosed: (id) => {
         sessions.delete(id);
+        toolCalls.forget(id);
         log.debug({ session: id }, "session closed by the client");
       },
     });
     transport.onclose = () => {
-      if (transport.sessionId) sessions.delete(transport.sessionId);
+      if (transport.sessionId) {
+        sessions.delete(transport.sessionId);
+        toolCalls.forget(transport.sessionId);
+      }
     };
     await server.connect(transport);
     live.add(server);
@@ -209,6 +215,14 @@ export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions)
         );
       }
       session.lastSeen = Date.now();
+      if (req.method === "POST") {
+        const facts = factsOfRequest(req);
+        if (toolCalls.cancel(sessionId, body)) {
+          res.writeHead(202).end();
+          return;
+        }
+        if (facts && toolCalls.serve(sessionId, session.server, req, res, body, facts)) return;
+      }
       return session.transport.handleRequest(req, res, body);
     }
     if (req.method === "POST" && containsInitialize(body)) return openSession(req, res, body);
@@ -390,6 +404,10 @@ function attachFacts(req: IncomingMessage, facts: RequestFacts): void {
     scopes: [...facts.principal.roles],
     extra: { [FACTS_KEY]: facts },
   };
+}
+
+function factsOfRequest(req: IncomingMessage): RequestFacts | undefined {
+  return (req as IncomingMessage & { auth?: AuthInfo }).auth?.extra?.[FACTS_KEY] as RequestFacts | undefined;
 }
 
 function factsOf(ctx: ServerContext): RequestFacts | undefined {

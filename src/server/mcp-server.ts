@@ -99,6 +99,11 @@ interface ConnectionState {
 
 const connections = new WeakMap<Server, ConnectionState>();
 
+/** The log level a 2025-era connection asked for with `logging/setLevel`, if it did. */
+export function connectionLogLevel(server: Server): LoggingLevel | undefined {
+  return connections.get(server)?.logLevel;
+}
+
 /** Whether a log message not tied to any call should be sent to this connection. */
 export function wantsLog(server: Server, level: LoggingLevel): boolean {
   return passes(level, connections.get(server)?.logLevel);
