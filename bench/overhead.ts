@@ -8,7 +8,7 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CLI, LIGHT, ROOT, SDK_SERVER, startStdioGateway, writeBenchConfig } from "./lib/gateway.ts";
+import { GATEWAY_ARGV, LIGHT, ROOT, SDK_SERVER, startStdioGateway, writeBenchConfig } from "./lib/gateway.ts";
 import { HttpSessionRpc, type LoadResult, type RpcClient, runLoad, StdioRpc } from "./lib/load.ts";
 
 export interface Scenario {
@@ -65,7 +65,7 @@ async function startHttpGateway(config: string): Promise<{ url: string; stop(): 
   const { createInterface } = await import("node:readline");
   const child = spawn(
     process.execPath,
-    ["--import", "tsx", CLI, "serve", "--config", config, "--http", "127.0.0.1:0", "--log-level", "info"],
+    [...GATEWAY_ARGV, "serve", "--config", config, "--http", "127.0.0.1:0", "--log-level", "info"],
     {
       cwd: ROOT,
       stdio: ["ignore", "ignore", "pipe"],

@@ -2,13 +2,20 @@
  * What every benchmark needs to run the gateway: its paths, a config written to a temporary file, and
  * the gateway started as a child process over stdio (with the load client's handshake done).
  */
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { StdioRpc } from "./load.ts";
 
 export const ROOT = resolve(import.meta.dirname, "../..");
 export const CLI = join(ROOT, "src/cli/main.ts");
+/** The gateway as users run it: compiled (`npm run build`, which `npm run bench` does first). */
+const BUILT_CLI = join(ROOT, "dist/cli/main.js");
+/**
+ * The node arguments that start the gateway CLI: the build when there is one, else the sources
+ * through tsx (which costs start-up time and some 70 MB of memory that a user's gateway does not).
+ */
+export const GATEWAY_ARGV: readonly string[] = existsSync(BUILT_CLI) ? [BUILT_CLI] : ["--import", "tsx", CLI];
 /** A hand-written server that costs almost nothing (TOOLS, DELAY_MS in its environment). */
 export const LIGHT = join(ROOT, "bench/fixtures/light-server.mjs");
 /** A typical SDK v1 server. */
@@ -23,15 +30,7 @@ export function writeBenchConfig(config: unknown, label = "bench"): string {
 
 /** Starts `switchboard serve --stdio` on `config` and completes the 2025 handshake. */
 export async function startStdioGateway(config: string): Promise<StdioRpc> {
-  const gateway = new StdioRpc(process.execPath, [
-    "--import",
-    "tsx",
-    CLI,
-    "serve",
-    "--config",
-    config,
-    "--stdio",
-  ]);
+  const gateway = new StdioRpc(process.execPath, [...GATEWAY_ARGV, "serve", "--config", config, "--stdio"]);
   await gateway.initialize();
   return gateway;
 }

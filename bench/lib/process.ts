@@ -7,7 +7,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { Pool } from "undici";
-import { CLI, ROOT } from "./gateway.ts";
+import { GATEWAY_ARGV, ROOT } from "./gateway.ts";
 
 export interface BenchRatio {
   readonly what: string;
@@ -242,9 +242,7 @@ export function startHttpGateway(
   return startServedProcess(
     [
       ...(gcHook ? GC_FLAGS : []),
-      "--import",
-      "tsx",
-      CLI,
+      ...GATEWAY_ARGV,
       "serve",
       "--config",
       config,

@@ -7,12 +7,9 @@ import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import type { SpanExporter } from "@opentelemetry/sdk-trace-base";
 import { type AuditLog, createAuditLog } from "../audit/index.ts";
-import { createFilesystemBackend } from "../backends/filesystem.ts";
 import { GatewayToolsBackend } from "../backends/gateway-tools.ts";
-import { createHttpBackend } from "../backends/http.ts";
+import { LazyBackend } from "../backends/lazy.ts";
 import { McpBackend, type McpTransportConfig } from "../backends/mcp.ts";
-import { createPostgresBackend, PostgresBackend } from "../backends/postgres.ts";
-import { createRedisBackend } from "../backends/redis.ts";
 import {
   type AnyServerConfig,
   type BuiltinBackendConfig,
@@ -250,14 +247,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       storeRequired: () => failClosedUses(store).length > 0,
       ...(options.spanExporter ? { spanExporter: options.spanExporter } : {}),
     });
-    const metrics = this.observability.metrics;
-    if (metrics) {
-      metrics.subscribe(this.policies);
-      for (const entry of entries) {
-        const backend = entry.backend;
-        if (backend instanceof PostgresBackend) metrics.registerPoolStats(entry.name, () => backend.stats());
-      }
-    }
+    this.observability.metrics?.subscribe(this.policies);
   }
 
   get catalog(): Catalog {
@@ -917,17 +907,33 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     return changed;
   }
 
+  /** Built-ins load their module (and driver) when they start: see backends/lazy.ts. */
   #makeBuiltin(name: string, backend: BuiltinBackendConfig): Backend {
     const reconnect = backend.restart;
     switch (backend.type) {
       case "postgres":
-        return createPostgresBackend(name, backend, this.logger, { reconnect });
+        return new LazyBackend(
+          name,
+          async () =>
+            (await import("../backends/postgres.ts")).createPostgresBackend(name, backend, this.logger, {
+              reconnect,
+            }),
+          (loaded) => this.observability.metrics?.registerPoolStats(name, () => loaded.stats()),
+        );
       case "redis":
-        return createRedisBackend(name, backend, this.logger, { reconnect });
+        return new LazyBackend(name, async () =>
+          (await import("../backends/redis.ts")).createRedisBackend(name, backend, this.logger, {
+            reconnect,
+          }),
+        );
       case "http":
-        return createHttpBackend(name, backend, this.logger);
+        return new LazyBackend(name, async () =>
+          (await import("../backends/http.ts")).createHttpBackend(name, backend, this.logger),
+        );
       case "filesystem":
-        return createFilesystemBackend(name, backend, this.logger);
+        return new LazyBackend(name, async () =>
+          (await import("../backends/filesystem.ts")).createFilesystemBackend(name, backend, this.logger),
+        );
     }
   }
 
