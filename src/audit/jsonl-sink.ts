@@ -14,13 +14,7 @@ import { type FileHandle, mkdir, open, rename, unlink } from "node:fs/promises";
 import { dirname, resolve as resolvePath } from "node:path";
 import { describeError } from "../core/errors.ts";
 import type { Logger } from "../observability/logger.ts";
-import {
-  type AuditDurability,
-  type AuditRecord,
-  type AuditSink,
-  CommitQueue,
-  type SinkHealth,
-} from "./record.ts";
+import { type AuditDurability, type AuditRecord, type AuditSink, QueuedSink } from "./record.ts";
 
 export interface JsonlSinkOptions {
   /** The file; relative paths resolve against the process's working directory. */
@@ -53,54 +47,39 @@ export function createJsonlSink(options: JsonlSinkOptions): AuditSink {
   return new JsonlSink(options);
 }
 
-class JsonlSink implements AuditSink {
-  readonly name: string;
-  readonly #durability: AuditDurability;
+class JsonlSink extends QueuedSink<string> {
   readonly #file: AppendOnlyFile;
-  readonly #queue: CommitQueue<string>;
   readonly #logger: Logger;
-  #closing: Promise<void> | undefined;
 
   constructor(options: JsonlSinkOptions) {
     const path = resolvePath(options.path);
-    this.name = `file:${path}`;
-    this.#durability = options.durability ?? JSONL_DEFAULTS.durability;
+    super({
+      name: `file:${path}`,
+      durability: options.durability ?? JSONL_DEFAULTS.durability,
+      flushIntervalMs: options.flushIntervalMs ?? JSONL_DEFAULTS.flushIntervalMs,
+      maxBatch: MAX_BATCH,
+      maxPending: options.maxPending ?? JSONL_DEFAULTS.maxPending,
+      logger: options.logger,
+    });
     this.#logger = options.logger;
     this.#file = new AppendOnlyFile(
       path,
       options.maxBytes ?? JSONL_DEFAULTS.maxBytes,
       options.maxFiles ?? JSONL_DEFAULTS.maxFiles,
     );
-    this.#queue = new CommitQueue<string>({
-      name: this.name,
-      durability: this.#durability,
-      commit: (lines) => this.#file.append(lines),
-      flushIntervalMs: options.flushIntervalMs ?? JSONL_DEFAULTS.flushIntervalMs,
-      maxBatch: MAX_BATCH,
-      maxPending: options.maxPending ?? JSONL_DEFAULTS.maxPending,
-      logger: options.logger,
-    });
   }
 
-  write(record: AuditRecord): Promise<void> {
+  protected override queued(record: AuditRecord): string {
     // Serialized now: the caller may reuse its objects, and the line must be what was true then.
-    return this.#queue.add(`${serialize(record, this.#logger)}\n`);
+    return `${serialize(record, this.#logger)}\n`;
   }
 
-  flush(): Promise<void> {
-    return this.#queue.flush();
+  protected override commit(lines: readonly string[]): Promise<void> {
+    return this.#file.append(lines);
   }
 
-  close(): Promise<void> {
-    this.#closing ??= (async () => {
-      await this.#queue.close();
-      await this.#file.close();
-    })();
-    return this.#closing;
-  }
-
-  health(): SinkHealth {
-    return { name: this.name, durability: this.#durability, ...this.#queue.health() };
+  protected override release(): Promise<void> {
+    return this.#file.close();
   }
 }
 

@@ -13,13 +13,7 @@ import pg from "pg";
 import { describeError } from "../core/errors.ts";
 import type { Logger } from "../observability/logger.ts";
 import { MAX_BATCH_SIZE, parseTableName, type TableName } from "./config.ts";
-import {
-  type AuditDurability,
-  type AuditRecord,
-  type AuditSink,
-  CommitQueue,
-  type SinkHealth,
-} from "./record.ts";
+import { type AuditDurability, type AuditRecord, QueuedSink } from "./record.ts";
 
 export interface PostgresSinkOptions {
   /** postgres://user:password@host:port/database */
@@ -94,24 +88,27 @@ export function createPostgresSink(options: PostgresSinkOptions): PostgresSink {
   return new PostgresSink(options);
 }
 
-export class PostgresSink implements AuditSink {
-  readonly name: string;
+export class PostgresSink extends QueuedSink<AuditRecord> {
   readonly table: TableName;
-  readonly #durability: AuditDurability;
   readonly #pool: pg.Pool;
-  readonly #queue: CommitQueue<AuditRecord>;
   readonly #logger: Logger;
   #ready: Promise<void> | undefined;
-  #closing: Promise<void> | undefined;
 
   constructor(options: PostgresSinkOptions) {
-    this.table = parseTableName(options.table ?? POSTGRES_SINK_DEFAULTS.table);
+    const table = parseTableName(options.table ?? POSTGRES_SINK_DEFAULTS.table);
     const batchSize = options.batchSize ?? POSTGRES_SINK_DEFAULTS.batchSize;
     if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > MAX_BATCH_SIZE) {
       throw new RangeError(`audit postgres batchSize must be a whole number from 1 to ${MAX_BATCH_SIZE}`);
     }
-    this.name = `postgres:${this.table.schema ?? "public"}.${this.table.table}`;
-    this.#durability = options.durability ?? POSTGRES_SINK_DEFAULTS.durability;
+    super({
+      name: `postgres:${table.schema ?? "public"}.${table.table}`,
+      durability: options.durability ?? POSTGRES_SINK_DEFAULTS.durability,
+      flushIntervalMs: options.flushIntervalMs ?? POSTGRES_SINK_DEFAULTS.flushIntervalMs,
+      maxBatch: batchSize,
+      maxPending: options.maxPending ?? POSTGRES_SINK_DEFAULTS.maxPending,
+      logger: options.logger,
+    });
+    this.table = table;
     this.#logger = options.logger;
     this.#pool = new pg.Pool({
       connectionString: options.url,
@@ -127,28 +124,11 @@ export class PostgresSink implements AuditSink {
     this.#pool.on("error", (error) =>
       this.#logger.warn({ sink: this.name, err: describeError(error) }, "audit database connection lost"),
     );
-    this.#queue = new CommitQueue<AuditRecord>({
-      name: this.name,
-      durability: this.#durability,
-      commit: (records) => this.#insert(records),
-      flushIntervalMs: options.flushIntervalMs ?? POSTGRES_SINK_DEFAULTS.flushIntervalMs,
-      maxBatch: batchSize,
-      maxPending: options.maxPending ?? POSTGRES_SINK_DEFAULTS.maxPending,
-      logger: options.logger,
-    });
   }
 
   /** The pool, for searching the same table (reader.ts) without a second connection setup. */
   get pool(): pg.Pool {
     return this.#pool;
-  }
-
-  write(record: AuditRecord): Promise<void> {
-    return this.#queue.add(record);
-  }
-
-  flush(): Promise<void> {
-    return this.#queue.flush();
   }
 
   /** Creates the table and its indexes if missing. Called before the first INSERT; idempotent. */
@@ -161,19 +141,15 @@ export class PostgresSink implements AuditSink {
     return this.#ready;
   }
 
-  close(): Promise<void> {
-    this.#closing ??= (async () => {
-      await this.#queue.close();
-      await this.#pool.end();
-    })();
-    return this.#closing;
+  protected override queued(record: AuditRecord): AuditRecord {
+    return record;
   }
 
-  health(): SinkHealth {
-    return { name: this.name, durability: this.#durability, ...this.#queue.health() };
+  protected override release(): Promise<void> {
+    return this.#pool.end();
   }
 
-  async #insert(records: readonly AuditRecord[]): Promise<void> {
+  protected override async commit(records: readonly AuditRecord[]): Promise<void> {
     await this.ensureTable();
     try {
       await this.#pool.query(insertStatement(this.table, records.length), records.flatMap(rowValues));

@@ -1,6 +1,6 @@
 /**
- * What the audit log keeps about one tool call, what a sink promises, and the group-commit queue both
- * sinks (JSONL file, PostgreSQL) are built on.
+ * What the audit log keeps about one tool call, what a sink promises, and the group-commit queue and
+ * queued-sink base class both sinks (JSONL file, PostgreSQL) are built on.
  */
 import { describeError } from "../core/errors.ts";
 import type { Logger } from "../observability/logger.ts";
@@ -374,5 +374,73 @@ export class CommitQueue<T> {
       `AUDIT RECORDS DROPPED: ${this.#droppedUnreported} records were not written to ${this.#options.name}`,
     );
     this.#droppedUnreported = 0;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// A sink on a commit queue
+
+export interface QueuedSinkOptions {
+  /** Names the sink in logs, errors and health. */
+  readonly name: string;
+  readonly durability: AuditDurability;
+  readonly flushIntervalMs: number;
+  readonly maxBatch: number;
+  readonly maxPending: number;
+  readonly logger: Logger;
+}
+
+/**
+ * The part of an AuditSink that is the same whatever the records go to: accepting them onto a
+ * CommitQueue, flushing, closing (the queue first, then what it commits to) and reporting health.
+ * Both sinks (JSONL file, PostgreSQL) extend it, so that they keep the same promises in the same way;
+ * each says only how a record is queued, how a batch is committed and what is released at the end.
+ */
+export abstract class QueuedSink<T> implements AuditSink {
+  readonly name: string;
+  readonly #durability: AuditDurability;
+  readonly #queue: CommitQueue<T>;
+  #closing: Promise<void> | undefined;
+
+  protected constructor(options: QueuedSinkOptions) {
+    this.name = options.name;
+    this.#durability = options.durability;
+    this.#queue = new CommitQueue<T>({
+      name: options.name,
+      durability: options.durability,
+      // Called only once records arrive, after the subclass's constructor has run.
+      commit: (items) => this.commit(items),
+      flushIntervalMs: options.flushIntervalMs,
+      maxBatch: options.maxBatch,
+      maxPending: options.maxPending,
+      logger: options.logger,
+    });
+  }
+
+  /** What the queue holds for a record; taken at once, as the caller may reuse its objects. */
+  protected abstract queued(record: AuditRecord): T;
+  /** Makes a batch durable (see CommitQueueOptions.commit). */
+  protected abstract commit(items: readonly T[]): Promise<void>;
+  /** Releases the file or the pool, once the queue has closed. */
+  protected abstract release(): Promise<void>;
+
+  write(record: AuditRecord): Promise<void> {
+    return this.#queue.add(this.queued(record));
+  }
+
+  flush(): Promise<void> {
+    return this.#queue.flush();
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await this.#queue.close();
+      await this.release();
+    })();
+    return this.#closing;
+  }
+
+  health(): SinkHealth {
+    return { name: this.name, durability: this.#durability, ...this.#queue.health() };
   }
 }

@@ -52,7 +52,8 @@ export interface InterpolationResult {
   readonly invalid: readonly InvalidReference[];
 }
 
-const VARIABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** An environment variable name; also what `${secret:env:NAME}` accepts (secrets.ts). */
+export const VARIABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** `prefix:rest`, but not `NAME:-default`; prefixes are lower case so they never look like variables. */
 const PREFIXED = /^([a-z][a-z0-9_-]*):(?!-)([\s\S]*)$/;
 const DEFAULT_PASS_THROUGH = ["secret"];
@@ -126,37 +127,83 @@ function walk(value: unknown, path: PathSegment[], state: State): unknown {
 
 function expand(text: string, path: readonly PathSegment[], state: State): string {
   let out = "";
+  for (const piece of scanReferences(text)) {
+    if (piece.kind === "text") out += piece.text;
+    else if (piece.kind === "reference") out += resolve(piece.body, path, state);
+    else {
+      state.invalid.push({
+        path: formatPath(path),
+        message: `"${piece.text}" has no closing "}" (write $\${ for a literal \${)`,
+      });
+      out += piece.text;
+    }
+  }
+  return out;
+}
+
+/** A piece of a string value, as `scanReferences` splits it. */
+export type ScannedPiece =
+  /** Text taken as written, with `$${` already turned into `${`. */
+  | { readonly kind: "text"; readonly text: string }
+  /** The inside of one `${…}` (nested references included), not yet interpreted: see `parseReferenceBody`. */
+  | { readonly kind: "reference"; readonly body: string }
+  /** A `${` that is never closed: the rest of the string from there, always the last piece. */
+  | { readonly kind: "unclosed"; readonly text: string };
+
+/**
+ * Splits a string into literal text and `${…}` references, in order. The one place that knows where a
+ * reference starts and ends (`$${` escapes, nested braces), so that interpolation and the search for
+ * secret references (secrets.ts) always agree on what a string refers to.
+ */
+export function* scanReferences(text: string): Generator<ScannedPiece, void, undefined> {
   let index = 0;
   while (index < text.length) {
     const dollar = text.indexOf("$", index);
     if (dollar === -1) {
-      out += text.slice(index);
-      break;
+      yield { kind: "text", text: text.slice(index) };
+      return;
     }
-    out += text.slice(index, dollar);
+    if (dollar > index) yield { kind: "text", text: text.slice(index, dollar) };
     if (text.startsWith("$${", dollar)) {
-      out += "${";
+      yield { kind: "text", text: "${" };
       index = dollar + 3;
       continue;
     }
     if (text[dollar + 1] !== "{") {
-      out += "$";
+      yield { kind: "text", text: "$" };
       index = dollar + 1;
       continue;
     }
     const close = closingBrace(text, dollar + 2);
     if (close === -1) {
-      state.invalid.push({
-        path: formatPath(path),
-        message: `"${text.slice(dollar)}" has no closing "}" (write $\${ for a literal \${)`,
-      });
-      out += text.slice(dollar);
-      break;
+      yield { kind: "unclosed", text: text.slice(dollar) };
+      return;
     }
-    out += resolve(text.slice(dollar + 2, close), path, state);
+    yield { kind: "reference", body: text.slice(dollar + 2, close) };
     index = close + 1;
   }
-  return out;
+}
+
+/** What the inside of a `${…}` asks for. */
+export type ReferenceBody =
+  /** `${prefix:reference}`, e.g. `${secret:env:TOKEN}`. */
+  | { readonly kind: "prefixed"; readonly prefix: string; readonly reference: string }
+  /** `${NAME}` (no fallback) or `${NAME:-fallback}`; the fallback may hold references of its own. */
+  | { readonly kind: "variable"; readonly name: string; readonly fallback: string | undefined }
+  /** Neither a prefix nor a valid variable name. */
+  | { readonly kind: "invalid" };
+
+/**
+ * Classifies a reference's body by the grammar in this file's header. Shared with secrets.ts for the
+ * same reason as `scanReferences`: one grammar, read in one place.
+ */
+export function parseReferenceBody(body: string): ReferenceBody {
+  const prefixed = PREFIXED.exec(body);
+  if (prefixed) return { kind: "prefixed", prefix: prefixed[1] ?? "", reference: prefixed[2] ?? "" };
+  const separator = body.indexOf(":-");
+  const name = separator === -1 ? body : body.slice(0, separator);
+  if (!VARIABLE_NAME.test(name)) return { kind: "invalid" };
+  return { kind: "variable", name, fallback: separator === -1 ? undefined : body.slice(separator + 2) };
 }
 
 /** The index of the `}` that closes a reference whose body starts at `start`, nested `${…}` included. */
@@ -174,9 +221,9 @@ function closingBrace(text: string, start: number): number {
 }
 
 function resolve(body: string, path: readonly PathSegment[], state: State): string {
-  const prefixed = PREFIXED.exec(body);
-  if (prefixed) {
-    const [, prefix = "", reference = ""] = prefixed;
+  const parsed = parseReferenceBody(body);
+  if (parsed.kind === "prefixed") {
+    const { prefix, reference } = parsed;
     const resolver = Object.hasOwn(state.resolvers, prefix) ? state.resolvers[prefix] : undefined;
     if (resolver) {
       const value = resolver(reference, path);
@@ -191,9 +238,7 @@ function resolve(body: string, path: readonly PathSegment[], state: State): stri
     return "";
   }
 
-  const separator = body.indexOf(":-");
-  const name = separator === -1 ? body : body.slice(0, separator);
-  if (!VARIABLE_NAME.test(name)) {
+  if (parsed.kind === "invalid") {
     state.invalid.push({
       path: formatPath(path),
       message:
@@ -202,8 +247,9 @@ function resolve(body: string, path: readonly PathSegment[], state: State): stri
     });
     return "";
   }
+  const { name, fallback } = parsed;
   const value = Object.hasOwn(state.env, name) ? state.env[name] : undefined;
-  if (separator !== -1) return value ? value : expand(body.slice(separator + 2), path, state);
+  if (fallback !== undefined) return value ? value : expand(fallback, path, state);
   if (value === undefined) {
     addMissing(state, name, path);
     return "";

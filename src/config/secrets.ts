@@ -22,7 +22,15 @@ import { open } from "node:fs/promises";
 import { resolve as resolvePath } from "node:path";
 import { describeError, GatewayError } from "../core/errors.ts";
 import type { Logger } from "../observability/logger.ts";
-import { type Environment, formatPath, type PathSegment, type ReferenceResolver } from "./interpolate.ts";
+import {
+  type Environment,
+  formatPath,
+  type PathSegment,
+  parseReferenceBody,
+  type ReferenceResolver,
+  scanReferences,
+  VARIABLE_NAME,
+} from "./interpolate.ts";
 
 export type SecretKind = "env" | "file" | "exec";
 
@@ -110,10 +118,6 @@ const DEFAULT_MAX_BYTES = 1024 * 1024;
 const MAX_RETRY_MS = 30_000;
 const STDERR_TAIL = 500;
 
-const VARIABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-// The same grammar as interpolate.ts, so both find the same references in the same text.
-const PREFIXED = /^([a-z][a-z0-9_-]*):(?!-)([\s\S]*)$/;
-
 /**
  * Replaces every occurrence of each value (of 4 characters or more) with "[redacted]". Longer values
  * go first, so a secret that contains another is not left half visible.
@@ -192,54 +196,26 @@ export function findSecretReferences(
   return [...found].map(([reference, paths]) => ({ reference, paths }));
 }
 
+/**
+ * Records the `${secret:…}` references in one string, reading it with interpolate's own scanner so
+ * that both always find the same references: a default is searched only where interpolation would
+ * use it.
+ */
 function scanText(text: string, path: string, env: Environment, found: Map<string, string[]>): void {
-  let index = 0;
-  while (index < text.length) {
-    const dollar = text.indexOf("$", index);
-    if (dollar === -1) return;
-    if (text.startsWith("$${", dollar)) {
-      index = dollar + 3;
-      continue;
-    }
-    if (text[dollar + 1] !== "{") {
-      index = dollar + 1;
-      continue;
-    }
-    const close = closingBrace(text, dollar + 2);
-    if (close === -1) return;
-    const body = text.slice(dollar + 2, close);
-    const prefixed = PREFIXED.exec(body);
-    if (prefixed) {
-      if (prefixed[1] === "secret") {
-        const reference = prefixed[2] ?? "";
-        const paths = found.get(reference);
-        if (paths === undefined) found.set(reference, [path]);
+  for (const piece of scanReferences(text)) {
+    if (piece.kind !== "reference") continue;
+    const body = parseReferenceBody(piece.body);
+    if (body.kind === "prefixed") {
+      if (body.prefix === "secret") {
+        const paths = found.get(body.reference);
+        if (paths === undefined) found.set(body.reference, [path]);
         else if (!paths.includes(path)) paths.push(path);
       }
-    } else {
-      const separator = body.indexOf(":-");
-      const name = separator === -1 ? "" : body.slice(0, separator);
-      if (VARIABLE_NAME.test(name)) {
-        const value = Object.hasOwn(env, name) ? env[name] : undefined;
-        if (!value) scanText(body.slice(separator + 2), path, env, found);
-      }
-    }
-    index = close + 1;
-  }
-}
-
-function closingBrace(text: string, start: number): number {
-  let depth = 1;
-  for (let index = start; index < text.length; index++) {
-    if (text.startsWith("${", index)) {
-      depth++;
-      index++;
-    } else if (text[index] === "}") {
-      depth--;
-      if (depth === 0) return index;
+    } else if (body.kind === "variable" && body.fallback !== undefined) {
+      const value = Object.hasOwn(env, body.name) ? env[body.name] : undefined;
+      if (!value) scanText(body.fallback, path, env, found);
     }
   }
-  return -1;
 }
 
 interface Entry {

@@ -184,14 +184,15 @@ class OtelTracing implements Tracing {
     this.#tracer = this.#provider.getTracer("switchboard", VERSION);
   }
 
-  startCallSpan(
-    exposedName: string,
-    server: string,
-    tool: string,
-    meta: Readonly<Record<string, unknown>>,
-    headers?: HeaderBag,
-    attributes?: Attributes,
-  ): CallSpan {
+  // Typed by the interface, so that its parameter list is written once, there, with its documentation.
+  readonly startCallSpan: Tracing["startCallSpan"] = (
+    exposedName,
+    server,
+    tool,
+    meta,
+    headers,
+    attributes,
+  ) => {
     // Take traceparent and tracestate from the same place: mixing a _meta parent with a header
     // tracestate would attach vendor state to the wrong trace.
     const carrier: Readonly<Record<string, unknown>> | undefined =
@@ -213,7 +214,7 @@ class OtelTracing implements Tracing {
       parent,
     );
     return new OtelCallSpan(this.#tracer, span);
-  }
+  };
 
   forceFlush(): Promise<void> {
     return this.#provider.forceFlush().catch(this.#onError);

@@ -7,31 +7,25 @@
  * - batched durability: what is still buffered is written on a graceful SIGTERM.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import pg from "pg";
+import { assertExitCode, runCli } from "../support/cli.ts";
 import {
-  CLI,
   fixtureServer,
-  ROOT,
   type RunningGateway,
   startHttpGateway,
-  writeConfig,
+  writeConfigRemovedAfterSuite,
 } from "../support/gateway-process.ts";
+import { connectHttpClient, type ToolResult, textOf } from "../support/mcp-client.ts";
 import { describeWithService, POSTGRES, uniqueName } from "../support/services.ts";
 
-const RUN_TIMEOUT_MS = 30_000;
 const CLIENTS = 8;
 /** Answered calls after which the gateway is killed: enough for every client to be mid-call. */
 const KILL_AFTER = 240;
-
-type Result = { content: { type: string; text?: string }[]; isError?: boolean };
-const textOf = (result: Result) => result.content.map((c) => c.text ?? "").join("\n");
 
 interface AuditLine {
   requestId: string;
@@ -43,42 +37,6 @@ interface AuditLine {
   error?: string;
   source: string;
   transport?: string;
-}
-
-interface Run {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-function runCli(args: readonly string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", CLI, ...args], {
-      cwd: ROOT,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-      stdout += chunk;
-    });
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
-      stderr += chunk;
-    });
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`switchboard ${args.join(" ")} did not finish in ${RUN_TIMEOUT_MS} ms:\n${stderr}`));
-    }, RUN_TIMEOUT_MS);
-    child.on("error", reject);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-function exits(result: Run, code: number): void {
-  assert.equal(result.code, code, `exit code; stdout:\n${result.stdout}\nstderr:\n${result.stderr}`);
 }
 
 /** One JSON record per line, as `audit search --json` and `audit tail` print them. */
@@ -110,11 +68,7 @@ function readAuditFile(path: string): AuditLine[] {
 
 const messageOf = (record: AuditLine) => String(record.arguments?.message);
 
-async function connect(url: string): Promise<Client> {
-  const client = new Client({ name: "audit-e2e", version: "1" });
-  await client.connect(new StreamableHTTPClientTransport(new URL(url)));
-  return client;
-}
+const connect = (url: string) => connectHttpClient(url, { name: "audit-e2e" });
 
 interface Race {
   /** Messages of the calls whose answer reached a client. */
@@ -155,7 +109,7 @@ async function callUntilKilled(gateway: RunningGateway, label: string): Promise<
         const result = (await client.callTool({ name: "fx__echo", arguments: { message } }, undefined, {
           timeout: 15_000,
           signal: gone.signal,
-        })) as Result;
+        })) as ToolResult;
         // An answer that arrived, even one read after the kill, was sent by the gateway: it is owed a record.
         assert.notEqual(result.isError, true, textOf(result));
         assert.equal(textOf(result), message);
@@ -194,15 +148,7 @@ function missing(race: Race, recorded: Iterable<string>): string[] {
 }
 
 describe("audit file, sync durability", () => {
-  const dirs: string[] = [];
-  const config = (value: unknown) => {
-    const path = writeConfig(value);
-    dirs.push(dirname(path));
-    return path;
-  };
-  after(() => {
-    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-  });
+  const config = writeConfigRemovedAfterSuite();
 
   test("SIGKILL under load: every call a client got an answer for is in the file", async () => {
     const path = config({
@@ -236,7 +182,9 @@ describe("audit file, sync durability", () => {
     let client: Client;
     const call = async (name: string, args: Record<string, unknown>) => {
       try {
-        return (await client.callTool({ name, arguments: args }, undefined, { timeout: 20_000 })) as Result;
+        return (await client.callTool({ name, arguments: args }, undefined, {
+          timeout: 20_000,
+        })) as ToolResult;
       } catch (error) {
         return error as Error;
       }
@@ -252,10 +200,10 @@ describe("audit file, sync durability", () => {
       client = await connect(gateway.url);
       // One at a time, so the file's order is the order here.
       const ok1 = await call("fx__echo", { message: "first" });
-      assert.equal(textOf(ok1 as Result), "first");
-      const failed = (await call("fx__fail", { reason: "the tool said no" })) as Result;
+      assert.equal(textOf(ok1 as ToolResult), "first");
+      const failed = (await call("fx__fail", { reason: "the tool said no" })) as ToolResult;
       assert.equal(failed.isError, true);
-      const denied = (await call("fx__crash", {})) as Result;
+      const denied = (await call("fx__crash", {})) as ToolResult;
       assert.equal(denied.isError, true);
       assert.match(textOf(denied), /denied/i);
       const invalid = await call("fx__echo", { message: 42 });
@@ -281,7 +229,7 @@ describe("audit file, sync durability", () => {
         "ok",
         "--json",
       ]);
-      exits(result, 0);
+      assertExitCode(result, 0);
       const records = jsonLines(result.stdout);
       assert.deepEqual(records.map(messageOf), ["first", "second", "third"]);
       for (const record of records) {
@@ -300,7 +248,7 @@ describe("audit file, sync durability", () => {
         search("tool_error"),
         search("invalid"),
       ]);
-      for (const run of [denied, toolError, invalid]) exits(run, 0);
+      for (const run of [denied, toolError, invalid]) assertExitCode(run, 0);
       const [deniedRecord, ...moreDenied] = jsonLines(denied.stdout);
       assert.equal(moreDenied.length, 0);
       assert.equal(deniedRecord?.tool, "fx__crash");
@@ -320,13 +268,13 @@ describe("audit file, sync durability", () => {
 
       // The table (no --json) names the outcome too.
       const table = await runCli(["audit", "search", "--config", path, "--outcome", "denied"]);
-      exits(table, 0);
+      assertExitCode(table, 0);
       assert.match(table.stdout, /fx__crash.*denied/);
     });
 
     test("tail -n 3 prints the last three records in order", async () => {
       const result = await runCli(["audit", "tail", "-n", "3", "--config", path]);
-      exits(result, 0);
+      assertExitCode(result, 0);
       const records = jsonLines(result.stdout);
       assert.deepEqual(
         records.map((r) => [r.tool, r.outcome]),
@@ -344,7 +292,7 @@ describe("audit file, sync durability", () => {
       const unknown = await call(name, {});
       assert.ok(unknown instanceof Error || unknown.isError === true, "the unknown tool is refused");
       const result = await runCli(["audit", "search", "--config", path, "--tool", name, "--json"]);
-      exits(result, 0);
+      assertExitCode(result, 0);
       const records = jsonLines(result.stdout);
       assert.equal(records.length, 1, `one record for ${name}: ${result.stdout}${result.stderr}`);
       assert.equal(records[0]?.outcome, "invalid");
@@ -366,7 +314,7 @@ describe("audit file, sync durability", () => {
     try {
       await Promise.all(
         messages.map(async (message) => {
-          const result = (await client.callTool({ name: "fx__echo", arguments: { message } })) as Result;
+          const result = (await client.callTool({ name: "fx__echo", arguments: { message } })) as ToolResult;
           assert.equal(textOf(result), message);
         }),
       );
@@ -384,7 +332,7 @@ describe("audit file, sync durability", () => {
 describeWithService(POSTGRES, "audit in PostgreSQL, sync durability", (url) => {
   const table = uniqueName("audit_e2e");
   let admin: pg.Client;
-  let dir: string | undefined;
+  const config = writeConfigRemovedAfterSuite();
 
   before(async () => {
     admin = new pg.Client({ connectionString: url });
@@ -394,11 +342,10 @@ describeWithService(POSTGRES, "audit in PostgreSQL, sync durability", (url) => {
   after(async () => {
     await admin?.query(`DROP TABLE IF EXISTS "${table}"`);
     await admin?.end();
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   test("SIGKILL under load: every answered call has its row, the same as in the file", async () => {
-    const path = writeConfig({
+    const path = config({
       mcpServers: { fx: fixtureServer() },
       audit: {
         sinks: [
@@ -407,7 +354,7 @@ describeWithService(POSTGRES, "audit in PostgreSQL, sync durability", (url) => {
         ],
       },
     });
-    dir = dirname(path);
+    const dir = dirname(path);
     const gateway = await startHttpGateway(path);
     const label = `pgkill-${randomBytes(4).toString("hex")}`;
     const race = await callUntilKilled(gateway, label);
@@ -457,7 +404,7 @@ describeWithService(POSTGRES, "audit in PostgreSQL, sync durability", (url) => {
       "100000",
       "--json",
     ]);
-    exits(search, 0);
+    assertExitCode(search, 0);
     const found = missing(race, jsonLines(search.stdout).map(messageOf));
     assert.deepEqual(found, [], "`audit search --database` prints every answered call");
   });

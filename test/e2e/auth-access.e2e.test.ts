@@ -22,29 +22,27 @@ import {
   startHttpGateway,
   writeConfig,
 } from "../support/gateway-process.ts";
+import {
+  connectHttpClient,
+  jsonRpcMessage,
+  postMcp,
+  type RawAnswer,
+  type ToolResult,
+  textOf,
+} from "../support/mcp-client.ts";
 
 type PrivateKey = Awaited<ReturnType<typeof generateKeyPair>>["privateKey"];
-
-type Result = {
-  content: { type: string; text?: string }[];
-  structuredContent?: Record<string, unknown>;
-  isError?: boolean;
-  _meta?: Record<string, unknown>;
-};
 
 const ISSUER = "https://idp.switchboard.test/";
 const AUDIENCE = "https://switchboard.test/mcp";
 const KEY_ID = "test-es256";
 const READER_KEY = `sk_reader_${randomBytes(18).toString("base64url")}`;
 const ADMIN_KEY = `sk_admin_${randomBytes(18).toString("base64url")}`;
-/** What a Streamable HTTP client must accept. */
-const MCP_HEADERS = { "content-type": "application/json", accept: "application/json, text/event-stream" };
 const REQUEST_TIMEOUT_MS = 10_000;
 const MAX_DEPTH = 64;
 
 const sha256 = (text: string) => createHash("sha256").update(text, "utf8").digest("hex");
-const textOf = (result: Result) => result.content.map((c) => c.text ?? "").join("\n");
-const errorCodeOf = (result: Result) =>
+const errorCodeOf = (result: ToolResult) =>
   (result._meta?.["switchboard/error"] as { code?: string } | undefined)?.code;
 const rpc = (method: string, params?: unknown, id: unknown = 1) =>
   JSON.stringify({ jsonrpc: "2.0", id, method, ...(params === undefined ? {} : { params }) });
@@ -104,12 +102,6 @@ async function mintJwt(options: JwtOptions = {}): Promise<string> {
     .sign(options.key ?? signingKey);
 }
 
-interface Answer {
-  readonly status: number;
-  readonly headers: Headers;
-  readonly text: string;
-}
-
 let gateway: RunningGateway;
 let jwks: Jwks;
 let origin: string;
@@ -117,40 +109,21 @@ let origin: string;
 let metadataUrl: string;
 const clients: Client[] = [];
 
-async function post(body: string, headers: Record<string, string> = {}): Promise<Answer> {
-  const response = await fetch(gateway.url, {
-    method: "POST",
-    headers: { ...MCP_HEADERS, ...headers },
-    body,
-    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-  });
-  return { status: response.status, headers: response.headers, text: await response.text() };
-}
-
-/** The JSON-RPC message of a plain JSON answer or of the first event of an SSE answer. */
-function message(answer: Answer): { result?: Record<string, unknown>; error?: { message: string } } {
-  const type = answer.headers.get("content-type") ?? "";
-  if (type.startsWith("text/event-stream")) {
-    const data = answer.text.split("\n").find((line) => line.startsWith("data: "));
-    assert.ok(data, `an SSE answer with a data line: ${answer.text}`);
-    return JSON.parse(data.slice("data: ".length));
-  }
-  return JSON.parse(answer.text);
-}
+const post = (body: string, headers: Record<string, string> = {}) =>
+  postMcp(gateway.url, body, headers, REQUEST_TIMEOUT_MS);
 
 async function connectAs(headers: Record<string, string>, name = "auth-e2e"): Promise<Client> {
-  const client = new Client({ name, version: "1" });
-  await client.connect(new StreamableHTTPClientTransport(new URL(gateway.url), { requestInit: { headers } }));
+  const client = await connectHttpClient(gateway.url, { name, headers });
   clients.push(client);
   return client;
 }
 
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 
-async function call(client: Client, name: string, args: Record<string, unknown> = {}): Promise<Result> {
+async function call(client: Client, name: string, args: Record<string, unknown> = {}): Promise<ToolResult> {
   return (await client.callTool({ name, arguments: args }, undefined, {
     timeout: REQUEST_TIMEOUT_MS,
-  })) as Result;
+  })) as ToolResult;
 }
 
 async function toolNames(client: Client): Promise<string[]> {
@@ -158,7 +131,7 @@ async function toolNames(client: Client): Promise<string[]> {
 }
 
 /** The parameters of a `WWW-Authenticate: Bearer k="v", …` challenge. */
-function challenge(answer: Answer): Record<string, string> {
+function challenge(answer: RawAnswer): Record<string, string> {
   const value = answer.headers.get("www-authenticate");
   assert.ok(value, `a WWW-Authenticate header (status ${answer.status}, body ${answer.text})`);
   assert.match(value, /^Bearer /, `a Bearer challenge: ${value}`);
@@ -311,7 +284,7 @@ describe("authentication over Streamable HTTP", () => {
     assert.equal(stolen.status, 401, stolen.text);
     assert.equal(challenge(stolen).resource_metadata, metadataUrl);
     // The same session with a reader's key acts as the reader, not as the session's opener.
-    const asReader = message(
+    const asReader = jsonRpcMessage(
       await post(rpc("tools/list", undefined, 6), { ...session, ...bearer(READER_KEY) }),
     );
     const tools = (asReader.result?.tools ?? []) as { name: string }[];
@@ -334,7 +307,7 @@ describe("authentication over Streamable HTTP", () => {
     for (const headers of [bearer(READER_KEY), { "x-api-key": READER_KEY }, bearer(jwt)]) {
       const answer = await post(rpc("tools/list"), headers);
       assert.equal(answer.status, 200, answer.text);
-      assert.ok(message(answer).result, answer.text);
+      assert.ok(jsonRpcMessage(answer).result, answer.text);
     }
   });
 
@@ -574,7 +547,7 @@ describe("argument guards", () => {
       ["without a session", sessionless],
     ] as const) {
       assert.equal(answer.status, 200, `${what}: ${answer.text}`);
-      const body = message(answer) as { error?: { code: number; message: string } };
+      const body = jsonRpcMessage(answer) as { error?: { code: number; message: string } };
       assert.equal(body.error?.code, -32602, `${what}: ${answer.text}`);
       assert.match(
         String(body.error?.message),

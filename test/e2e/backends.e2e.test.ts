@@ -3,48 +3,29 @@
  * headers), a server that never starts, and a graceful shutdown with a call in flight.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
-import { createInterface } from "node:readline";
 import { after, before, describe, test } from "node:test";
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import {
   fixtureServer,
-  ROOT,
+  type HttpFixture,
   type RunningGateway,
+  startHttpFixture,
   startHttpGateway,
   writeConfig,
 } from "../support/gateway-process.ts";
+import { connectHttpClient, firstTextOf } from "../support/mcp-client.ts";
 
-let httpFixture: ChildProcess;
-let fixtureUrl: string;
+let httpFixture: HttpFixture;
 
 before(async () => {
-  httpFixture = spawn(process.execPath, ["--import", "tsx", `${ROOT}/test/fixtures/http-server.ts`], {
-    cwd: ROOT,
-    stdio: ["pipe", "pipe", "inherit"],
-  });
-  fixtureUrl = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("http fixture did not start")), 20_000);
-    createInterface({ input: httpFixture.stdout as NodeJS.ReadableStream }).once("line", (line) => {
-      clearTimeout(timer);
-      resolve((JSON.parse(line) as { url: string }).url);
-    });
-  });
+  httpFixture = await startHttpFixture();
 });
 
 after(() => {
-  httpFixture?.stdin?.end();
-  httpFixture?.kill();
+  httpFixture?.stop();
 });
 
-async function connect(url: string): Promise<Client> {
-  const client = new Client({ name: "backends-e2e", version: "1" });
-  await client.connect(new StreamableHTTPClientTransport(new URL(url)));
-  return client;
-}
-
-const text = (result: unknown) => String((result as { content: { text?: string }[] }).content[0]?.text);
+const connect = (url: string) => connectHttpClient(url, { name: "backends-e2e" });
 
 describe("remote backends and a server that never starts", () => {
   let gateway: RunningGateway;
@@ -55,10 +36,10 @@ describe("remote backends and a server that never starts", () => {
       mcpServers: {
         remote: {
           type: "http",
-          url: `${fixtureUrl}/mcp`,
+          url: `${httpFixture.url}/mcp`,
           headers: { "X-Team": "platform", Authorization: "Bearer t0k3n" },
         },
-        legacy: { type: "sse", url: `${fixtureUrl}/sse`, headers: { "X-Team": "legacy" } },
+        legacy: { type: "sse", url: `${httpFixture.url}/sse`, headers: { "X-Team": "legacy" } },
         broken: fixtureServer(
           { restart: { initialDelayMs: 50, maxDelayMs: 200 } },
           { FIXTURE_FAIL_START: "1" },
@@ -82,17 +63,21 @@ describe("remote backends and a server that never starts", () => {
     for (const name of ["remote__echo", "legacy__echo", "local__echo"])
       assert.ok(names.includes(name), `${name} missing`);
     assert.equal(
-      text(await client.callTool({ name: "remote__echo", arguments: { message: "over http" } })),
+      firstTextOf(await client.callTool({ name: "remote__echo", arguments: { message: "over http" } })),
       "over http",
     );
     assert.equal(
-      text(await client.callTool({ name: "legacy__echo", arguments: { message: "over sse" } })),
+      firstTextOf(await client.callTool({ name: "legacy__echo", arguments: { message: "over sse" } })),
       "over sse",
     );
-    const remoteHeaders = JSON.parse(text(await client.callTool({ name: "remote__whoami", arguments: {} })));
+    const remoteHeaders = JSON.parse(
+      firstTextOf(await client.callTool({ name: "remote__whoami", arguments: {} })),
+    );
     assert.equal(remoteHeaders["x-team"], "platform");
     assert.equal(remoteHeaders.authorization, "Bearer t0k3n");
-    const sseHeaders = JSON.parse(text(await client.callTool({ name: "legacy__whoami", arguments: {} })));
+    const sseHeaders = JSON.parse(
+      firstTextOf(await client.callTool({ name: "legacy__whoami", arguments: {} })),
+    );
     assert.equal(sseHeaders["x-team"], "legacy");
   });
 
@@ -132,7 +117,7 @@ describe("graceful shutdown", () => {
       await new Promise((r) => setTimeout(r, 20));
     }
     const exit = gateway.stop("SIGTERM");
-    assert.equal(text(await slow), "waited 1500 ms");
+    assert.equal(firstTextOf(await slow), "waited 1500 ms");
     assert.equal(await exit, 0);
     await client.close().catch(() => undefined);
     assert.ok(gateway.logs.lines.some((l) => l.msg === "shutting down"));

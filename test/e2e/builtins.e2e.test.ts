@@ -11,8 +11,7 @@ import type { AddressInfo, Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import pg from "pg";
 import { loadConfigFile } from "../../src/config/load.ts";
 import {
@@ -22,27 +21,17 @@ import {
   startHttpGateway,
   writeConfig,
 } from "../support/gateway-process.ts";
+import { connectHttpClient, type ToolResult, textOf } from "../support/mcp-client.ts";
 import { deleteByPrefix, rawClient, uniquePrefix } from "../support/redis.ts";
 import { describeWithService, POSTGRES, REDIS, uniqueName } from "../support/services.ts";
 
-type Result = {
-  content: { type: string; text?: string }[];
-  structuredContent?: Record<string, unknown>;
-  isError?: boolean;
-};
+const rowsOf = (result: ToolResult) => (result.structuredContent?.rows ?? []) as unknown[];
 
-const textOf = (result: Result) => result.content.map((c) => c.text ?? "").join("\n");
-const rowsOf = (result: Result) => (result.structuredContent?.rows ?? []) as unknown[];
-
-async function connect(url: string): Promise<Client> {
-  const client = new Client({ name: "builtins-e2e", version: "1" });
-  await client.connect(new StreamableHTTPClientTransport(new URL(url)));
-  return client;
-}
+const connect = (url: string) => connectHttpClient(url, { name: "builtins-e2e" });
 
 function caller(client: () => Client) {
-  return async (name: string, args: Record<string, unknown> = {}): Promise<Result> =>
-    (await client().callTool({ name, arguments: args }, undefined, { timeout: 30_000 })) as Result;
+  return async (name: string, args: Record<string, unknown> = {}): Promise<ToolResult> =>
+    (await client().callTool({ name, arguments: args }, undefined, { timeout: 30_000 })) as ToolResult;
 }
 
 /** A REST API on loopback that counts its connections and can be slow, large, failing or redirecting. */

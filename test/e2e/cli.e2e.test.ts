@@ -4,59 +4,19 @@
  * and exit code. Failures must be one clear line (plus one line per config problem) and never a stack.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { assertExitCode, type CliRun, runCli } from "../support/cli.ts";
 import { CLI, fixtureServer, ROOT, writeConfig } from "../support/gateway-process.ts";
 
-const RUN_TIMEOUT_MS = 30_000;
 const VERSION = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version;
 
-interface Run {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-/** Runs the CLI to completion; kills it and fails if it takes longer than the deadline. */
-function run(args: readonly string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", CLI, ...args], {
-      cwd: ROOT,
-      env: { ...process.env, ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-      stdout += chunk;
-    });
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
-      stderr += chunk;
-    });
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`switchboard ${args.join(" ")} did not finish in ${RUN_TIMEOUT_MS} ms:\n${stderr}`));
-    }, RUN_TIMEOUT_MS);
-    child.on("error", reject);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-/** Asserts the exit code, showing the output when it differs. */
-function exits(result: Run, code: number): void {
-  assert.equal(result.code, code, `exit code; stdout:\n${result.stdout}\nstderr:\n${result.stderr}`);
-}
-
 /** No stack frame ("    at fn (file:line)") anywhere in the output. */
-function noStack(result: Run): void {
+function noStack(result: CliRun): void {
   assert.doesNotMatch(`${result.stdout}\n${result.stderr}`, /^\s+at .+:\d+:\d+\)?$/m);
 }
 
@@ -83,8 +43,8 @@ const secretEnv = { SB_TEST_TOKEN: INTERPOLATED_SECRET };
 
 describe("switchboard check", { concurrency: true }, () => {
   test("a valid config: the summary, exit 0", async () => {
-    const result = await run(["check", "--config", validConfig], secretEnv);
-    exits(result, 0);
+    const result = await runCli(["check", "--config", validConfig], secretEnv);
+    assertExitCode(result, 0);
     const out = lines(result.stdout);
     assert.equal(out[0], `${validConfig}: valid`);
     assert.match(out[2] ?? "", /^server\s+type\s+enabled\s+prefix\s+target\s+timeoutMs$/);
@@ -97,8 +57,8 @@ describe("switchboard check", { concurrency: true }, () => {
   });
 
   test("--json: the summary as JSON, with header and env names but never their values", async () => {
-    const result = await run(["check", "--json", "--config", validConfig], secretEnv);
-    exits(result, 0);
+    const result = await runCli(["check", "--json", "--config", validConfig], secretEnv);
+    assertExitCode(result, 0);
     const summary = JSON.parse(result.stdout) as {
       servers: { name: string; envKeys?: string[]; headerNames?: string[] }[];
       server: { http: { port: number } };
@@ -120,8 +80,8 @@ describe("switchboard check", { concurrency: true }, () => {
       gateway: { startupTimeoutMs: true },
       server: { http: { port: "${SB_TEST_PORT}" } },
     });
-    const result = await run(["check", "--config", file], { SB_TEST_PORT: "80a" });
-    exits(result, 2);
+    const result = await runCli(["check", "--config", file], { SB_TEST_PORT: "80a" });
+    assertExitCode(result, 2);
     assert.equal(result.stdout, "");
     assert.deepEqual(lines(result.stderr), [
       `switchboard: Invalid config in ${file}:`,
@@ -141,8 +101,8 @@ describe("switchboard check", { concurrency: true }, () => {
         },
       },
     });
-    const result = await run(["check", "--config", file]);
-    exits(result, 2);
+    const result = await runCli(["check", "--config", file]);
+    assertExitCode(result, 2);
     assert.deepEqual(lines(result.stderr), [
       "switchboard: Config error: environment variable SB_TEST_UNSET is not set " +
         "(used at mcpServers.remote.headers.Authorization). Set it, or give a default with ${SB_TEST_UNSET:-value}.",
@@ -151,8 +111,8 @@ describe("switchboard check", { concurrency: true }, () => {
 
   test("a missing file: exit 2, one line", async () => {
     const missing = join(ROOT, "does-not-exist.yaml");
-    const result = await run(["check", "--config", missing]);
-    exits(result, 2);
+    const result = await runCli(["check", "--config", missing]);
+    assertExitCode(result, 2);
     assert.deepEqual(lines(result.stderr), [
       `switchboard: Cannot read config file ${missing}: it does not exist. Check the path given to --config, ` +
         "or create it (a Claude Desktop or Claude Code mcpServers JSON file works as it is).",
@@ -161,8 +121,8 @@ describe("switchboard check", { concurrency: true }, () => {
 
   test("a YAML syntax error: exit 2, the file, line and column, the line itself and what to do", async () => {
     const file = writeConfig("mcpServers:\n  fx:\n    command: node\n    args: [a, b\n", "broken.yaml");
-    const result = await run(["check", "--config", file]);
-    exits(result, 2);
+    const result = await runCli(["check", "--config", file]);
+    assertExitCode(result, 2);
     const err = lines(result.stderr);
     assert.match(
       err[0] ?? "",
@@ -182,8 +142,8 @@ describe("switchboard check", { concurrency: true }, () => {
       mcpServers: {},
       server: { http: { port: "${SB_TEST_PORT:-8931}", maxBodyBytes: "${SB_TEST_MAX_BODY}" } },
     });
-    const result = await run(["check", "--json", "--config", file], { SB_TEST_MAX_BODY: "65536" });
-    exits(result, 0);
+    const result = await runCli(["check", "--json", "--config", file], { SB_TEST_MAX_BODY: "65536" });
+    assertExitCode(result, 0);
     const summary = JSON.parse(result.stdout) as { server: { http: { port: number; maxBodyBytes: number } } };
     assert.equal(summary.server.http.port, 8931);
     assert.equal(summary.server.http.maxBodyBytes, 65_536);
@@ -201,8 +161,8 @@ describe("switchboard check", { concurrency: true }, () => {
       },
       "claude_desktop_config.json",
     );
-    const result = await run(["check", "--config", file]);
-    exits(result, 0);
+    const result = await runCli(["check", "--config", file]);
+    assertExitCode(result, 0);
     assert.match(
       result.stdout,
       /^fs\s+stdio\s+true\s+fs\s+npx -y @modelcontextprotocol\/server-filesystem \/tmp/m,
@@ -212,8 +172,8 @@ describe("switchboard check", { concurrency: true }, () => {
 
 describe("switchboard tools and call", { concurrency: true }, () => {
   test("tools: a table of the prefixed tools", async () => {
-    const result = await run(["tools", "--config", validConfig], secretEnv);
-    exits(result, 0);
+    const result = await runCli(["tools", "--config", validConfig], secretEnv);
+    assertExitCode(result, 0);
     const out = lines(result.stdout);
     assert.match(out[0] ?? "", /^tool\s+server\s+description$/);
     assert.match(out[1] ?? "", /^-+\s+-+\s+-+$/);
@@ -226,8 +186,8 @@ describe("switchboard tools and call", { concurrency: true }, () => {
   });
 
   test("tools --json: tools, resources, templates and prompts, tools under the prefix", async () => {
-    const result = await run(["tools", "--json", "--config", validConfig], secretEnv);
-    exits(result, 0);
+    const result = await runCli(["tools", "--json", "--config", validConfig], secretEnv);
+    assertExitCode(result, 0);
     const catalog = JSON.parse(result.stdout) as Record<string, { name?: string; uri?: string }[]>;
     assert.deepEqual(Object.keys(catalog), ["tools", "resources", "resourceTemplates", "prompts"]);
     const names = (catalog.tools ?? []).map((tool) => tool.name);
@@ -242,33 +202,36 @@ describe("switchboard tools and call", { concurrency: true }, () => {
         broken: fixtureServer({ restart: { maxRestarts: 0 } }, { FIXTURE_FAIL_START: "1" }),
       },
     });
-    const result = await run(["tools", "--config", file, "--log-level", "silent"]);
-    exits(result, 1);
+    const result = await runCli(["tools", "--config", file, "--log-level", "silent"]);
+    assertExitCode(result, 1);
     assert.match(result.stdout, /^fx__echo\s/m, "the tools of the servers that are up are still listed");
     assert.match(result.stderr, /^switchboard: not up, so their tools are missing: broken \(down\)$/m);
   });
 
   test("call: the result as JSON, exit 0", async () => {
-    const result = await run(["call", "fx__echo", '{"message":"hi"}', "--config", validConfig], secretEnv);
-    exits(result, 0);
+    const result = await runCli(["call", "fx__echo", '{"message":"hi"}', "--config", validConfig], secretEnv);
+    assertExitCode(result, 0);
     assert.deepEqual(JSON.parse(result.stdout), { content: [{ type: "text", text: "hi" }] });
   });
 
   test("call: an isError result is printed, exit 1", async () => {
-    const result = await run(["call", "fx__fail", '{"reason":"nope"}', "--config", validConfig], secretEnv);
-    exits(result, 1);
+    const result = await runCli(
+      ["call", "fx__fail", '{"reason":"nope"}', "--config", validConfig],
+      secretEnv,
+    );
+    assertExitCode(result, 1);
     assert.deepEqual(JSON.parse(result.stdout), { content: [{ type: "text", text: "nope" }], isError: true });
   });
 
   test("call: arguments that are not a JSON object, exit 2 before any server starts", async () => {
-    const notJson = await run(["call", "fx__echo", '{"message":', "--config", validConfig], secretEnv);
-    exits(notJson, 2);
+    const notJson = await runCli(["call", "fx__echo", '{"message":', "--config", validConfig], secretEnv);
+    assertExitCode(notJson, 2);
     assert.deepEqual(lines(notJson.stderr), [
       "switchboard: the arguments for fx__echo are not valid JSON (Unexpected end of JSON input); " +
         `e.g. switchboard call fx__echo '{"message":"hi"}'.`,
     ]);
-    const array = await run(["call", "fx__echo", "[1]", "--config", validConfig], secretEnv);
-    exits(array, 2);
+    const array = await runCli(["call", "fx__echo", "[1]", "--config", validConfig], secretEnv);
+    assertExitCode(array, 2);
     assert.match(
       array.stderr,
       /^switchboard: the arguments for fx__echo must be a JSON object, got an array;/,
@@ -277,8 +240,8 @@ describe("switchboard tools and call", { concurrency: true }, () => {
   });
 
   test("call: an unknown tool, exit 1 with one line", async () => {
-    const result = await run(["call", "fx__nope", "{}", "--config", validConfig], secretEnv);
-    exits(result, 1);
+    const result = await runCli(["call", "fx__nope", "{}", "--config", validConfig], secretEnv);
+    assertExitCode(result, 1);
     assert.equal(result.stdout, "");
     assert.deepEqual(lines(result.stderr), [
       'switchboard: Tool "fx__nope" does not exist. List tools to see what is available.',
@@ -289,15 +252,15 @@ describe("switchboard tools and call", { concurrency: true }, () => {
 describe("switchboard usage", { concurrency: true }, () => {
   test("--version prints the package version", async () => {
     for (const flag of ["--version", "-v"]) {
-      const result = await run([flag]);
-      exits(result, 0);
+      const result = await runCli([flag]);
+      assertExitCode(result, 0);
       assert.equal(result.stdout, `${VERSION}\n`);
     }
   });
 
   test("--help lists the commands and the exit codes", async () => {
-    const result = await run(["--help"]);
-    exits(result, 0);
+    const result = await runCli(["--help"]);
+    assertExitCode(result, 0);
     for (const command of ["serve", "check", "tools", "call"]) {
       assert.match(result.stdout, new RegExp(`^  ${command} `, "m"), `${command} is listed`);
     }
@@ -305,16 +268,16 @@ describe("switchboard usage", { concurrency: true }, () => {
   });
 
   test("serve --help says stdio is the default", async () => {
-    const result = await run(["serve", "--help"]);
-    exits(result, 0);
+    const result = await runCli(["serve", "--help"]);
+    assertExitCode(result, 0);
     assert.match(result.stdout, /serves stdio when neither --stdio nor --http is given/);
     assert.match(result.stdout, /--stdio\s+serve MCP on stdin\/stdout \(the default without\s+--http/);
   });
 
   test("serve with a bad --http value: exit 2, one line and a pointer to --help", async () => {
     for (const value of ["abc", "70000", "http://127.0.0.1:8931"]) {
-      const result = await run(["serve", "--config", validConfig, "--http", value], secretEnv);
-      exits(result, 2);
+      const result = await runCli(["serve", "--config", validConfig, "--http", value], secretEnv);
+      assertExitCode(result, 2);
       assert.deepEqual(lines(result.stderr), [
         `switchboard: option '--http <[host:]port>' argument '${value}' is invalid. ` +
           "Expected [host:]port with a port from 0 to 65535, e.g. 8931, 127.0.0.1:8931 or [::1]:8931.",
@@ -324,14 +287,14 @@ describe("switchboard usage", { concurrency: true }, () => {
   });
 
   test("an unknown command or option: exit 2, one line and a pointer to --help", async () => {
-    const command = await run(["serv"]);
-    exits(command, 2);
+    const command = await runCli(["serv"]);
+    assertExitCode(command, 2);
     assert.deepEqual(lines(command.stderr), [
       "switchboard: unknown command 'serv' (did you mean serve?)",
       "(add --help for usage)",
     ]);
-    const option = await run(["check", "--jsn"]);
-    exits(option, 2);
+    const option = await runCli(["check", "--jsn"]);
+    assertExitCode(option, 2);
     assert.deepEqual(lines(option.stderr), [
       "switchboard: unknown option '--jsn' (did you mean --json?)",
       "(add --help for usage)",
@@ -343,8 +306,11 @@ describe("switchboard usage", { concurrency: true }, () => {
     await new Promise<void>((resolve) => blocker.listen(0, "127.0.0.1", resolve));
     const { port } = blocker.address() as { port: number };
     try {
-      const result = await run(["serve", "--config", validConfig, "--http", `127.0.0.1:${port}`], secretEnv);
-      exits(result, 1);
+      const result = await runCli(
+        ["serve", "--config", validConfig, "--http", `127.0.0.1:${port}`],
+        secretEnv,
+      );
+      assertExitCode(result, 1);
       assert.match(
         result.stderr,
         new RegExp(

@@ -63,53 +63,54 @@ function countingHandlers() {
   };
 }
 
+/**
+ * A flavor on the SDK v2 client, which counts tools/list_changed notifications itself; only the
+ * transport differs between stdio and HTTP. `transport` is called at connect time (the HTTP
+ * gateway's URL is known only then).
+ */
+function v2Flavor(name: string, clientName: string, transport: () => StdioV2 | HttpV2): Flavor {
+  return {
+    name,
+    async connect() {
+      const counter = countingHandlers();
+      const client = new ClientV2({ name: clientName, version: "1" }, {
+        versionNegotiation: { mode: "auto" },
+        listChanged: { tools: { autoRefresh: false, debounceMs: 0, onChanged: counter.bump } },
+      } as never);
+      await client.connect(transport());
+      return { client: client as unknown as AnyClient, toolsChanged: counter.count };
+    },
+  };
+}
+
+/** The same on the SDK v1 client, which is told of tools/list_changed by a notification handler. */
+function v1Flavor(name: string, clientName: string, transport: () => StdioV1 | HttpV1): Flavor {
+  return {
+    name,
+    async connect() {
+      const counter = countingHandlers();
+      const client = new ClientV1({ name: clientName, version: "1" });
+      const { ToolListChangedNotificationSchema } = await import("@modelcontextprotocol/sdk/types.js");
+      client.setNotificationHandler(ToolListChangedNotificationSchema, counter.bump);
+      await client.connect(transport());
+      return { client: client as unknown as AnyClient, toolsChanged: counter.count };
+    },
+  };
+}
+
 const flavors: Flavor[] = [
-  {
-    name: "SDK v2 client over stdio",
-    async connect() {
-      const counter = countingHandlers();
-      const client = new ClientV2({ name: "e2e-v2", version: "1" }, {
-        versionNegotiation: { mode: "auto" },
-        listChanged: { tools: { autoRefresh: false, debounceMs: 0, onChanged: counter.bump } },
-      } as never);
-      await client.connect(new StdioV2({ ...stdioGatewayCommand(configPath), stderr: "ignore" }));
-      return { client: client as unknown as AnyClient, toolsChanged: counter.count };
-    },
-  },
-  {
-    name: "SDK v1 client over stdio",
-    async connect() {
-      const counter = countingHandlers();
-      const client = new ClientV1({ name: "e2e-v1", version: "1" });
-      const { ToolListChangedNotificationSchema } = await import("@modelcontextprotocol/sdk/types.js");
-      client.setNotificationHandler(ToolListChangedNotificationSchema, counter.bump);
-      await client.connect(new StdioV1({ ...stdioGatewayCommand(configPath), stderr: "ignore" }));
-      return { client: client as unknown as AnyClient, toolsChanged: counter.count };
-    },
-  },
-  {
-    name: "SDK v2 client over Streamable HTTP",
-    async connect() {
-      const counter = countingHandlers();
-      const client = new ClientV2({ name: "e2e-v2-http", version: "1" }, {
-        versionNegotiation: { mode: "auto" },
-        listChanged: { tools: { autoRefresh: false, debounceMs: 0, onChanged: counter.bump } },
-      } as never);
-      await client.connect(new HttpV2(new URL(http.url)));
-      return { client: client as unknown as AnyClient, toolsChanged: counter.count };
-    },
-  },
-  {
-    name: "SDK v1 client over Streamable HTTP",
-    async connect() {
-      const counter = countingHandlers();
-      const client = new ClientV1({ name: "e2e-v1-http", version: "1" });
-      const { ToolListChangedNotificationSchema } = await import("@modelcontextprotocol/sdk/types.js");
-      client.setNotificationHandler(ToolListChangedNotificationSchema, counter.bump);
-      await client.connect(new HttpV1(new URL(http.url)));
-      return { client: client as unknown as AnyClient, toolsChanged: counter.count };
-    },
-  },
+  v2Flavor(
+    "SDK v2 client over stdio",
+    "e2e-v2",
+    () => new StdioV2({ ...stdioGatewayCommand(configPath), stderr: "ignore" }),
+  ),
+  v1Flavor(
+    "SDK v1 client over stdio",
+    "e2e-v1",
+    () => new StdioV1({ ...stdioGatewayCommand(configPath), stderr: "ignore" }),
+  ),
+  v2Flavor("SDK v2 client over Streamable HTTP", "e2e-v2-http", () => new HttpV2(new URL(http.url))),
+  v1Flavor("SDK v1 client over Streamable HTTP", "e2e-v1-http", () => new HttpV1(new URL(http.url))),
 ];
 
 /** A direct SDK v1 client to a reference server, to compare what the gateway passes through. */

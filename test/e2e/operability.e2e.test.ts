@@ -9,41 +9,34 @@
  * Streamable HTTP MCP server in this process whose health pings can be made to hang or fail.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { createInterface } from "node:readline";
 import { after, before, describe, test } from "node:test";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
-import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
 import { z } from "zod";
 import { type OtlpCollector, startOtlpCollector } from "../fixtures/otlp-collector.ts";
+import { runCli } from "../support/cli.ts";
 import {
-  CLI,
   eventually,
   fixtureServer,
+  type HttpFixture,
   type LogLine,
   LogWatcher,
-  ROOT,
   type RunningGateway,
+  startHttpFixture,
   startHttpGateway,
   stdioGatewayCommand,
   writeConfig,
 } from "../support/gateway-process.ts";
+import { connectHttpClient, firstTextOf, type ToolResult } from "../support/mcp-client.ts";
 
 // ---------------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------------
-
-type Result = {
-  content: { type: string; text?: string }[];
-  structuredContent?: Record<string, unknown>;
-  isError?: boolean;
-};
 
 interface CheckReport {
   kind: string;
@@ -61,12 +54,27 @@ interface HealthReport {
   inFlight?: number;
 }
 
-const textOf = (result: unknown) => String((result as Result).content[0]?.text);
+const connectHttp = (url: string, headers?: Record<string, string>) =>
+  connectHttpClient(url, { name: "operability-e2e", ...(headers ? { headers } : {}) });
 
-async function connectHttp(url: string, headers: Record<string, string> = {}): Promise<Client> {
-  const client = new Client({ name: "operability-e2e", version: "1" });
-  await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } }));
-  return client;
+/**
+ * What most suites here start with: a gateway on `config` (over HTTP, with `env`), one client, and the
+ * base URL of its probes. `stopGatewayWithClient` takes them down.
+ */
+async function startGatewayWithClient(config: string, env: Record<string, string> = {}) {
+  const gateway = await startHttpGateway(config, [], env);
+  try {
+    return { gateway, base: gateway.url.replace(/\/mcp$/, ""), client: await connectHttp(gateway.url) };
+  } catch (error) {
+    await gateway.stop();
+    throw error;
+  }
+}
+
+/** Closes the client, then stops the gateway; either may be missing when `before` failed early. */
+async function stopGatewayWithClient(client: Client | undefined, gateway: RunningGateway | undefined) {
+  await client?.close().catch(() => undefined);
+  await gateway?.stop();
 }
 
 /** GET on a probe port: status, parsed body, and how long the answer took. */
@@ -93,33 +101,6 @@ function statusesOf(report: HealthReport): Record<string, string> {
 function fromNow(logs: LogWatcher, match: (l: LogLine) => boolean): (l: LogLine) => boolean {
   const start = logs.lines.length;
   return (l) => logs.lines.indexOf(l) >= start && match(l);
-}
-
-/** Runs the real CLI to completion; resolves with its exit code and output. */
-function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", CLI, ...args], {
-      cwd: ROOT,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => {
-      stdout += chunk.toString("utf8");
-    });
-    child.stderr.on("data", (chunk: Buffer) => {
-      stderr += chunk.toString("utf8");
-    });
-    const timer = setTimeout(() => {
-      child.kill();
-      reject(new Error(`switchboard ${args.join(" ")} did not exit within 30 s:\n${stdout}\n${stderr}`));
-    }, 30_000);
-    child.on("error", reject);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
 }
 
 /** Splits `switchboard health`'s table into rows of cells (columns are separated by 2+ spaces). */
@@ -460,14 +441,11 @@ describe("probes and the health tool, with required backends that crash, hang an
         },
       },
     });
-    gateway = await startHttpGateway(config);
-    base = gateway.url.replace(/\/mcp$/, "");
-    client = await connectHttp(gateway.url);
+    ({ gateway, base, client } = await startGatewayWithClient(config));
   });
 
   after(async () => {
-    await client?.close().catch(() => undefined);
-    await gateway?.stop();
+    await stopGatewayWithClient(client, gateway);
     await remote.close();
   });
 
@@ -482,7 +460,7 @@ describe("probes and the health tool, with required backends that crash, hang an
     const livez: number[] = [];
     const wentDown = fromNow(gateway.logs, (l) => l.server === "fx" && l.msg === "server went down");
     const cameUp = fromNow(gateway.logs, (l) => l.server === "fx" && l.msg === "server up");
-    assert.equal(textOf(await client.callTool({ name: "fx__crash", arguments: {} })), "crashing");
+    assert.equal(firstTextOf(await client.callTool({ name: "fx__crash", arguments: {} })), "crashing");
     await gateway.logs.waitFor(wentDown, 10_000, "fx to go down");
 
     const down = await probe(base, "/readyz");
@@ -519,7 +497,10 @@ describe("probes and the health tool, with required backends that crash, hang an
     assert.equal(back.status, 200);
     assert.equal((back.json as HealthReport).status, "healthy");
     // And the restarted backend serves calls again.
-    assert.equal(textOf(await client.callTool({ name: "fx__echo", arguments: { message: "back" } })), "back");
+    assert.equal(
+      firstTextOf(await client.callTool({ name: "fx__echo", arguments: { message: "back" } })),
+      "back",
+    );
   });
 
   test("a hung health check times out at timeoutMs without holding up the probe, and names the timeout", async () => {
@@ -559,10 +540,10 @@ describe("probes and the health tool, with required backends that crash, hang an
 
     const compare = async () => {
       const http = (await probe(base, "/healthz")).json as HealthReport;
-      const result = (await client.callTool({ name: "switchboard__health", arguments: {} })) as Result;
-      assert.notEqual(result.isError, true, textOf(result));
+      const result = (await client.callTool({ name: "switchboard__health", arguments: {} })) as ToolResult;
+      assert.notEqual(result.isError, true, firstTextOf(result));
       const tool = result.structuredContent as unknown as HealthReport;
-      assert.deepEqual(JSON.parse(textOf(result)), tool, "the text and structured content agree");
+      assert.deepEqual(JSON.parse(firstTextOf(result)), tool, "the text and structured content agree");
       assert.deepEqual(statusesOf(tool), statusesOf(http));
       assert.equal(tool.status, http.status);
       assert.equal(tool.ready, http.ready);
@@ -687,7 +668,7 @@ describe("probes on --probe-port while serving MCP over stdio", () => {
     await eventually(ready, 15_000, "the gateway to be ready");
     const wentDown = fromNow(logs, (l) => l.server === "fx" && l.msg === "server went down");
     const cameUp = fromNow(logs, (l) => l.server === "fx" && l.msg === "server up");
-    assert.equal(textOf(await client.callTool({ name: "fx__crash", arguments: {} })), "crashing");
+    assert.equal(firstTextOf(await client.callTool({ name: "fx__crash", arguments: {} })), "crashing");
     await logs.waitFor(wentDown, 10_000, "fx to go down");
 
     const down = await probe(base, "/readyz");
@@ -700,7 +681,7 @@ describe("probes on --probe-port while serving MCP over stdio", () => {
     assert.equal((await probe(base, "/livez")).status, 200);
 
     const http = (await probe(base, "/healthz")).json as HealthReport;
-    const tool = (await client.callTool({ name: "switchboard__health", arguments: {} })) as Result;
+    const tool = (await client.callTool({ name: "switchboard__health", arguments: {} })) as ToolResult;
     const report = tool.structuredContent as unknown as HealthReport;
     assert.deepEqual(statusesOf(report), statusesOf(http));
     assert.equal(report.status, "healthy");
@@ -731,7 +712,7 @@ describe("probes on --probe-port while serving MCP over stdio", () => {
     assert.equal(readyz.status, 503, readyz.text);
     assert.deepEqual((readyz.json as { reasons: string[] }).reasons, ["shutting down"]);
     assert.equal((await probe(base, "/livez")).status, 200);
-    assert.equal(textOf(await slow), "waited 1500 ms", "the call in flight still finishes");
+    assert.equal(firstTextOf(await slow), "waited 1500 ms", "the call in flight still finishes");
   });
 });
 
@@ -754,22 +735,19 @@ describe("metrics after a known mix of calls", () => {
         fx__stats: { rateLimit: { capacity: 2, refillPerSecond: 0 } },
       },
     });
-    gateway = await startHttpGateway(config);
-    base = gateway.url.replace(/\/mcp$/, "");
-    client = await connectHttp(gateway.url);
+    ({ gateway, base, client } = await startGatewayWithClient(config));
   });
 
   after(async () => {
-    await client?.close().catch(() => undefined);
-    await gateway?.stop();
+    await stopGatewayWithClient(client, gateway);
   });
 
   test("/metrics parses as Prometheus text and its counters equal the calls made", async () => {
     const call = (name: string, args: Record<string, unknown> = {}) =>
-      client.callTool({ name, arguments: args }) as Promise<Result>;
+      client.callTool({ name, arguments: args }) as Promise<ToolResult>;
     // 4 echo calls: "a" misses then hits twice, "b" misses.
     for (const message of ["a", "a", "a", "b"])
-      assert.equal(textOf(await call("fx__echo", { message })), message);
+      assert.equal(firstTextOf(await call("fx__echo", { message })), message);
     // 2 tool errors.
     for (let i = 0; i < 2; i++) assert.equal((await call("fx__fail", { reason: `r${i}` })).isError, true);
     // 5 stats calls: 2 allowed, 3 rate limited.
@@ -838,15 +816,15 @@ describe("metrics after a known mix of calls", () => {
     const result = (await client.callTool({
       name: "switchboard__metrics",
       arguments: { tool: "fx__*" },
-    })) as Result;
-    assert.notEqual(result.isError, true, textOf(result));
+    })) as ToolResult;
+    assert.notEqual(result.isError, true, firstTextOf(result));
     const { tools } = result.structuredContent as {
       tools: Record<
         string,
         { count: number; errors: number; sampled: number; p50: number; p95: number; p99: number }
       >;
     };
-    assert.deepEqual(JSON.parse(textOf(result)), { tools });
+    assert.deepEqual(JSON.parse(firstTextOf(result)), { tools });
     assert.deepEqual(Object.keys(tools).sort(), ["fx__echo", "fx__fail", "fx__stats"]);
     const counts = Object.fromEntries(Object.entries(tools).map(([name, t]) => [name, [t.count, t.errors]]));
     assert.deepEqual(counts, { fx__echo: [4, 0], fx__fail: [2, 2], fx__stats: [5, 3] });
@@ -856,7 +834,7 @@ describe("metrics after a known mix of calls", () => {
     }
 
     // The gateway's own tools are measured like the others, in the tool and on /metrics.
-    const all = (await client.callTool({ name: "switchboard__metrics", arguments: {} })) as Result;
+    const all = (await client.callTool({ name: "switchboard__metrics", arguments: {} })) as ToolResult;
     const allTools = (all.structuredContent as { tools: Record<string, { count: number }> }).tools;
     assert.equal(allTools.switchboard__metrics?.count, 1);
     const families = parsePrometheus((await probe(base, "/metrics")).text);
@@ -876,37 +854,24 @@ const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 
 describe("tracing: spans with the caller's trace context, exported over OTLP/HTTP", () => {
   let collector: OtlpCollector;
-  let httpFixture: ChildProcess;
+  let httpFixture: HttpFixture;
   let gateway: RunningGateway;
   let client: Client;
 
   before(async () => {
     collector = await startOtlpCollector();
-    httpFixture = spawn(process.execPath, ["--import", "tsx", `${ROOT}/test/fixtures/http-server.ts`], {
-      cwd: ROOT,
-      stdio: ["pipe", "pipe", "inherit"],
-    });
-    const fixtureUrl = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error("http fixture did not start")), 20_000);
-      createInterface({ input: httpFixture.stdout as NodeJS.ReadableStream }).once("line", (line) => {
-        clearTimeout(timer);
-        resolve((JSON.parse(line) as { url: string }).url);
-      });
-    });
+    httpFixture = await startHttpFixture();
     const config = writeConfig({
-      mcpServers: { fx: fixtureServer(), remote: { type: "http", url: `${fixtureUrl}/mcp` } },
+      mcpServers: { fx: fixtureServer(), remote: { type: "http", url: `${httpFixture.url}/mcp` } },
       observability: { tracing: { enabled: true, otlp: { url: collector.url } } },
     });
     // Export batches every 50 ms instead of every 5 s, so spans arrive while the test waits.
-    gateway = await startHttpGateway(config, [], { OTEL_BSP_SCHEDULE_DELAY: "50" });
-    client = await connectHttp(gateway.url);
+    ({ gateway, client } = await startGatewayWithClient(config, { OTEL_BSP_SCHEDULE_DELAY: "50" }));
   });
 
   after(async () => {
-    await client?.close().catch(() => undefined);
-    await gateway?.stop();
-    httpFixture?.stdin?.end();
-    httpFixture?.kill();
+    await stopGatewayWithClient(client, gateway);
+    httpFixture?.stop();
     await collector?.close();
   });
 
@@ -943,7 +908,7 @@ describe("tracing: spans with the caller's trace context, exported over OTLP/HTT
   }
 
   /** The traceparent the backend's `meta` tool saw, split up. */
-  function received(result: Result) {
+  function received(result: ToolResult) {
     const meta = (result.structuredContent as { meta: Record<string, unknown> }).meta;
     const match = TRACEPARENT.exec(String(meta.traceparent));
     assert.ok(match, `the backend received a traceparent: ${JSON.stringify(meta)}`);
@@ -957,7 +922,7 @@ describe("tracing: spans with the caller's trace context, exported over OTLP/HTT
       name: "remote__meta",
       arguments: {},
       _meta: { traceparent: `00-${traceId}-${parentId}-01` },
-    })) as Result;
+    })) as ToolResult;
     const seen = received(result);
     assert.equal(seen.traceId, traceId, "the backend is in the caller's trace");
     assert.notEqual(seen.parentId, parentId, "the backend's parent is the gateway's span, not the caller's");
@@ -983,7 +948,7 @@ describe("tracing: spans with the caller's trace context, exported over OTLP/HTT
     const parentId = hex(8);
     const headed = await connectHttp(gateway.url, { traceparent: `00-${traceId}-${parentId}-01` });
     try {
-      const seen = received((await headed.callTool({ name: "remote__meta", arguments: {} })) as Result);
+      const seen = received((await headed.callTool({ name: "remote__meta", arguments: {} })) as ToolResult);
       assert.equal(seen.traceId, traceId);
       assert.notEqual(seen.parentId, parentId);
       const span = await spanOf(traceId, "tools/call remote__meta");
@@ -997,7 +962,7 @@ describe("tracing: spans with the caller's trace context, exported over OTLP/HTT
         name: "fx__meta",
         arguments: {},
         _meta: { traceparent: `00-${metaTrace}-${metaParent}-01` },
-      })) as Result;
+      })) as ToolResult;
       assert.equal(received(both).traceId, metaTrace, "the stdio backend gets the _meta trace");
       const metaSpan = await spanOf(metaTrace, "tools/call fx__meta");
       assert.equal(metaSpan.parentSpanId, metaParent);
@@ -1017,7 +982,7 @@ describe("tracing: spans with the caller's trace context, exported over OTLP/HTT
       name: "fx__fail",
       arguments: {},
       _meta: { traceparent: `00-${traceId}-${parentId}-01` },
-    })) as Result;
+    })) as ToolResult;
     assert.equal(result.isError, true);
     const span = await spanOf(traceId, "tools/call fx__fail");
     assert.equal(span.parentSpanId, parentId);
@@ -1027,7 +992,7 @@ describe("tracing: spans with the caller's trace context, exported over OTLP/HTT
 
   test("a call without trace context starts a new trace", async () => {
     const before = new Set(collector.spans.map((s) => s.traceId));
-    const seen = received((await client.callTool({ name: "fx__meta", arguments: {} })) as Result);
+    const seen = received((await client.callTool({ name: "fx__meta", arguments: {} })) as ToolResult);
     assert.ok(!before.has(seen.traceId ?? ""), "a fresh trace id");
     const span = await spanOf(seen.traceId ?? "", "tools/call fx__meta");
     assert.equal(span.parentSpanId, "");

@@ -8,65 +8,22 @@
  * Every secret is random per run, so finding one in an output can only be a leak.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { assertExitCode, runCli } from "../support/cli.ts";
 import {
-  CLI,
   fixtureServer,
-  ROOT,
   type RunningGateway,
   startHttpGateway,
   writeConfig,
+  writeConfigRemovedAfterSuite,
 } from "../support/gateway-process.ts";
+import { connectHttpClient, type ToolResult, textOf } from "../support/mcp-client.ts";
 
-const RUN_TIMEOUT_MS = 30_000;
 const REDACTED = "[redacted]";
-
-type Result = { content: { type: string; text?: string }[]; isError?: boolean };
-const textOf = (result: Result) => result.content.map((c) => c.text ?? "").join("\n");
-
-interface Run {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-/** Runs the CLI to completion (killed and failed past the deadline). */
-function runCli(args: readonly string[], env: Record<string, string | undefined> = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", CLI, ...args], {
-      cwd: ROOT,
-      env: { ...process.env, ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-      stdout += chunk;
-    });
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
-      stderr += chunk;
-    });
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`switchboard ${args.join(" ")} did not finish in ${RUN_TIMEOUT_MS} ms:\n${stderr}`));
-    }, RUN_TIMEOUT_MS);
-    child.on("error", reject);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-function exits(result: Run, code: number): void {
-  assert.equal(result.code, code, `exit code; stdout:\n${result.stdout}\nstderr:\n${result.stderr}`);
-}
 
 const random = (label: string) => `${label}-${randomBytes(8).toString("hex")}`;
 
@@ -112,7 +69,7 @@ describe("secrets from env, file and exec reach the backend and nothing else", (
   let client: Client;
   const gatewayEnv = () => ({ [ENV_VAR]: secrets.env });
   const call = async (name: string, args: Record<string, unknown> = {}) =>
-    (await client.callTool({ name, arguments: args }, undefined, { timeout: 20_000 })) as Result;
+    (await client.callTool({ name, arguments: args }, undefined, { timeout: 20_000 })) as ToolResult;
 
   before(async () => {
     configPath = writeConfig({
@@ -149,8 +106,7 @@ describe("secrets from env, file and exec reach the backend and nothing else", (
     gateway.child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
       stderr += chunk;
     });
-    client = new Client({ name: "secrets-e2e", version: "1" });
-    await client.connect(new StreamableHTTPClientTransport(new URL(gateway.url)));
+    client = await connectHttpClient(gateway.url, { name: "secrets-e2e" });
   });
 
   after(async () => {
@@ -173,8 +129,8 @@ describe("secrets from env, file and exec reach the backend and nothing else", (
       ["call", "fx__env", '{"name":"S3"}', "--config", configPath, "--log-level", "debug"],
       gatewayEnv(),
     );
-    exits(result, 0);
-    assert.equal(textOf(JSON.parse(result.stdout) as Result), secrets.exec);
+    assertExitCode(result, 0);
+    assert.equal(textOf(JSON.parse(result.stdout) as ToolResult), secrets.exec);
     // The failing backend started here too, and its failure was logged, redacted.
     assert.match(result.stderr, /server failed to start/);
     assert.ok(result.stderr.includes(REDACTED), result.stderr);
@@ -235,8 +191,8 @@ describe("secrets from env, file and exec reach the backend and nothing else", (
       runCli(["check", "--config", configPath], gatewayEnv()),
       runCli(["check", "--json", "--config", configPath], gatewayEnv()),
     ]);
-    exits(table, 0);
-    exits(json, 0);
+    assertExitCode(table, 0);
+    assertExitCode(json, 0);
     assert.match(table.stdout, /valid/);
     assert.match(table.stdout, /bad/);
     assert.ok(table.stdout.includes(REDACTED), table.stdout);
@@ -276,21 +232,13 @@ describe("secrets from env, file and exec reach the backend and nothing else", (
 });
 
 describe("secret failures and edge cases", () => {
-  const dirs: string[] = [];
-  const config = (value: unknown) => {
-    const path = writeConfig(value);
-    dirs.push(dirname(path));
-    return path;
-  };
-  after(() => {
-    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-  });
+  const config = writeConfigRemovedAfterSuite();
 
   test("a missing env secret stops start-up with exit code 2, naming the reference and where it is used", async () => {
     const name = `SB_E2E_MISSING_${randomBytes(4).toString("hex").toUpperCase()}`;
     const path = config({ mcpServers: { fx: fixtureServer({}, { TOKEN: `\${secret:env:${name}}` }) } });
     const result = await runCli(["serve", "--config", path, "--http", "127.0.0.1:0"], { [name]: undefined });
-    exits(result, 2);
+    assertExitCode(result, 2);
     assert.ok(result.stderr.includes(`\${secret:env:${name}}`), result.stderr);
     assert.ok(result.stderr.includes("mcpServers.fx.env.TOKEN"), result.stderr);
     assert.doesNotMatch(result.stderr, /"msg":"listening"/, "it never served");
@@ -303,7 +251,7 @@ describe("secret failures and edge cases", () => {
     // A secret put in a number field by mistake: the error must say where, not what.
     const path = config({ mcpServers: {}, gateway: { shutdownTimeoutMs: `\${secret:env:${name}}` } });
     const result = await runCli(["check", "--config", path], { [name]: secret });
-    exits(result, 2);
+    assertExitCode(result, 2);
     assert.match(result.stderr, /gateway\.shutdownTimeoutMs/);
     assertNoSecrets(`${result.stdout}\n${result.stderr}`, { misplaced: secret }, "the config error");
   });
@@ -321,8 +269,8 @@ describe("secret failures and edge cases", () => {
       }),
       runCli(["check", "--json", "--config", path], { [name]: secret }),
     ]);
-    exits(called, 0);
-    exits(checked, 0);
+    assertExitCode(called, 0);
+    assertExitCode(checked, 0);
     assert.match(called.stderr, /server failed to start/);
     const audit = readFileSync(join(dirname(path), "audit.jsonl"), "utf8");
     assert.ok(audit.includes(`say ${REDACTED}`), `the audit record is redacted: ${audit}`);

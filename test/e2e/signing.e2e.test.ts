@@ -8,8 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import {
   SIGNATURE_META_KEY,
   type SignInput,
@@ -22,15 +21,15 @@ import {
   startHttpGateway,
   writeConfig,
 } from "../support/gateway-process.ts";
+import {
+  connectHttpClient,
+  jsonRpcMessage,
+  postMcp,
+  type ToolResult,
+  textOf,
+} from "../support/mcp-client.ts";
 import { deleteByPrefix, rawClient, uniquePrefix } from "../support/redis.ts";
 import { describeWithService, REDIS } from "../support/services.ts";
-
-type Result = {
-  content: { type: string; text?: string }[];
-  structuredContent?: Record<string, unknown>;
-  isError?: boolean;
-  _meta?: Record<string, unknown>;
-};
 
 const KEY_ID = "client-2025";
 const SECRET = "s3cret-for-e2e-tests-0123456789abcdef";
@@ -38,7 +37,6 @@ const NEXT_KEY_ID = "client-2026";
 const NEXT_SECRET = "another-secret-for-key-rotation-0123456789";
 const MAX_SKEW_SEC = 30;
 const REQUEST_TIMEOUT_MS = 10_000;
-const MCP_HEADERS = { "content-type": "application/json", accept: "application/json, text/event-stream" };
 
 const SIGNING = {
   keys: [
@@ -49,8 +47,7 @@ const SIGNING = {
   require: { tools: ["fx__*"] },
 };
 
-const textOf = (result: Result) => result.content.map((c) => c.text ?? "").join("\n");
-const refusalOf = (result: Result) =>
+const refusalOf = (result: ToolResult) =>
   result._meta?.["switchboard/error"] as { code?: string; reason?: string; tool?: string } | undefined;
 
 type Signed = ReturnType<typeof signToolCall>;
@@ -59,25 +56,21 @@ function sign(tool: string, args: Record<string, unknown>, extra: Partial<SignIn
   return signToolCall({ tool, arguments: args, keyId: KEY_ID, secret: SECRET, ...extra });
 }
 
-async function connect(url: string, name = "signing-e2e"): Promise<Client> {
-  const client = new Client({ name, version: "1" });
-  await client.connect(new StreamableHTTPClientTransport(new URL(url)));
-  return client;
-}
+const connect = (url: string, name = "signing-e2e") => connectHttpClient(url, { name });
 
 async function call(
   client: Client,
   name: string,
   args: Record<string, unknown>,
   meta?: Record<string, unknown>,
-): Promise<Result> {
+): Promise<ToolResult> {
   return (await client.callTool({ name, arguments: args, ...(meta ? { _meta: meta } : {}) }, undefined, {
     timeout: REQUEST_TIMEOUT_MS,
-  })) as Result;
+  })) as ToolResult;
 }
 
 /** Asserts a call was refused as an isError result, for `reason`, with a message matching `text`. */
-function assertRefused(result: Result, reason: string, text: RegExp): void {
+function assertRefused(result: ToolResult, reason: string, text: RegExp): void {
   assert.equal(result.isError, true, `expected a refusal, got ${JSON.stringify(result)}`);
   assert.equal(refusalOf(result)?.code, "unauthorized", JSON.stringify(result._meta));
   assert.equal(refusalOf(result)?.reason, reason, textOf(result));
@@ -107,18 +100,11 @@ describe("signed tool calls on one gateway", () => {
   });
 
   async function post(body: unknown, headers: Record<string, string>) {
-    const response = await fetch(gateway.url, {
-      method: "POST",
-      headers: { ...MCP_HEADERS, ...headers },
-      body: JSON.stringify(body),
-      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-    });
-    const text = await response.text();
-    const type = response.headers.get("content-type") ?? "";
-    const json = type.startsWith("text/event-stream")
-      ? (text.split("\n").find((line) => line.startsWith("data: ")) ?? "").slice("data: ".length)
-      : text;
-    return { status: response.status, message: JSON.parse(json) as { result?: Result; error?: unknown } };
+    const answer = await postMcp(gateway.url, JSON.stringify(body), headers, REQUEST_TIMEOUT_MS);
+    return {
+      status: answer.status,
+      message: jsonRpcMessage(answer) as { result?: ToolResult; error?: unknown },
+    };
   }
 
   const toolCall = (id: number, name: string, args: Record<string, unknown>) => ({
@@ -162,7 +148,7 @@ describe("signed tool calls on one gateway", () => {
     const headers = signatureHeaders({ tool: "fx__meta", arguments: {}, keyId: KEY_ID, secret: SECRET });
     const answer = await post(toolCall(7, "fx__meta", {}), { ...headers, traceparent });
     assert.equal(answer.status, 200);
-    const result = answer.message.result as Result;
+    const result = answer.message.result as ToolResult;
     assert.ok(result, JSON.stringify(answer.message));
     assert.equal(result.isError, undefined, textOf(result));
     const meta = (result.structuredContent as { meta: Record<string, unknown> }).meta;
@@ -176,7 +162,7 @@ describe("signed tool calls on one gateway", () => {
 
     // The same headers again are a replay, and a header signature over other arguments is tampered.
     const replay = await post(toolCall(8, "fx__meta", {}), headers);
-    assertRefused(replay.message.result as Result, "replayed", /nonce already used \(replay\)/);
+    assertRefused(replay.message.result as ToolResult, "replayed", /nonce already used \(replay\)/);
     const echoHeaders = signatureHeaders({
       tool: "fx__echo",
       arguments: { message: "signed" },
@@ -184,9 +170,13 @@ describe("signed tool calls on one gateway", () => {
       secret: SECRET,
     });
     const tampered = await post(toolCall(9, "fx__echo", { message: "changed" }), echoHeaders);
-    assertRefused(tampered.message.result as Result, "bad_signature", /signature does not match/);
+    assertRefused(tampered.message.result as ToolResult, "bad_signature", /signature does not match/);
     const good = await post(toolCall(10, "fx__echo", { message: "signed" }), echoHeaders);
-    assert.equal(textOf(good.message.result as Result), "signed", "the tampered try did not spend the nonce");
+    assert.equal(
+      textOf(good.message.result as ToolResult),
+      "signed",
+      "the tampered try did not spend the nonce",
+    );
   });
 
   test("a replayed call (the same signed _meta twice) is refused and never reaches the backend", async () => {

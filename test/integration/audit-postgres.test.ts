@@ -7,7 +7,11 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import pg from "pg";
 import { pino } from "pino";
-import { createPostgresSink } from "../../src/audit/postgres-sink.ts";
+import {
+  createPostgresSink,
+  type PostgresSink,
+  type PostgresSinkOptions,
+} from "../../src/audit/postgres-sink.ts";
 import { searchAudit } from "../../src/audit/reader.ts";
 import type { AuditOutcome, AuditRecord } from "../../src/audit/record.ts";
 import { eventually } from "../support/gateway-process.ts";
@@ -43,6 +47,32 @@ describeWithService(POSTGRES, "PostgreSQL audit sink", (url) => {
   };
   const count = async (table: string) =>
     Number((await admin.query(`SELECT count(*)::int AS n FROM "${table}"`)).rows[0]?.n);
+
+  /**
+   * Runs `body` with a sink on a fresh table whose connections go through a TcpProxy, so the test can
+   * cut the database off and bring it back; the sink and the proxy are closed afterwards, pass or fail.
+   */
+  async function withSinkBehindProxy(
+    label: string,
+    options: Pick<PostgresSinkOptions, "durability" | "flushIntervalMs">,
+    body: (sink: PostgresSink, proxy: TcpProxy, table: string) => Promise<void>,
+  ): Promise<void> {
+    const table = freshTable(label);
+    const proxy = await TcpProxy.start(url);
+    const sink = createPostgresSink({
+      url: proxy.urlFor(url),
+      table,
+      ...options,
+      connectTimeoutMs: 2_000,
+      logger: silent,
+    });
+    try {
+      await body(sink, proxy, table);
+    } finally {
+      await sink.close();
+      await proxy.close();
+    }
+  }
 
   before(async () => {
     admin = new pg.Client({ connectionString: url });
@@ -119,16 +149,7 @@ describeWithService(POSTGRES, "PostgreSQL audit sink", (url) => {
   });
 
   test("an outage: sync writes reject, the records are kept, and written first once it is back", async () => {
-    const table = freshTable("audit_outage");
-    const proxy = await TcpProxy.start(url);
-    const sink = createPostgresSink({
-      url: proxy.urlFor(url),
-      table,
-      durability: "sync",
-      connectTimeoutMs: 2_000,
-      logger: silent,
-    });
-    try {
+    await withSinkBehindProxy("audit_outage", { durability: "sync" }, async (sink, proxy, table) => {
       await sink.write(record(1));
       proxy.cut();
       await assert.rejects(sink.write(record(2)), /could not commit the record/);
@@ -151,33 +172,18 @@ describeWithService(POSTGRES, "PostgreSQL audit sink", (url) => {
       assert.deepEqual(ids.slice(0, 2), ["r1", "r2"]);
       assert.ok(ids.includes("r3"));
       assert.equal(sink.health().pending, 0);
-    } finally {
-      await sink.close();
-      await proxy.close();
-    }
+    });
   });
 
   test("an outage: batched writes never reject and are inserted once it is back", async () => {
-    const table = freshTable("audit_outage_batched");
-    const proxy = await TcpProxy.start(url);
-    const sink = createPostgresSink({
-      url: proxy.urlFor(url),
-      table,
-      durability: "batched",
-      flushIntervalMs: 20,
-      connectTimeoutMs: 2_000,
-      logger: silent,
-    });
-    try {
+    const options = { durability: "batched", flushIntervalMs: 20 } as const;
+    await withSinkBehindProxy("audit_outage_batched", options, async (sink, proxy, table) => {
       proxy.cut();
       for (let i = 0; i < 5; i++) await sink.write(record(i));
       await eventually(() => sink.health().consecutiveFailures > 0, 10_000, "a failed insert");
       proxy.restore();
       await eventually(async () => (await count(table).catch(() => 0)) === 5, 20_000, "the retried insert");
-    } finally {
-      await sink.close();
-      await proxy.close();
-    }
+    });
   });
 
   test("an unreachable server at close: what is left is reported lost", async () => {

@@ -3,14 +3,16 @@
  * lines (stderr) instead of sleeping.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
+import { after } from "node:test";
 
 export const ROOT = resolve(import.meta.dirname, "../..");
 export const CLI = join(ROOT, "src/cli/main.ts");
 export const FIXTURE = join(ROOT, "test/fixtures/fixture-server.ts");
+export const HTTP_FIXTURE = join(ROOT, "test/fixtures/http-server.ts");
 
 export const REFERENCE = {
   everything: join(ROOT, "node_modules/@modelcontextprotocol/server-everything/dist/index.js"),
@@ -26,9 +28,59 @@ export function writeConfig(config: unknown, name = "switchboard.json"): string 
   return file;
 }
 
+/**
+ * A `writeConfig` for suites that write several configs (and files next to them): each config's
+ * temporary directory is removed, with all it holds, after the suite that called this.
+ */
+export function writeConfigRemovedAfterSuite(): (config: unknown) => string {
+  const dirs: string[] = [];
+  after(() => {
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  });
+  return (config) => {
+    const path = writeConfig(config);
+    dirs.push(dirname(path));
+    return path;
+  };
+}
+
 /** A fixture-server entry for a config, run with tsx. */
 export function fixtureServer(extra: Record<string, unknown> = {}, env: Record<string, string> = {}) {
   return { command: process.execPath, args: ["--import", "tsx", FIXTURE], env, cwd: ROOT, ...extra };
+}
+
+export interface HttpFixture {
+  /** `http://127.0.0.1:PORT`: Streamable HTTP at `/mcp`, legacy SSE at `/sse`. */
+  readonly url: string;
+  stop(): void;
+}
+
+/**
+ * Starts test/fixtures/http-server.ts (an MCP server over HTTP, for remote backends) and resolves with
+ * its URL once it listens. It exits when its stdin closes, which `stop` does (and kills it as well).
+ */
+export async function startHttpFixture(): Promise<HttpFixture> {
+  const child = spawn(process.execPath, ["--import", "tsx", HTTP_FIXTURE], {
+    cwd: ROOT,
+    stdio: ["pipe", "pipe", "inherit"],
+  });
+  const stop = () => {
+    child.stdin?.end();
+    child.kill();
+  };
+  try {
+    const url = await new Promise<string>((resolvePromise, reject) => {
+      const timer = setTimeout(() => reject(new Error("http fixture did not start")), 20_000);
+      createInterface({ input: child.stdout as NodeJS.ReadableStream }).once("line", (line) => {
+        clearTimeout(timer);
+        resolvePromise((JSON.parse(line) as { url: string }).url);
+      });
+    });
+    return { url, stop };
+  } catch (error) {
+    stop();
+    throw error;
+  }
 }
 
 export type LogLine = Record<string, unknown> & { msg?: string };

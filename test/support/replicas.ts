@@ -6,16 +6,13 @@
 import { join } from "node:path";
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { ROOT, type RunningGateway, startHttpGateway } from "./gateway-process.ts";
+import type { ToolResult } from "./mcp-client.ts";
 
 export const FLAKY = join(ROOT, "test/fixtures/flaky-server.ts");
 export const REQUEST_TIMEOUT_MS = 15_000;
 
-export type Result = {
-  content: { type: string; text?: string }[];
-  isError?: boolean;
-  structuredContent?: Record<string, unknown>;
-  _meta?: Record<string, unknown>;
-};
+/** The tool result shape every e2e suite reads (mcp-client.ts), under the name replica tests use. */
+export type Result = ToolResult;
 
 export interface Replica {
   readonly gateway: RunningGateway;
