@@ -527,6 +527,13 @@ export class McpBackend implements Backend {
           return;
         }
       }
+      // Log messages too: the SDK would try each message against three JSON-RPC schemas first (zod
+      // failures are costly), which makes a chatty server expensive.
+      if (m.method === "notifications/message" && isLogParams(m.params)) {
+        const { level, data, logger } = m.params;
+        this.#events?.log({ level, data, ...(typeof logger === "string" ? { logger } : {}) });
+        return;
+      }
       if (m.method === "notifications/progress" && typeof m.params?.progressToken === "string") {
         const route = this.#progressRoutes.get(m.params.progressToken);
         if (route) {
@@ -716,6 +723,19 @@ export function backoffDelay(
 ): number {
   const step = Math.min(maxMs, initialMs * 2 ** Math.min(attempt, 30));
   return step / 2 + (random() * step) / 2;
+}
+
+const LOG_LEVELS = new Set(["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"]);
+
+function isLogParams(params: unknown): params is { level: LoggingLevel; data: unknown; logger?: unknown } {
+  if (typeof params !== "object" || params === null) return false;
+  const p = params as { level?: unknown; data?: unknown; logger?: unknown };
+  return (
+    typeof p.level === "string" &&
+    LOG_LEVELS.has(p.level) &&
+    "data" in p &&
+    (p.logger === undefined || typeof p.logger === "string")
+  );
 }
 
 /** For requests the gateway makes on its own, which no client can cancel. */

@@ -33,6 +33,27 @@ const MAX_LINE_BYTES = 64 * 1024 * 1024;
 /** How long close() waits for the process after ending its stdin, and again after SIGTERM. */
 const EXIT_GRACE_MS = 2_000;
 const NEWLINE = 0x0a;
+/** How much of each end of an oversized line is kept to find the id of the request it answers. */
+const KEPT_OF_OVERSIZED = 256;
+
+function lastBytes(buffer: Buffer, n: number): Buffer {
+  return buffer.length > n ? buffer.subarray(buffer.length - n) : buffer;
+}
+
+/**
+ * The id of a response from the ends of its text: SDK v1 servers write `{"result":…,"jsonrpc":"2.0","id":…}`
+ * (the id last), others `{"jsonrpc":"2.0","id":…,"result":…}` (first). Undefined for a request or
+ * a notification (they have a method), or when no id is found.
+ */
+function responseId(head: string, tail: string): string | number | undefined {
+  if (/^\s*\{\s*("jsonrpc"\s*:\s*"2\.0"\s*,\s*)?("id"\s*:\s*[^,]+,\s*)?"method"\s*:/.test(head))
+    return undefined;
+  const match =
+    /"id"\s*:\s*("(?:[^"\\]|\\.)*"|-?\d+)\s*\}\s*$/.exec(tail) ??
+    /^\s*\{\s*(?:"jsonrpc"\s*:\s*"2\.0"\s*,\s*)?"id"\s*:\s*("(?:[^"\\]|\\.)*"|-?\d+)/.exec(head);
+  if (!match?.[1]) return undefined;
+  return JSON.parse(match[1]) as string | number;
+}
 
 export class BackendStdioTransport implements Transport {
   onclose?: () => void;
@@ -45,6 +66,8 @@ export class BackendStdioTransport implements Transport {
   readonly #stderr: PassThrough | undefined;
   #pending: Buffer[] = [];
   #pendingBytes = 0;
+  /** Set while the rest of a line over MAX_LINE_BYTES is skipped: its start, its end so far, its size. */
+  #oversized: { head: Buffer; tail: Buffer; bytes: number } | undefined;
   #corked = false;
 
   constructor(params: StdioServerParams) {
@@ -156,6 +179,17 @@ export class BackendStdioTransport implements Transport {
   #onData(chunk: Buffer): void {
     let start = 0;
     let newline = chunk.indexOf(NEWLINE);
+    if (this.#oversized) {
+      const skipped = this.#oversized;
+      const piece = newline === -1 ? chunk : chunk.subarray(0, newline);
+      skipped.bytes += piece.length;
+      skipped.tail = lastBytes(Buffer.concat([skipped.tail, piece]), KEPT_OF_OVERSIZED);
+      if (newline === -1) return;
+      this.#oversized = undefined;
+      this.#onOversized(skipped);
+      start = newline + 1;
+      newline = chunk.indexOf(NEWLINE, start);
+    }
     while (newline !== -1) {
       const piece = chunk.subarray(start, newline);
       let line: Buffer;
@@ -176,15 +210,38 @@ export class BackendStdioTransport implements Transport {
       this.#pendingBytes += rest.length;
       this.#pending.push(rest);
       if (this.#pendingBytes > MAX_LINE_BYTES) {
+        // Keep only the ends of the line (a response's id is at one of them) and skip to its newline.
+        const head = Buffer.from((this.#pending[0] ?? Buffer.alloc(0)).subarray(0, KEPT_OF_OVERSIZED));
+        const tail = Buffer.from(lastBytes(rest, KEPT_OF_OVERSIZED));
+        this.#oversized = { head, tail, bytes: this.#pendingBytes };
         this.#pending = [];
         this.#pendingBytes = 0;
-        this.onerror?.(
-          new Error(
-            `the server wrote more than ${MAX_LINE_BYTES} bytes to stdout without a newline; dropped`,
-          ),
-        );
       }
     }
+  }
+
+  /**
+   * A message over MAX_LINE_BYTES is dropped, but when it answers a request that request must not wait
+   * for its timeout: it is answered with an error that says what happened.
+   */
+  #onOversized({ head, tail, bytes }: { head: Buffer; tail: Buffer; bytes: number }): void {
+    const mib = (bytes / (1024 * 1024)).toFixed(1);
+    const limit = MAX_LINE_BYTES / (1024 * 1024);
+    this.onerror?.(
+      new Error(`the server wrote a message of ${mib} MiB to stdout, over the ${limit} MiB limit; dropped`),
+    );
+    const id = responseId(head.toString("utf8"), tail.toString("utf8"));
+    if (id === undefined) return;
+    this.onmessage?.({
+      jsonrpc: "2.0",
+      id,
+      error: {
+        code: -32603,
+        message:
+          `The server's answer was ${mib} MiB, over the ${limit} MiB limit of one message; it was dropped. ` +
+          "Ask the tool for less (a page, a filter).",
+      },
+    } as JSONRPCMessage);
   }
 
   #onLine(line: Buffer): void {
