@@ -25,8 +25,17 @@ export function refillPerSec(limit: RateLimitOptions): number {
   return limit.refillPerSecond ?? (limit.refillPerMinute ?? 0) / 60;
 }
 
-/** The bucket a call draws from: calls with the same key share one bucket. */
+/**
+ * The bucket a call draws from: calls with the same key share one bucket. The limit's own numbers are
+ * part of the key: two limits of one scope (a burst and a sustained rate, or two rules' "global"
+ * limits) that drew on one bucket would each refill it at their own rate, and the slower would not
+ * hold.
+ */
 export function bucketKey(limit: RateLimitOptions, binding: ToolBinding, principalId: string): string {
+  return `${scopeKey(limit, binding, principalId)}:${limit.capacity}/${refillPerSec(limit)}`;
+}
+
+function scopeKey(limit: RateLimitOptions, binding: ToolBinding, principalId: string): string {
   let key: string;
   switch (limit.scope) {
     case "global":
@@ -59,7 +68,8 @@ function rejection(
   now: number,
 ) {
   const data = { server: binding.server, tool: binding.exposedName, scope: limit.scope, key };
-  if (!Number.isFinite(retryAfterMs)) {
+  // A wait past the last date a Date can hold (a refill of 1e-13/s, say) is as good as never.
+  if (!Number.isFinite(retryAfterMs) || now + retryAfterMs > 8.64e15) {
     return new RateLimited(
       `Rate limit reached for "${binding.exposedName}" (${describeLimit(limit)}); this limit does not refill ` +
         "enough for the call, so retrying will not help.",

@@ -47,6 +47,7 @@ import { createServerFactory, LiveServers } from "./mcp-server.ts";
 import { type ShapeProblem, shapeProblem } from "./message-shape.ts";
 import { forwardNotifications } from "./notifications.ts";
 import { type ProbeHandler, probeRoutes } from "./probes.ts";
+import { oneLine } from "./stdio-transport.ts";
 
 /** The longest shutdown waits for responses still being written after their calls finished. */
 const ANSWER_FLUSH_MS = 2_000;
@@ -171,6 +172,12 @@ export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions)
     let text: string | undefined;
     if (req.method === "POST") {
       const read = await readBody(req, options.maxBodyBytes);
+      if (read.kind === "aborted") {
+        // The client hung up mid-upload, or node:http refused the body's framing: nobody to answer.
+        log.debug("request body aborted by the client");
+        res.destroy();
+        return;
+      }
       if (read.kind === "too_large") {
         if (!read.drained) res.shouldKeepAlive = false;
         return sendJsonRpcError(
@@ -188,7 +195,7 @@ export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions)
           res,
           400,
           JSON_RPC.PARSE_ERROR,
-          `Parse error: the body is not valid JSON (${describeError(error)}).`,
+          `Parse error: the body is not valid JSON (${oneLine(describeError(error))}).`,
         );
       }
     }
@@ -511,7 +518,7 @@ function withRawBody(req: IncomingMessage, text: string | undefined) {
   };
 }
 
-type BodyRead = { kind: "ok"; text: string } | { kind: "too_large"; drained: boolean };
+type BodyRead = { kind: "ok"; text: string } | { kind: "too_large"; drained: boolean } | { kind: "aborted" };
 
 /** Past this many bytes of an oversized upload, the connection is cut rather than drained. */
 const MAX_DISCARD_BYTES = 64 * 1024 * 1024;
@@ -524,7 +531,7 @@ const MAX_DISCARD_BYTES = 64 * 1024 * 1024;
 function readBody(req: IncomingMessage, limit: number): Promise<BodyRead> {
   const declared = Number(req.headers["content-length"]);
   const tooLargeUpFront = Number.isFinite(declared) && declared > limit;
-  return new Promise((resolve, reject) => {
+  return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;
     let tooLarge = tooLargeUpFront;
@@ -550,7 +557,7 @@ function readBody(req: IncomingMessage, limit: number): Promise<BodyRead> {
           : { kind: "ok", text: Buffer.concat(chunks).toString("utf8") },
       );
     });
-    req.on("error", reject);
+    req.on("error", () => resolve({ kind: "aborted" }));
   });
 }
 

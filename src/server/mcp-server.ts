@@ -12,9 +12,11 @@ import {
   type ElicitRequestURLParams,
   LOG_LEVEL_META_KEY,
   type McpRequestContext,
+  ProtocolError,
   Server,
   type ServerContext,
 } from "@modelcontextprotocol/server";
+import { JSON_RPC } from "../core/errors.ts";
 import {
   ANONYMOUS,
   type BackendLogMessage,
@@ -181,7 +183,7 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
 
   return function createServer(context?: McpRequestContext): Server {
     const era = context?.era ?? "legacy";
-    const server = new Server(info, {
+    const server = new GatewayServer(info, {
       capabilities: {
         tools: { listChanged: true },
         resources: { subscribe: true, listChanged: true },
@@ -377,5 +379,40 @@ export async function asJsonRpc<T>(gateway: Gateway, run: () => Promise<T>): Pro
     return await run();
   } catch (error) {
     throw toProtocolError(error, gateway.logger);
+  }
+}
+
+/**
+ * The SDK validates the params of spec methods before their handlers run and, when they do not fit,
+ * throws a plain Error whose message is the schema errors as JSON: the client would get -32603 and a
+ * dump. The gateway's own handlers throw ProtocolErrors only (asJsonRpc), so anything else here is the
+ * SDK refusing the params: -32602, in one line.
+ */
+class GatewayServer extends Server {
+  protected override _wrapHandler(
+    method: string,
+    handler: Parameters<Server["_wrapHandler"]>[1],
+  ): ReturnType<Server["_wrapHandler"]> {
+    const inner = super._wrapHandler(method, handler);
+    return async (request, ctx) => {
+      try {
+        return await inner(request, ctx);
+      } catch (error) {
+        if (ProtocolError.isInstance(error)) throw error;
+        throw new ProtocolError(
+          JSON_RPC.INVALID_PARAMS,
+          `Invalid params for ${method}: ${describeIssues(error)}`,
+        );
+      }
+    };
+  }
+}
+
+function describeIssues(error: unknown): string {
+  try {
+    const issues = JSON.parse((error as Error).message) as { path?: unknown[]; message?: string }[];
+    return issues.map((i) => `${(i.path ?? []).join(".") || "params"}: ${i.message}`).join("; ");
+  } catch {
+    return "they do not match the method's schema";
   }
 }

@@ -9,7 +9,13 @@
  * gateway, and all writes made in one tick leave in one `writev`. Everything else (the handshake,
  * lists, resources, prompts, 2026-07-28 traffic) goes through the SDK unchanged.
  */
-import type { JSONRPCMessage, Transport } from "@modelcontextprotocol/server";
+import {
+  isJSONRPCNotification,
+  isJSONRPCRequest,
+  isJSONRPCResponse,
+  type JSONRPCMessage,
+  type Transport,
+} from "@modelcontextprotocol/server";
 import { JSON_RPC } from "../core/errors.ts";
 import { shapeProblem } from "./message-shape.ts";
 
@@ -114,7 +120,7 @@ export class GatewayStdioTransport implements Transport {
       this.write({
         jsonrpc: "2.0",
         id: null,
-        error: { code: JSON_RPC.PARSE_ERROR, message: `Parse error: ${(error as Error).message}` },
+        error: { code: JSON_RPC.PARSE_ERROR, message: `Parse error: ${oneLine((error as Error).message)}` },
       });
       return;
     }
@@ -126,6 +132,27 @@ export class GatewayStdioTransport implements Transport {
     }
     try {
       if (this.fastPath?.(message as Record<string, unknown>)) return;
+      // The SDK drops, without a word, what it cannot read as a request, notification or response
+      // (a fractional id, array params, a non-object _meta, an extra member); the client would wait
+      // for an answer forever. Answer it as the HTTP transport does. A malformed response is not
+      // answered: answering responses invites two peers to trade errors forever.
+      if (!isJSONRPCRequest(message) && !isJSONRPCNotification(message) && !isJSONRPCResponse(message)) {
+        const m = message as Record<string, unknown>;
+        if (m.method === undefined && ("result" in m || "error" in m)) return;
+        const id =
+          typeof m.id === "string" || (typeof m.id === "number" && Number.isFinite(m.id)) ? m.id : null;
+        this.write({
+          jsonrpc: "2.0",
+          id,
+          error: {
+            code: JSON_RPC.INVALID_REQUEST,
+            message:
+              'Invalid request: not a JSON-RPC 2.0 message the gateway can read ("id" a string or an integer, ' +
+              '"params" and "params._meta" objects, no other members).',
+          },
+        });
+        return;
+      }
       this.onmessage?.(message as JSONRPCMessage);
     } catch (error) {
       this.onerror?.(error as Error);
@@ -139,4 +166,9 @@ export class GatewayStdioTransport implements Transport {
   readonly #onEnd = () => {
     void this.close();
   };
+}
+
+/** A message with its line breaks escaped (a parse error quotes the input), so that it stays one line. */
+export function oneLine(text: string): string {
+  return text.replace(/\r/g, "\\r").replace(/\n/g, "\\n");
 }

@@ -42,8 +42,8 @@ describe("rate limit", () => {
     assert.deepEqual(
       events.limit.map((e) => [e.outcome, e.key, e.retryAfterMs]),
       [
-        ["rejected", "rl:tool:db__query_database", 1_000],
-        ["rejected", "rl:tool:db__query_database", 1_000],
+        ["rejected", "rl:tool:db__query_database:5/1", 1_000],
+        ["rejected", "rl:tool:db__query_database:5/1", 1_000],
       ],
     );
   });
@@ -69,7 +69,7 @@ describe("rate limit", () => {
     assert.deepEqual(await sixth, text("ok"));
     assert.equal(next.calls.length, 6);
     assert.deepEqual(ctx.notes.get("limit"), {
-      key: "rl:tool:web__fetch_url",
+      key: "rl:tool:web__fetch_url:5/0.5",
       remaining: 0,
       waitedMs: 2_000,
     });
