@@ -148,6 +148,15 @@ async function serve(options: ServeOptions): Promise<void> {
         { inFlight: gateway.inFlight },
         "shutdown deadline passed with calls still running; closing",
       );
+      // Each call still running is answered with why it ends, rather than its connection being cut.
+      gateway.abortInFlight(
+        new GatewayError(
+          "shutting_down",
+          `The gateway is shutting down and stopped this call after waiting ${config.gateway.shutdownTimeoutMs} ms ` +
+            "(gateway.shutdownTimeoutMs) for it to finish; retry it on another instance.",
+        ),
+      );
+      await gateway.drain(1_000);
     }
     await http?.close();
     await stdio?.close();

@@ -30,6 +30,7 @@ export type GatewayErrorCode =
   | "forbidden"
   | "store_unavailable"
   | "audit_unavailable"
+  | "shutting_down"
   | "internal";
 
 export interface GatewayErrorOptions {

@@ -162,6 +162,14 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   #backendLogLevel: LoggingLevel | undefined;
   #drained: (() => void) | undefined;
   #closing = false;
+  /**
+   * Routes of tools hidden because their server is not up, kept so that a call to one still reaches
+   * the server's backend, which answers that it is unavailable and why (and the policies, a fallback
+   * included, see that failure), rather than the caller being told that the tool does not exist.
+   */
+  readonly #hiddenRoutes = new Map<string, ToolRoute>();
+  /** One per tool call in flight: aborted when shutdown gives up waiting for the calls. */
+  readonly #running = new Set<AbortController>();
   #listChangedSubscription: Unsubscribe | undefined;
   /** undefined until the store's first connection attempt is over (start() reports that one). */
   #storeDown: boolean | undefined;
@@ -374,7 +382,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     args: Record<string, unknown>,
     ctx: CallContext,
   ): Promise<CallToolResult> {
-    const route = this.#catalog.tool(name);
+    const route = this.#catalog.tool(name) ?? this.#hiddenRoute(name);
     if (!route) {
       const error = this.#unknownTool(name);
       if (this.audit.enabled) await this.#auditUnknown(name, args, ctx, error);
@@ -382,8 +390,17 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     }
     const handler = this.#handlerFor(route);
     this.#begin();
+    // The caller's signal, forwarded to one the gateway can abort too (at the shutdown deadline).
+    const controller = new AbortController();
+    const forward = () => controller.abort(ctx.signal.reason);
+    if (ctx.signal.aborted) forward();
+    else ctx.signal.addEventListener("abort", forward, { once: true });
+    this.#running.add(controller);
     try {
-      return await handler({ server: route.server, tool: route.tool, args }, ctx);
+      return await handler(
+        { server: route.server, tool: route.tool, args },
+        { ...ctx, signal: controller.signal },
+      );
     } catch (error) {
       if (error instanceof GatewayError) {
         if (error.code === "unknown_tool" || error.code === "invalid_arguments") throw error;
@@ -403,6 +420,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
         ),
       );
     } finally {
+      ctx.signal.removeEventListener("abort", forward);
+      this.#running.delete(controller);
       this.#end();
     }
   }
@@ -568,6 +587,14 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     ]);
     clearTimeout(timer);
     return finished;
+  }
+
+  /**
+   * Stops every tool call still running with `reason` (shutdown, past its deadline): each caller is
+   * answered with that error instead of losing its connection unanswered.
+   */
+  abortInFlight(reason: GatewayError): void {
+    for (const controller of this.#running) controller.abort(reason);
   }
 
   get closing(): boolean {
@@ -762,6 +789,12 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     }
   }
 
+  /** The route of a tool hidden because its server is down, while that server is still not up. */
+  #hiddenRoute(name: string): ToolRoute | undefined {
+    const route = this.#hiddenRoutes.get(name);
+    return route && this.#byName.get(route.server)?.backend.state !== "up" ? route : undefined;
+  }
+
   #unknownTool(name: string): GatewayError {
     return new GatewayError(
       "unknown_tool",
@@ -898,6 +931,12 @@ export class Gateway extends EventEmitter<GatewayEvents> {
           `keeping "${c.kept.server}". Give one of them a prefix or a rename.`,
       );
     }
+    for (const route of previous.toolRoutes()) {
+      if (!next.tool(route.exposedName) && this.#byName.get(route.server)?.backend.state !== "up") {
+        this.#hiddenRoutes.set(route.exposedName, route);
+      }
+    }
+    for (const route of next.toolRoutes()) this.#hiddenRoutes.delete(route.exposedName);
     this.#catalog = next;
     this.#handlers = new Map();
     // Only what really differs is announced: a backend's list_changed that changes nothing we expose

@@ -35,7 +35,7 @@ export function timeoutPolicy(timeoutMs: number, env: PolicyEnv): Policy {
       const onCallerAbort = () => {
         settle();
         controller.abort(caller.reason);
-        reject(cancelledError(env.binding));
+        reject(cancelledError(env.binding, caller));
       };
       const timer = setTimeout(() => {
         const error = timeoutError(env, timeoutMs);

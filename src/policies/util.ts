@@ -5,7 +5,9 @@ import type { CallContext, CallHandler, CallToolResult, ToolCall } from "../core
 import type { Logger } from "../observability/logger.ts";
 import { SOURCE_META, type ToolBinding } from "./types.ts";
 
-export function cancelledError(binding: ToolBinding): GatewayError {
+export function cancelledError(binding: ToolBinding, signal?: AbortSignal): GatewayError {
+  // The gateway itself stopped the call (it is shutting down): say so, not that the client cancelled.
+  if (signal?.reason instanceof GatewayError && signal.reason.code === "shutting_down") return signal.reason;
   return new GatewayError("cancelled", `The call to "${binding.exposedName}" was cancelled by the client.`, {
     data: { server: binding.server, tool: binding.exposedName },
   });

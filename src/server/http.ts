@@ -228,6 +228,19 @@ export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions)
           res.writeHead(202).end();
           return;
         }
+        // Draining: what the session already asked is answered, anything new is refused, as it is
+        // without a session; notifications and responses (cancellations, answers to the server's own
+        // requests) still go through.
+        const asked = requestIdOf(body);
+        if (gateway.closing && asked !== undefined) {
+          return sendJsonRpcError(
+            res,
+            503,
+            JSON_RPC.INTERNAL_ERROR,
+            "The gateway is shutting down; retry on another instance.",
+            asked,
+          );
+        }
         if (facts && toolCalls.serve(sessionId, session.server, req, res, body, facts)) return;
       }
       return session.transport.handleRequest(req, res, body);
@@ -588,6 +601,16 @@ function listenedUris(body: unknown): readonly string[] {
   const request = body as { params?: { notifications?: { resourceSubscriptions?: unknown } } };
   const uris = request.params?.notifications?.resourceSubscriptions;
   return Array.isArray(uris) ? uris.filter((uri): uri is string => typeof uri === "string") : [];
+}
+
+/** The id of the first JSON-RPC request in a message or batch (not a notification or a response). */
+function requestIdOf(body: unknown): string | number | null | undefined {
+  for (const message of Array.isArray(body) ? body : [body]) {
+    if (typeof message !== "object" || message === null) continue;
+    const { id, method } = message as { id?: unknown; method?: unknown };
+    if (typeof method === "string" && (typeof id === "string" || typeof id === "number")) return id;
+  }
+  return undefined;
 }
 
 function containsInitialize(body: unknown): boolean {

@@ -69,6 +69,12 @@ export class RedisStore extends EventEmitter<StoreEventMap> implements Store {
   readonly #active = new Set<string>();
   readonly #handlers = new Map<string, Set<{ handler: StoreMessageHandler }>>();
   readonly #unlockWaiters = new Map<string, Set<(released: boolean) => void>>();
+  /**
+   * Locks this instance may still hold in Redis although it is done with them: their release (or the
+   * reply to their SET) was lost to an outage. Released once Redis is back, by token, so that an
+   * identical call elsewhere does not wait out the lock's whole TTL. Keyed by lock key and token.
+   */
+  readonly #orphanedLocks = new Map<string, { lockKey: string; token: string; key: string; until: number }>();
   #lastError: string | undefined;
   #downSince: number | undefined = Date.now();
   #status: HealthResult["status"];
@@ -134,6 +140,7 @@ export class RedisStore extends EventEmitter<StoreEventMap> implements Store {
     this.#watch(this.#client, "command");
     this.#watch(this.#subscriber, "pub/sub");
     this.#subscriber.on("ready", () => void this.#resubscribe());
+    this.#client.on("ready", () => void this.#releaseOrphans());
     this.#subscriber.on("message", (channel: string, payload: string) => this.#onMessage(channel, payload));
     this.#wanted.add(this.#unlockChannel);
   }
@@ -253,9 +260,15 @@ export class RedisStore extends EventEmitter<StoreEventMap> implements Store {
     }
     const lockKey = this.#lockKey(key);
     const token = randomUUID();
-    const taken = await this.#run("lock", () =>
-      this.#client.set(lockKey, token, "PX", Math.ceil(ttlMs), "NX"),
-    );
+    let taken: string | null;
+    try {
+      taken = await this.#run("lock", () => this.#client.set(lockKey, token, "PX", Math.ceil(ttlMs), "NX"));
+    } catch (error) {
+      // The SET may have reached Redis with only its reply lost: if so the lock is ours, and nobody
+      // would release it before its TTL.
+      this.#orphan(lockKey, token, key, ttlMs);
+      throw error;
+    }
     if (taken !== "OK") return undefined;
     let released = false;
     return {
@@ -265,7 +278,8 @@ export class RedisStore extends EventEmitter<StoreEventMap> implements Store {
         try {
           await this.#client.switchboardRelease(lockKey, token, this.#unlockChannel, key);
         } catch {
-          // Unreachable Redis: the lock expires by its TTL, and waiters wake at their timeout.
+          // Unreachable Redis: released when it is back (by token, so never someone else's lock).
+          this.#orphan(lockKey, token, key, ttlMs);
         }
       },
     };
@@ -386,6 +400,27 @@ export class RedisStore extends EventEmitter<StoreEventMap> implements Store {
       this.#updateHealth();
     });
     connection.on("end", () => this.#updateHealth());
+  }
+
+  #orphan(lockKey: string, token: string, key: string, ttlMs: number): void {
+    // Bounded: past this many, the rest expire by their TTL as before.
+    if (this.#orphanedLocks.size >= 10_000) return;
+    this.#orphanedLocks.set(`${lockKey}\n${token}`, { lockKey, token, key, until: Date.now() + ttlMs });
+  }
+
+  async #releaseOrphans(): Promise<void> {
+    for (const [id, lock] of [...this.#orphanedLocks]) {
+      if (lock.until <= Date.now()) {
+        this.#orphanedLocks.delete(id);
+        continue;
+      }
+      try {
+        await this.#client.switchboardRelease(lock.lockKey, lock.token, this.#unlockChannel, lock.key);
+        this.#orphanedLocks.delete(id);
+      } catch {
+        return; // down again: the next 'ready' tries again
+      }
+    }
   }
 
   async #resubscribe(): Promise<void> {
