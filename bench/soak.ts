@@ -36,7 +36,7 @@ import { createInterface } from "node:readline";
 import { Redis } from "ioredis";
 import { Pool } from "undici";
 import { CLI, LIGHT, ROOT } from "./lib/gateway.ts";
-import { descendants, jsonRpcOf, MB, rssBytes } from "./lib/process.ts";
+import { alive, descendants, jsonRpcOf, MB, rssBytes } from "./lib/process.ts";
 
 // ─── settings ─────────────────────────────────────────────────────────────────────────────────
 
@@ -408,15 +408,6 @@ function commandLine(pid: number): string {
     return readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ");
   } catch {
     return "";
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }
 

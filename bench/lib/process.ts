@@ -76,7 +76,8 @@ export function descendants(pid: number): number[] {
   return found;
 }
 
-function alive(pid: number): boolean {
+/** Whether a process with this pid still exists. */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

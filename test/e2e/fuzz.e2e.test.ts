@@ -33,6 +33,7 @@ import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
 import type { JSONRPCMessage } from "@modelcontextprotocol/sdk/types.js";
 import fc from "fast-check";
+import { params, SEED } from "../support/fuzz.ts";
 import {
   fixtureServer,
   LogWatcher,
@@ -42,8 +43,6 @@ import {
   writeConfig,
 } from "../support/gateway-process.ts";
 
-const SEED = seedFromEnv();
-const SCALE = Math.max(1, Number.parseInt(process.env.FUZZ_SCALE ?? "1", 10) || 1);
 const MAX_BODY_BYTES = 65_536;
 /** How long one HTTP exchange, or one stdio line's answers, may take before it counts as unanswered. */
 const ANSWER_TIMEOUT_MS = 10_000;
@@ -52,24 +51,6 @@ const LATE_ANSWER_MS = 5_000;
 const MCP_HEADERS = { "content-type": "application/json", accept: "application/json, text/event-stream" };
 /** node:http's default limit on the request head (--max-http-header-size); the heads below exceed it. */
 const NODE_MAX_HEADER_BYTES = 16 * 1024;
-
-function seedFromEnv(): number {
-  const raw = process.env.FUZZ_SEED;
-  const parsed = raw === undefined ? Number.NaN : Number.parseInt(raw, 10);
-  return Number.isSafeInteger(parsed) ? parsed : 20_261_124;
-}
-
-/**
- * The fixed seed (fast-check prints it with a failure; FUZZ_SEED=<it> replays the inputs) and a fixed
- * number of runs (times FUZZ_SCALE, default 1, for a longer soak). A failure is reported as found,
- * unshrunk (FUZZ_SHRINK=1 shrinks it, slowly: every step is a batch of real requests).
- */
-const params = (numRuns: number) => ({
-  numRuns: numRuns * SCALE,
-  seed: SEED,
-  endOnFailure: process.env.FUZZ_SHRINK !== "1",
-  includeErrorInReport: true,
-});
 
 const encoder = new TextEncoder();
 const utf8 = (text: string) => encoder.encode(text);

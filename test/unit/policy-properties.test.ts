@@ -22,32 +22,11 @@ import { type BreakerEvent, PolicyRuntime, type ToolBinding } from "../../src/po
 import { timeoutPolicy } from "../../src/policies/timeout.ts";
 import type { PolicyEnv } from "../../src/policies/types.ts";
 import { type BucketSpec, MemoryStore, type TakeResult } from "../../src/stores/memory.ts";
+import { params, SEED } from "../support/fuzz.ts";
 
-const SEED = seedFromEnv();
-/** FUZZ_SCALE=<n> multiplies every property's runs (default 1), for a longer soak. */
-const SCALE = Math.max(1, Number.parseInt(process.env.FUZZ_SCALE ?? "1", 10) || 1);
 const RUNS = { bucket: 1_000, policy: 300, breaker: 500, cache: 500, negative: 300 };
 /** Float slack for sums of fractional refills (the store itself forgives 1e-9 per take). */
 const TOLERANCE = 1e-6;
-
-function seedFromEnv(): number {
-  const raw = process.env.FUZZ_SEED;
-  const parsed = raw === undefined ? Number.NaN : Number.parseInt(raw, 10);
-  return Number.isSafeInteger(parsed) ? parsed : 20_261_124;
-}
-
-/**
- * fast-check parameters: the fixed seed (the one fast-check prints with a failure, so FUZZ_SEED=<it>
- * replays it) and a fixed number of runs.
- * A failure is reported as found, unshrunk, to keep a failing run as quick as a passing one (the
- * checkers' messages say what went wrong); FUZZ_SHRINK=1 shrinks it first.
- */
-const params = (numRuns: number) => ({
-  numRuns: numRuns * SCALE,
-  seed: SEED,
-  endOnFailure: process.env.FUZZ_SHRINK !== "1",
-  includeErrorInReport: true,
-});
 
 /** Lets promise callbacks run (setImmediate is real here; only the policies' clock is fake). */
 async function flush(rounds = 4): Promise<void> {
