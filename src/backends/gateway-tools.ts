@@ -97,9 +97,13 @@ export class GatewayToolsBackend implements Backend {
         structuredContent: body,
       };
     }
-    throw new GatewayError("unknown_tool", `The gateway has no tool "${call.tool}".`, {
-      data: { tool: call.tool },
-    });
+    throw new GatewayError(
+      "unknown_tool",
+      `The gateway has no tool "${call.tool}" (it may be switched off in gatewayTools); list tools to see what it offers.`,
+      {
+        data: { tool: call.tool },
+      },
+    );
   }
 
   async readResource(uri: string): Promise<ReadResourceResult> {

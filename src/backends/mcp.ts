@@ -35,6 +35,7 @@ import {
   type GetPromptResult,
   type HealthResult,
   type LoggingLevel,
+  MCP_LOG_LEVELS,
   NOTE_ASKED_CLIENT,
   type ProgressUpdate,
   type ReadResourceResult,
@@ -725,7 +726,7 @@ export function backoffDelay(
   return step / 2 + (random() * step) / 2;
 }
 
-const LOG_LEVELS = new Set(["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"]);
+const LOG_LEVELS: ReadonlySet<string> = new Set(MCP_LOG_LEVELS);
 
 function isLogParams(params: unknown): params is { level: LoggingLevel; data: unknown; logger?: unknown } {
   if (typeof params !== "object" || params === null) return false;

@@ -40,6 +40,18 @@ export type {
 
 export type MaybePromise<T> = T | Promise<T>;
 
+/** MCP's log levels (RFC 5424 severities), least severe first, as the spec orders them. */
+export const MCP_LOG_LEVELS: readonly LoggingLevel[] = Object.freeze([
+  "debug",
+  "info",
+  "notice",
+  "warning",
+  "error",
+  "critical",
+  "alert",
+  "emergency",
+]);
+
 /** Who is calling. Local stdio is `anonymous` unless the config names a principal for it. */
 export interface Principal {
   readonly id: string;

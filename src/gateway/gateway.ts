@@ -34,6 +34,7 @@ import {
   type GetPromptResult,
   type ListChanged,
   type LoggingLevel,
+  MCP_LOG_LEVELS,
   type Principal,
   type ProgressUpdate,
   type Prompt,
@@ -89,18 +90,6 @@ export interface RequestOptions {
  * `release` when it goes away.
  */
 export type Holder = object;
-
-/** Most verbose first, as in the MCP spec (RFC 5424 severities). */
-const LOG_LEVELS: readonly LoggingLevel[] = [
-  "debug",
-  "info",
-  "notice",
-  "warning",
-  "error",
-  "critical",
-  "alert",
-  "emergency",
-];
 
 /**
  * The store channel on which a replica announces that a backend's lists changed (JSON
@@ -724,9 +713,9 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   }
 
   async #applyLogLevel(): Promise<void> {
-    let index = LOG_LEVELS.length;
-    for (const level of this.#logLevels.values()) index = Math.min(index, LOG_LEVELS.indexOf(level));
-    const level = LOG_LEVELS[index];
+    let index = MCP_LOG_LEVELS.length;
+    for (const level of this.#logLevels.values()) index = Math.min(index, MCP_LOG_LEVELS.indexOf(level));
+    const level = MCP_LOG_LEVELS[index];
     if (level === undefined || level === this.#backendLogLevel) return;
     this.#backendLogLevel = level;
     await Promise.all(this.#entries.map((entry) => this.#sendLogLevel(entry, level)));

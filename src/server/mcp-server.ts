@@ -23,6 +23,7 @@ import {
   type CallerChannel,
   type CallToolResult,
   type LoggingLevel,
+  MCP_LOG_LEVELS,
   type Principal,
   type ProgressUpdate,
 } from "../core/types.ts";
@@ -75,11 +76,8 @@ export async function waitAfterProgress(lastProgressAt: number | undefined): Pro
   if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
 }
 
-/** RFC 5424 severities, least severe first, as MCP orders them. */
 const SEVERITY: ReadonlyMap<LoggingLevel, number> = new Map(
-  (["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"] as const).map(
-    (level, index) => [level, index],
-  ),
+  MCP_LOG_LEVELS.map((level, index) => [level, index]),
 );
 
 /**
