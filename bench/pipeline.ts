@@ -18,7 +18,7 @@
  * stores, so a call could be neither a miss that stores nor a hit.
  */
 import { LIGHT, startStdioGateway, writeBenchConfig } from "./lib/gateway.ts";
-import { type LoadResult, type RpcClient, runLoad, StdioRpc } from "./lib/load.ts";
+import { combineBlocks, type LoadResult, type RpcClient, runLoad, StdioRpc } from "./lib/load.ts";
 
 /**
  * Every policy, with limits far above what the benchmark reaches: each is taken on every call and
@@ -88,24 +88,6 @@ function sameEcho(tool: string): Call {
     client.request("tools/call", { name: tool, arguments: { message: "the same question" } });
 }
 
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? 0;
-}
-
-/** One side's blocks as one result: calls over summed time; p50 and p99 are medians over blocks. */
-function combine(blocks: readonly LoadResult[]): LoadResult {
-  const calls = blocks.reduce((sum, b) => sum + b.calls, 0);
-  const seconds = blocks.reduce((sum, b) => sum + b.seconds, 0);
-  return {
-    calls,
-    seconds,
-    perSecond: calls / seconds,
-    p50Ms: median(blocks.map((b) => b.p50Ms)),
-    p99Ms: median(blocks.map((b) => b.p99Ms)),
-  };
-}
-
 /** Runs `total` calls of each tool in alternating blocks of `block` calls, every call a miss. */
 async function alternate(
   clients: readonly RpcClient[],
@@ -121,7 +103,7 @@ async function alternate(
       blocks[i]?.push(await runLoad(clients, uniqueEcho(tool), { total: size, warmup: 0 }));
     }
   }
-  return blocks.map(combine);
+  return blocks.map(combineBlocks);
 }
 
 /**

@@ -15,7 +15,7 @@
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import { LIGHT, startStdioGateway, writeBenchConfig } from "./lib/gateway.ts";
-import { type LoadResult, type RpcClient, runLoad, type StdioRpc } from "./lib/load.ts";
+import { combineBlocks, type LoadResult, type RpcClient, runLoad, type StdioRpc } from "./lib/load.ts";
 
 export interface RedisRow {
   readonly scenario: string;
@@ -73,23 +73,6 @@ const scenarios: Record<string, () => Call> = {
   },
 };
 
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? 0;
-}
-
-function combine(blocks: readonly LoadResult[]): LoadResult {
-  const calls = blocks.reduce((sum, b) => sum + b.calls, 0);
-  const seconds = blocks.reduce((sum, b) => sum + b.seconds, 0);
-  return {
-    calls,
-    seconds,
-    perSecond: calls / seconds,
-    p50Ms: median(blocks.map((b) => b.p50Ms)),
-    p99Ms: median(blocks.map((b) => b.p99Ms)),
-  };
-}
-
 async function compare(
   gateways: { memory: StdioRpc; redis: StdioRpc },
   scenario: string,
@@ -109,7 +92,7 @@ async function compare(
       blocks[i]?.push(await runLoad(Array(concurrency).fill(gateway), make(), { total: size, warmup: 0 }));
     }
   }
-  const [memory, redis] = blocks.map(combine) as [LoadResult, LoadResult];
+  const [memory, redis] = blocks.map(combineBlocks) as [LoadResult, LoadResult];
   return {
     scenario,
     concurrency,

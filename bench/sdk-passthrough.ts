@@ -10,7 +10,7 @@
  */
 
 import { ROOT, writeBenchConfig } from "./lib/gateway.ts";
-import { HttpSessionRpc, type LoadResult, type RpcClient, runLoad } from "./lib/load.ts";
+import { combineBlocks, HttpSessionRpc, type LoadResult, type RpcClient, runLoad } from "./lib/load.ts";
 import { type BenchRatio, type ServedProcess, startHttpGateway, startServedProcess } from "./lib/process.ts";
 import { BACKENDS, type BackendKind } from "./overhead.ts";
 
@@ -38,23 +38,6 @@ export interface SdkPassthroughReport {
   readonly startupMs: { readonly switchboard: number; readonly sdkPassthrough: number };
   readonly seconds: number;
   readonly ratios: readonly BenchRatio[];
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? 0;
-}
-
-function combine(results: readonly LoadResult[]): LoadResult {
-  const calls = results.reduce((n, r) => n + r.calls, 0);
-  const seconds = results.reduce((n, r) => n + r.seconds, 0);
-  return {
-    calls,
-    seconds,
-    perSecond: calls / seconds,
-    p50Ms: median(results.map((r) => r.p50Ms)),
-    p99Ms: median(results.map((r) => r.p99Ms)),
-  };
 }
 
 /** Checks that a side answers a call with the backend's echo before timing it. */
@@ -114,7 +97,7 @@ export async function measureSdkPassthrough(opts: SdkPassthroughOptions): Promis
       }
     }
 
-    const [ours, theirs] = sides.map((side) => combine(side.results)) as [LoadResult, LoadResult];
+    const [ours, theirs] = sides.map((side) => combineBlocks(side.results)) as [LoadResult, LoadResult];
     const throughputRatio = ours.perSecond / theirs.perSecond;
     return {
       backend,

@@ -29,7 +29,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { connect, createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -37,6 +36,7 @@ import { Redis } from "ioredis";
 import { Pool } from "undici";
 import { CLI, LIGHT, ROOT } from "./lib/gateway.ts";
 import { alive, descendants, jsonRpcOf, MB, rssBytes } from "./lib/process.ts";
+import { TcpProxy } from "./lib/tcp-proxy.ts";
 
 // ─── settings ─────────────────────────────────────────────────────────────────────────────────
 
@@ -280,64 +280,6 @@ class SessionClient {
   }
 }
 
-// ─── a loopback proxy in front of Redis ───────────────────────────────────────────────────────
-
-/** Cuts every connection and refuses new ones while cut; lets them through once restored. */
-class CuttableProxy {
-  readonly #server: Server;
-  readonly #sockets = new Set<Socket>();
-  #cut = false;
-
-  constructor(readonly target: URL) {
-    this.#server = createServer((client) => {
-      if (this.#cut) {
-        client.destroy();
-        return;
-      }
-      const upstream = connect(Number(target.port || 6379), target.hostname);
-      for (const socket of [client, upstream]) {
-        this.#sockets.add(socket);
-        socket.on("error", () => undefined);
-        socket.on("close", () => {
-          this.#sockets.delete(socket);
-          client.destroy();
-          upstream.destroy();
-        });
-      }
-      client.pipe(upstream);
-      upstream.pipe(client);
-    });
-  }
-
-  async listen(): Promise<string> {
-    await new Promise<void>((resolve, reject) => {
-      this.#server.once("error", reject);
-      this.#server.listen(0, "127.0.0.1", () => resolve());
-    });
-    const address = this.#server.address();
-    if (!address || typeof address === "string") throw new Error("the proxy is not listening");
-    const url = new URL(this.target);
-    url.hostname = "127.0.0.1";
-    url.port = String(address.port);
-    return url.toString();
-  }
-
-  cut(): void {
-    this.#cut = true;
-    for (const socket of this.#sockets) socket.destroy();
-    this.#sockets.clear();
-  }
-
-  restore(): void {
-    this.#cut = false;
-  }
-
-  async close(): Promise<void> {
-    this.cut();
-    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
-  }
-}
-
 // ─── the gateway ──────────────────────────────────────────────────────────────────────────────
 
 interface Gateway {
@@ -435,8 +377,8 @@ function outcomeLine(tally: Tally): string {
 async function main(): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), "switchboard-soak-"));
   const prefix = `switchboard-soak:${randomUUID()}:`;
-  const proxy = REDIS_URL ? new CuttableProxy(new URL(REDIS_URL)) : undefined;
-  const storeUrl = await proxy?.listen();
+  const proxy = REDIS_URL ? await TcpProxy.start(REDIS_URL) : undefined;
+  const storeUrl = REDIS_URL ? proxy?.urlFor(REDIS_URL) : undefined;
   const configPath = join(dir, "soak.json");
   writeFileSync(
     configPath,

@@ -185,3 +185,21 @@ export async function runLoad(
     p99Ms: latencies[Math.min(total - 1, Math.floor(total * 0.99))] ?? 0,
   };
 }
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? 0;
+}
+
+/** Blocks of one side as one result: calls over summed time; p50 and p99 are medians over blocks. */
+export function combineBlocks(blocks: readonly LoadResult[]): LoadResult {
+  const calls = blocks.reduce((sum, b) => sum + b.calls, 0);
+  const seconds = blocks.reduce((sum, b) => sum + b.seconds, 0);
+  return {
+    calls,
+    seconds,
+    perSecond: calls / seconds,
+    p50Ms: median(blocks.map((b) => b.p50Ms)),
+    p99Ms: median(blocks.map((b) => b.p99Ms)),
+  };
+}

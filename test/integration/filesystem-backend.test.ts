@@ -27,13 +27,9 @@ import {
   RootJail,
 } from "../../src/backends/filesystem.ts";
 import { GatewayError } from "../../src/core/errors.ts";
-import {
-  ANONYMOUS,
-  type BackendEvents,
-  type CallContext,
-  type CallToolResult,
-} from "../../src/core/types.ts";
+import type { CallToolResult } from "../../src/core/types.ts";
 import { silentLogger } from "../../src/observability/logger.ts";
+import { context, errorCode, NO_EVENTS, textOrTypeOf } from "../support/backend-harness.ts";
 
 const SECRET = "top secret, outside the root";
 const PNG = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13]);
@@ -67,49 +63,29 @@ function layout(): void {
   symlinkSync(join(outside, "secret.txt"), join(root, "abs-link"));
 }
 
-const EVENTS: BackendEvents = { state() {}, listChanged() {}, log() {}, resourceUpdated() {} };
-
 async function backend(config: Omit<FilesystemBackendInput, "type" | "root"> & { root?: string } = {}) {
   const parsed = filesystemBackendSchema.parse({ type: "filesystem", root, maxReadBytes: 2_000, ...config });
   const b = createFilesystemBackend("docs", parsed, silentLogger());
-  await b.start(EVENTS);
+  await b.start(NO_EVENTS);
   return b;
 }
 
-function ctx(): CallContext {
-  return {
-    requestId: "test",
-    signal: new AbortController().signal,
-    principal: ANONYMOUS,
-    meta: {},
-    notes: new Map(),
-  };
-}
-
 function call(b: FilesystemBackend, tool: string, args: Record<string, unknown>) {
-  return b.callTool({ server: "docs", tool, args }, ctx());
-}
-
-function textOf(result: CallToolResult): string {
-  return result.content.map((c) => (c.type === "text" ? c.text : `[${c.type}]`)).join("\n");
-}
-
-function errorCode(result: CallToolResult): string | undefined {
-  return (result._meta?.["switchboard/error"] as { code?: string } | undefined)?.code;
+  return b.callTool({ server: "docs", tool, args }, context());
 }
 
 function assertOutside(result: CallToolResult, path: string): void {
   assert.equal(
     result.isError,
     true,
-    `expected a refusal for ${JSON.stringify(path)}, got: ${textOf(result)}`,
+    `expected a refusal for ${JSON.stringify(path)}, got: ${textOrTypeOf(result)}`,
   );
   assert.equal(errorCode(result), "forbidden");
   assert.ok(
-    textOf(result).includes(`Path ${JSON.stringify(path)} is outside the root of backend "docs"`),
-    textOf(result),
+    textOrTypeOf(result).includes(`Path ${JSON.stringify(path)} is outside the root of backend "docs"`),
+    textOrTypeOf(result),
   );
-  assert.ok(!textOf(result).includes(SECRET));
+  assert.ok(!textOrTypeOf(result).includes(SECRET));
 }
 
 before(layout);
@@ -143,7 +119,7 @@ describe("filesystem backend: containment", () => {
     for (const [path, why] of escapes) {
       const read = await call(b, "read", { path });
       assertOutside(read, path);
-      assert.match(textOf(read), why, path);
+      assert.match(textOrTypeOf(read), why, path);
     }
     for (const path of ["..", "dir-out", "/tmp", "%2e%2e"]) {
       assertOutside(await call(b, "list", { path }), path);
@@ -243,18 +219,21 @@ describe("filesystem backend: reading", () => {
   test("reads text, binary as base64, images as image content, and through links that stay inside", async () => {
     const b = await backend();
     assert.equal(
-      textOf(await call(b, "read", { path: "docs/readme.md" })),
+      textOrTypeOf(await call(b, "read", { path: "docs/readme.md" })),
       "# Readme\nThe needle is here.\n",
     );
     assert.equal(
-      textOf(await call(b, "read", { path: "./docs//readme.md" })),
+      textOrTypeOf(await call(b, "read", { path: "./docs//readme.md" })),
       "# Readme\nThe needle is here.\n",
     );
-    assert.equal(textOf(await call(b, "read", { path: "link-inside" })), "# Readme\nThe needle is here.\n");
-    assert.equal(textOf(await call(b, "read", { path: "odd %41 name.txt" })), "percent signs are fine");
+    assert.equal(
+      textOrTypeOf(await call(b, "read", { path: "link-inside" })),
+      "# Readme\nThe needle is here.\n",
+    );
+    assert.equal(textOrTypeOf(await call(b, "read", { path: "odd %41 name.txt" })), "percent signs are fine");
 
     const binary = await call(b, "read", { path: "data.bin" });
-    assert.match(textOf(binary), /is binary \(application\/octet-stream, 8 bytes\)/);
+    assert.match(textOrTypeOf(binary), /is binary \(application\/octet-stream, 8 bytes\)/);
     const resource = binary.content[1] as { type: string; resource: { blob: string } };
     assert.equal(resource.type, "resource");
     assert.deepEqual(Buffer.from(resource.resource.blob, "base64"), BINARY);
@@ -278,28 +257,28 @@ describe("filesystem backend: reading", () => {
     const whole = await call(b, "read", { path: "big.txt" });
     assert.equal(whole.isError, true);
     assert.match(
-      textOf(whole),
+      textOrTypeOf(whole),
       /"big\.txt" has 3000 bytes, more than maxReadBytes \(2000\); read it in parts with offset and length/,
     );
     const part = await call(b, "read", { path: "big.txt", offset: 2995, length: 100 });
     assert.equal(part.content[0]?.type === "text" && part.content[0].text, "56789");
-    assert.match(textOf(part), /bytes 2995–3000 of 3000/);
-    assert.equal(textOf(await call(b, "read", { path: "big.txt", length: 4 })).split("\n")[0], "0123");
+    assert.match(textOrTypeOf(part), /bytes 2995–3000 of 3000/);
+    assert.equal(textOrTypeOf(await call(b, "read", { path: "big.txt", length: 4 })).split("\n")[0], "0123");
   });
 
   test("clear errors for folders, missing files and bad arguments", async () => {
     const b = await backend();
     const folder = await call(b, "read", { path: "docs" });
     assert.equal(folder.isError, true);
-    assert.match(textOf(folder), /"docs" is a folder, not a file; use "list"/);
-    assert.match(textOf(await call(b, "read", { path: "." })), /the root folder, not a file/);
+    assert.match(textOrTypeOf(folder), /"docs" is a folder, not a file; use "list"/);
+    assert.match(textOrTypeOf(await call(b, "read", { path: "." })), /the root folder, not a file/);
     const missing = await call(b, "read", { path: "docs/nope.md" });
     assert.match(
-      textOf(missing),
+      textOrTypeOf(missing),
       /"docs\/nope\.md" does not exist under the root of backend "docs"; list its folder/,
     );
     assert.match(
-      textOf(await call(b, "list", { path: "docs/readme.md" })),
+      textOrTypeOf(await call(b, "list", { path: "docs/readme.md" })),
       /a file where a folder was expected/,
     );
     await assert.rejects(
@@ -330,11 +309,11 @@ describe("filesystem backend: reading", () => {
     assert.equal(byName.get("link-inside")?.target, "docs/readme.md");
     assert.equal(byName.get("link-out")?.target, "(outside the root)");
     assert.equal(byName.get("dir-out")?.target, "(outside the root)");
-    assert.ok(!textOf(result).includes(base), "no absolute path is revealed");
+    assert.ok(!textOrTypeOf(result).includes(base), "no absolute path is revealed");
     const limited = await backend({ maxListEntries: 2 });
     const cut = await call(limited, "list", { path: "." });
     assert.equal((cut.structuredContent as { truncated: boolean }).truncated, true);
-    assert.match(textOf(cut), /more not shown \(maxListEntries 2\)/);
+    assert.match(textOrTypeOf(cut), /more not shown \(maxListEntries 2\)/);
   });
 
   test("stat: kind, size, time, mode; links described without being followed", async () => {
@@ -382,7 +361,7 @@ describe("filesystem backend: reading", () => {
       "link-inside",
     ]);
     assert.equal(found.find((m) => m.path === "docs/readme.md")?.lines[0]?.line, 2);
-    assert.ok(!textOf(needle).includes(SECRET));
+    assert.ok(!textOrTypeOf(needle).includes(SECRET));
     const exact = (await call(b, "search", { contains: "NEEDLE", caseSensitive: true }))
       .structuredContent as {
       matches: { path: string }[];
@@ -394,7 +373,10 @@ describe("filesystem backend: reading", () => {
     const one = await call(b, "search", { pattern: "*", maxResults: 1 });
     assert.equal((one.structuredContent as { truncated: boolean }).truncated, true);
     const capped = await backend({ search: { maxFiles: 2 } });
-    assert.match(textOf(await call(capped, "search", { pattern: "*" })), /stopped after looking at 2 files/);
+    assert.match(
+      textOrTypeOf(await call(capped, "search", { pattern: "*" })),
+      /stopped after looking at 2 files/,
+    );
   });
 
   test("a missing root leaves the backend down with a clear reason; calls say how to fix it", async () => {
@@ -419,17 +401,17 @@ describe("filesystem backend: writing", () => {
     );
 
     const created = await call(b, "write", { path: "notes/today.md", content: "hello" });
-    assert.match(textOf(created), /folder of "notes\/today\.md" does not exist .*createDirs: true/);
+    assert.match(textOrTypeOf(created), /folder of "notes\/today\.md" does not exist .*createDirs: true/);
     const made = await call(b, "write", { path: "notes/today.md", content: "hello", createDirs: true });
-    assert.equal(made.isError, undefined, textOf(made));
-    assert.match(textOf(made), /Wrote 5 bytes to "notes\/today\.md" \(created\)/);
+    assert.equal(made.isError, undefined, textOrTypeOf(made));
+    assert.match(textOrTypeOf(made), /Wrote 5 bytes to "notes\/today\.md" \(created\)/);
     assert.equal(readFileSync(join(root, "notes", "today.md"), "utf8"), "hello");
 
     const replaced = await call(b, "write", { path: "notes/today.md", content: "hi" });
-    assert.match(textOf(replaced), /Wrote 2 bytes .*\(replaced\)/);
+    assert.match(textOrTypeOf(replaced), /Wrote 2 bytes .*\(replaced\)/);
     assert.equal(readFileSync(join(root, "notes", "today.md"), "utf8"), "hi");
     assert.match(
-      textOf(await call(b, "write", { path: "notes/today.md", content: "no", overwrite: false })),
+      textOrTypeOf(await call(b, "write", { path: "notes/today.md", content: "no", overwrite: false })),
       /already exists; pass overwrite: true/,
     );
     await call(b, "write", {
@@ -444,34 +426,34 @@ describe("filesystem backend: writing", () => {
     assert.equal(lstatSync(join(root, "link-inside")).isSymbolicLink(), true);
 
     const moved = await call(b, "move", { from: "notes/today.md", to: "notes/yesterday.md" });
-    assert.match(textOf(moved), /Moved "notes\/today\.md" to "notes\/yesterday\.md"/);
+    assert.match(textOrTypeOf(moved), /Moved "notes\/today\.md" to "notes\/yesterday\.md"/);
     assert.equal(existsSync(join(root, "notes", "yesterday.md")), true);
     assert.match(
-      textOf(await call(b, "move", { from: "notes/bytes.bin", to: "notes/yesterday.md" })),
+      textOrTypeOf(await call(b, "move", { from: "notes/bytes.bin", to: "notes/yesterday.md" })),
       /already exists; pass overwrite: true/,
     );
     assert.match(
-      textOf(await call(b, "move", { from: "notes", to: "notes/inner" })),
+      textOrTypeOf(await call(b, "move", { from: "notes", to: "notes/inner" })),
       /cannot be moved into itself/,
     );
 
-    assert.match(textOf(await call(b, "delete", { path: "notes" })), /not empty; pass recursive: true/);
+    assert.match(textOrTypeOf(await call(b, "delete", { path: "notes" })), /not empty; pass recursive: true/);
     assert.match(
-      textOf(await call(b, "delete", { path: "notes", recursive: true })),
+      textOrTypeOf(await call(b, "delete", { path: "notes", recursive: true })),
       /Deleted folder "notes"/,
     );
     assert.equal(existsSync(join(root, "notes")), false);
-    assert.match(textOf(await call(b, "delete", { path: "empty" })), /Deleted folder "empty"/);
+    assert.match(textOrTypeOf(await call(b, "delete", { path: "empty" })), /Deleted folder "empty"/);
 
     // Deleting a link removes the link, never what it points to.
-    assert.match(textOf(await call(b, "delete", { path: "link-out" })), /Deleted link "link-out"/);
+    assert.match(textOrTypeOf(await call(b, "delete", { path: "link-out" })), /Deleted link "link-out"/);
     assert.equal(readFileSync(join(outside, "secret.txt"), "utf8"), `${SECRET}\nneedle\n`);
     symlinkSync(join("..", "outside", "secret.txt"), join(root, "link-out"));
 
-    assert.match(textOf(await call(b, "delete", { path: "." })), /cannot apply to the root/);
+    assert.match(textOrTypeOf(await call(b, "delete", { path: "." })), /cannot apply to the root/);
     const limited = await backend({ readOnly: false, maxWriteBytes: 3 });
     assert.match(
-      textOf(await call(limited, "write", { path: "x.txt", content: "abcd" })),
+      textOrTypeOf(await call(limited, "write", { path: "x.txt", content: "abcd" })),
       /exceeds maxWriteBytes \(3\)/,
     );
   });

@@ -16,14 +16,10 @@ import { type HttpBackendInput, httpBackendSchema } from "../../src/backends/bui
 import { createHttpBackend, type HttpBackend } from "../../src/backends/http.ts";
 import type { Resolver } from "../../src/backends/ssrf.ts";
 import { GatewayError } from "../../src/core/errors.ts";
-import {
-  ANONYMOUS,
-  type BackendEvents,
-  type CallContext,
-  type CallToolResult,
-} from "../../src/core/types.ts";
+import type { CallToolResult } from "../../src/core/types.ts";
 import { silentLogger } from "../../src/observability/logger.ts";
 import { signOutbound } from "../../src/security/signing.ts";
+import { context, errorCode, NO_EVENTS, textOrTypeOf } from "../support/backend-harness.ts";
 import { eventually } from "../support/gateway-process.ts";
 
 // ─── loopback test servers ──────────────────────────────────────────────────────────────────────
@@ -185,33 +181,24 @@ async function withoutConnecting<T>(fn: () => Promise<T>): Promise<T> {
 
 // ─── helpers ────────────────────────────────────────────────────────────────────────────────────
 
-const EVENTS: BackendEvents = { state() {}, listChanged() {}, log() {}, resourceUpdated() {} };
 const backends: HttpBackend[] = [];
 
 async function backend(config: Omit<HttpBackendInput, "type">, timeoutMs = 5_000): Promise<HttpBackend> {
   const parsed = httpBackendSchema.parse({ type: "http", allowHttp: true, ...config });
   const b = createHttpBackend("api", { ...parsed, timeoutMs }, silentLogger(), { resolve });
   backends.push(b);
-  await b.start(EVENTS);
+  await b.start(NO_EVENTS);
   return b;
 }
 
-function ctx(signal: AbortSignal = new AbortController().signal): CallContext {
-  return { requestId: "test", signal, principal: ANONYMOUS, meta: {}, notes: new Map() };
-}
-
 function call(b: HttpBackend, args: Record<string, unknown>, tool = "fetch", signal?: AbortSignal) {
-  return b.callTool({ server: "api", tool, args }, ctx(signal));
-}
-
-function textOf(result: CallToolResult): string {
-  return result.content.map((c) => (c.type === "text" ? c.text : `[${c.type}]`)).join("\n");
+  return b.callTool({ server: "api", tool, args }, context(signal));
 }
 
 function assertRefused(result: CallToolResult, pattern: RegExp): void {
-  assert.equal(result.isError, true, `expected a refusal, got: ${textOf(result)}`);
-  assert.match(textOf(result), pattern);
-  assert.equal((result._meta?.["switchboard/error"] as { code?: string } | undefined)?.code, "forbidden");
+  assert.equal(result.isError, true, `expected a refusal, got: ${textOrTypeOf(result)}`);
+  assert.match(textOrTypeOf(result), pattern);
+  assert.equal(errorCode(result), "forbidden");
 }
 
 let main: TestServer;
@@ -282,7 +269,7 @@ describe("http backend: requests and results", () => {
     });
     assert.equal(result.isError, undefined);
     assert.match(
-      textOf(result),
+      textOrTypeOf(result),
       /^HTTP 200 OK \(POST http:\/\/localhost:\d+\/api\/items\?x=1&tag=a&tag=b&n=2\)/,
     );
     const body = (result.structuredContent as { body: Record<string, unknown> }).body;
@@ -303,9 +290,9 @@ describe("http backend: requests and results", () => {
     const traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
     const result = await b.callTool(
       { server: "api", tool: "fetch", args: { method: "POST", path: "/items", body: { n: 1 } } },
-      { ...ctx(), meta: { traceparent } },
+      { ...context(), meta: { traceparent } },
     );
-    assert.equal(result.isError, undefined, textOf(result));
+    assert.equal(result.isError, undefined, textOrTypeOf(result));
     const seen = main.lastHeaders;
     assert.equal(seen.traceparent, traceparent);
     const timestamp = Number(seen["x-switchboard-timestamp"]);
@@ -336,7 +323,7 @@ describe("http backend: requests and results", () => {
   test("text, binary and non-2xx answers", async () => {
     const b = await backend({ baseUrl: `${main.url}/`, allowPrivateHosts: ["localhost"] });
     const text = await call(b, { path: "/text" });
-    assert.match(textOf(text), /plain text ✓/);
+    assert.match(textOrTypeOf(text), /plain text ✓/);
     assert.equal(text.structuredContent, undefined);
 
     const png = await call(b, { path: "/png" });
@@ -348,7 +335,7 @@ describe("http backend: requests and results", () => {
 
     const missing = await call(b, { path: "/status/404" });
     assert.equal(missing.isError, true);
-    assert.match(textOf(missing), /^HTTP 404 Not Found/);
+    assert.match(textOrTypeOf(missing), /^HTTP 404 Not Found/);
 
     const lenient = await backend({
       baseUrl: `${main.url}/`,
@@ -460,7 +447,7 @@ describe("http backend: SSRF", () => {
     });
     // A leading "//" stays a path under the base, never a host.
     const result = await call(b, { path: "//evil.example/x" });
-    assert.match(textOf(result), /localhost:\d+\/api\/evil\.example\/x/);
+    assert.match(textOrTypeOf(result), /localhost:\d+\/api\/evil\.example\/x/);
   });
 
   test("https only unless allowHttp", async () => {
@@ -539,7 +526,7 @@ describe("http backend: SSRF", () => {
     const b = await backend({ allowHosts: ["pinned.example"], allowPrivateHosts: ["pinned.example"] });
     resolved.length = 0;
     const result = await call(b, { url: `http://pinned.example:${main.port}/json` });
-    assert.equal(result.isError, undefined, textOf(result));
+    assert.equal(result.isError, undefined, textOrTypeOf(result));
     assert.equal(
       (result.structuredContent as { body: { host: string } }).body.host,
       `pinned.example:${main.port}`,
@@ -550,7 +537,10 @@ describe("http backend: SSRF", () => {
   test("redirects: followed when allowed, checked again at every hop, refused before connecting when not", async () => {
     const b = await backend({ baseUrl: `${main.url}/`, allowHosts: ["*"], allowPrivateHosts: ["localhost"] });
     const followed = await call(b, { path: `/redirect?to=${encodeURIComponent("/json")}` });
-    assert.match(textOf(followed), /HTTP 200 OK \(GET http:\/\/localhost:\d+\/json, after 1 redirect\(s\)\)/);
+    assert.match(
+      textOrTypeOf(followed),
+      /HTTP 200 OK \(GET http:\/\/localhost:\d+\/json, after 1 redirect\(s\)\)/,
+    );
 
     // Warm the pool so that the refused hop below has no reason to connect anywhere.
     const targets = [
@@ -564,21 +554,21 @@ describe("http backend: SSRF", () => {
       const before = connects.length;
       const result = await call(b, { path: `/redirect?to=${encodeURIComponent(target)}` });
       assertRefused(result, pattern);
-      assert.match(textOf(result), /a redirect from http:\/\/localhost/);
+      assert.match(textOrTypeOf(result), /a redirect from http:\/\/localhost/);
       for (const c of connects.slice(before))
         assert.equal(c.hostname, "localhost", "only the loopback test server");
     }
 
     const looping = await call(b, { path: "/loop" });
     assert.equal(looping.isError, true);
-    assert.match(textOf(looping), /redirected more than maxRedirects \(5\) times/);
+    assert.match(textOrTypeOf(looping), /redirected more than maxRedirects \(5\) times/);
 
     const noFollow = await backend({
       baseUrl: `${main.url}/`,
       allowPrivateHosts: ["localhost"],
       maxRedirects: 0,
     });
-    assert.match(textOf(await call(noFollow, { path: "/loop" })), /^HTTP 302 Found/);
+    assert.match(textOrTypeOf(await call(noFollow, { path: "/loop" })), /^HTTP 302 Found/);
   });
 
   test("a redirect that leaves the origin drops credentials; 303 after POST continues as GET", async () => {
@@ -649,7 +639,10 @@ describe("http backend: limits", () => {
     for (const path of ["/big?bytes=1000000", "/big-declared?bytes=5000"]) {
       const result = await call(b, { path });
       assert.equal(result.isError, true);
-      assert.match(textOf(result), /larger than maxResponseBytes \(1000 bytes\).*raise maxResponseBytes/);
+      assert.match(
+        textOrTypeOf(result),
+        /larger than maxResponseBytes \(1000 bytes\).*raise maxResponseBytes/,
+      );
     }
     // The pool is still usable after an aborted read.
     assert.equal((await call(b, { path: "/json" })).isError, undefined);

@@ -22,14 +22,8 @@ import {
   type PostgresBackendOptions,
 } from "../../src/backends/postgres.ts";
 import { GatewayError } from "../../src/core/errors.ts";
-import {
-  ANONYMOUS,
-  type BackendEvents,
-  type BackendState,
-  type CallContext,
-  type CallToolResult,
-} from "../../src/core/types.ts";
 import { silentLogger } from "../../src/observability/logger.ts";
+import { context, errorMeta, recorder, textOf } from "../support/backend-harness.ts";
 import { eventually } from "../support/gateway-process.ts";
 import { TcpProxy } from "../support/redis.ts";
 import { describeWithService, POSTGRES, uniqueName } from "../support/services.ts";
@@ -62,29 +56,6 @@ function fixtures(schema: string): string {
     CREATE TABLE ${schema}.wide (id int, body text);
     INSERT INTO ${schema}.wide SELECT g, repeat('x', 1000) FROM generate_series(1, 100) g;
   `;
-}
-
-const recorder = () => {
-  const states: [BackendState, string | undefined][] = [];
-  const events: BackendEvents = {
-    state: (state, reason) => states.push([state, reason]),
-    listChanged: () => undefined,
-    log: () => undefined,
-    resourceUpdated: () => undefined,
-  };
-  return { states, events };
-};
-
-function context(signal: AbortSignal = new AbortController().signal): CallContext {
-  return { requestId: "test", signal, principal: ANONYMOUS, meta: {}, notes: new Map() };
-}
-
-function textOf(result: CallToolResult): string {
-  return result.content.map((c) => (c.type === "text" ? c.text : "")).join("\n");
-}
-
-function errorMeta(result: CallToolResult): Record<string, unknown> {
-  return (result._meta?.["switchboard/error"] ?? {}) as Record<string, unknown>;
 }
 
 const ajv = new Ajv2020({ strict: false });

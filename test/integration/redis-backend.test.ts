@@ -14,42 +14,11 @@ import type { Redis } from "ioredis";
 import { type RedisBackendInput, redisBackendSchema } from "../../src/backends/builtin-config.ts";
 import { createRedisBackend, type RedisBackend } from "../../src/backends/redis.ts";
 import { GatewayError } from "../../src/core/errors.ts";
-import {
-  ANONYMOUS,
-  type BackendEvents,
-  type BackendState,
-  type CallContext,
-  type CallToolResult,
-} from "../../src/core/types.ts";
 import { silentLogger } from "../../src/observability/logger.ts";
+import { context, recorder, textOf } from "../support/backend-harness.ts";
 import { eventually } from "../support/gateway-process.ts";
 import { deleteByPrefix, rawClient, TcpProxy } from "../support/redis.ts";
 import { describeWithService, REDIS, uniqueName } from "../support/services.ts";
-
-const recorder = () => {
-  const states: [BackendState, string | undefined][] = [];
-  const events: BackendEvents = {
-    state: (state, reason) => states.push([state, reason]),
-    listChanged: () => undefined,
-    log: () => undefined,
-    resourceUpdated: () => undefined,
-  };
-  return { states, events };
-};
-
-function context(): CallContext {
-  return {
-    requestId: "test",
-    signal: new AbortController().signal,
-    principal: ANONYMOUS,
-    meta: {},
-    notes: new Map(),
-  };
-}
-
-function textOf(result: CallToolResult): string {
-  return result.content.map((c) => (c.type === "text" ? c.text : "")).join("\n");
-}
 
 const ajv = new Ajv2020({ strict: false });
 
