@@ -49,6 +49,7 @@ import type {
 } from "../core/types.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { FilesystemBackendConfig } from "./builtin-config.ts";
+import { noPrompt, noResource } from "./tools-only.ts";
 
 export type { FilesystemBackendConfig } from "./builtin-config.ts";
 
@@ -582,17 +583,11 @@ export class FilesystemBackend implements Backend {
   }
 
   async readResource(uri: string): Promise<ReadResourceResult> {
-    throw new GatewayError(
-      "unknown_resource",
-      `Backend "${this.name}" (filesystem) has no resources, so "${uri}" cannot be read; use its "read" tool.`,
-    );
+    throw noResource(this.name, "filesystem", uri);
   }
 
   async getPrompt(name: string): Promise<GetPromptResult> {
-    throw new GatewayError(
-      "unknown_prompt",
-      `Backend "${this.name}" (filesystem) has no prompts, so "${name}" does not exist; call its tools instead.`,
-    );
+    throw noPrompt(this.name, "filesystem", name);
   }
 
   async health(_signal?: AbortSignal): Promise<HealthResult> {

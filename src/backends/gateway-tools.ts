@@ -18,6 +18,7 @@ import type {
 } from "../core/types.ts";
 import type { HealthReport } from "../observability/health.ts";
 import type { ToolSummary } from "../observability/tool-stats.ts";
+import { noPrompt, noResource } from "./tools-only.ts";
 
 export interface GatewayToolsSources {
   /** Which tools to offer. */
@@ -107,11 +108,11 @@ export class GatewayToolsBackend implements Backend {
   }
 
   async readResource(uri: string): Promise<ReadResourceResult> {
-    throw new GatewayError("unknown_resource", `The gateway's own tools offer no resources ("${uri}").`);
+    throw noResource(this.name, "gateway tools", uri);
   }
 
   async getPrompt(name: string): Promise<GetPromptResult> {
-    throw new GatewayError("unknown_prompt", `The gateway's own tools offer no prompts ("${name}").`);
+    throw noPrompt(this.name, "gateway tools", name);
   }
 
   async health(): Promise<HealthResult> {

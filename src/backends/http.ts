@@ -51,6 +51,7 @@ import {
   type Resolver,
   systemResolver,
 } from "./ssrf.ts";
+import { noPrompt, noResource } from "./tools-only.ts";
 
 export type { HttpBackendConfig, HttpEndpointConfig } from "./builtin-config.ts";
 
@@ -340,17 +341,11 @@ export class HttpBackend implements Backend {
   }
 
   async readResource(uri: string): Promise<ReadResourceResult> {
-    throw new GatewayError(
-      "unknown_resource",
-      `Backend "${this.name}" (http) has no resources, so "${uri}" cannot be read; call its tools instead.`,
-    );
+    throw noResource(this.name, "http", uri);
   }
 
   async getPrompt(name: string): Promise<GetPromptResult> {
-    throw new GatewayError(
-      "unknown_prompt",
-      `Backend "${this.name}" (http) has no prompts, so "${name}" does not exist; call its tools instead.`,
-    );
+    throw noPrompt(this.name, "http", name);
   }
 
   async health(signal: AbortSignal): Promise<HealthResult> {

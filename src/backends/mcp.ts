@@ -42,6 +42,7 @@ import {
   type ToolCall,
 } from "../core/types.ts";
 import type { Logger } from "../observability/logger.ts";
+import { backoffDelay } from "./reconnect.ts";
 import { BackendStdioTransport } from "./stdio-client-transport.ts";
 
 export type McpTransportConfig =
@@ -713,17 +714,6 @@ export class McpBackend implements Backend {
     this.#state = state;
     this.#events?.state(state, reason);
   }
-}
-
-/** Exponential backoff with "equal jitter": half the step is fixed, half random, so restarts spread out. */
-export function backoffDelay(
-  attempt: number,
-  initialMs: number,
-  maxMs: number,
-  random = Math.random,
-): number {
-  const step = Math.min(maxMs, initialMs * 2 ** Math.min(attempt, 30));
-  return step / 2 + (random() * step) / 2;
 }
 
 const LOG_LEVELS: ReadonlySet<string> = new Set(MCP_LOG_LEVELS);

@@ -50,7 +50,9 @@ import {
 } from "../core/types.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { PostgresBackendConfig } from "./builtin-config.ts";
+import { reconnectDelay } from "./reconnect.ts";
 import { SAMPLE_DATA_SQL } from "./sample-data.ts";
+import { noPrompt, noResource } from "./tools-only.ts";
 
 export type { PostgresBackendConfig } from "./builtin-config.ts";
 
@@ -1043,23 +1045,11 @@ export class PostgresBackend implements Backend {
   }
 
   async readResource(uri: string): Promise<ReadResourceResult> {
-    throw new GatewayError(
-      "unknown_resource",
-      `Database backend "${this.name}" has no resources (asked for "${uri}").`,
-      {
-        data: { server: this.name, uri },
-      },
-    );
+    throw noResource(this.name, "postgres", uri);
   }
 
   async getPrompt(name: string): Promise<GetPromptResult> {
-    throw new GatewayError(
-      "unknown_prompt",
-      `Database backend "${this.name}" has no prompts (asked for "${name}").`,
-      {
-        data: { server: this.name, prompt: name },
-      },
-    );
+    throw noPrompt(this.name, "postgres", name);
   }
 
   async health(signal: AbortSignal): Promise<HealthResult> {
@@ -1503,10 +1493,8 @@ export class PostgresBackend implements Backend {
 
   #scheduleProbe(): void {
     if (this.#closed || this.#probeTimer) return;
-    const ceiling = Math.min(this.#maxDelayMs, this.#initialDelayMs * 2 ** Math.min(this.#attempt, 30));
+    const delay = reconnectDelay(this.#attempt, this.#initialDelayMs, this.#maxDelayMs);
     this.#attempt++;
-    // Jitter over the upper half, so that replicas that lost the database together do not return in step.
-    const delay = Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
     this.#probeTimer = setTimeout(() => {
       this.#probeTimer = undefined;
       void this.#probe();

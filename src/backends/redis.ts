@@ -44,6 +44,8 @@ import {
 } from "../core/types.ts";
 import type { Logger } from "../observability/logger.ts";
 import { REDIS_WRITE_COMMANDS, type RedisBackendConfig, type RedisWriteCommand } from "./builtin-config.ts";
+import { reconnectDelay } from "./reconnect.ts";
+import { noPrompt, noResource } from "./tools-only.ts";
 
 export type { RedisBackendConfig, RedisWriteCommand } from "./builtin-config.ts";
 
@@ -144,11 +146,8 @@ export class RedisBackend implements Backend {
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
       autoResendUnfulfilledCommands: false,
-      // Full jitter over the upper half, so that replicas that lost Redis together do not return in step.
-      retryStrategy: (times) => {
-        const ceiling = Math.min(maxDelayMs, initialDelayMs * 2 ** Math.min(times - 1, 30));
-        return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
-      },
+      // ioredis counts tries from 1; the backoff counts failed attempts from 0.
+      retryStrategy: (times) => reconnectDelay(times - 1, initialDelayMs, maxDelayMs),
     });
     this.#watch();
     const specs = [...this.#readTools(), ...this.#writeTools()];
@@ -214,23 +213,11 @@ export class RedisBackend implements Backend {
   }
 
   async readResource(uri: string): Promise<ReadResourceResult> {
-    throw new GatewayError(
-      "unknown_resource",
-      `Redis backend "${this.name}" has no resources (asked for "${uri}").`,
-      {
-        data: { server: this.name, uri },
-      },
-    );
+    throw noResource(this.name, "redis", uri);
   }
 
   async getPrompt(name: string): Promise<GetPromptResult> {
-    throw new GatewayError(
-      "unknown_prompt",
-      `Redis backend "${this.name}" has no prompts (asked for "${name}").`,
-      {
-        data: { server: this.name, prompt: name },
-      },
-    );
+    throw noPrompt(this.name, "redis", name);
   }
 
   async health(signal: AbortSignal): Promise<HealthResult> {

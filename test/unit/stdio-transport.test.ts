@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { PassThrough } from "node:stream";
 import { test } from "node:test";
-import { backoffDelay } from "../../src/backends/mcp.ts";
+import { backoffDelay } from "../../src/backends/reconnect.ts";
 import { GatewayStdioTransport } from "../../src/server/stdio-transport.ts";
 
 function pipes() {
