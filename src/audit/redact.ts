@@ -11,11 +11,11 @@
  * `omitArguments` leaves arguments out of records altogether.
  */
 import picomatch from "picomatch";
-import { redactSecrets } from "../config/secrets.ts";
+import { REDACTED, redactedCopy, redactSecrets } from "../core/redact.ts";
 import { parseArgumentPath } from "./config.ts";
 import type { AuditRecord } from "./record.ts";
 
-export const REDACTED = "[redacted]";
+export { REDACTED };
 
 export interface RedactRule {
   /** Globs over exposed tool names ("db__*"). */
@@ -46,9 +46,6 @@ export interface Redactor {
 
 // The same options as tool filters elsewhere in the config, so one glob means one thing.
 const GLOB_OPTIONS = { bash: true, dot: true, windows: false } as const;
-/** Deeper than this, a subtree is replaced whole: walking it could exhaust the stack. */
-const MAX_DEPTH = 64;
-const TOO_DEEP = "[redacted: nested too deep]";
 /** Tool names seen, with their paths; cleared when full (unknown names from clients are unbounded). */
 const MAX_CACHED_TOOLS = 1_000;
 
@@ -77,7 +74,7 @@ export function createRedactor(options: RedactorOptions = {}): Redactor {
     arguments(tool, args) {
       if (omit || args === undefined) return undefined;
       const values = secretValues();
-      const copy = copyRedactingValues(args, values, 0) as Record<string, unknown>;
+      const copy = redactedCopy(args, values);
       for (const path of pathsFor(tool)) redactPath(copy, path, 0);
       return copy;
     },
@@ -95,18 +92,6 @@ export function createRedactor(options: RedactorOptions = {}): Redactor {
     },
   };
   return redactor;
-}
-
-/** A deep copy of JSON-like data with secret values replaced in every string. */
-function copyRedactingValues(value: unknown, secrets: readonly string[], depth: number): unknown {
-  if (typeof value === "string") return secrets.length > 0 ? redactSecrets(value, secrets) : value;
-  if (typeof value !== "object" || value === null) return value;
-  if (depth >= MAX_DEPTH) return TOO_DEEP;
-  if (Array.isArray(value)) return value.map((item) => copyRedactingValues(item, secrets, depth + 1));
-  // fromEntries defines own properties, so a "__proto__" key stays data.
-  return Object.fromEntries(
-    Object.entries(value).map(([key, item]) => [key, copyRedactingValues(item, secrets, depth + 1)]),
-  );
 }
 
 /** Replaces, in place on our own copy, the values at `path` that exist; never adds keys. */

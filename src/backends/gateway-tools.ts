@@ -9,9 +9,11 @@ import type {
   BackendCatalog,
   BackendEvents,
   BackendState,
+  CallContext,
   CallToolResult,
   GetPromptResult,
   HealthResult,
+  Principal,
   ReadResourceResult,
   Tool,
   ToolCall,
@@ -26,6 +28,12 @@ export interface GatewayToolsSources {
   readonly metrics: boolean;
   readonly report: () => Promise<HealthReport>;
   readonly toolStats: () => Record<string, ToolSummary>;
+  /**
+   * What the caller may see: the health of the servers, and the statistics of the tools, that its
+   * access rules let it use (a client never learns of what it cannot call).
+   */
+  readonly maySeeServer: (principal: Principal, server: string) => boolean;
+  readonly maySeeTool: (principal: Principal, exposedName: string) => boolean;
 }
 
 const READ_ONLY = { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false };
@@ -80,9 +88,12 @@ export class GatewayToolsBackend implements Backend {
     return this.#catalog;
   }
 
-  async callTool(call: ToolCall): Promise<CallToolResult> {
+  async callTool(call: ToolCall, ctx: CallContext): Promise<CallToolResult> {
+    const principal = ctx.principal;
     if (call.tool === "health" && this.#sources.health) {
-      const report = await this.#sources.report();
+      const report = visibleReport(await this.#sources.report(), (server) =>
+        this.#sources.maySeeServer(principal, server),
+      );
       return {
         content: [{ type: "text", text: JSON.stringify(report, null, 2) }],
         structuredContent: report as unknown as Record<string, unknown>,
@@ -91,7 +102,11 @@ export class GatewayToolsBackend implements Backend {
     if (call.tool === "metrics" && this.#sources.metrics) {
       const filter = typeof call.args.tool === "string" ? call.args.tool : undefined;
       const all = this.#sources.toolStats();
-      const tools = Object.fromEntries(Object.entries(all).filter(([name]) => matches(name, filter)));
+      const tools = Object.fromEntries(
+        Object.entries(all).filter(
+          ([name]) => matches(name, filter) && this.#sources.maySeeTool(principal, name),
+        ),
+      );
       const body = { tools };
       return {
         content: [{ type: "text", text: JSON.stringify(body, null, 2) }],
@@ -122,6 +137,19 @@ export class GatewayToolsBackend implements Backend {
   async close(): Promise<void> {
     this.#state = "stopped";
   }
+}
+
+/** The report without the checks (and their reasons) of backends the caller may not see. */
+function visibleReport(report: HealthReport, maySee: (server: string) => boolean): HealthReport {
+  const hidden = Object.entries(report.checks)
+    .filter(([name, check]) => check.kind === "backend" && !maySee(name))
+    .map(([name]) => name);
+  if (hidden.length === 0) return report;
+  return {
+    ...report,
+    reasons: report.reasons.filter((reason) => !hidden.some((name) => reason.startsWith(`${name}: `))),
+    checks: Object.fromEntries(Object.entries(report.checks).filter(([name]) => !hidden.includes(name))),
+  };
 }
 
 function matches(name: string, filter: string | undefined): boolean {

@@ -29,6 +29,7 @@ const load = {
   http: () => import("../server/http.ts"),
   stdio: () => import("../server/stdio.ts"),
   secrets: () => import("../config/secrets.ts"),
+  redact: () => import("../core/redact.ts"),
   health: () => import("../observability/health.ts"),
   audit: () => import("../audit/reader.ts"),
 };
@@ -295,7 +296,7 @@ export function buildProgram(): Command {
       try {
         const loaded = await loadConfig(opts.config);
         loaded.secrets.close();
-        const [{ summarizeConfig }, { redactSecrets }] = await Promise.all([load.config(), load.secrets()]);
+        const [{ summarizeConfig }, { redactSecrets }] = await Promise.all([load.config(), load.redact()]);
         const summary = summarizeConfig(loaded.config);
         // The summary names no secret on purpose; redacting by value catches one pasted in a plain field.
         const print = (text: string) => process.stdout.write(redactSecrets(text, loaded.secrets.values()));

@@ -8,6 +8,7 @@ import { dirname, extname, resolve as resolvePath } from "node:path";
 import { parseDocument } from "yaml";
 import type { z } from "zod";
 import { GatewayError } from "../core/errors.ts";
+import { redactSecrets } from "../core/redact.ts";
 import { type Environment, formatPath, interpolate, type ReferenceResolver } from "./interpolate.ts";
 import {
   type AnyServerConfig,
@@ -16,7 +17,7 @@ import {
   configSchema,
   type ServerConfig,
 } from "./schema.ts";
-import { createSecretResolver, findSecretReferences, redactSecrets, type SecretResolver } from "./secrets.ts";
+import { createSecretResolver, findSecretReferences, type SecretResolver } from "./secrets.ts";
 
 export type ConfigFormat = "json" | "yaml" | "auto";
 

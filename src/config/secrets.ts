@@ -15,12 +15,13 @@
  * that fails keeps the last value: a secret store that blips must not take a running gateway down.
  *
  * Values never appear in messages or logs from here; `values()` hands them to whoever redacts output
- * (logger, audit, errors, `check`), and `redactSecrets` is the one function that does it.
+ * (logger, audit, errors, `check`), and `redactSecrets` (core/redact.ts) is the one function that does it.
  */
 import { spawn } from "node:child_process";
 import { open } from "node:fs/promises";
 import { resolve as resolvePath } from "node:path";
 import { describeError, GatewayError } from "../core/errors.ts";
+import { MIN_REDACTED_LENGTH, redactSecrets } from "../core/redact.ts";
 import type { Logger } from "../observability/logger.ts";
 import {
   type Environment,
@@ -108,36 +109,12 @@ export interface SecretResolver {
   close(): void;
 }
 
-const REDACTED = "[redacted]";
-/** Shorter values are not redacted: "abc" would turn up inside ordinary words and mangle logs. */
-const MIN_REDACTED_LENGTH = 4;
 const DEFAULT_TTL_MS = 300_000;
 const DEFAULT_EXEC_TIMEOUT_MS = 10_000;
 const DEFAULT_MAX_BYTES = 1024 * 1024;
 /** A failed refresh is retried sooner than a full TTL, but not in a tight loop. */
 const MAX_RETRY_MS = 30_000;
 const STDERR_TAIL = 500;
-
-/**
- * Replaces every occurrence of each value (of 4 characters or more) with "[redacted]". Longer values
- * go first, so a secret that contains another is not left half visible.
- */
-export function redactSecrets(text: string, values: readonly string[]): string {
-  if (values.length === 0 || text.length < MIN_REDACTED_LENGTH) return text;
-  const forms = new Set<string>();
-  for (const value of values) {
-    if (value.length < MIN_REDACTED_LENGTH) continue;
-    forms.add(value);
-    // As it appears inside JSON (log lines, --json output, /healthz): quotes and backslashes escaped.
-    forms.add(JSON.stringify(value).slice(1, -1));
-  }
-  let out = text;
-  // Longest first, so that a secret containing another is replaced whole.
-  for (const form of [...forms].sort((a, b) => b.length - a.length)) {
-    if (out.includes(form)) out = out.split(form).join(REDACTED);
-  }
-  return out;
-}
 
 /** Splits `env:NAME`, `file:PATH` or `exec:COMMAND`. Throws GatewayError (config_invalid) otherwise. */
 export function parseSecretReference(reference: string): ParsedSecretReference {

@@ -87,8 +87,12 @@ export interface CallerChannel {
   ): Promise<CreateMessageResult | CreateMessageResultWithTools>;
   /** Asks the user (`elicitation/create`); `requestedSchema` reaches the client unchanged. */
   elicit(params: ElicitRequestParams, signal: AbortSignal): Promise<ElicitResult>;
-  /** A log message about this call, filtered by the level the client asked for. */
-  log(message: BackendLogMessage): void;
+  /**
+   * A log message about this call, filtered by the level the client asked for. False when the call
+   * was already answered (a message that came just after its result): it is then no longer the
+   * call's, and goes where log messages outside any call go.
+   */
+  log(message: BackendLogMessage): boolean;
 }
 
 /**

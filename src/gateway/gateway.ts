@@ -5,6 +5,7 @@
 
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
+import { ProtocolError } from "@modelcontextprotocol/server";
 import type { SpanExporter } from "@opentelemetry/sdk-trace-base";
 import { type AuditLog, createAuditLog } from "../audit/index.ts";
 import { GatewayToolsBackend } from "../backends/gateway-tools.ts";
@@ -17,9 +18,9 @@ import {
   GATEWAY_TOOLS_SERVER,
   type ServerConfig,
 } from "../config/schema.ts";
-import { redactSecrets } from "../config/secrets.ts";
 import { compose } from "../core/compose.ts";
 import { errorResult, GatewayError } from "../core/errors.ts";
+import { redactDeep, redactSecrets } from "../core/redact.ts";
 import {
   ANONYMOUS,
   type Backend,
@@ -86,10 +87,12 @@ export interface RequestOptions {
 }
 
 /**
- * Whoever holds subscriptions or a log level (a client connection): an opaque key, released with
- * `release` when it goes away.
+ * Whoever holds subscriptions or a log level (a client connection, a listen stream): a key released
+ * with `release` when it goes away, and the principal whose access rules decide what it may hear.
  */
-export type Holder = object;
+export interface Holder {
+  readonly principal: Principal;
+}
 
 /**
  * The store channel on which a replica announces that a backend's lists changed (JSON
@@ -146,9 +149,15 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   readonly #calls = new Map<string, Set<CallContext>>();
   /** Resource subscriptions: URI to the holders subscribed to it. A backend hears once per URI. */
   readonly #subscriptions = new Map<string, Set<Holder>>();
-  /** Log levels clients asked for; backends get the most verbose of them. */
-  readonly #logLevels = new Map<Holder, LoggingLevel>();
-  #backendLogLevel: LoggingLevel | undefined;
+  /**
+   * Long-lived client connections and the log level each asked for (undefined: none yet). A backend
+   * gets the most verbose level among the clients that may see it (see #applyLogLevel).
+   */
+  readonly #logLevels = new Map<Holder, LoggingLevel | undefined>();
+  /** The level each backend was last told, by server name. */
+  readonly #backendLogLevels = new Map<string, LoggingLevel>();
+  /** Whether a principal may see a server at all, per catalog: see maySeeServer. */
+  #visibleServers = new Map<string, boolean>();
   #drained: (() => void) | undefined;
   #closing = false;
   /**
@@ -193,6 +202,12 @@ export class Gateway extends EventEmitter<GatewayEvents> {
           metrics: ownTools.metrics,
           report: () => this.observability.health.report(),
           toolStats: () => this.observability.toolStats.snapshot(),
+          maySeeServer: (principal, server) => this.maySeeServer(principal, server),
+          maySeeTool: (principal, exposedName) => {
+            const route = this.#catalog.tool(exposedName) ?? this.#hiddenRoutes.get(exposedName);
+            if (!this.access) return true;
+            return route !== undefined && this.access.canCall(principal, exposedName, route.server);
+          },
         }),
       });
     }
@@ -353,17 +368,55 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     args: Record<string, unknown> | undefined,
     options: RequestOptions = {},
   ): Promise<CallToolResult> {
+    const onProgress = options.onProgress;
     const ctx: CallContext = {
       requestId: options.requestId ?? randomUUID(),
       signal: options.signal ?? new AbortController().signal,
       principal: options.principal ?? ANONYMOUS,
       meta: options.meta ?? {},
       notes: new Map(),
-      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+      ...(onProgress ? { onProgress: (update: ProgressUpdate) => onProgress(this.#redact(update)) } : {}),
       ...(options.client ? { client: options.client } : {}),
       ...(options.transport ? { transport: options.transport } : {}),
     };
-    return this.#callWithContext(name, args ?? {}, ctx);
+    return this.#callWithContext(name, args ?? {}, ctx).then(
+      (result) => (result.isError ? this.#redact(result) : result),
+      (error: unknown) => {
+        throw this.#redactError(error);
+      },
+    );
+  }
+
+  /**
+   * Everything a client is sent that is not a tool's own successful result (errors, `isError`
+   * results, progress and log messages) passes here: no secret value of the config reaches a client.
+   */
+  #redact<T>(value: T): T {
+    return redactDeep(value, this.#secretValues());
+  }
+
+  #redactError(error: unknown): unknown {
+    const secrets = this.#secretValues();
+    if (secrets.length === 0) return error;
+    if (error instanceof GatewayError) {
+      return new GatewayError(error.code, redactSecrets(error.message, secrets), {
+        data: redactDeep(error.data, secrets),
+      });
+    }
+    if (isProtocolError(error)) {
+      const data = (error as { data?: unknown }).data;
+      return new ProtocolError(error.code, redactSecrets(error.message, secrets), redactDeep(data, secrets));
+    }
+    return error;
+  }
+
+  /** Runs a resource, prompt or completion request, with its failure redacted like a call's. */
+  async #redacting<T>(run: () => Promise<T>): Promise<T> {
+    try {
+      return await run();
+    } catch (error) {
+      throw this.#redactError(error);
+    }
   }
 
   async #callWithContext(
@@ -415,7 +468,11 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     }
   }
 
-  async readResource(uri: string, options: RequestOptions = {}): Promise<ReadResourceResult> {
+  readResource(uri: string, options: RequestOptions = {}): Promise<ReadResourceResult> {
+    return this.#redacting(() => this.#readResource(uri, options));
+  }
+
+  async #readResource(uri: string, options: RequestOptions): Promise<ReadResourceResult> {
     const server = this.#catalog.resourceServer(uri);
     const entry = server === undefined ? undefined : this.#byName.get(server);
     if (!entry) {
@@ -436,10 +493,18 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     }
   }
 
-  async getPrompt(
+  getPrompt(
     name: string,
     args: Record<string, string> | undefined,
     options: RequestOptions = {},
+  ): Promise<GetPromptResult> {
+    return this.#redacting(() => this.#getPrompt(name, args, options));
+  }
+
+  async #getPrompt(
+    name: string,
+    args: Record<string, string> | undefined,
+    options: RequestOptions,
   ): Promise<GetPromptResult> {
     const route = this.#catalog.prompt(name);
     const entry = route ? this.#byName.get(route.server) : undefined;
@@ -465,7 +530,11 @@ export class Gateway extends EventEmitter<GatewayEvents> {
    * `completion/complete`: a prompt reference is renamed to the backend's own prompt name; a resource
    * reference goes to the server that offers that template (or URI).
    */
-  async complete(params: CompleteRequestParams, options: RequestOptions = {}): Promise<CompleteResult> {
+  complete(params: CompleteRequestParams, options: RequestOptions = {}): Promise<CompleteResult> {
+    return this.#redacting(() => this.#complete(params, options));
+  }
+
+  async #complete(params: CompleteRequestParams, options: RequestOptions): Promise<CompleteResult> {
     const ref = params.ref;
     let entry: ServerEntry | undefined;
     let forwarded = params;
@@ -507,7 +576,11 @@ export class Gateway extends EventEmitter<GatewayEvents> {
    * `resources/subscribe` for one holder. The owning backend is told once per URI, and again after it
    * reconnects; `notifications/resources/updated` then arrives as the `resourceUpdated` event.
    */
-  async subscribe(uri: string, holder: Holder): Promise<void> {
+  subscribe(uri: string, holder: Holder): Promise<void> {
+    return this.#redacting(() => this.#subscribe(uri, holder));
+  }
+
+  async #subscribe(uri: string, holder: Holder): Promise<void> {
     const entry = this.#resourceOwner(uri);
     if (!entry) {
       throw new GatewayError(
@@ -516,6 +589,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
         { data: { uri } },
       );
     }
+    // As for resources/read: a subscription delivers the resource's updates, so it needs the same right.
+    this.access?.check(holder.principal, uri, entry.name, "resource");
     let holders = this.#subscriptions.get(uri);
     if (holders?.has(holder)) return;
     if (!holders) {
@@ -548,6 +623,54 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   async setLogLevel(holder: Holder, level: LoggingLevel): Promise<void> {
     this.#logLevels.set(holder, level);
     await this.#applyLogLevel();
+  }
+
+  /**
+   * A long-lived client connection (stdio, a 2025-era session) that has not set a log level: it
+   * receives its own calls' log messages as the backends send them, so no other client's level may
+   * make a backend it can see quieter than its default (see #applyLogLevel).
+   */
+  attachClient(holder: Holder): void {
+    if (!this.#logLevels.has(holder)) this.#logLevels.set(holder, undefined);
+  }
+
+  /** The log level a client asked for with `logging/setLevel`, if it did. */
+  logLevelOf(holder: Holder): LoggingLevel | undefined {
+    return this.#logLevels.get(holder);
+  }
+
+  /**
+   * Whether the principal may see anything of `server`: one of its tools or prompts, or its resources.
+   * Log messages and statistics of a server go only to those who may.
+   */
+  maySeeServer(principal: Principal, server: string): boolean {
+    const access = this.access;
+    if (!access) return true;
+    const key = `${principal.id}\u0000${principal.roles.join("\u0001")}\u0000${server}`;
+    let visible = this.#visibleServers.get(key);
+    if (visible === undefined) {
+      const catalog = this.#catalog;
+      visible =
+        access.canReadServer(principal, server) ||
+        catalog
+          .toolRoutes()
+          .some((r) => r.server === server && access.canCall(principal, r.exposedName, server)) ||
+        catalog
+          .prompts()
+          .some(
+            (p) => catalog.prompt(p.name)?.server === server && access.canCall(principal, p.name, server),
+          );
+      if (this.#visibleServers.size >= 10_000) this.#visibleServers.clear();
+      this.#visibleServers.set(key, visible);
+    }
+    return visible;
+  }
+
+  /** Whether some server offers `uri` and the principal may read that server's resources. */
+  mayReadResource(principal: Principal, uri: string): boolean {
+    const entry = this.#resourceOwner(uri);
+    if (!entry) return false;
+    return this.access?.canReadServer(principal, entry.name) ?? true;
   }
 
   /** Forgets a holder's subscriptions and log level, when its connection closes. */
@@ -697,28 +820,48 @@ export class Gateway extends EventEmitter<GatewayEvents> {
 
   /**
    * A backend log goes to the caller when exactly one call is in flight on that backend (so it rides
-   * on that call's response stream); otherwise it cannot be attributed and goes to every client.
+   * on that call's response stream); otherwise (or when that call was answered in the meantime) it
+   * cannot be attributed and goes to the clients that asked for log messages and may see the server.
    */
-  #onLog(entry: ServerEntry, message: BackendLogMessage): void {
+  #onLog(entry: ServerEntry, received: BackendLogMessage): void {
+    const message = this.#redact(received);
     const calls = this.#calls.get(entry.name);
     if (calls?.size === 1) {
       const [only] = calls;
-      if (only?.client) {
-        const logger = message.logger ? `${entry.name}/${message.logger}` : entry.name;
-        only.client.log({ ...message, logger });
-        return;
-      }
+      const logger = message.logger ? `${entry.name}/${message.logger}` : entry.name;
+      if (only?.client?.log({ ...message, logger })) return;
     }
     this.emit("log", { server: entry.name, ...message });
   }
 
+  /**
+   * Backends are shared by every client, so each is told the most verbose level among the clients
+   * that may see it, and every client filters what it is sent by its own level (a client's level
+   * never reaches a backend it may not see). A client that set no level counts as wanting what the
+   * backend sends by default: once a backend has been told a level, it is put back to "debug" (the
+   * most verbose) for such a client, rather than left at another client's quieter level.
+   */
   async #applyLogLevel(): Promise<void> {
-    let index = MCP_LOG_LEVELS.length;
-    for (const level of this.#logLevels.values()) index = Math.min(index, MCP_LOG_LEVELS.indexOf(level));
-    const level = MCP_LOG_LEVELS[index];
-    if (level === undefined || level === this.#backendLogLevel) return;
-    this.#backendLogLevel = level;
-    await Promise.all(this.#entries.map((entry) => this.#sendLogLevel(entry, level)));
+    await Promise.all(
+      this.#entries.map((entry) => {
+        const level = this.#wantedLogLevel(entry.name);
+        if (level === undefined || level === this.#backendLogLevels.get(entry.name)) return undefined;
+        this.#backendLogLevels.set(entry.name, level);
+        return this.#sendLogLevel(entry, level);
+      }),
+    );
+  }
+
+  #wantedLogLevel(server: string): LoggingLevel | undefined {
+    let index: number | undefined;
+    let unset = false;
+    for (const [holder, level] of this.#logLevels) {
+      if (!this.maySeeServer(holder.principal, server)) continue;
+      if (level === undefined) unset = true;
+      else index = Math.min(index ?? MCP_LOG_LEVELS.length, MCP_LOG_LEVELS.indexOf(level));
+    }
+    if (index === undefined) return undefined;
+    return unset ? MCP_LOG_LEVELS[0] : MCP_LOG_LEVELS[index];
   }
 
   async #sendLogLevel(entry: ServerEntry, level: LoggingLevel): Promise<void> {
@@ -734,7 +877,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
 
   /** A reconnected backend has forgotten its subscriptions and log level; tell it again. */
   #restoreSessionState(entry: ServerEntry): void {
-    if (this.#backendLogLevel !== undefined) void this.#sendLogLevel(entry, this.#backendLogLevel);
+    const level = this.#backendLogLevels.get(entry.name);
+    if (level !== undefined) void this.#sendLogLevel(entry, level);
     for (const uri of this.#subscriptions.keys()) {
       if (this.#resourceOwner(uri) !== entry) continue;
       entry.backend
@@ -808,7 +952,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       const inFlight = calls;
       // The context registered is the one the backend receives, after every policy has wrapped it: its
       // signal is the one the backend hands back with a server-to-client request (see callerOf).
-      const terminal: CallHandler = (call, ctx) => {
+      const terminal: CallHandler = (call, received) => {
+        const ctx = withoutGatewayMeta(received);
         inFlight.add(ctx);
         return backend.callTool(call, ctx).finally(() => inFlight.delete(ctx));
       };
@@ -928,6 +1073,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     for (const route of next.toolRoutes()) this.#hiddenRoutes.delete(route.exposedName);
     this.#catalog = next;
     this.#handlers = new Map();
+    this.#visibleServers = new Map();
     // Only what really differs is announced: a backend's list_changed that changes nothing we expose
     // (a filtered-out tool, say) stays quiet.
     const changed = next.diff(previous);
@@ -1001,6 +1147,27 @@ function transportOf(server: ServerConfig): McpTransportConfig {
   }
   return { type: "stdio", command: server.command, args: server.args, env: server.env, cwd: server.cwd };
 }
+
+/**
+ * The gateway's own `_meta` keys (`switchboard/…`: a request signature, say) are for the gateway: a
+ * backend gets the client's `_meta` without them.
+ */
+function withoutGatewayMeta(ctx: CallContext): CallContext {
+  let found = false;
+  for (const key in ctx.meta) {
+    if (key.startsWith(GATEWAY_META_PREFIX)) {
+      found = true;
+      break;
+    }
+  }
+  if (!found) return ctx;
+  const meta = Object.fromEntries(
+    Object.entries(ctx.meta).filter(([key]) => !key.startsWith(GATEWAY_META_PREFIX)),
+  );
+  return { ...ctx, meta };
+}
+
+const GATEWAY_META_PREFIX = "switchboard/";
 
 function withoutSignature(ctx: CallContext): CallContext {
   if (!(SIGNATURE_META_KEY in ctx.meta)) return ctx;

@@ -2,7 +2,7 @@
  * JSON logs on stderr, always: in stdio mode stdout belongs to the protocol (DESIGN rule 7).
  */
 import { type Logger, pino } from "pino";
-import { redactSecrets } from "../config/secrets.ts";
+import { redactSecrets } from "../core/redact.ts";
 
 export type { Logger };
 

@@ -392,7 +392,10 @@ export function createAuthenticator(config: AuthConfig, deps: AuthenticatorDeps 
         };
       }
       const roles = rolesOf(claim(payload, jwt.rolesClaim));
-      return { ok: true, principal: Object.freeze({ id, roles: Object.freeze(roles) }) };
+      return {
+        ok: true,
+        principal: Object.freeze({ id: `${jwt.principalPrefix}${id}`, roles: Object.freeze(roles) }),
+      };
     } catch (error) {
       return describeJwtFailure(error, token, jwt, verifier);
     }

@@ -102,6 +102,14 @@ export const jwtSchema = z
      */
     principalClaim: name().default("sub"),
     /**
+     * Put before the claim's value to make the principal id ("jwt:alice" for `sub: "alice"`), so that
+     * a token's subject can never pass for an API key's `id` (and get the rules, limits, cache entries
+     * and sessions written for that key). Access rules name token holders with it: `principals:
+     * ["jwt:alice"]`. `""` maps subjects onto API key ids on purpose (an issuer whose subjects are the
+     * same people as the keys); API key ids that start with a non-empty prefix are refused. Default "jwt:".
+     */
+    principalPrefix: z.string().default("jwt:"),
+    /**
      * The claim holding the principal's roles: an array of strings, or one space-separated string as
      * in OAuth's `scope` (so "scope" works here). Dotted paths as for `principalClaim`, e.g.
      * "realm_access.roles" for Keycloak. A token without it has no roles. Default "roles".
@@ -127,39 +135,55 @@ export const resourceMetadataSchema = z.strictObject({
   scopesSupported: z.array(name()).min(1).optional(),
 });
 
-export const authSchema = z.strictObject({
-  /**
-   * API keys, accepted as `Authorization: Bearer <key>` or `X-API-Key: <key>`. Default: none. Keys
-   * sent as Bearer must use the RFC 6750 token alphabet (letters, digits, `-._~+/`, trailing `=`),
-   * which random base64url keys do.
-   */
-  apiKeys: z
-    .array(apiKeySchema)
-    .default([])
-    .refine((keys) => new Set(keys.map((key) => key.sha256)).size === keys.length, {
-      error: "two API keys have the same sha256: each key must be distinct",
-    }),
-  /** Bearer JWTs (OAuth access tokens). Default: not accepted. */
-  jwt: jwtSchema.optional(),
-  /**
-   * The OAuth protected resource metadata (RFC 9728) served at
-   * `/.well-known/oauth-protected-resource`, which MCP clients read to find where to log in.
-   * Default: served with no authorization servers (API keys only).
-   */
-  resourceMetadata: resourceMetadataSchema.optional(),
-  /**
-   * The principal of local stdio clients, which present no credentials (whoever can start the process
-   * is trusted). Default: "anonymous" with no roles.
-   */
-  stdioPrincipal: z
-    .strictObject({
-      /** The principal id. */
-      id: name(),
-      /** Its roles. Default []. */
-      roles: z.array(name()).default([]),
-    })
-    .optional(),
-});
+export const authSchema = z
+  .strictObject({
+    /**
+     * API keys, accepted as `Authorization: Bearer <key>` or `X-API-Key: <key>`. Default: none. Keys
+     * sent as Bearer must use the RFC 6750 token alphabet (letters, digits, `-._~+/`, trailing `=`),
+     * which random base64url keys do.
+     */
+    apiKeys: z
+      .array(apiKeySchema)
+      .default([])
+      .refine((keys) => new Set(keys.map((key) => key.sha256)).size === keys.length, {
+        error: "two API keys have the same sha256: each key must be distinct",
+      }),
+    /** Bearer JWTs (OAuth access tokens). Default: not accepted. */
+    jwt: jwtSchema.optional(),
+    /**
+     * The OAuth protected resource metadata (RFC 9728) served at
+     * `/.well-known/oauth-protected-resource`, which MCP clients read to find where to log in.
+     * Default: served with no authorization servers (API keys only).
+     */
+    resourceMetadata: resourceMetadataSchema.optional(),
+    /**
+     * The principal of local stdio clients, which present no credentials (whoever can start the process
+     * is trusted). Default: "anonymous" with no roles.
+     */
+    stdioPrincipal: z
+      .strictObject({
+        /** The principal id. */
+        id: name(),
+        /** Its roles. Default []. */
+        roles: z.array(name()).default([]),
+      })
+      .optional(),
+  })
+  .superRefine((auth, ctx) => {
+    const prefix = auth.jwt?.principalPrefix;
+    if (!prefix) return;
+    for (const [index, key] of auth.apiKeys.entries()) {
+      if (key.id.startsWith(prefix)) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["apiKeys", index, "id"],
+          message:
+            `"${key.id}" starts with "${prefix}", the prefix of principals authenticated by JWT ` +
+            "(auth.jwt.principalPrefix): a token could pass for this key. Rename the key's id.",
+        });
+      }
+    }
+  });
 
 export const accessRuleSchema = z
   .strictObject({

@@ -10,7 +10,9 @@
  * - `nonce`: 16–128 characters of base64url alphabet, fresh for every request;
  * - `signature`: base64url (no padding) of HMAC-SHA256(secret as UTF-8, payload), where payload is
  *   the canonical JSON (RFC 8785, see stores/canonical-json.ts) of
- *   `{ tool: <exposed name>, arguments: <arguments, {} when absent>, timestamp, nonce }`.
+ *   `{ tool: <exposed name>, arguments: <arguments, {} when absent>, principal, timestamp, nonce }`,
+ *   where `principal` is the id the gateway authenticates the sender as (e.g. "ci-bot" for an API
+ *   key, "jwt:alice" for a token): a signed call captured on the way cannot be sent by anyone else.
  *
  * Canonical JSON makes the signature independent of how a client orders keys. The verifier checks
  * the timestamp first (cheap, and no store access for stale requests), then the HMAC, and only then
@@ -98,11 +100,15 @@ export class SignatureRejected extends GatewayError {
 }
 
 export interface SignatureVerifier {
-  /** Checks a call's signature; `signature` is the raw `_meta` value (anything a client sent). */
+  /**
+   * Checks a call's signature; `signature` is the raw `_meta` value (anything a client sent), and
+   * `principal` the id of whoever sent it, which the signature must cover.
+   */
   verify(
     exposedName: string,
     args: Readonly<Record<string, unknown>> | undefined,
     signature: unknown,
+    principal: string,
   ): Promise<VerifyResult>;
   /** Whether `signing.require` makes this principal's calls to this tool need a signature. */
   isRequired(principal: Principal, exposedName: string): boolean;
@@ -112,6 +118,8 @@ export interface SignInput {
   /** The exposed tool name, as the client calls it. */
   readonly tool: string;
   readonly arguments?: Readonly<Record<string, unknown>> | undefined;
+  /** The principal id the gateway knows the sender as (an API key's `id`; `jwt:<sub>` for a token). */
+  readonly principal: string;
   readonly keyId: string;
   readonly secret: string;
   /** Milliseconds since the epoch. Default `Date.now()`. */
@@ -132,17 +140,18 @@ function freshNonce(): string {
 export function toolCallPayload(
   tool: string,
   args: Readonly<Record<string, unknown>> | undefined,
+  principal: string,
   timestamp: number,
   nonce: string,
 ): string {
-  return canonicalJson({ tool, arguments: args ?? {}, timestamp, nonce });
+  return canonicalJson({ tool, arguments: args ?? {}, principal, timestamp, nonce });
 }
 
 /** Signs a tool call; merge the result into the request's `_meta`. */
 export function signToolCall(input: SignInput): { [SIGNATURE_META_KEY]: ToolCallSignature } {
   const timestamp = input.now ?? Date.now();
   const nonce = input.nonce ?? freshNonce();
-  const payload = toolCallPayload(input.tool, input.arguments, timestamp, nonce);
+  const payload = toolCallPayload(input.tool, input.arguments, input.principal, timestamp, nonce);
   return {
     [SIGNATURE_META_KEY]: {
       keyId: input.keyId,
@@ -242,7 +251,7 @@ export function createSignatureVerifier(
       return subject(principal) && toolMatches(exposedName);
     },
 
-    async verify(exposedName, args, raw) {
+    async verify(exposedName, args, raw, principal) {
       const rejected = (reason: Exclude<VerifyResult, { ok: true }>["reason"], what: string, todo: string) =>
         ({
           ok: false,
@@ -298,7 +307,7 @@ export function createSignatureVerifier(
       }
       let payload: string;
       try {
-        payload = toolCallPayload(exposedName, args, timestamp, nonce);
+        payload = toolCallPayload(exposedName, args, principal, timestamp, nonce);
       } catch (error) {
         return rejected(
           "malformed",
@@ -312,8 +321,9 @@ export function createSignatureVerifier(
       if (presented.length !== expected.length || !timingSafeEqual(presented, expected)) {
         return rejected(
           "bad_signature",
-          "the signature does not match the tool name, arguments, timestamp and nonce",
-          "Sign the canonical JSON of { tool, arguments, timestamp, nonce } with the key's secret, and send exactly the arguments signed.",
+          "the signature does not match the tool name, arguments, caller, timestamp and nonce",
+          "Sign the canonical JSON of { tool, arguments, principal, timestamp, nonce } with the key's secret " +
+            "(principal: the id you are authenticated as), and send exactly the arguments signed.",
         );
       }
       // A shared store that is down would have the nonce remembered by this replica alone (the store
@@ -351,7 +361,7 @@ export function signaturePolicy(verifier: SignatureVerifier, binding: ToolBindin
     ) {
       return next(call, ctx);
     }
-    const result = await verifier.verify(binding.exposedName, call.args, signature);
+    const result = await verifier.verify(binding.exposedName, call.args, signature, ctx.principal.id);
     if (!result.ok) throw new SignatureRejected(binding.exposedName, result.reason, result.message);
     ctx.notes.set(SIGNATURE_NOTE, result.keyId);
     return next(call, ctx);

@@ -41,7 +41,7 @@ import {
   RESOURCE_METADATA_PATH,
   resourceMetadataUrl,
 } from "../security/auth.ts";
-import { SIGNATURE_META_KEY, signatureFromHeaders } from "../security/signing.ts";
+import { SIGNATURE_HEADERS, SIGNATURE_META_KEY, signatureFromHeaders } from "../security/signing.ts";
 import { HttpToolCalls } from "./http-tool-call.ts";
 import { createServerFactory, LiveServers } from "./mcp-server.ts";
 import { type ShapeProblem, shapeProblem } from "./message-shape.ts";
@@ -75,6 +75,8 @@ export interface HttpServing {
 interface Session {
   readonly transport: NodeStreamableHTTPServerTransport;
   readonly server: Server;
+  /** Who opened it: only this principal may use it (post to it, listen on it, end it). */
+  readonly principal: Principal;
   lastSeen: number;
 }
 
@@ -138,11 +140,12 @@ export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions)
   const anyOrigin = options.allowedOrigins.includes("*");
 
   const openSession = async (req: IncomingMessage, res: ServerResponse, body: unknown) => {
-    const server = factory({ era: "legacy" });
+    const principal = factsOfRequest(req)?.principal ?? ANONYMOUS;
+    const server = factory({ era: "legacy" }, principal);
     const transport = new NodeStreamableHTTPServerTransport({
       sessionIdGenerator: () => randomUUID(),
       onsessioninitialized: (id) => {
-        sessions.set(id, { transport, server, lastSeen: Date.now() });
+        sessions.set(id, { transport, server, principal, lastSeen: Date.now() });
         log.debug({ session: id }, "session opened");
       },
       onsessionclosed: (id) => {
@@ -213,7 +216,9 @@ export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions)
     const sessionId = header(req, "mcp-session-id");
     if (sessionId !== undefined) {
       const session = sessions.get(sessionId);
-      if (!session) {
+      // Another principal's session is answered exactly as one that does not exist: holding its id
+      // gives neither its traffic nor a way to end it or cancel its calls, nor a sign that it exists.
+      if (!session || session.principal.id !== factsOfRequest(req)?.principal.id) {
         return sendJsonRpcError(
           res,
           404,
@@ -247,7 +252,14 @@ export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions)
     }
     if (req.method === "POST" && containsInitialize(body)) return openSession(req, res, body);
     const listened = listenedUris(body);
-    if (listened.length > 0) holdSubscriptions(listened, res);
+    if (listened.length > 0) {
+      const principal = factsOfRequest(req)?.principal ?? ANONYMOUS;
+      const allowed = listened.filter((uri) => gateway.mayReadResource(principal, uri));
+      // The SDK sends a stream every update of the URIs it names, whoever caused the backend to send
+      // it: a URI this principal may not read is taken out of the request before the SDK sees it.
+      if (allowed.length < listened.length) text = JSON.stringify(withListenedUris(body, allowed));
+      if (allowed.length > 0) holdSubscriptions(allowed, res, principal);
+    }
     return modern(withRawBody(req, text), res);
   };
 
@@ -279,8 +291,8 @@ export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions)
    * serves the stream and filters updates for it; the backends that own the URIs are subscribed for as
    * long as the stream stays open, so that they send the updates in the first place.
    */
-  const holdSubscriptions = (uris: readonly string[], res: ServerResponse) => {
-    const holder = {};
+  const holdSubscriptions = (uris: readonly string[], res: ServerResponse, principal: Principal) => {
+    const holder = { principal };
     for (const uri of uris) {
       gateway
         .subscribe(uri, holder)
@@ -294,6 +306,20 @@ export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions)
   const httpServer: HttpServer = createServer((req, res) => {
     const started = gateway.closing;
     void (async () => {
+      const repeated = repeatedHeader(req);
+      if (repeated !== undefined) {
+        log.warn(
+          { header: repeated },
+          "request refused: a header that must be single was sent more than once",
+        );
+        return sendJsonRpcError(
+          res,
+          400,
+          JSON_RPC.INVALID_REQUEST,
+          `The ${repeated} header was sent more than once, so which one counts is ambiguous (a proxy may read ` +
+            "another than the gateway does). Send it once.",
+        );
+      }
       const hostCheck = anyHost ? { ok: true as const } : validateHostHeader(req.headers.host, allowedHosts);
       if (!hostCheck.ok) {
         log.warn({ host: req.headers.host }, "request refused: Host header not allowed");
@@ -587,6 +613,18 @@ function bodyProblem(body: unknown): ShapeProblem | undefined {
   return undefined;
 }
 
+/** The `subscriptions/listen` request with its resource subscriptions narrowed to `uris`. */
+function withListenedUris(body: unknown, uris: readonly string[]): unknown {
+  const request = body as { params: { notifications: Record<string, unknown> } };
+  return {
+    ...request,
+    params: {
+      ...request.params,
+      notifications: { ...request.params.notifications, resourceSubscriptions: [...uris] },
+    },
+  };
+}
+
 function isListen(body: unknown): boolean {
   return (
     typeof body === "object" &&
@@ -615,6 +653,26 @@ function requestIdOf(body: unknown): string | number | null | undefined {
 
 function containsInitialize(body: unknown): boolean {
   return Array.isArray(body) ? body.some((m) => isInitializeRequest(m)) : isInitializeRequest(body);
+}
+
+/**
+ * Headers that name one thing (who is calling, which session, which host) and that Node would
+ * otherwise resolve silently to the first of several: a proxy in front that reads the last would act
+ * for another caller than the gateway does, so ambiguity is refused instead.
+ */
+const SINGLE_HEADERS = [
+  "host",
+  "authorization",
+  "x-api-key",
+  "mcp-session-id",
+  "mcp-protocol-version",
+  "origin",
+  ...Object.values(SIGNATURE_HEADERS),
+];
+
+function repeatedHeader(req: IncomingMessage): string | undefined {
+  const distinct = req.headersDistinct;
+  return SINGLE_HEADERS.find((name) => (distinct[name]?.length ?? 0) > 1);
 }
 
 function header(req: IncomingMessage, name: string): string | undefined {

@@ -27,7 +27,7 @@ import {
   type Principal,
   type ProgressUpdate,
 } from "../core/types.ts";
-import type { Gateway, RequestOptions } from "../gateway/gateway.ts";
+import type { Gateway, Holder, RequestOptions } from "../gateway/gateway.ts";
 import { VERSION } from "../version.ts";
 import { toProtocolError } from "./json-rpc-errors.ts";
 import { envelopeOf, InputRounds } from "./rounds.ts";
@@ -91,7 +91,9 @@ function passes(level: LoggingLevel, threshold: LoggingLevel | undefined): boole
 }
 
 /** What one connection (one `Server` instance) owns. */
-interface ConnectionState {
+interface ConnectionState extends Holder {
+  /** Who opened the connection; for a per-request instance, who made its request. */
+  principal: Principal;
   /** Set by a 2025-era client with `logging/setLevel`. */
   logLevel: LoggingLevel | undefined;
   readonly subscriptions: Set<string>;
@@ -104,10 +106,23 @@ export function connectionLogLevel(server: Server): LoggingLevel | undefined {
   return connections.get(server)?.logLevel;
 }
 
-/** Whether a log message not tied to any call should be sent to this connection. */
-export function wantsLog(server: Server, level: LoggingLevel): boolean {
+/**
+ * Whether a log message not tied to any call should be sent to this connection: only to a client
+ * that asked for log messages (`logging/setLevel`), at its level, and whose access rules let it see
+ * the server the message came from.
+ */
+export function wantsBackgroundLog(gateway: Gateway, server: Server, message: LogFromServer): boolean {
+  const state = connections.get(server);
+  if (state?.logLevel === undefined) return false;
+  return passes(message.level, state.logLevel) && gateway.maySeeServer(state.principal, message.server);
+}
+
+/** A log message of a call, sent on that call's connection: at the connection's level, if it set one. */
+function wantsCallLog(server: Server, level: LoggingLevel): boolean {
   return passes(level, connections.get(server)?.logLevel);
 }
+
+type LogFromServer = { readonly server: string } & BackendLogMessage;
 
 /** Whether this connection subscribed to `uri` (`resources/subscribe`). */
 export function isSubscribed(server: Server, uri: string): boolean {
@@ -126,6 +141,8 @@ export class Leg {
   readonly #logLevel: LoggingLevel | undefined | null;
   readonly #sending = new Set<Promise<void>>();
   #lastProgressAt: number | undefined;
+  /** Set once the result may follow: nothing more can be sent about the call. */
+  #answered = false;
 
   constructor(ctx: ServerContext, logLevel: LoggingLevel | undefined | null) {
     this.#ctx = ctx;
@@ -146,15 +163,18 @@ export class Leg {
     this.#lastProgressAt = performance.now();
   }
 
-  log(message: BackendLogMessage): void {
-    if (this.#logLevel === null || !passes(message.level, this.#logLevel)) return;
+  log(message: BackendLogMessage): boolean {
+    if (this.#answered) return false;
+    if (this.#logLevel === null || !passes(message.level, this.#logLevel)) return true;
     this.#send({ method: "notifications/message", params: { ...message } });
+    return true;
   }
 
   /** Resolves when the call's notifications are written and the result may follow them. */
   async settled(): Promise<void> {
     if (this.#sending.size > 0) await Promise.all(this.#sending);
     await waitAfterProgress(this.#lastProgressAt);
+    this.#answered = true;
   }
 
   #send(notification: { method: string; params: Record<string, unknown> }): void {
@@ -179,7 +199,12 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
   // Shared by every instance of this factory: a 2026-07-28 client's retry may arrive on a new instance.
   const rounds = new InputRounds(gateway);
 
-  return function createServer(context?: McpRequestContext): Server {
+  /**
+   * `owner`: the principal of a long-lived connection (stdio, a 2025-era HTTP session), given by the
+   * transport that opens it; such a connection may set a log level and subscribe. Per-request
+   * instances (2026-07-28) name their principal with each request instead.
+   */
+  return function createServer(context?: McpRequestContext, owner?: Principal): Server {
     const era = context?.era ?? "legacy";
     const server = new GatewayServer(info, {
       capabilities: {
@@ -193,11 +218,16 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
         "Switchboard gateway: tools from several MCP servers, named <server>" +
         `${gateway.config.gateway.separator}<tool>.`,
     });
-    const state: ConnectionState = { logLevel: undefined, subscriptions: new Set() };
+    const state: ConnectionState = {
+      principal: owner ?? ANONYMOUS,
+      logLevel: undefined,
+      subscriptions: new Set(),
+    };
     connections.set(server, state);
+    if (owner) gateway.attachClient(state);
     server.onclose = () => {
       // Most instances (every 2026-07-28 request has its own) never held anything.
-      if (state.subscriptions.size > 0 || state.logLevel !== undefined) gateway.release(state);
+      if (owner || state.subscriptions.size > 0 || state.logLevel !== undefined) gateway.release(state);
     };
 
     /** The log level this request asked for: per connection in 2025, per request in 2026-07-28. */
@@ -285,14 +315,20 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
         ) as never,
     );
     // 2025-era methods: the SDK answers them only on 2025-era instances, so `state` is a connection's.
-    server.setRequestHandler("logging/setLevel", async (request) => {
+    /** A per-request instance learns its principal from the request it serves. */
+    const holderOf = (ctx: ServerContext): ConnectionState => {
+      if (!owner) state.principal = principalOf(ctx);
+      return state;
+    };
+    server.setRequestHandler("logging/setLevel", async (request, ctx) => {
+      holderOf(ctx);
       state.logLevel = request.params.level;
       await gateway.setLogLevel(state, request.params.level);
       return {};
     });
-    server.setRequestHandler("resources/subscribe", async (request) => {
+    server.setRequestHandler("resources/subscribe", async (request, ctx) => {
       const { uri } = request.params;
-      await asJsonRpc(gateway, () => gateway.subscribe(uri, state));
+      await asJsonRpc(gateway, () => gateway.subscribe(uri, holderOf(ctx)));
       state.subscriptions.add(uri);
       return {};
     });
@@ -339,9 +375,10 @@ export function connectionCallOptions(
     elicit: (params, signal) =>
       server.elicitInput(params as ElicitRequestFormParams | ElicitRequestURLParams, { signal }),
     log: (message) => {
-      if (wantsLog(server, message.level)) {
+      if (wantsCallLog(server, message.level)) {
         write({ jsonrpc: "2.0", method: "notifications/message", params: { ...message } });
       }
+      return true;
     },
   };
   return (options) => {

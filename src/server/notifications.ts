@@ -3,13 +3,14 @@
  * long-lived connections (stdio, 2025-era HTTP sessions) get them on their own instance; 2026-07-28
  * HTTP clients get them through `subscriptions/listen` streams fed by the handler's notifier.
  * Resource updates go only to connections subscribed to the URI (the notifier filters its streams
- * itself), and log messages only to connections whose level lets them through. Log messages tied to
- * a call do not pass here: they go on that call's own response (see Gateway#onLog).
+ * itself), and log messages only to connections that asked for them, at their level, and whose
+ * principal may see the server that sent them. Log messages tied to a call do not pass here: they go
+ * on that call's own response (see Gateway#onLog).
  */
 import type { ServerNotifier } from "@modelcontextprotocol/server";
 import type { BackendLogMessage } from "../core/types.ts";
 import type { Gateway } from "../gateway/gateway.ts";
-import { isSubscribed, type LiveServers, wantsLog } from "./mcp-server.ts";
+import { isSubscribed, type LiveServers, wantsBackgroundLog } from "./mcp-server.ts";
 
 export function forwardNotifications(
   gateway: Gateway,
@@ -32,7 +33,7 @@ export function forwardNotifications(
   };
   const onLog = (message: { server: string } & BackendLogMessage) => {
     live.broadcast((server) =>
-      wantsLog(server, message.level)
+      wantsBackgroundLog(gateway, server, message)
         ? server.sendLoggingMessage({
             level: message.level,
             logger: message.logger ? `${message.server}/${message.logger}` : message.server,

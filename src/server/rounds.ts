@@ -168,7 +168,7 @@ class SuspendedCall {
         this.#ask("sampling/createMessage", params, signal) as ReturnType<CallerChannel["createMessage"]>,
       elicit: (params, signal) =>
         this.#ask("elicitation/create", params, signal) as ReturnType<CallerChannel["elicit"]>,
-      log: (message) => this.leg?.log(message),
+      log: (message) => this.leg?.log(message) ?? false,
     };
   }
 

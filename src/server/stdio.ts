@@ -34,7 +34,7 @@ export function serveGatewayOnStdio(gateway: Gateway, onClientGone: () => void):
   );
   const handle = serveStdio(
     (context) => {
-      const server = factory(context);
+      const server = factory(context, principal);
       live.add(server);
       pinned = server;
       withConnection = connectionCallOptions(server, (notification) => transport.write(notification));

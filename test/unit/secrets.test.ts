@@ -10,11 +10,11 @@ import {
   createSecretResolver,
   findSecretReferences,
   parseSecretReference,
-  redactSecrets,
   type SecretChange,
   type SecretResolver,
 } from "../../src/config/secrets.ts";
 import { GatewayError } from "../../src/core/errors.ts";
+import { redactSecrets } from "../../src/core/redact.ts";
 
 let dir: string;
 before(async () => {

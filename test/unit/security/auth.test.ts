@@ -173,7 +173,7 @@ describe("JWT from a JWKS served over HTTP", () => {
     const auth = jwtAuth();
     const before = jwksRequests;
     const first = success(await auth.authenticate({ authorization: `Bearer ${await token()}` }));
-    assert.deepEqual(first.principal, { id: "alice@example.com", roles: ["analyst", "viewer"] });
+    assert.deepEqual(first.principal, { id: "jwt:alice@example.com", roles: ["analyst", "viewer"] });
     assert.equal(first.method, "jwt");
     success(await auth.authenticate({ authorization: `Bearer ${await token()}` }));
     assert.equal(jwksRequests - before, 1, "the key set is fetched once and cached");
@@ -313,9 +313,38 @@ describe("JWT with a static key", () => {
         .setExpirationTime(NOW_SEC + 60)
         .sign(new TextEncoder().encode(key));
     const ok = success(await auth.authenticate({ authorization: `Bearer ${await sign(secret)}` }));
-    assert.deepEqual(ok.principal, { id: "svc", roles: ["admin"] });
+    assert.deepEqual(ok.principal, { id: "jwt:svc", roles: ["admin"] });
     const bad = failure(await auth.authenticate({ authorization: `Bearer ${await sign(`${secret}!`)}` }));
     assert.equal(bad.description, "signature invalid");
+  });
+
+  test("a token's subject never passes for an API key's id, unless the config maps them on purpose", async () => {
+    const token = await new SignJWT({})
+      .setProtectedHeader({ alg: "HS256" })
+      .setSubject("alice")
+      .setAudience("switchboard")
+      .setExpirationTime(NOW_SEC + 60)
+      .sign(new TextEncoder().encode(secret));
+    const keys = [{ id: "alice", sha256: sha(API_KEY) }];
+    const jwt = { secret, audience: "switchboard" };
+    const both = createAuthenticator(config({ apiKeys: keys, jwt }), { now });
+    const viaKey = success(await both.authenticate({ "x-api-key": API_KEY }));
+    const viaToken = success(await both.authenticate({ authorization: `Bearer ${token}` }));
+    assert.equal(viaKey.principal.id, "alice");
+    assert.equal(viaToken.principal.id, "jwt:alice");
+
+    const mapped = createAuthenticator(config({ apiKeys: keys, jwt: { ...jwt, principalPrefix: "" } }), {
+      now,
+    });
+    assert.equal(
+      success(await mapped.authenticate({ authorization: `Bearer ${token}` })).principal.id,
+      "alice",
+    );
+
+    const clash = authSchema.safeParse({ apiKeys: [{ id: "jwt:ops", sha256: sha(API_KEY) }], jwt });
+    assert.equal(clash.success, false);
+    assert.deepEqual(clash.error?.issues[0]?.path, ["apiKeys", 0, "id"]);
+    assert.match(String(clash.error?.issues[0]?.message), /auth\.jwt\.principalPrefix/);
   });
 
   test("PEM public key: the matching algorithm passes; a token of another key type does not fit", async () => {
@@ -328,7 +357,10 @@ describe("JWT with a static key", () => {
       .setSubject("bob")
       .setExpirationTime(NOW_SEC + 60)
       .sign(rsa.privateKey);
-    assert.equal(success(await auth.authenticate({ authorization: `Bearer ${good}` })).principal.id, "bob");
+    assert.equal(
+      success(await auth.authenticate({ authorization: `Bearer ${good}` })).principal.id,
+      "jwt:bob",
+    );
     const ec = await generateKeyPair("ES256");
     const wrongType = await new SignJWT({})
       .setProtectedHeader({ alg: "ES256" })

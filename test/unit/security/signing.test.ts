@@ -22,6 +22,7 @@ import { createMemoryStore, createStore } from "../../../src/stores/index.ts";
 const NOW = 1_750_000_000_000;
 const SECRET = "k1-secret-that-is-at-least-32-characters";
 const TOOL = "db__query";
+const CALLER = "alice";
 const ARGS = { sql: "select 1", options: { limit: 10, explain: false } };
 
 function signingConfig(input: Partial<SigningConfigInput> = {}) {
@@ -53,6 +54,7 @@ function sign(
   return signToolCall({
     tool: TOOL,
     arguments: overrides.args ?? ARGS,
+    principal: CALLER,
     keyId: overrides.keyId ?? "k1",
     secret: overrides.secret ?? SECRET,
     now: overrides.now ?? NOW,
@@ -70,7 +72,7 @@ describe("signing round trip", () => {
     const v = await verifier();
     const signature = sign();
     const reordered = { options: { explain: false, limit: 10 }, sql: "select 1" };
-    assert.deepEqual(await v.verify(TOOL, reordered, signature), { ok: true, keyId: "k1" });
+    assert.deepEqual(await v.verify(TOOL, reordered, signature, CALLER), { ok: true, keyId: "k1" });
   });
 
   test("the signature is the documented HMAC over canonical JSON, base64url, timestamp in ms", () => {
@@ -78,6 +80,7 @@ describe("signing round trip", () => {
     const payload = canonicalJson({
       tool: TOOL,
       arguments: ARGS,
+      principal: CALLER,
       timestamp: NOW,
       nonce: "nonce-0123456789abcdef",
     });
@@ -89,8 +92,20 @@ describe("signing round trip", () => {
 
   test("absent arguments are signed as {}", async () => {
     const v = await verifier();
-    const signature = signToolCall({ tool: TOOL, keyId: "k1", secret: SECRET, now: NOW })[SIGNATURE_META_KEY];
-    assert.equal((await v.verify(TOOL, {}, signature)).ok, true);
+    const signature = signToolCall({ tool: TOOL, principal: CALLER, keyId: "k1", secret: SECRET, now: NOW })[
+      SIGNATURE_META_KEY
+    ];
+    assert.equal((await v.verify(TOOL, {}, signature, CALLER)).ok, true);
+  });
+
+  test("a signature covers its sender: the same signed call sent by another principal is refused", async () => {
+    const v = await verifier();
+    const signature = sign();
+    const stolen = rejection(await v.verify(TOOL, ARGS, signature, "mallory"));
+    assert.equal(stolen.reason, "bad_signature");
+    assert.match(stolen.message, /caller/);
+    // The refusal used no nonce: the genuine sender's call still passes afterwards.
+    assert.equal((await v.verify(TOOL, ARGS, signature, CALLER)).ok, true);
   });
 
   test("the header form carries the same signature", async () => {
@@ -98,6 +113,7 @@ describe("signing round trip", () => {
     const headers = signatureHeaders({
       tool: TOOL,
       arguments: ARGS,
+      principal: CALLER,
       keyId: "k2",
       secret: "k2-secret-that-is-at-least-32-characters",
       now: NOW,
@@ -110,7 +126,7 @@ describe("signing round trip", () => {
     ]);
     const fromHeaders = signatureFromHeaders(headers);
     assert.equal(typeof fromHeaders?.timestamp, "number");
-    assert.deepEqual(await v.verify(TOOL, ARGS, fromHeaders), { ok: true, keyId: "k2" });
+    assert.deepEqual(await v.verify(TOOL, ARGS, fromHeaders, CALLER), { ok: true, keyId: "k2" });
     assert.equal(signatureFromHeaders({ "content-type": "application/json" }), undefined);
   });
 });
@@ -119,33 +135,33 @@ describe("rejections", () => {
   test("tampered arguments, another tool or another secret: bad_signature", async () => {
     const v = await verifier();
     const signature = sign();
-    const tampered = rejection(await v.verify(TOOL, { ...ARGS, sql: "drop table users" }, signature));
+    const tampered = rejection(await v.verify(TOOL, { ...ARGS, sql: "drop table users" }, signature, CALLER));
     assert.equal(tampered.reason, "bad_signature");
     assert.match(tampered.message, /^Signature rejected for 'db__query': the signature does not match/);
-    assert.equal(rejection(await v.verify("db__execute", ARGS, sign())).reason, "bad_signature");
+    assert.equal(rejection(await v.verify("db__execute", ARGS, sign(), CALLER)).reason, "bad_signature");
     assert.equal(
-      rejection(await v.verify(TOOL, ARGS, sign({ secret: `${SECRET}x` }))).reason,
+      rejection(await v.verify(TOOL, ARGS, sign({ secret: `${SECRET}x` }), CALLER)).reason,
       "bad_signature",
     );
   });
 
   test("a timestamp beyond the skew, in the past or the future, is stale; within it, accepted", async () => {
     const v = await verifier();
-    const old = rejection(await v.verify(TOOL, ARGS, sign({ now: NOW - 301_000 })));
+    const old = rejection(await v.verify(TOOL, ARGS, sign({ now: NOW - 301_000 }), CALLER));
     assert.equal(old.reason, "stale");
     assert.match(old.message, /the timestamp is 301 s old, more than the allowed 300 s/);
-    const future = rejection(await v.verify(TOOL, ARGS, sign({ now: NOW + 301_000 })));
+    const future = rejection(await v.verify(TOOL, ARGS, sign({ now: NOW + 301_000 }), CALLER));
     assert.equal(future.reason, "stale");
     assert.match(future.message, /301 s in the future/);
-    assert.equal((await v.verify(TOOL, ARGS, sign({ now: NOW - 299_000 }))).ok, true);
-    assert.equal((await v.verify(TOOL, ARGS, sign({ now: NOW + 299_000 }))).ok, true);
+    assert.equal((await v.verify(TOOL, ARGS, sign({ now: NOW - 299_000 }), CALLER)).ok, true);
+    assert.equal((await v.verify(TOOL, ARGS, sign({ now: NOW + 299_000 }), CALLER)).ok, true);
   });
 
   test("a replayed nonce is refused, with the message telling the client what to do", async () => {
     const v = await verifier();
     const signature = sign();
-    assert.equal((await v.verify(TOOL, ARGS, signature)).ok, true);
-    const replay = rejection(await v.verify(TOOL, ARGS, signature));
+    assert.equal((await v.verify(TOOL, ARGS, signature, CALLER)).ok, true);
+    const replay = rejection(await v.verify(TOOL, ARGS, signature, CALLER));
     assert.equal(replay.reason, "replayed");
     assert.equal(
       replay.message,
@@ -158,11 +174,11 @@ describe("rejections", () => {
     const store = createMemoryStore({ now: () => clock });
     const v = await verifier({ store, now: () => clock });
     const signature = sign({ now: NOW + 300_000 }); // as far in the future as allowed
-    assert.equal((await v.verify(TOOL, ARGS, signature)).ok, true);
+    assert.equal((await v.verify(TOOL, ARGS, signature, CALLER)).ok, true);
     clock = NOW + 599_000; // still within skew of the timestamp: must still be a replay
-    assert.equal(rejection(await v.verify(TOOL, ARGS, signature)).reason, "replayed");
+    assert.equal(rejection(await v.verify(TOOL, ARGS, signature, CALLER)).reason, "replayed");
     clock = NOW + 601_000; // the nonce may be forgotten now, because the timestamp is stale
-    assert.equal(rejection(await v.verify(TOOL, ARGS, signature)).reason, "stale");
+    assert.equal(rejection(await v.verify(TOOL, ARGS, signature, CALLER)).reason, "stale");
   });
 
   test("forged and stale requests do not use up the nonce of a genuine one", async () => {
@@ -172,21 +188,21 @@ describe("rejections", () => {
       ...genuine,
       signature: sign({ nonce: "shared-nonce-000000000", secret: `${SECRET}!` }).signature,
     };
-    assert.equal(rejection(await v.verify(TOOL, ARGS, forged)).reason, "bad_signature");
+    assert.equal(rejection(await v.verify(TOOL, ARGS, forged, CALLER)).reason, "bad_signature");
     const stale = sign({ nonce: "shared-nonce-000000000", now: NOW - 3_600_000 });
-    assert.equal(rejection(await v.verify(TOOL, ARGS, stale)).reason, "stale");
-    assert.equal((await v.verify(TOOL, ARGS, genuine)).ok, true);
+    assert.equal(rejection(await v.verify(TOOL, ARGS, stale, CALLER)).reason, "stale");
+    assert.equal((await v.verify(TOOL, ARGS, genuine, CALLER)).ok, true);
   });
 
   test("nonces are per key: the same nonce under another key is not a replay", async () => {
     const v = await verifier();
-    assert.equal((await v.verify(TOOL, ARGS, sign({ nonce: "same-nonce-0000000000" }))).ok, true);
+    assert.equal((await v.verify(TOOL, ARGS, sign({ nonce: "same-nonce-0000000000" }), CALLER)).ok, true);
     const other = sign({
       nonce: "same-nonce-0000000000",
       keyId: "k2",
       secret: "k2-secret-that-is-at-least-32-characters",
     });
-    assert.equal((await v.verify(TOOL, ARGS, other)).ok, true);
+    assert.equal((await v.verify(TOOL, ARGS, other, CALLER)).ok, true);
   });
 
   test("an unknown key id is refused before any store access", async () => {
@@ -199,10 +215,10 @@ describe("rejections", () => {
       },
     }) as Store;
     const v = await verifier({ store: counting });
-    const unknown = rejection(await v.verify(TOOL, ARGS, sign({ keyId: "k9" })));
+    const unknown = rejection(await v.verify(TOOL, ARGS, sign({ keyId: "k9" }), CALLER));
     assert.equal(unknown.reason, "unknown_key");
     assert.match(unknown.message, /key id 'k9' is not configured/);
-    assert.equal(rejection(await v.verify(TOOL, ARGS, sign({ now: NOW - 900_000 }))).reason, "stale");
+    assert.equal(rejection(await v.verify(TOOL, ARGS, sign({ now: NOW - 900_000 }), CALLER)).reason, "stale");
     assert.equal(locks, 0);
   });
 
@@ -215,18 +231,23 @@ describe("rejections", () => {
       lock: (key: string, ttl: number) => store.lock(key, ttl),
     }) as Store;
     const closed = await verifier({ store: shared });
-    assert.equal((await closed.verify(TOOL, ARGS, sign({ nonce: "outage-nonce-00000001" }))).ok, true);
+    assert.equal(
+      (await closed.verify(TOOL, ARGS, sign({ nonce: "outage-nonce-00000001" }), CALLER)).ok,
+      true,
+    );
     healthy = false;
-    const refused = rejection(await closed.verify(TOOL, ARGS, sign({ nonce: "outage-nonce-00000002" })));
+    const refused = rejection(
+      await closed.verify(TOOL, ARGS, sign({ nonce: "outage-nonce-00000002" }), CALLER),
+    );
     assert.equal(refused.reason, "store_unavailable");
     assert.match(refused.message, /replay could not be ruled out/);
     const open = await verifier({ store: shared, config: { onStoreError: "fail-open" } });
-    assert.equal((await open.verify(TOOL, ARGS, sign({ nonce: "outage-nonce-00000003" }))).ok, true);
+    assert.equal((await open.verify(TOOL, ARGS, sign({ nonce: "outage-nonce-00000003" }), CALLER)).ok, true);
   });
 
   test("missing and malformed signatures are told apart", async () => {
     const v = await verifier();
-    const missing = rejection(await v.verify(TOOL, ARGS, undefined));
+    const missing = rejection(await v.verify(TOOL, ARGS, undefined, CALLER));
     assert.equal(missing.reason, "missing");
     assert.match(missing.message, /^Signature required for 'db__query'/);
     const cases: unknown[] = [
@@ -241,7 +262,7 @@ describe("rejections", () => {
       signatureFromHeaders({ "x-switchboard-key-id": "k1", "x-switchboard-timestamp": "soon" }),
     ];
     for (const raw of cases) {
-      const result = rejection(await v.verify(TOOL, ARGS, raw));
+      const result = rejection(await v.verify(TOOL, ARGS, raw, CALLER));
       assert.equal(result.reason, "malformed", JSON.stringify(raw));
       assert.match(result.message, /^Signature rejected for 'db__query': .+\. Send \{ keyId/);
     }
@@ -250,7 +271,7 @@ describe("rejections", () => {
   test("a signature of the wrong length is a bad signature, not an exception", async () => {
     const v = await verifier();
     for (const signature of ["AA", `${sign().signature}AAAA`, "A".repeat(500)]) {
-      const result = rejection(await v.verify(TOOL, ARGS, { ...sign(), signature }));
+      const result = rejection(await v.verify(TOOL, ARGS, { ...sign(), signature }, CALLER));
       assert.equal(result.reason, "bad_signature");
     }
   });
@@ -280,7 +301,7 @@ describe("when a signature is required", () => {
     const v = await verifier({ config: { require: { tools: ["db__*"] } } });
     const binding = (exposedName: string) => ({ exposedName, server: "db", tool: { name: "x" } as Tool });
     const ctx = (meta: Record<string, unknown>) =>
-      ({ principal: { id: "p", roles: [] }, meta, notes: new Map() }) as unknown as CallContext;
+      ({ principal: { id: CALLER, roles: [] }, meta, notes: new Map() }) as unknown as CallContext;
     let calls = 0;
     const next = async () => {
       calls++;
