@@ -25,7 +25,7 @@ import { basename, dirname, join, resolve, sep } from "node:path";
 import { describeError, GatewayError, InvalidArguments } from "../core/errors.ts";
 
 const PROC_FD = "/proc/self/fd";
-export const O_NOFOLLOW = fsConstants.O_NOFOLLOW ?? 0;
+const O_NOFOLLOW = fsConstants.O_NOFOLLOW ?? 0;
 const O_DIRECTORY = fsConstants.O_DIRECTORY ?? 0;
 
 /** Links followed for one path before it is refused as a loop (the kernel's limit). */
