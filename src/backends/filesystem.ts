@@ -2,27 +2,18 @@
  * A built-in backend that exposes one folder as MCP tools: list, read, stat and search, plus write,
  * move and delete when `readOnly: false`.
  *
- * Containment is decided on real paths, never on the text of a path: the path is resolved with
- * realpath and must land under the real root. Text checks only turn away forms that have no
- * business in a relative path (absolute, "..", NUL, backslashes, drive letters, URL encoding) with
- * a clearer message than "outside the root" would give.
- *
- * A check is only as good as its use, so operations never go back to the path text after the
- * check: the checked parent folder is opened (O_DIRECTORY | O_NOFOLLOW) and verified through
- * /proc/self/fd, and the final name is reached through that open folder
- * (`/proc/self/fd/<fd>/<name>`, openat in effect) with O_NOFOLLOW. A folder swapped for a symlink
- * between check and use then either fails to open or shows its real location, which is refused.
- * Where /proc is missing, the opened file's device and inode must match the checked path's, and
- * that path's realpath must still be inside.
+ * Every tool decides containment the same way, with `RootJail.locate` (root-jail.ts): a path that
+ * leads outside the root at any level, through any link, is refused with one error, and what is
+ * opened is verified to be what was checked. Listings and searches follow no link out either: a
+ * listing names a link that leads outside (kind "link") without its target, size or anything else
+ * about it, and a search skips it.
  */
-import { type Dirent, existsSync, constants as fsConstants, type Stats } from "node:fs";
+import { type Dirent, constants as fsConstants, type Stats } from "node:fs";
 import {
   type FileHandle,
   lstat,
   mkdir,
-  open,
   readdir,
-  readlink,
   realpath,
   rename,
   rm,
@@ -30,7 +21,7 @@ import {
   stat,
   unlink,
 } from "node:fs/promises";
-import { basename, dirname, extname, join, resolve, sep } from "node:path";
+import { basename, dirname, extname, join, resolve } from "node:path";
 import picomatch from "picomatch";
 import { z } from "zod";
 import { describeError, errorResult, GatewayError, InvalidArguments } from "../core/errors.ts";
@@ -49,251 +40,22 @@ import type {
 } from "../core/types.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { FilesystemBackendConfig } from "./builtin-config.ts";
+import {
+  type Located,
+  notAFile,
+  notFound,
+  type OpenDir,
+  OutsideRoot,
+  type RelPath,
+  RootJail,
+} from "./root-jail.ts";
 import { noPrompt, noResource } from "./tools-only.ts";
 
 export type { FilesystemBackendConfig } from "./builtin-config.ts";
+export { LEADS_OUTSIDE, OutsideRoot, RootJail } from "./root-jail.ts";
 
-// ---------------------------------------------------------------------------------------------------
-// Containment
-
-const PROC_FD = "/proc/self/fd";
-const O_NOFOLLOW = fsConstants.O_NOFOLLOW ?? 0;
-const O_DIRECTORY = fsConstants.O_DIRECTORY ?? 0;
 // A FIFO would block a read open forever; non-blocking opens return at once, then fstat refuses it.
 const O_NONBLOCK = fsConstants.O_NONBLOCK ?? 0;
-
-/** A path refused because it is, or leads, outside the root. */
-export class OutsideRoot extends GatewayError {
-  constructor(path: string, owner: string, why: string) {
-    super(
-      "forbidden",
-      `Path ${shown(path)} is outside the root of ${owner}: ${why}. Use a path relative to the root ` +
-        '(like "notes/todo.md") that stays inside it.',
-      { data: { path, reason: why } },
-    );
-    this.name = "OutsideRoot";
-  }
-}
-
-/** A caller's path as messages show it: quoted, control characters escaped, long ones cut. */
-function shown(path: string): string {
-  return JSON.stringify(path.length > 200 ? `${path.slice(0, 200)}…` : path);
-}
-
-function notFound(path: string, owner: string): GatewayError {
-  return new GatewayError(
-    "backend_error",
-    `"${path}" does not exist under the root of ${owner}; list its folder to see what is there.`,
-    { data: { path, reason: "not_found" } },
-  );
-}
-
-/** A path as the caller wrote it, checked for form, split into segments under the root. */
-export interface RelPath {
-  /** As given, for messages. */
-  readonly given: string;
-  /** Normalized, "/"-separated, "." for the root itself. */
-  readonly rel: string;
-  readonly segments: readonly string[];
-}
-
-/** A folder opened and verified to be inside the root; operations reach names through it. */
-interface OpenDir {
-  readonly handle: FileHandle;
-  readonly real: string;
-  /** How to name an entry of this folder without going back to the path text. */
-  entry(name: string): string;
-}
-
-/**
- * The root of one filesystem backend and every check against it. Exported for tests, which drive
- * check and use separately to prove that a swap in between is caught.
- */
-export class RootJail {
-  readonly root: string;
-  readonly owner: string;
-  readonly #useProc: boolean;
-
-  /** `root` must already be a real path (no symlinks), as `realpath` returns it. */
-  constructor(root: string, owner: string, options: { useProcFd?: boolean } = {}) {
-    this.root = root;
-    this.owner = owner;
-    this.#useProc = options.useProcFd ?? existsSync(PROC_FD);
-  }
-
-  /** Checks the text of a path; never touches the filesystem. */
-  parse(given: unknown, argument = "path"): RelPath {
-    if (typeof given !== "string") {
-      throw new InvalidArguments(`Argument "${argument}" must be a string path relative to the root.`);
-    }
-    const refuse = (why: string): never => {
-      throw new OutsideRoot(given, this.owner, why);
-    };
-    if (given.length > 4096) refuse("it is longer than 4096 characters");
-    if (given.includes("\0")) refuse("it contains a NUL byte");
-    if (given.includes("\\")) refuse('it contains a backslash (use "/" between folders)');
-    if (/%(2e|2f|5c|00)/i.test(given))
-      refuse("it looks URL-encoded (%2e, %2f, %5c or %00); send the plain path");
-    if (/^[a-z]:/i.test(given)) refuse("it starts with a Windows drive letter");
-    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(given)) refuse("it is a URL, not a path");
-    if (given.startsWith("/")) refuse("it is absolute; paths are relative to the root");
-    const segments = given.split("/").filter((s) => s !== "" && s !== ".");
-    if (segments.includes("..")) refuse('it contains ".."');
-    return { given, rel: segments.length === 0 ? "." : segments.join("/"), segments };
-  }
-
-  isInside(real: string): boolean {
-    if (real === this.root) return true;
-    const prefix = this.root.endsWith(sep) ? this.root : `${this.root}${sep}`;
-    return real.startsWith(prefix);
-  }
-
-  /** Relative form of a real path inside the root, for results. */
-  relative(real: string): string {
-    if (real === this.root) return ".";
-    const prefix = this.root.endsWith(sep) ? this.root : `${this.root}${sep}`;
-    return real.slice(prefix.length).split(sep).join("/");
-  }
-
-  /** The real path of an existing file or folder, following symlinks, which must stay inside. */
-  async real(path: RelPath): Promise<string> {
-    let real: string;
-    try {
-      real = await realpath(join(this.root, ...path.segments));
-    } catch (error) {
-      throw this.fsError(error, path.given);
-    }
-    if (!this.isInside(real))
-      throw new OutsideRoot(path.given, this.owner, "it leads outside through a symbolic link");
-    return real;
-  }
-
-  /**
-   * The real parent folder of a path and its final name, not following the final name: for
-   * operations on the entry itself (stat of a link, move, delete, create).
-   */
-  async parent(path: RelPath): Promise<{ dir: string; name: string }> {
-    const name = path.segments[path.segments.length - 1];
-    if (name === undefined) {
-      const message = `This operation cannot apply to the root of ${this.owner} itself; name something inside it.`;
-      throw new GatewayError("forbidden", message, { data: { path: path.given } });
-    }
-    const dir = await this.real({ given: path.given, rel: "", segments: path.segments.slice(0, -1) });
-    return { dir, name };
-  }
-
-  /** Opens a checked real folder and verifies what was opened is still inside. */
-  async openDir(real: string, given: string): Promise<OpenDir> {
-    let handle: FileHandle;
-    try {
-      handle = await open(real, fsConstants.O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
-    } catch (error) {
-      throw this.fsError(error, given);
-    }
-    try {
-      await this.#verify(handle, real, given);
-    } catch (error) {
-      await handle.close();
-      throw error;
-    }
-    const via = this.#useProc ? `${PROC_FD}/${handle.fd}` : real;
-    return { handle, real, entry: (name) => `${via}/${name}` };
-  }
-
-  /**
-   * Opens a checked real file through its verified folder, never following a symlink at the last
-   * step, then verifies the opened file is inside. `create` makes a new file (O_EXCL).
-   */
-  async openFile(real: string, given: string, flags: number, create = false): Promise<FileHandle> {
-    if (real === this.root) throw notAFile(given, "the root folder");
-    const dir = await this.openDir(dirname(real), given);
-    try {
-      let handle: FileHandle;
-      try {
-        handle = await open(
-          dir.entry(basename(real)),
-          flags | O_NOFOLLOW | (create ? fsConstants.O_CREAT | fsConstants.O_EXCL : 0),
-          0o644,
-        );
-      } catch (error) {
-        throw this.fsError(error, given);
-      }
-      try {
-        await this.#verify(handle, real, given);
-      } catch (error) {
-        await handle.close();
-        throw error;
-      }
-      return handle;
-    } finally {
-      await dir.handle.close();
-    }
-  }
-
-  async #verify(handle: FileHandle, expected: string, given: string): Promise<void> {
-    if (this.#useProc) {
-      const actual = await readlink(`${PROC_FD}/${handle.fd}`);
-      if (this.isInside(actual)) return;
-      throw new OutsideRoot(
-        given,
-        this.owner,
-        "a folder on its way was replaced by a link leading outside while it was being opened",
-      );
-    }
-    const [opened, checked] = await Promise.all([handle.stat(), stat(expected).catch(() => undefined)]);
-    if (
-      checked &&
-      opened.dev === checked.dev &&
-      opened.ino === checked.ino &&
-      this.isInside(await realpath(expected))
-    )
-      return;
-    throw new OutsideRoot(given, this.owner, "it changed while it was being opened");
-  }
-
-  /** A filesystem error as a message about the caller's path, never showing real paths. */
-  fsError(error: unknown, given: string): GatewayError {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (error instanceof GatewayError) return error;
-    if (code === "ENOENT") return notFound(given, this.owner);
-    if (code === "ELOOP") {
-      return new OutsideRoot(
-        given,
-        this.owner,
-        "it is (or became) a symbolic link where a real file or folder was checked",
-      );
-    }
-    if (code === "EISDIR") return notAFile(given, "a folder");
-    if (code === "ENOTDIR") {
-      return new GatewayError(
-        "backend_error",
-        `"${given}" is, or goes through, a file where a folder was expected in ${this.owner}; check the path.`,
-        {
-          data: { path: given, reason: "not_a_folder" },
-        },
-      );
-    }
-    if (code === "EACCES" || code === "EPERM") {
-      return new GatewayError(
-        "backend_error",
-        `Permission denied for "${given}" in ${this.owner}; the gateway's user may not access it.`,
-        {
-          data: { path: given, reason: "permission" },
-        },
-      );
-    }
-    // The code only: Node's message names the real path (or a /proc path), which is not the caller's business.
-    const what = code ?? describeError(error);
-    return new GatewayError(
-      "backend_error",
-      `"${given}" in ${this.owner} failed (${what}); try again or check the path.`,
-      {
-        data: { path: given },
-        cause: error,
-      },
-    );
-  }
-}
 
 // ---------------------------------------------------------------------------------------------------
 // Tools
@@ -597,7 +359,8 @@ export class FilesystemBackend implements Backend {
       this.#setState("up");
       return { status: "healthy", latencyMs: performance.now() - started };
     } catch (error) {
-      return { status: "unhealthy", detail: describeError(error) };
+      // For operators: unlike a caller, they may see where the root is.
+      return { status: "unhealthy", detail: `${describeError(error)} (root: ${this.#rootPath})` };
     }
   }
 
@@ -614,9 +377,11 @@ export class FilesystemBackend implements Backend {
       real = await realpath(this.#rootPath);
       info = await stat(real);
     } catch (error) {
+      // Callers are not told where the root is on the host; the log at start and health say it.
+      const code = (error as NodeJS.ErrnoException).code;
       throw new GatewayError(
         "backend_unavailable",
-        `The root folder of backend "${this.name}" (${this.#rootPath}) cannot be used: ${describeError(error)}. ` +
+        `The root folder of backend "${this.name}" cannot be used${code ? ` (${code})` : ""}. ` +
           "Create it or fix `root` in the config.",
         { data: { server: this.name }, cause: error },
       );
@@ -624,20 +389,64 @@ export class FilesystemBackend implements Backend {
     if (!info.isDirectory()) {
       throw new GatewayError(
         "backend_unavailable",
-        `The root of backend "${this.name}" (${this.#rootPath}) is not a folder; point \`root\` at a folder.`,
+        `The root of backend "${this.name}" is not a folder; point \`root\` at a folder.`,
         { data: { server: this.name } },
       );
     }
-    if (this.#jail?.root !== real) this.#jail = new RootJail(real, this.#owner);
+    if (this.#jail?.root !== real) {
+      this.#jail = new RootJail(real, this.#owner, {
+        onRace: (path, what) => this.#log.warn({ path, what }, "refused a path that changed after its check"),
+      });
+    }
     if (this.#state === "down") this.#setState("up");
     return this.#jail;
+  }
+
+  // --- where paths lead ------------------------------------------------------------------------------
+
+  /** Where the caller's path leads under the one rule; it must exist. */
+  async #existing(jail: RootJail, given: unknown, argument = "path"): Promise<Located> {
+    const located = await jail.locate(jail.parse(given, argument));
+    if (!located.exists) throw notFound(located.path.given, jail.owner);
+    return located;
+  }
+
+  /** The folder holding a located entry and its name, for operations on the entry itself. */
+  #entry(jail: RootJail, located: Located): { dir: string; name: string } {
+    const { dir, name, path } = located;
+    if (name === undefined) {
+      throw new GatewayError(
+        "forbidden",
+        `This operation cannot apply to the root of ${jail.owner} itself; name something inside it.`,
+        { data: { path: path.given } },
+      );
+    }
+    if (dir === undefined) throw notFound(path.given, jail.owner);
+    return { dir, name };
+  }
+
+  /**
+   * Where the link `name` in the listed folder leads, by the same rule as any path: its place
+   * relative to the root when that is inside, or "outside" with nothing more about it.
+   */
+  async #linkTarget(
+    jail: RootJail,
+    folder: RelPath,
+    name: string,
+  ): Promise<{ target: string; exists: boolean } | "outside" | undefined> {
+    const rel = folder.rel === "." ? name : `${folder.rel}/${name}`;
+    try {
+      const located = await jail.locate({ given: rel, rel, segments: [...folder.segments, name] });
+      return { target: jail.relative(located.real), exists: located.exists };
+    } catch (error) {
+      return error instanceof OutsideRoot ? "outside" : undefined;
+    }
   }
 
   // --- read-only tools -----------------------------------------------------------------------------
 
   async #list(jail: RootJail, args: z.output<typeof listArgs>): Promise<CallToolResult> {
-    const path = jail.parse(args.path);
-    const real = await jail.real(path);
+    const { path, real } = await this.#existing(jail, args.path);
     const dir = await jail.openDir(real, path.given);
     try {
       const dirents = await readdir(dir.entry(""), { withFileTypes: true });
@@ -646,20 +455,32 @@ export class FilesystemBackend implements Backend {
       );
       const limit = this.#config.maxListEntries;
       const entries: Record<string, unknown>[] = [];
+      const lines: string[] = [];
       for (const dirent of dirents.slice(0, limit)) {
         const info = await lstat(dir.entry(dirent.name)).catch(() => undefined);
         const kind = info ? kindOf(info) : "other";
         const entry: Record<string, unknown> = { name: dirent.name, kind };
-        if (info?.isFile()) entry.size = info.size;
-        if (info?.isSymbolicLink()) entry.target = await this.#linkTarget(jail, join(real, dirent.name));
+        let line = kind === "folder" ? `${dirent.name}/` : `${dirent.name}  (${kind})`;
+        if (info?.isFile()) {
+          entry.size = info.size;
+          line = `${dirent.name}  (${info.size} bytes)`;
+        }
+        if (info?.isSymbolicLink()) {
+          const led = await this.#linkTarget(jail, path, dirent.name);
+          if (led === "outside") {
+            // Named, as an entry of a folder inside the root; what it points to is not described.
+            entry.outside = true;
+            line = `${dirent.name}  (link leading outside the root; no tool follows it)`;
+          } else if (led) {
+            entry.target = led.target;
+            if (!led.exists) entry.broken = true;
+            line = `${dirent.name} -> ${led.target}${led.exists ? "" : " (missing)"}`;
+          }
+        }
         entries.push(entry);
+        lines.push(line);
       }
       const truncated = dirents.length > limit;
-      const lines = entries.map((e) => {
-        if (e.kind === "folder") return `${e.name}/`;
-        if (e.kind === "link") return `${e.name} -> ${e.target}`;
-        return e.kind === "file" ? `${e.name}  (${e.size} bytes)` : `${e.name}  (${e.kind})`;
-      });
       const heading = `${path.rel === "." ? "The root" : `"${path.rel}"`} holds ${dirents.length} entries`;
       const more = truncated ? `\n… ${dirents.length - limit} more not shown (maxListEntries ${limit}).` : "";
       return text(`${heading}${dirents.length > 0 ? ":\n" : "."}${lines.join("\n")}${more}`, {
@@ -672,19 +493,8 @@ export class FilesystemBackend implements Backend {
     }
   }
 
-  /** Where a link points, said without revealing paths outside the root. */
-  async #linkTarget(jail: RootJail, linkPath: string): Promise<string> {
-    try {
-      const real = await realpath(linkPath);
-      return jail.isInside(real) ? jail.relative(real) : "(outside the root)";
-    } catch {
-      return "(broken link)";
-    }
-  }
-
   async #read(jail: RootJail, args: z.output<typeof readArgs>): Promise<CallToolResult> {
-    const path = jail.parse(args.path);
-    const real = await jail.real(path);
+    const { path, real } = await this.#existing(jail, args.path);
     const handle = await jail.openFile(real, path.given, fsConstants.O_RDONLY | O_NONBLOCK);
     try {
       const info = await handle.stat();
@@ -728,15 +538,15 @@ export class FilesystemBackend implements Backend {
     }
   }
 
+  /** Describes the entry as named (a link as a link), once the path passed the one rule. */
   async #stat(jail: RootJail, args: z.output<typeof statArgs>): Promise<CallToolResult> {
-    const path = jail.parse(args.path);
+    const located = await jail.locate(jail.parse(args.path));
+    const { path } = located;
     let info: Stats;
-    let entryPath: string;
-    if (path.segments.length === 0) {
-      entryPath = jail.root;
+    if (located.name === undefined) {
       info = await stat(jail.root);
     } else {
-      const { dir, name } = await jail.parent(path);
+      const { dir, name } = this.#entry(jail, located);
       const opened = await jail.openDir(dir, path.given);
       try {
         info = await lstat(opened.entry(name)).catch((error: unknown) => {
@@ -745,7 +555,6 @@ export class FilesystemBackend implements Backend {
       } finally {
         await opened.handle.close();
       }
-      entryPath = join(dir, name);
     }
     const result: Record<string, unknown> = {
       path: path.rel,
@@ -754,7 +563,10 @@ export class FilesystemBackend implements Backend {
       modified: info.mtime.toISOString(),
       mode: `0${(info.mode & 0o777).toString(8)}`,
     };
-    if (info.isSymbolicLink()) result.target = await this.#linkTarget(jail, entryPath);
+    if (info.isSymbolicLink()) {
+      result.target = jail.relative(located.real);
+      if (!located.exists) result.broken = true;
+    }
     const lines = Object.entries(result).map(([k, v]) => `${k}: ${v}`);
     return text(lines.join("\n"), result);
   }
@@ -764,8 +576,7 @@ export class FilesystemBackend implements Backend {
     args: z.output<typeof searchArgs>,
     signal: AbortSignal,
   ): Promise<CallToolResult> {
-    const path = jail.parse(args.path);
-    const start = await jail.real(path);
+    const { path, real: start } = await this.#existing(jail, args.path);
     if (!(await stat(start)).isDirectory()) {
       throw new GatewayError(
         "backend_error",
@@ -798,10 +609,8 @@ export class FilesystemBackend implements Backend {
       let dir: OpenDir;
       try {
         dir = await jail.openDir(dirReal, jail.relative(dirReal));
-      } catch (error) {
+      } catch {
         // A folder that vanished or changed mid-walk is skipped; one that leads outside is never entered.
-        if (error instanceof OutsideRoot)
-          this.#log.warn({ dir: jail.relative(dirReal) }, "search skipped a folder that changed");
         continue;
       }
       let dirents: Dirent[];
@@ -813,17 +622,20 @@ export class FilesystemBackend implements Backend {
       dirents.sort((a, b) => a.name.localeCompare(b.name));
       for (const dirent of dirents) {
         const real = join(dirReal, dirent.name);
-        // Links are not followed into folders (no loops, no escapes); linked files count if inside.
+        // Links are not followed into folders (no loops, no escapes).
         if (dirent.isDirectory()) {
           if (!skip.has(dirent.name)) queue.push(real);
           continue;
         }
+        const rel = jail.relative(real);
         let fileReal = real;
         if (dirent.isSymbolicLink()) {
-          const target = await realpath(real).catch(() => undefined);
-          if (!target || !jail.isInside(target)) continue;
-          if (!(await stat(target).catch(() => undefined))?.isFile()) continue;
-          fileReal = target;
+          // The one rule decides, as for a path the caller gives: a link that leads outside (or
+          // nowhere) is skipped without a word; one to a file inside counts under its own name.
+          const led = await jail.locate({ given: rel, rel, segments: rel.split("/") }).catch(() => undefined);
+          if (!led?.exists) continue;
+          if (!(await stat(led.real).catch(() => undefined))?.isFile()) continue;
+          fileReal = led.real;
         } else if (!dirent.isFile()) {
           continue;
         }
@@ -831,7 +643,6 @@ export class FilesystemBackend implements Backend {
           stopped = `stopped after looking at ${search.maxFiles} files (search.maxFiles); search a narrower folder`;
           break walk;
         }
-        const rel = jail.relative(real);
         if (matcher && !matcher(rel)) continue;
         if (needle !== undefined) {
           const lines = await this.#grep(jail, fileReal, rel, needle, args.caseSensitive);
@@ -897,24 +708,20 @@ export class FilesystemBackend implements Backend {
       );
     }
     if (args.createDirs) await this.#makeParents(jail, path);
-    const { dir, name } = await jail.parent(path).catch((error: unknown) => {
-      if (error instanceof GatewayError && error.data.reason === "not_found") {
-        throw new GatewayError(
-          "backend_error",
-          `The folder of "${path.given}" does not exist in ${this.#owner}; pass createDirs: true to create it.`,
-          { data: { path: path.given, reason: "not_found" } },
-        );
-      }
-      throw error;
-    });
-    const opened = await jail.openDir(dir, path.given);
-    let existing: Stats | undefined;
+    const located = await jail.locate(path);
+    const folderMissing = () =>
+      new GatewayError(
+        "backend_error",
+        `The folder of "${path.given}" does not exist in ${this.#owner}; pass createDirs: true to create it.`,
+        { data: { path: path.given, reason: "not_found" } },
+      );
     try {
-      existing = await lstat(opened.entry(name)).catch(() => undefined);
-    } finally {
-      await opened.handle.close();
+      this.#entry(jail, located);
+    } catch (error) {
+      if (error instanceof GatewayError && error.data.reason === "not_found") throw folderMissing();
+      throw error;
     }
-    if (existing && !args.overwrite) {
+    if (located.exists && !args.overwrite) {
       throw new GatewayError(
         "backend_error",
         `"${path.given}" already exists; pass overwrite: true to replace it.`,
@@ -923,12 +730,11 @@ export class FilesystemBackend implements Backend {
         },
       );
     }
+    // A link that stays inside is written through: its target is what `located.real` names.
     let handle: FileHandle;
-    if (existing) {
-      // An existing link is written through only when it leads to a file inside the root.
-      const real = await jail.real(path);
+    if (located.exists) {
       // No O_TRUNC: the file is emptied only after it is verified to be the one that was checked.
-      handle = await jail.openFile(real, path.given, fsConstants.O_WRONLY | O_NONBLOCK);
+      handle = await jail.openFile(located.real, path.given, fsConstants.O_WRONLY | O_NONBLOCK);
       const info = await handle.stat();
       if (!info.isFile()) {
         await handle.close();
@@ -936,46 +742,49 @@ export class FilesystemBackend implements Backend {
       }
       await handle.truncate(0);
     } else {
-      handle = await jail.openFile(join(dir, name), path.given, fsConstants.O_WRONLY, true);
+      handle = await jail
+        .openFile(located.real, path.given, fsConstants.O_WRONLY, true)
+        .catch((error: unknown) => {
+          if (error instanceof GatewayError && error.data.reason === "not_found") throw folderMissing();
+          throw error;
+        });
     }
     try {
       await handle.writeFile(data);
     } finally {
       await handle.close();
     }
-    return text(`Wrote ${data.length} bytes to "${path.rel}" (${existing ? "replaced" : "created"}).`, {
+    return text(`Wrote ${data.length} bytes to "${path.rel}" (${located.exists ? "replaced" : "created"}).`, {
       path: path.rel,
       bytes: data.length,
-      created: !existing,
+      created: !located.exists,
     });
   }
 
-  /** Creates missing folders one at a time, each through its verified parent. */
+  /** Creates missing folders one at a time, each located by the one rule and made through its verified parent. */
   async #makeParents(jail: RootJail, path: RelPath): Promise<void> {
-    let current = jail.root;
-    for (const segment of path.segments.slice(0, -1)) {
-      const dir = await jail.openDir(current, path.given);
+    for (let depth = 1; depth < path.segments.length; depth++) {
+      const segments = path.segments.slice(0, depth);
+      const located = await jail.locate({ given: path.given, rel: segments.join("/"), segments });
+      if (located.exists) continue;
+      const dir = await jail.openDir(dirname(located.real), path.given);
       try {
-        await mkdir(dir.entry(segment)).catch((error: NodeJS.ErrnoException) => {
+        await mkdir(dir.entry(basename(located.real))).catch((error: NodeJS.ErrnoException) => {
           if (error.code !== "EEXIST") throw jail.fsError(error, path.given);
         });
       } finally {
         await dir.handle.close();
       }
-      const next = await realpath(join(current, segment)).catch((error: unknown) => {
-        throw jail.fsError(error, path.given);
-      });
-      if (!jail.isInside(next))
-        throw new OutsideRoot(path.given, jail.owner, "a folder on its way is a link leading outside");
-      current = next;
     }
   }
 
   async #move(jail: RootJail, args: z.output<typeof moveArgs>): Promise<CallToolResult> {
-    const from = jail.parse(args.from, "from");
-    const to = jail.parse(args.to, "to");
-    const source = await jail.parent(from);
-    const target = await jail.parent(to);
+    const fromLocated = await jail.locate(jail.parse(args.from, "from"));
+    const toLocated = await jail.locate(jail.parse(args.to, "to"));
+    const from = fromLocated.path;
+    const to = toLocated.path;
+    const source = this.#entry(jail, fromLocated);
+    const target = this.#entry(jail, toLocated);
     const sourceDir = await jail.openDir(source.dir, from.given);
     try {
       const targetDir = await jail.openDir(target.dir, to.given);
@@ -1017,8 +826,9 @@ export class FilesystemBackend implements Backend {
   }
 
   async #delete(jail: RootJail, args: z.output<typeof deleteArgs>): Promise<CallToolResult> {
-    const path = jail.parse(args.path);
-    const { dir, name } = await jail.parent(path);
+    const located = await jail.locate(jail.parse(args.path));
+    const { path } = located;
+    const { dir, name } = this.#entry(jail, located);
     const opened = await jail.openDir(dir, path.given);
     let kind: string;
     try {
@@ -1065,16 +875,6 @@ function parse<T extends z.ZodType>(schema: T, call: ToolCall): z.output<T> {
   throw new InvalidArguments(`Invalid arguments for "${call.tool}": ${z.prettifyError(parsed.error)}`, {
     tool: call.tool,
   });
-}
-
-function notAFile(given: string, what: string): GatewayError {
-  return new GatewayError(
-    "backend_error",
-    `"${given}" is ${what}, not a file; use "list" to see what it holds.`,
-    {
-      data: { path: given, reason: "not_a_file" },
-    },
-  );
 }
 
 export function createFilesystemBackend(

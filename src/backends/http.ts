@@ -16,19 +16,20 @@ import type { Readable } from "node:stream";
 import { Ajv, type ValidateFunction } from "ajv";
 import { Pool } from "undici";
 import { z } from "zod";
-import { describeError, errorResult, GatewayError, InvalidArguments } from "../core/errors.ts";
-import type {
-  Backend,
-  BackendCatalog,
-  BackendEvents,
-  BackendState,
-  CallContext,
-  CallToolResult,
-  GetPromptResult,
-  HealthResult,
-  ReadResourceResult,
-  Tool,
-  ToolCall,
+import { CircuitOpen, describeError, errorResult, GatewayError, InvalidArguments } from "../core/errors.ts";
+import {
+  type Backend,
+  type BackendCatalog,
+  type BackendEvents,
+  type BackendState,
+  type CallContext,
+  type CallToolResult,
+  type GetPromptResult,
+  type HealthResult,
+  NOTE_ERROR_DETAIL,
+  type ReadResourceResult,
+  type Tool,
+  type ToolCall,
 } from "../core/types.ts";
 import type { Logger } from "../observability/logger.ts";
 import { CircuitBreaker } from "../policies/circuit-breaker.ts";
@@ -41,6 +42,7 @@ import {
   type HttpMethod as Method,
   TEMPLATE_PLACEHOLDER,
 } from "./builtin-config.ts";
+import { connectionFailure, DetailedError, detailOf, fullMessage } from "./network-errors.ts";
 import {
   checkHost,
   type HostPattern,
@@ -328,6 +330,8 @@ export class HttpBackend implements Backend {
   }
 
   async callTool(call: ToolCall, ctx: CallContext): Promise<CallToolResult> {
+    // A retry's note must not describe an earlier attempt.
+    ctx.notes.delete(NOTE_ERROR_DETAIL);
     try {
       const request =
         call.tool === "fetch" && this.#config.fetchTool
@@ -336,6 +340,9 @@ export class HttpBackend implements Backend {
       const answer = await this.#exchange(withTraceContext(request, ctx.meta), call.tool, ctx.signal);
       return this.#result(answer, request.errorOnStatus);
     } catch (error) {
+      const detail = detailOf(error);
+      // The caller gets the class of the failure; what it hides goes to the audit record.
+      if (detail !== undefined) ctx.notes.set(NOTE_ERROR_DETAIL, detail);
       return asResult(call.tool, error);
     }
   }
@@ -560,17 +567,24 @@ export class HttpBackend implements Backend {
     }
   }
 
-  /** Throws `forbidden` unless config allows `url`'s scheme and host. Makes no network call. */
-  #checkScope(url: URL, redirectedFrom?: URL): void {
-    const via = redirectedFrom ? ` (a redirect from ${redirectedFrom.href})` : "";
+  /**
+   * Throws `forbidden` unless config allows `url`'s scheme and host. Makes no network call. For a
+   * redirect hop (`redirect` names it) the message never shows the target, which the server chose.
+   */
+  #checkScope(url: URL, redirect?: string): void {
     const refuse = (why: string, what: string): never => {
-      throw new GatewayError(
-        "forbidden",
-        `Refused ${url.href}${via} on backend "${this.name}": ${why}. ${what}`,
-        {
-          data: { server: this.name, url: url.href },
-        },
-      );
+      if (redirect) {
+        throw new DetailedError(
+          "forbidden",
+          `Refused to follow ${redirect} on backend "${this.name}": its target is out of scope (${why}). ` +
+            "Request a URL in scope directly.",
+          `${redirect} to ${url.href}: ${why}`,
+          { data: { server: this.name, reason: "out_of_scope" } },
+        );
+      }
+      throw new GatewayError("forbidden", `Refused ${url.href} on backend "${this.name}": ${why}. ${what}`, {
+        data: { server: this.name, url: url.href },
+      });
     };
     if (url.protocol !== "https:" && url.protocol !== "http:") {
       refuse(`the scheme ${url.protocol} is not HTTP`, "Use an https:// URL.");
@@ -597,15 +611,22 @@ export class HttpBackend implements Backend {
 
   // --- sending ---------------------------------------------------------------------------------------
 
-  /** Sends `request`, following redirects one checked hop at a time. */
+  /**
+   * Sends `request`, following redirects one checked hop at a time. Errors name the caller's request
+   * and how far its redirects went, never a hop's own URL: a redirect target is the server's choice
+   * and may point inside the network. The hop goes to the error's detail.
+   */
   async #exchange(request: OutgoingRequest, tool: string, callerSignal: AbortSignal): Promise<Answer> {
     const timeout = AbortSignal.timeout(this.#timeoutMs);
     const signals: Signals = { caller: callerSignal, timeout, any: AbortSignal.any([callerSignal, timeout]) };
     let { method, url, headers, body } = request;
-    let from: URL | undefined;
+    let redirects = 0;
+    const asked = `${request.method} ${request.url.href}`;
+    const subject = () => (redirects === 0 ? asked : `${asked} (after ${redirects} redirect(s))`);
     try {
-      for (let redirects = 0; ; redirects++) {
-        this.#checkScope(url, from);
+      for (; ; redirects++) {
+        const hop = redirects === 0 ? undefined : redirectName(request, redirects);
+        this.#checkScope(url, hop);
         const sign = this.#config.signRequests;
         const sent =
           sign && url.origin === request.url.origin
@@ -614,17 +635,21 @@ export class HttpBackend implements Backend {
                 ...signOutbound({ method, url: url.href, body, keyId: sign.keyId, secret: sign.secret }),
               }
             : headers;
-        const hop = await this.#send({ method, url, headers: sent, body, from }, tool, signals);
-        const location = headerValue(hop.headers.location);
-        if (!REDIRECTS.has(hop.status) || this.#config.maxRedirects === 0 || location === undefined) {
-          return { ...hop, method, url, redirects };
+        const answer = await this.#send(
+          { method, url, headers: sent, body, redirect: hop, subject: subject() },
+          tool,
+          signals,
+        );
+        const location = headerValue(answer.headers.location);
+        if (!REDIRECTS.has(answer.status) || this.#config.maxRedirects === 0 || location === undefined) {
+          return { ...answer, method, url, redirects };
         }
         if (redirects >= this.#config.maxRedirects) {
-          throw new GatewayError(
+          throw new DetailedError(
             "backend_error",
-            `${request.method} ${request.url.href} on backend "${this.name}" redirected more than maxRedirects ` +
-              `(${this.#config.maxRedirects}) times (last to ${location}); request the final URL directly or ` +
-              "raise maxRedirects.",
+            `${asked} on backend "${this.name}" redirected more than maxRedirects ` +
+              `(${this.#config.maxRedirects}) times; request the final URL directly or raise maxRedirects.`,
+            `${method} ${url.href} redirected again, to ${location}`,
             { data: { server: this.name, url: request.url.href } },
           );
         }
@@ -632,11 +657,12 @@ export class HttpBackend implements Backend {
         try {
           next = new URL(location, url);
         } catch {
-          throw new GatewayError(
+          throw new DetailedError(
             "backend_error",
-            `${url.href} on backend "${this.name}" redirected to "${location}", which is not a valid URL; ` +
+            `${subject()} on backend "${this.name}" redirected to something that is not a valid URL; ` +
               "request another URL.",
-            { data: { server: this.name, url: url.href } },
+            `${method} ${url.href} redirected to "${location}"`,
+            { data: { server: this.name, url: request.url.href } },
           );
         }
         next.hash = "";
@@ -649,54 +675,74 @@ export class HttpBackend implements Backend {
           );
         }
         // As browsers do: 303 always, and 301/302 after POST, continue as a GET without body.
-        if (hop.status === 303 || ((hop.status === 301 || hop.status === 302) && method === "POST")) {
+        if (
+          answer.status === 303 ||
+          ((answer.status === 301 || answer.status === 302) && method === "POST")
+        ) {
           if (method !== "HEAD") method = "GET";
           body = undefined;
           const { "content-type": _type, ...rest } = headers;
           headers = rest;
         }
-        from = url;
         url = next;
       }
     } catch (error) {
-      if (callerSignal.aborted) {
-        throw new GatewayError(
-          "cancelled",
-          `The request ${method} ${url.href} on backend "${this.name}" was cancelled by the client.`,
-          { data: { server: this.name }, cause: error },
-        );
+      const failure = this.#stopped(error, callerSignal, timeout, subject(), `${method} ${url.href}`);
+      const detail = detailOf(failure);
+      if (detail !== undefined) {
+        const level = failure instanceof GatewayError && failure.code === "cancelled" ? "debug" : "warn";
+        this.#log[level]({ tool, code: (failure as GatewayError).code, detail }, describeError(failure));
       }
-      if (timeout.aborted) {
-        throw new GatewayError(
-          "timeout",
-          `${method} ${url.href} on backend "${this.name}" got no complete answer within ${this.#timeoutMs} ms; ` +
-            "try again later, ask for less data, or raise timeoutMs.",
-          { data: { server: this.name, url: url.href, timeoutMs: this.#timeoutMs }, cause: error },
-        );
-      }
-      throw error;
+      throw failure;
     }
   }
 
-  /** One request to one origin (scope already checked): addresses are checked and pinned first. */
+  /** A cancel or a timeout as the caller's error; any other failure as it is. */
+  #stopped(error: unknown, caller: AbortSignal, timeout: AbortSignal, subject: string, hop: string): unknown {
+    if (caller.aborted) {
+      return new DetailedError(
+        "cancelled",
+        `The request ${subject} on backend "${this.name}" was cancelled by the client.`,
+        `cancelled during ${hop}`,
+        { data: { server: this.name }, cause: error },
+      );
+    }
+    if (timeout.aborted) {
+      return new DetailedError(
+        "timeout",
+        `${subject} on backend "${this.name}" got no complete answer within ${this.#timeoutMs} ms; ` +
+          "try again later, ask for less data, or raise timeoutMs.",
+        `timed out during ${hop}`,
+        { data: { server: this.name, timeoutMs: this.#timeoutMs }, cause: error },
+      );
+    }
+    return error;
+  }
+
+  /**
+   * One request to one origin (scope already checked): addresses are checked and pinned first.
+   * `subject` is how errors name the request to the caller; the hop's URL goes to their detail only.
+   */
   async #send(
     hop: {
       method: Method;
       url: URL;
       headers: Record<string, string>;
       body: string | undefined;
-      from: URL | undefined;
+      /** Set for a redirect hop: how messages name it. */
+      redirect: string | undefined;
+      subject: string;
     },
     tool: string,
     signals: Signals,
   ): Promise<{ status: number; headers: Answer["headers"]; body: Buffer }> {
-    const { method, url, headers, body } = hop;
+    const { method, url, headers, body, subject } = hop;
     const origin = this.#origin(url);
-    const ticket = origin.breaker?.enter(this.#binding(tool));
+    const ticket = this.#enter(origin, tool, hop.redirect);
     // "ignore" until the origin has said something: refusals and cancels tell nothing about its health.
     let outcome = "ignore";
     try {
-      await this.#pin(origin, url, hop.from, signals.any);
+      await this.#pin(origin, url, hop.redirect, signals.any);
       let response: Awaited<ReturnType<Pool["request"]>>;
       try {
         response = await origin.pool.request({
@@ -708,12 +754,14 @@ export class HttpBackend implements Backend {
         });
       } catch (error) {
         if (signals.any.aborted) throw error;
-        outcome = describeError(error);
-        throw new GatewayError(
+        // The class only: undici's message names the address and port it tried.
+        outcome = connectionFailure(error);
+        throw new DetailedError(
           "backend_unavailable",
-          `${method} ${url.href} on backend "${this.name}" failed before an answer: ${describeError(error)}. ` +
+          `${subject} on backend "${this.name}" failed before an answer: ${outcome}. ` +
             "Check that the host is up and reachable, then try again.",
-          { data: { server: this.name, url: url.href }, cause: error },
+          `${method} ${url.href}: ${fullMessage(error)}`,
+          { data: { server: this.name, reason: "connection" }, cause: error },
         );
       }
       const status = response.statusCode;
@@ -732,22 +780,22 @@ export class HttpBackend implements Backend {
           data = await readLimited(response.body, limit);
         } catch (error) {
           if (signals.any.aborted) throw error;
-          outcome = describeError(error);
-          throw new GatewayError(
+          outcome = connectionFailure(error);
+          throw new DetailedError(
             "backend_unavailable",
-            `The answer to ${method} ${url.href} on backend "${this.name}" broke off: ${describeError(error)}. ` +
-              "Try again.",
-            { data: { server: this.name, url: url.href }, cause: error },
+            `The answer to ${subject} on backend "${this.name}" broke off: ${outcome}. Try again.`,
+            `${method} ${url.href}: ${fullMessage(error)}`,
+            { data: { server: this.name, reason: "connection" }, cause: error },
           );
         }
       }
       if (data === undefined) {
         throw new GatewayError(
           "backend_error",
-          `The answer to ${method} ${url.href} (HTTP ${status}) on backend "${this.name}" is larger than ` +
+          `The answer to ${subject} (HTTP ${status}) on backend "${this.name}" is larger than ` +
             `maxResponseBytes (${limit} bytes), so it was not read to the end; ask for less (a filter, a page, ` +
             "a range) or raise maxResponseBytes.",
-          { data: { server: this.name, url: url.href, maxResponseBytes: limit } },
+          { data: { server: this.name, maxResponseBytes: limit } },
         );
       }
       return { status, headers: response.headers, body: data };
@@ -763,18 +811,39 @@ export class HttpBackend implements Backend {
     }
   }
 
+  /** Passes the origin's breaker; an open one at a redirect's target is not named to the caller. */
+  #enter(origin: OriginState, tool: string, redirect: string | undefined) {
+    try {
+      return origin.breaker?.enter(this.#binding(tool));
+    } catch (error) {
+      if (!redirect || !(error instanceof CircuitOpen)) throw error;
+      this.#log.debug({ tool, origin: origin.origin }, "a redirect led to an origin whose circuit is open");
+      throw new CircuitOpen(
+        `${redirect} on backend "${this.name}" leads to a server that is failing, so it was not followed: ` +
+          `its circuit breaker is open until ${new Date(error.retryAt).toISOString()}; try again then.`,
+        error.retryAt,
+        { server: this.name },
+      );
+    }
+  }
+
   /**
    * Resolves and checks the origin's host, unless it was checked within PIN_TTL_MS. Only checked
    * addresses are ever pinned, so reusing them cannot reach anything the check would refuse now.
    */
-  async #pin(origin: OriginState, url: URL, from: URL | undefined, signal: AbortSignal): Promise<void> {
+  async #pin(
+    origin: OriginState,
+    url: URL,
+    redirect: string | undefined,
+    signal: AbortSignal,
+  ): Promise<void> {
     if (origin.pinned.length > 0 && performance.now() - origin.pinnedAt < PIN_TTL_MS) return;
     origin.pinned = await checkHost(url.hostname, {
       resolve: this.#resolve,
       allowPrivate: matchesHostPattern(url, this.#allowPrivate),
       signal,
       owner: `backend "${this.name}"`,
-      redirectedFrom: from?.href,
+      redirect,
     });
     origin.pinnedAt = performance.now();
   }
@@ -898,6 +967,16 @@ const THROWN: ReadonlySet<string> = new Set([
   "cancelled",
   "circuit_open",
 ]);
+
+/**
+ * How messages name a redirect hop: by the caller's request, which the caller knows, never by the
+ * target, which the server chose.
+ */
+function redirectName(request: OutgoingRequest, hop: number): string {
+  return hop === 1
+    ? `the redirect from ${request.url.href}`
+    : `redirect ${hop} of the chain from ${request.url.href}`;
+}
 
 function asResult(tool: string, error: unknown): CallToolResult {
   if (error instanceof GatewayError && !THROWN.has(error.code)) return errorResult(tool, error);

@@ -13,7 +13,7 @@
  */
 import { promises as dns, type LookupAddress, type LookupOptions } from "node:dns";
 import { isIPv6 } from "node:net";
-import { GatewayError } from "../core/errors.ts";
+import { DetailedError, fullMessage, resolutionFailure } from "./network-errors.ts";
 
 export type AddressFamily = 4 | 6;
 
@@ -341,10 +341,13 @@ export function classifyAddress(text: string): AddressVerdict {
 // ---------------------------------------------------------------------------------------------------
 // Checking and pinning
 
-/** A request refused because of where it would connect. Thrown before any connection is attempted. */
-export class AddressRefused extends GatewayError {
-  constructor(message: string, data: Record<string, unknown>) {
-    super("forbidden", message, { data });
+/**
+ * A request refused because of where it would connect. Thrown before any connection is attempted.
+ * Its message gives the caller the class of the reason only; `detail` names the addresses.
+ */
+export class AddressRefused extends DetailedError {
+  constructor(message: string, detail: string, data: Record<string, unknown>) {
+    super("forbidden", message, detail, { data });
     this.name = "AddressRefused";
   }
 }
@@ -356,8 +359,13 @@ export interface HostCheckOptions {
   readonly signal: AbortSignal;
   /** Who is asking, for messages: `backend "api"`. */
   readonly owner: string;
-  /** For messages: the URL whose redirect led here. */
-  readonly redirectedFrom?: string | undefined;
+  /**
+   * Set when the host comes from a redirect, not from the caller: how messages name the hop
+   * ("the redirect from https://api.example.com/x"). The caller is then never told the host, its
+   * addresses or why they were refused beyond the class: a redirect target is the server's choice,
+   * and could point anywhere inside the network.
+   */
+  readonly redirect?: string | undefined;
 }
 
 /** Names that mean this machine whatever DNS says (RFC 6761); refused without asking DNS. */
@@ -365,65 +373,83 @@ function isLocalName(name: string): boolean {
   return name === "localhost" || name.endsWith(".localhost");
 }
 
+/** What the caller is told about an address that was not allowed, whatever it is. */
+const NOT_PUBLIC = "a private or special-purpose address";
+
 /**
  * Resolves `host` (a URL hostname) and checks every address. Returns the addresses a connection may
  * use; throws AddressRefused when any is not allowed.
+ *
+ * What the caller learns is limited to what it already knew: for an IP literal it wrote, which range
+ * the literal is in; for a name, only that it resolves to a private or special-purpose address,
+ * never which address, which range, or what the resolver said. The detail goes to the gateway's log
+ * and audit record (AddressRefused.detail).
  */
 export async function checkHost(host: string, options: HostCheckOptions): Promise<ResolvedAddress[]> {
   const normalized = normalizeHost(host);
+  const { owner, redirect } = options;
   const hint = options.allowPrivate
-    ? "Metadata, unspecified, multicast and broadcast addresses are refused even for hosts in allowPrivateHosts."
-    : `If this host is meant to be reachable, list it in allowPrivateHosts of ${options.owner}.`;
-  const from = options.redirectedFrom ? ` (a redirect from ${options.redirectedFrom})` : "";
-  const refuse = (verdict: AddressVerdict, via: string): never => {
-    throw new AddressRefused(
-      `Refused to connect to "${host}"${via}${from}: ${verdict.address} is a ${verdict.range} address, and ` +
-        `${options.owner} only connects to public addresses. ${hint}`,
-      { host, address: verdict.address, range: verdict.range },
-    );
+    ? "Cloud metadata, unspecified, multicast and broadcast addresses are refused even for hosts in allowPrivateHosts."
+    : redirect
+      ? `Request a public URL directly; if the redirect's host is meant to be reachable, an operator can list it in allowPrivateHosts of ${owner} (the gateway's log names it).`
+      : `If this host is meant to be reachable, list it in allowPrivateHosts of ${owner}.`;
+  const refused = (why: string, detail: string, reason: string): never => {
+    const message = redirect
+      ? `Refused to follow ${redirect}: it leads to ${NOT_PUBLIC}, and ${owner} only connects to public addresses. ${hint}`
+      : `Refused to connect to "${host}": ${why}, and ${owner} only connects to public addresses. ${hint}`;
+    throw new AddressRefused(message, `${redirect ? `${redirect} to ` : ""}"${host}": ${detail}`, {
+      reason,
+      ...(redirect ? {} : { host }),
+    });
   };
-  const admit = (verdict: AddressVerdict, via: string) => {
+  const admit = (verdict: AddressVerdict, why: string, detail: string) => {
     if (verdict.allowed) return;
     if (options.allowPrivate && verdict.overridable) return;
-    refuse(verdict, via);
+    refused(why, detail, "not_public");
   };
 
   if (normalized.kind !== "name") {
     const verdict = classifyAddress(normalized.address);
-    admit(verdict, "");
+    // The caller wrote this address: naming its range tells it nothing it did not know.
+    admit(
+      verdict,
+      `${verdict.address} is a ${verdict.range} address`,
+      `${verdict.address} is a ${verdict.range} address`,
+    );
     return [{ address: normalized.address, family: normalized.kind === "ipv4" ? 4 : 6 }];
   }
   if (isLocalName(normalized.name) && !options.allowPrivate) {
-    throw new AddressRefused(
-      `Refused to connect to "${host}"${from}: the name always means this machine (loopback), and ` +
-        `${options.owner} only connects to public addresses. ${hint}`,
-      { host, range: "loopback name" },
-    );
+    refused("the name always means this machine (loopback)", "a localhost name (loopback)", "local_name");
   }
   let answers: readonly ResolvedAddress[];
   try {
     answers = await options.resolve(normalized.name, options.signal);
   } catch (error) {
     if (options.signal.aborted) throw error;
-    throw new GatewayError(
+    throw new DetailedError(
       "backend_unavailable",
-      `Could not resolve "${host}" for ${options.owner}: ${(error as Error).message}. Check the host name.`,
-      { data: { host }, cause: error },
+      `Could not resolve ${redirect ? `the host of ${redirect}` : `"${host}"`} for ${owner}: ` +
+        `${resolutionFailure(error)}. ${redirect ? "Request another URL." : "Check the host name."}`,
+      `resolving "${host}"${redirect ? ` (${redirect})` : ""}: ${fullMessage(error)}`,
+      { data: redirect ? { reason: "unresolved" } : { host, reason: "unresolved" }, cause: error },
     );
   }
   if (answers.length === 0) {
-    throw new GatewayError(
+    throw new DetailedError(
       "backend_unavailable",
-      `"${host}" resolved to no addresses for ${options.owner}; check the host name.`,
-      { data: { host } },
+      `${redirect ? `The host of ${redirect}` : `"${host}"`} resolved to no addresses for ${owner}; ` +
+        `${redirect ? "request another URL" : "check the host name"}.`,
+      `"${host}"${redirect ? ` (${redirect})` : ""} resolved to no addresses`,
+      { data: redirect ? { reason: "unresolved" } : { host, reason: "unresolved" } },
     );
   }
   const checked: ResolvedAddress[] = [];
+  const why = `it resolves to ${NOT_PUBLIC}`;
   for (const answer of answers) {
     const verdict = classifyAddress(answer.address);
     if (verdict.range === "not an IP address")
-      refuse(verdict, ` (the resolver answered "${answer.address}")`);
-    admit(verdict, ` (it resolves to ${verdict.address})`);
+      refused(why, `the resolver answered "${answer.address}", which is not an IP address`, "not_public");
+    admit(verdict, why, `resolves to ${verdict.address}, a ${verdict.range} address`);
     checked.push({ address: verdict.address, family: verdict.family });
   }
   return checked;

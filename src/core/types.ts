@@ -101,6 +101,12 @@ export interface CallerChannel {
  */
 export const NOTE_ASKED_CLIENT = "askedClient";
 
+/**
+ * The `notes` key (a string) a backend sets when a failure's full detail must not reach the client
+ * (resolved addresses, socket errors, redirect targets): the audit record keeps it, the answer does not.
+ */
+export const NOTE_ERROR_DETAIL = "errorDetail";
+
 export interface CallContext {
   readonly requestId: string;
   /** Reaches every policy and the backend request: a client's cancel aborts the backend call. */

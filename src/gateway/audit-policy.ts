@@ -7,7 +7,7 @@
 import type { AuditLog } from "../audit/index.ts";
 import type { AuditOutcome } from "../audit/record.ts";
 import { describeError, errorResult } from "../core/errors.ts";
-import type { CallToolResult, Policy } from "../core/types.ts";
+import { type CallToolResult, NOTE_ERROR_DETAIL, type Policy } from "../core/types.ts";
 import { type CallOutcome, outcomeOfError, outcomeOfResult } from "../observability/metrics.ts";
 import { NOTES } from "../policies/types.ts";
 
@@ -32,7 +32,10 @@ export function auditPolicy(
     }
     const outcome = result ? outcomeOfResult(result) : outcomeOfError(failure);
     const source = ctx.notes.get(NOTES.source);
-    const error = result ? (result.isError ? textOf(result) : undefined) : describeError(failure);
+    const error = withDetail(
+      result ? (result.isError ? textOf(result) : undefined) : describeError(failure),
+      ctx.notes.get(NOTE_ERROR_DETAIL),
+    );
     try {
       await log.record({
         time: startedAt,
@@ -43,7 +46,7 @@ export function auditPolicy(
         tool: exposedName,
         arguments: call.args,
         outcome: auditOutcome(outcome),
-        ...(error === undefined ? {} : { error: error.slice(0, MAX_ERROR_CHARS) }),
+        ...(error === undefined ? {} : { error }),
         durationMs: Math.round((performance.now() - started) * 1000) / 1000,
         source: typeof source === "string" ? source : failure === undefined ? "backend" : "none",
         ...(ctx.transport ? { transport: ctx.transport } : {}),
@@ -68,6 +71,17 @@ function auditOutcome(outcome: CallOutcome): AuditOutcome {
     default:
       return "error";
   }
+}
+
+/**
+ * The error as the client saw it, then the detail the backend kept from the client (resolved
+ * addresses, socket errors…), which the record keeps for the operator.
+ */
+function withDetail(error: string | undefined, detail: unknown): string | undefined {
+  if (error === undefined) return undefined;
+  const shown = error.slice(0, MAX_ERROR_CHARS);
+  if (typeof detail !== "string" || detail === "") return shown;
+  return `${shown}\nDetail (not sent to the client): ${detail.slice(0, MAX_ERROR_CHARS)}`;
 }
 
 function textOf(result: CallToolResult): string {

@@ -61,7 +61,22 @@ function layout(): void {
   symlinkSync(join("..", "outside", "secret.txt"), join(root, "link-out"));
   symlinkSync(join("..", "outside"), join(root, "dir-out"));
   symlinkSync(join(outside, "secret.txt"), join(root, "abs-link"));
+  // Leads outside to nothing: refused all the same, so whether something is there never shows.
+  symlinkSync(join("..", "outside", "no-such-file"), join(root, "dangling-out"));
+  symlinkSync(join("..", "docs", "gone.md"), join(root, "docs", "dangling-in"));
+  // A link to a folder inside: listed, never entered by a search.
+  symlinkSync("docs", join(root, "docs-link"));
+  // A link that stays inside, to a link that leads out: refused at the second hop.
+  symlinkSync("dir-out", join(root, "via-inside"));
+  // Leaves the root and comes back: it lands inside, so it works.
+  symlinkSync(join("..", "root", "docs", "guide.md"), join(root, "round-trip"));
 }
+
+/** The one refusal for a path that leads outside through a link, whatever the tool ("PATH" for the path). */
+const LINK_OUT = /: it leads outside the root through a symbolic link\. /;
+const OUTSIDE_TEXT =
+  'Path PATH is outside the root of backend "docs": it leads outside the root through a symbolic link. ' +
+  'Use a path relative to the root (like "notes/todo.md") that stays inside it.';
 
 async function backend(config: Omit<FilesystemBackendInput, "type" | "root"> & { root?: string } = {}) {
   const parsed = filesystemBackendSchema.parse({ type: "filesystem", root, maxReadBytes: 2_000, ...config });
@@ -107,10 +122,12 @@ describe("filesystem backend: containment", () => {
     ["C:/Windows/win.ini", /Windows drive/],
     ["c:secret.txt", /Windows drive/],
     ["file:///etc/passwd", /URL|absolute|Windows/],
-    ["link-out", /leads outside through a symbolic link/],
-    ["abs-link", /leads outside through a symbolic link/],
-    ["dir-out/secret.txt", /leads outside through a symbolic link/],
-    ["dir-out/b/file.txt", /leads outside through a symbolic link/],
+    ["link-out", LINK_OUT],
+    ["abs-link", LINK_OUT],
+    ["dir-out/secret.txt", LINK_OUT],
+    ["dir-out/b/file.txt", LINK_OUT],
+    ["dangling-out", LINK_OUT],
+    ["via-inside/secret.txt", LINK_OUT],
     ["./dir-out/../secret.txt", /contains "\.\."/],
   ];
 
@@ -125,12 +142,50 @@ describe("filesystem backend: containment", () => {
       assertOutside(await call(b, "list", { path }), path);
       assertOutside(await call(b, "search", { path, pattern: "*" }), path);
     }
-    assertOutside(await call(b, "stat", { path: "dir-out/secret.txt" }), "dir-out/secret.txt");
     // An absolute path that happens to point inside the root is refused too: paths are relative.
     assertOutside(
       await call(b, "read", { path: join(root, "docs", "readme.md") }),
       join(root, "docs", "readme.md"),
     );
+  });
+
+  test("one rule, one error: every tool refuses a path through a link that leads out, at any level", async () => {
+    const b = await backend({ readOnly: false });
+    const calls: [string, (path: string) => Record<string, unknown>][] = [
+      ["read", (path) => ({ path })],
+      ["stat", (path) => ({ path })],
+      ["list", (path) => ({ path })],
+      ["search", (path) => ({ path, pattern: "*" })],
+      ["write", (path) => ({ path, content: "pwned" })],
+      ["write", (path) => ({ path: `${path}/new.txt`, content: "pwned", createDirs: true })],
+      ["delete", (path) => ({ path, recursive: true })],
+      ["move", (path) => ({ from: path, to: "moved" })],
+      ["move", (path) => ({ from: "docs/guide.md", to: path, overwrite: true })],
+    ];
+    // Files and folders outside, links at the last name or on the way, existing targets or not.
+    for (const path of [
+      "link-out",
+      "abs-link",
+      "dir-out",
+      "dir-out/secret.txt",
+      "dangling-out",
+      "via-inside",
+    ]) {
+      const texts = new Set<string>();
+      for (const [tool, args] of calls) {
+        const argv = args(path);
+        const refused = String(argv.path ?? (argv.from === path ? argv.from : argv.to));
+        const result = await call(b, tool, argv);
+        assertOutside(result, refused);
+        texts.add(textOrTypeOf(result).replace(JSON.stringify(refused), "PATH"));
+      }
+      assert.deepEqual([...texts], [OUTSIDE_TEXT], `${path}: one error for every tool`);
+    }
+    assert.equal(readFileSync(join(outside, "secret.txt"), "utf8"), `${SECRET}\nneedle\n`);
+    assert.equal(lstatSync(join(root, "link-out")).isSymbolicLink(), true, "the link itself is left alone");
+    assert.equal(existsSync(join(root, "moved")), false);
+    assert.equal(existsSync(join(outside, "new.txt")), false);
+    assert.equal(readFileSync(join(root, "docs", "guide.md"), "utf8"), "# Guide\nNothing to see.\n");
   });
 
   test("writes, moves and deletes that would escape are refused and change nothing outside", async () => {
@@ -171,14 +226,15 @@ describe("filesystem backend: containment", () => {
       writeFileSync(join(area, "a", "b", "file.txt"), "inside");
       const jail = new RootJail(root, 'backend "docs"', { useProcFd });
       const rel = `swap-${useProcFd}/a/b/file.txt`;
-      const checked = await jail.real(jail.parse(rel));
+      const checked = (await jail.locate(jail.parse(rel))).real;
       assert.equal(checked, join(area, "a", "b", "file.txt"));
       // Between check and use, "a" becomes a link to a folder outside that has b/file.txt too.
       renameSync(join(area, "a"), join(area, "a-old"));
       symlinkSync(outside, join(area, "a"));
       await assert.rejects(jail.openFile(checked, rel, constants.O_RDONLY), (error: unknown) => {
         assert.ok(error instanceof OutsideRoot, String(error));
-        assert.match(error.message, /outside the root/);
+        // The same refusal as for a link found by the check itself.
+        assert.equal(error.message, OUTSIDE_TEXT.replace("PATH", JSON.stringify(rel)));
         return true;
       });
     });
@@ -187,10 +243,14 @@ describe("filesystem backend: containment", () => {
   test("a file swapped for a symlink between check and use is caught (O_NOFOLLOW)", async () => {
     writeFileSync(join(root, "swap-file.txt"), "inside");
     const jail = new RootJail(root, 'backend "docs"');
-    const checked = await jail.real(jail.parse("swap-file.txt"));
+    const checked = (await jail.locate(jail.parse("swap-file.txt"))).real;
     rmSync(checked);
     symlinkSync(join(outside, "secret.txt"), checked);
-    await assert.rejects(jail.openFile(checked, "swap-file.txt", constants.O_RDONLY), OutsideRoot);
+    await assert.rejects(jail.openFile(checked, "swap-file.txt", constants.O_RDONLY), (error: unknown) => {
+      assert.ok(error instanceof OutsideRoot, String(error));
+      assert.equal(error.message, OUTSIDE_TEXT.replace("PATH", '"swap-file.txt"'));
+      return true;
+    });
     // Creating a file where a link appeared does not write through it either.
     await assert.rejects(jail.openFile(checked, "swap-file.txt", constants.O_WRONLY, true), GatewayError);
     assert.equal(readFileSync(join(outside, "secret.txt"), "utf8"), `${SECRET}\nneedle\n`);
@@ -292,7 +352,7 @@ describe("filesystem backend: reading", () => {
     await assert.rejects(call(b, "search", {}), /pass "pattern", "contains" or both/);
   });
 
-  test("list: folders first, sizes, links with their target inside or said to lead outside", async () => {
+  test("list: folders first, sizes, links with their target inside; links out named, never described", async () => {
     const b = await backend();
     const result = await call(b, "list", {});
     const entries = (
@@ -307,16 +367,29 @@ describe("filesystem backend: reading", () => {
     );
     assert.equal(byName.get("data.bin")?.size, 8);
     assert.equal(byName.get("link-inside")?.target, "docs/readme.md");
-    assert.equal(byName.get("link-out")?.target, "(outside the root)");
-    assert.equal(byName.get("dir-out")?.target, "(outside the root)");
+    assert.equal(byName.get("round-trip")?.target, "docs/guide.md");
+    // A link out is an entry of a folder inside the root: listed by name, nothing said about its target.
+    for (const name of ["link-out", "dir-out", "abs-link", "dangling-out", "via-inside"]) {
+      assert.deepEqual(byName.get(name), { name, kind: "link", outside: true }, name);
+    }
+    assert.match(
+      textOrTypeOf(result),
+      /^link-out {2}\(link leading outside the root; no tool follows it\)$/m,
+    );
     assert.ok(!textOrTypeOf(result).includes(base), "no absolute path is revealed");
+    assert.ok(!textOrTypeOf(result).includes("secret"), "no target is revealed");
+    const docs = await call(b, "list", { path: "docs" });
+    const broken = (docs.structuredContent as { entries: Record<string, unknown>[] }).entries.find(
+      (e) => e.name === "dangling-in",
+    );
+    assert.deepEqual(broken, { name: "dangling-in", kind: "link", target: "docs/gone.md", broken: true });
     const limited = await backend({ maxListEntries: 2 });
     const cut = await call(limited, "list", { path: "." });
     assert.equal((cut.structuredContent as { truncated: boolean }).truncated, true);
     assert.match(textOrTypeOf(cut), /more not shown \(maxListEntries 2\)/);
   });
 
-  test("stat: kind, size, time, mode; links described without being followed", async () => {
+  test("stat: kind, size, time, mode; a link inside described as a link, with its target", async () => {
     const b = await backend();
     const file = (await call(b, "stat", { path: "docs/readme.md" })).structuredContent as Record<
       string,
@@ -326,9 +399,18 @@ describe("filesystem backend: reading", () => {
     assert.equal(file.size, 29);
     assert.match(String(file.modified), /^\d{4}-\d\d-\d\dT/);
     assert.match(String(file.mode), /^0[0-7]{3}$/);
-    const link = (await call(b, "stat", { path: "link-out" })).structuredContent as Record<string, unknown>;
+    const link = (await call(b, "stat", { path: "link-inside" })).structuredContent as Record<
+      string,
+      unknown
+    >;
     assert.equal(link.kind, "link");
-    assert.equal(link.target, "(outside the root)");
+    assert.equal(link.target, "docs/readme.md");
+    const broken = (await call(b, "stat", { path: "docs/dangling-in" })).structuredContent as Record<
+      string,
+      unknown
+    >;
+    assert.deepEqual([broken.kind, broken.target, broken.broken], ["link", "docs/gone.md", true]);
+    assertOutside(await call(b, "stat", { path: "link-out" }), "link-out");
     assert.equal(
       ((await call(b, "stat", { path: "." })).structuredContent as Record<string, unknown>).kind,
       "folder",
@@ -354,7 +436,8 @@ describe("filesystem backend: reading", () => {
     const needle = await call(b, "search", { contains: "needle" });
     const found = (needle.structuredContent as { matches: { path: string; lines: { line: number }[] }[] })
       .matches;
-    // link-inside is a link to docs/readme.md, so that file is found twice under two names.
+    // link-inside is a link to docs/readme.md, so that file is found twice under two names; docs-link
+    // is a link to the docs folder, which a search does not enter.
     assert.deepEqual(found.map((m) => m.path).sort(), [
       "docs/nested/deep.txt",
       "docs/readme.md",
@@ -385,7 +468,11 @@ describe("filesystem backend: reading", () => {
     await assert.rejects(call(b, "list", {}), (error: unknown) => {
       assert.ok(error instanceof GatewayError);
       assert.equal(error.code, "backend_unavailable");
-      assert.match(error.message, /root folder of backend "docs" .* cannot be used.*Create it or fix `root`/);
+      assert.match(
+        error.message,
+        /root folder of backend "docs" cannot be used \(ENOENT\)\. Create it or fix `root`/,
+      );
+      assert.ok(!error.message.includes(base), "the root's place on the host is not told to the caller");
       return true;
     });
     assert.equal((await b.health(new AbortController().signal)).status, "unhealthy");
@@ -421,6 +508,11 @@ describe("filesystem backend: writing", () => {
     });
     assert.deepEqual(readFileSync(join(root, "notes", "bytes.bin")), BINARY);
 
+    // Through a link that stays inside, even one whose target is missing yet: the target is written.
+    const created2 = await call(b, "write", { path: "docs/dangling-in", content: "now here" });
+    assert.match(textOrTypeOf(created2), /Wrote 8 bytes to "docs\/dangling-in" \(created\)/);
+    assert.equal(readFileSync(join(root, "docs", "gone.md"), "utf8"), "now here");
+    rmSync(join(root, "docs", "gone.md"));
     // Through a link that stays inside: the target is written.
     await call(b, "write", { path: "link-inside", content: "# Readme\nThe needle is here.\n" });
     assert.equal(lstatSync(join(root, "link-inside")).isSymbolicLink(), true);
@@ -445,10 +537,25 @@ describe("filesystem backend: writing", () => {
     assert.equal(existsSync(join(root, "notes")), false);
     assert.match(textOrTypeOf(await call(b, "delete", { path: "empty" })), /Deleted folder "empty"/);
 
-    // Deleting a link removes the link, never what it points to.
-    assert.match(textOrTypeOf(await call(b, "delete", { path: "link-out" })), /Deleted link "link-out"/);
-    assert.equal(readFileSync(join(outside, "secret.txt"), "utf8"), `${SECRET}\nneedle\n`);
-    symlinkSync(join("..", "outside", "secret.txt"), join(root, "link-out"));
+    // Moving a link inside moves the link itself.
+    assert.match(
+      textOrTypeOf(await call(b, "move", { from: "link-inside", to: "link-moved" })),
+      /Moved "link-inside" to "link-moved"/,
+    );
+    assert.equal(lstatSync(join(root, "link-moved")).isSymbolicLink(), true);
+    assert.equal(existsSync(join(root, "docs", "readme.md")), true);
+    await call(b, "move", { from: "link-moved", to: "link-inside" });
+
+    // Deleting a link inside removes the link, never what it points to.
+    symlinkSync(join("docs", "readme.md"), join(root, "link-to-delete"));
+    assert.match(
+      textOrTypeOf(await call(b, "delete", { path: "link-to-delete" })),
+      /Deleted link "link-to-delete"/,
+    );
+    assert.equal(existsSync(join(root, "docs", "readme.md")), true);
+    // A link that leads out is refused like any path that does, even to delete it.
+    assertOutside(await call(b, "delete", { path: "link-out" }), "link-out");
+    assert.equal(lstatSync(join(root, "link-out")).isSymbolicLink(), true);
 
     assert.match(textOrTypeOf(await call(b, "delete", { path: "." })), /cannot apply to the root/);
     const limited = await backend({ readOnly: false, maxWriteBytes: 3 });

@@ -11,12 +11,14 @@ import diagnostics from "node:diagnostics_channel";
 import dns from "node:dns";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { type AddressInfo, isIP } from "node:net";
+import { Writable } from "node:stream";
 import { after, before, describe, test } from "node:test";
+import { pino } from "pino";
 import { type HttpBackendInput, httpBackendSchema } from "../../src/backends/builtin-config.ts";
 import { createHttpBackend, type HttpBackend } from "../../src/backends/http.ts";
 import type { Resolver } from "../../src/backends/ssrf.ts";
 import { GatewayError } from "../../src/core/errors.ts";
-import type { CallToolResult } from "../../src/core/types.ts";
+import { type CallToolResult, NOTE_ERROR_DETAIL } from "../../src/core/types.ts";
 import { silentLogger } from "../../src/observability/logger.ts";
 import { signOutbound } from "../../src/security/signing.ts";
 import { context, errorCode, NO_EVENTS, textOrTypeOf } from "../support/backend-harness.ts";
@@ -193,6 +195,30 @@ async function backend(config: Omit<HttpBackendInput, "type">, timeoutMs = 5_000
 
 function call(b: HttpBackend, args: Record<string, unknown>, tool = "fetch", signal?: AbortSignal) {
   return b.callTool({ server: "api", tool, args }, context(signal));
+}
+
+/** The refusal for a name, which never says what the name resolves to. */
+const NAME_REFUSED = (name: string) =>
+  new RegExp(
+    `^Refused to connect to "${name.replaceAll(".", "\\.")}": it resolves to a private or special-purpose address, `,
+  );
+
+/**
+ * No address the test resolver gives out, and no range label, appears in a refusal of a name (the
+ * name itself aside: the caller wrote it). A localhost name is refused for what the name says.
+ */
+function assertNoResolvedAddress(result: CallToolResult): void {
+  const text = textOrTypeOf(result);
+  const name = /^Refused to connect to "([a-z.]+)":/.exec(text)?.[1];
+  if (name === undefined) return;
+  const shown = `${text}\n${JSON.stringify(result._meta)}`.replaceAll(name, "(the name)");
+  for (const address of Object.values(ANSWERS).flat()) {
+    assert.ok(!shown.includes(address), `the answer names ${address}: ${shown}`);
+  }
+  if (/always means this machine/.test(text)) return;
+  for (const label of ["loopback", "metadata", "unique-local", "IPv4-mapped", "private ("]) {
+    assert.ok(!shown.includes(label), `the answer names the range ${label}: ${shown}`);
+  }
 }
 
 function assertRefused(result: CallToolResult, pattern: RegExp): void {
@@ -487,19 +513,24 @@ describe("http backend: SSRF", () => {
     ["unique-local IPv6", () => "http://[fc00::1]/", /unique-local/],
     ["link-local IPv6", () => "http://[fe80::1]/", /link-local/],
     ["multicast", () => "http://224.0.0.1/", /multicast/],
+    // A name's addresses are never named: the caller learns the class of the reason only.
     [
       "a name resolving to loopback",
       () => `http://evil.example:${port()}/json`,
-      /evil\.example.*resolves to 127\.0\.0\.1/,
+      NAME_REFUSED("evil.example"),
     ],
-    ["a name resolving to mapped loopback", () => `http://mapped.example:${port()}/json`, /IPv4-mapped/],
-    ["a name resolving to metadata", () => "http://metadata.example/", /metadata/],
+    [
+      "a name resolving to mapped loopback",
+      () => `http://mapped.example:${port()}/json`,
+      NAME_REFUSED("mapped.example"),
+    ],
+    ["a name resolving to metadata", () => "http://metadata.example/", NAME_REFUSED("metadata.example")],
     [
       "a name with one private address among public ones",
       () => "http://mixed.example/",
-      /10\.0\.0\.1 is a private/,
+      NAME_REFUSED("mixed.example"),
     ],
-    ["a name resolving to unique-local IPv6", () => "http://ula.example/", /unique-local/],
+    ["a name resolving to unique-local IPv6", () => "http://ula.example/", NAME_REFUSED("ula.example")],
     ["localhost by another name", () => `http://api.localhost:${port()}/json`, /always means this machine/],
   ];
 
@@ -508,6 +539,7 @@ describe("http backend: SSRF", () => {
       const b = await backend({ allowHosts: ["*"], allowPrivateHosts: ["localhost"] });
       const result = await withoutConnecting(() => call(b, { url: url() }));
       assertRefused(result, pattern);
+      assertNoResolvedAddress(result);
     });
   }
 
@@ -543,18 +575,32 @@ describe("http backend: SSRF", () => {
     );
 
     // Warm the pool so that the refused hop below has no reason to connect anywhere.
+    // The target of a refused redirect is the server's choice: neither it nor what it resolves to is named.
     const targets = [
-      ["http://169.254.169.254/latest/meta-data/iam/", /metadata/],
-      [`http://127.0.0.1:${main.port}/json`, /127\.0\.0\.1 is a loopback/],
-      [`http://[::ffff:7f00:1]:${main.port}/json`, /IPv4-mapped/],
-      [`http://evil.example:${main.port}/json`, /resolves to 127\.0\.0\.1/],
-      ["http://10.1.2.3:8080/admin", /private/],
+      ["http://169.254.169.254/latest/meta-data/iam/", ["169.254", "metadata"]],
+      [`http://127.0.0.1:${main.port}/json`, ["127.0.0.1", "loopback"]],
+      [`http://[::ffff:7f00:1]:${main.port}/json`, ["7f00", "IPv4-mapped", "loopback"]],
+      [`http://evil.example:${main.port}/json`, ["evil.example", "127.0.0.1"]],
+      ["http://10.1.2.3:8080/admin", ["10.1.2.3", "8080", "/admin"]],
     ] as const;
-    for (const [target, pattern] of targets) {
+    for (const [target, hidden] of targets) {
       const before = connects.length;
-      const result = await call(b, { path: `/redirect?to=${encodeURIComponent(target)}` });
-      assertRefused(result, pattern);
-      assert.match(textOrTypeOf(result), /a redirect from http:\/\/localhost/);
+      const ctx = context();
+      const result = await b.callTool(
+        { server: "api", tool: "fetch", args: { path: `/redirect?to=${encodeURIComponent(target)}` } },
+        ctx,
+      );
+      assertRefused(
+        result,
+        /^Refused to follow the redirect from http:\/\/localhost:\d+\/redirect\?to=\S+: it leads to a private or special-purpose address/,
+      );
+      const shown = textOrTypeOf(result).replace(/redirect\?to=\S+:/, "redirect?to=(the caller's own URL):");
+      for (const text of hidden) {
+        assert.ok(!shown.includes(text), `${target}: the answer names ${text}: ${shown}`);
+        assert.ok(!JSON.stringify(result._meta).includes(text), `${target}: _meta names ${text}`);
+      }
+      // What the caller was not told is kept for the audit record.
+      assert.match(String(ctx.notes.get(NOTE_ERROR_DETAIL)), /redirect from .* to "/);
       for (const c of connects.slice(before))
         assert.equal(c.hostname, "localhost", "only the loopback test server");
     }
@@ -562,6 +608,31 @@ describe("http backend: SSRF", () => {
     const looping = await call(b, { path: "/loop" });
     assert.equal(looping.isError, true);
     assert.match(textOrTypeOf(looping), /redirected more than maxRedirects \(5\) times/);
+
+    // Out-of-scope targets and unresolvable ones are not named either.
+    const scoped = await backend({ baseUrl: `${main.url}/`, allowPrivateHosts: ["localhost"] });
+    const outOfScope = await call(scoped, {
+      path: `/redirect?to=${encodeURIComponent("https://intranet.corp:8443/wiki")}`,
+    });
+    assertRefused(outOfScope, /^Refused to follow the redirect from .*: its target is out of scope/);
+    assert.ok(
+      !textOrTypeOf(outOfScope)
+        .replace(/to=\S+/, "")
+        .includes("intranet"),
+      textOrTypeOf(outOfScope),
+    );
+    await assert.rejects(
+      call(b, { path: `/redirect?to=${encodeURIComponent("http://db-7.unknown.example/")}` }),
+      (error: unknown) => {
+        assert.ok(error instanceof GatewayError && error.code === "backend_unavailable");
+        assert.match(
+          error.message,
+          /^Could not resolve the host of the redirect from .*: the name does not exist/,
+        );
+        assert.ok(!error.message.replace(/to=\S+/, "").includes("db-7"), error.message);
+        return true;
+      },
+    );
 
     const noFollow = await backend({
       baseUrl: `${main.url}/`,
@@ -727,9 +798,96 @@ describe("http backend: limits", () => {
         (e: unknown) => e instanceof GatewayError && e.code === "backend_unavailable",
       );
     }
-    await assert.rejects(
-      call(b, { path: "/json" }),
-      (e: unknown) => e instanceof GatewayError && e.code === "circuit_open",
+    await assert.rejects(call(b, { path: "/json" }), (e: unknown) => {
+      assert.ok(e instanceof GatewayError && e.code === "circuit_open");
+      // The breaker says why it opened by class, never with the address that refused.
+      assert.match(e.message, /the connection was refused \(ECONNREFUSED\)/);
+      assert.ok(!e.message.includes("127.0.0.1"), e.message);
+      return true;
+    });
+  });
+});
+
+describe("http backend: failures name no internal address", () => {
+  /** A backend whose log lines are kept, to prove the detail kept from the caller reaches the log. */
+  async function logged(config: Omit<HttpBackendInput, "type">, timeoutMs = 5_000) {
+    const lines: Record<string, unknown>[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        for (const line of chunk.toString("utf8").split("\n").filter(Boolean)) lines.push(JSON.parse(line));
+        done();
+      },
+    });
+    const parsed = httpBackendSchema.parse({ type: "http", allowHttp: true, ...config });
+    const b = createHttpBackend("api", { ...parsed, timeoutMs }, pino({ level: "debug" }, sink), { resolve });
+    backends.push(b);
+    await b.start(NO_EVENTS);
+    return { b, lines };
+  }
+
+  /** Calls, expecting a thrown GatewayError; returns it with the detail noted for the audit record. */
+  async function failure(b: HttpBackend, args: Record<string, unknown>) {
+    const ctx = context();
+    const error = await b.callTool({ server: "api", tool: "fetch", args }, ctx).then(
+      (result) => assert.fail(`expected a failure, got: ${textOrTypeOf(result)}`),
+      (e: unknown) => e,
     );
+    assert.ok(error instanceof GatewayError, String(error));
+    return { error, detail: String(ctx.notes.get(NOTE_ERROR_DETAIL)) };
+  }
+
+  test("a refused connection says so by class; the address and port go to the log and the audit note", async () => {
+    const closed = await startServer();
+    const port = closed.port;
+    await new Promise((r) => closed.server.close(r));
+    const { b, lines } = await logged({
+      allowHosts: ["pinned.example"],
+      allowPrivateHosts: ["pinned.example"],
+      circuitBreaker: false,
+    });
+    const { error, detail } = await failure(b, { url: `http://pinned.example:${port}/json` });
+    assert.equal(error.code, "backend_unavailable");
+    assert.match(
+      error.message,
+      /^GET http:\/\/pinned\.example:\d+\/json on backend "api" failed before an answer: the connection was refused \(ECONNREFUSED\)\. /,
+    );
+    assert.ok(!`${error.message}${JSON.stringify(error.data)}`.includes("127.0.0.1"), error.message);
+    assert.match(detail, new RegExp(`ECONNREFUSED 127\\.0\\.0\\.1:${port}`));
+    assert.ok(
+      lines.some((l) => l.level === 40 && String(l.detail).includes(`127.0.0.1:${port}`)),
+      "the log has the detail",
+    );
+  });
+
+  test("a failed TLS handshake says so by class, without the TLS library's own words", async () => {
+    const { b } = await logged({ allowHosts: ["pinned.example"], allowPrivateHosts: ["pinned.example"] });
+    // The server speaks plain HTTP, so the handshake fails.
+    const { error, detail } = await failure(b, { url: `https://pinned.example:${main.port}/json` });
+    assert.equal(error.code, "backend_unavailable");
+    assert.match(error.message, /failed before an answer: the TLS handshake failed \(ERR_SSL_[A-Z_]+\)\./);
+    assert.ok(!/ssl3|openssl|127\.0\.0\.1/i.test(error.message), error.message);
+    assert.match(detail, /ssl|SSL/);
+  });
+
+  test("a timeout after a redirect names the caller's request, not the hop it timed out on", async () => {
+    const { b } = await logged(
+      {
+        baseUrl: `${main.url}/`,
+        allowHosts: ["pinned.example"],
+        allowPrivateHosts: ["localhost", "pinned.example"],
+      },
+      300,
+    );
+    const hop = `http://pinned.example:${main.port}/hang`;
+    const { error, detail } = await failure(b, { path: `/redirect?to=${encodeURIComponent(hop)}` });
+    assert.equal(error.code, "timeout");
+    assert.match(
+      error.message,
+      /^GET http:\/\/localhost:\d+\/redirect\?to=\S+ \(after 1 redirect\(s\)\) on backend "api" got no complete answer within 300 ms/,
+    );
+    // The caller's own URL carries the target (encoded), so look at the rest of the message.
+    assert.ok(!error.message.replace(/to=\S+/, "").includes("pinned.example"), error.message);
+    assert.ok(!JSON.stringify(error.data).includes("pinned.example"), JSON.stringify(error.data));
+    assert.match(detail, /pinned\.example:\d+\/hang/);
   });
 });

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import type { LookupAddress } from "node:dns";
 import { describe, test } from "node:test";
+import { DetailedError } from "../../src/backends/network-errors.ts";
 import {
   AddressRefused,
   checkHost,
@@ -223,25 +224,89 @@ describe("classification", () => {
   });
 });
 
+/** Asserts a refusal tells the caller the class only, and keeps what it hides in its detail. */
+function assertClassOnly(error: unknown, hidden: readonly string[], detail: RegExp): true {
+  assert.ok(error instanceof DetailedError, String(error));
+  for (const text of hidden) {
+    assert.ok(!error.message.includes(text), `the message names ${text}: ${error.message}`);
+    assert.ok(!JSON.stringify(error.data).includes(text), `the data names ${text}`);
+  }
+  assert.match(error.detail, detail);
+  return true;
+}
+
 describe("resolution", () => {
-  test("a name that resolves to loopback is refused, naming the address", async () => {
+  test("a name that resolves to loopback is refused with the class only; the detail names the address", async () => {
     const resolve = fixedResolver({ "evil.example": ["127.0.0.1"] });
     await assert.rejects(check("evil.example", resolve), (error: unknown) => {
       assert.ok(error instanceof AddressRefused);
-      assert.match(error.message, /"evil\.example" \(it resolves to 127\.0\.0\.1\)/);
+      assert.match(
+        error.message,
+        /^Refused to connect to "evil\.example": it resolves to a private or special-purpose address, /,
+      );
       assert.match(error.message, /allowPrivateHosts/);
-      return true;
+      return assertClassOnly(error, ["127.0.0.1", "loopback"], /evil\.example.*127\.0\.0\.1.*loopback/);
     });
     assert.deepEqual(resolve.calls, ["evil.example"]);
   });
 
-  test("one internal address among public ones refuses the whole name", async () => {
+  test("one internal address among public ones refuses the whole name, naming none of them", async () => {
     const resolve = fixedResolver({
       "mixed.example": ["93.184.215.14", "10.0.0.5"],
       "mapped.example": ["2606:4700::1", "::ffff:169.254.169.254"],
     });
-    await assert.rejects(check("mixed.example", resolve), /10\.0\.0\.5/);
-    await assert.rejects(check("mapped.example", resolve), /metadata/);
+    await assert.rejects(check("mixed.example", resolve), (error: unknown) =>
+      assertClassOnly(error, ["10.0.0.5", "93.184.215.14", "private (10"], /10\.0\.0\.5.*private/),
+    );
+    await assert.rejects(check("mapped.example", resolve), (error: unknown) =>
+      assertClassOnly(error, ["169.254", "metadata", "2606:4700"], /metadata/),
+    );
+    // Even for a host in allowPrivateHosts, where the hint differs, no address is named.
+    await assert.rejects(check("mapped.example", resolve, true), (error: unknown) =>
+      assertClassOnly(error, ["169.254", "2606:4700"], /metadata/),
+    );
+  });
+
+  test("an IP literal the caller wrote is named with its range: that tells it nothing new", async () => {
+    await assert.rejects(check(urlHost("0x7f.1")), /"127\.0\.0\.1": 127\.0\.0\.1 is a loopback/);
+  });
+
+  test("a redirect's target is never named: not its host, nor its addresses, nor its range", async () => {
+    const resolve = fixedResolver({ "internal.corp": ["10.20.30.40"] });
+    const redirect = "the redirect from https://api.example/start";
+    for (const host of ["internal.corp", "10.20.30.40", "localhost"]) {
+      await assert.rejects(
+        checkHost(host, { resolve, allowPrivate: false, signal: NEVER_ABORTED, owner: "x", redirect }),
+        (error: unknown) => {
+          assert.match(
+            error instanceof Error ? error.message : "",
+            /^Refused to follow the redirect from https:\/\/api\.example\/start: it leads to a private or special-purpose address/,
+          );
+          return assertClassOnly(error, [host, "10.20", "private (", "loopback"], new RegExp(host));
+        },
+      );
+    }
+  });
+
+  test("DNS failures say the class, never the resolver's own words", async () => {
+    const failing =
+      (code: string, message: string): Resolver =>
+      async () => {
+        throw Object.assign(new Error(message), { code });
+      };
+    const cases: [string, string, RegExp][] = [
+      ["ENOTFOUND", "getaddrinfo ENOTFOUND nope.example via 10.53.0.2", /the name does not exist/],
+      ["ESERVFAIL", "queryA ESERVFAIL nope.example (resolver 10.53.0.2)", /DNS did not answer/],
+    ];
+    for (const [code, message, reason] of cases) {
+      await assert.rejects(check("nope.example", failing(code, message)), (error: unknown) => {
+        assert.ok(error instanceof DetailedError);
+        assert.equal(error.code, "backend_unavailable");
+        assert.match(error.message, /^Could not resolve "nope\.example" for backend "api": /);
+        assert.match(error.message, reason);
+        return assertClassOnly(error, ["10.53.0.2", "getaddrinfo", "queryA"], /10\.53\.0\.2/);
+      });
+    }
   });
 
   test("public answers come back canonical, as the addresses to pin", async () => {
@@ -260,9 +325,11 @@ describe("resolution", () => {
     assert.equal((await check("localhost", resolve, true)).length, 2);
   });
 
-  test("a resolver answer that is not an address, or no answer, is refused", async () => {
-    const resolve = fixedResolver({ "odd.example": ["not-an-ip"], "empty.example": [] });
-    await assert.rejects(check("odd.example", resolve), /not an IP address/);
+  test("a resolver answer that is not an address, or no answer, is refused without repeating it", async () => {
+    const resolve = fixedResolver({ "odd.example": ["db-7.internal"], "empty.example": [] });
+    await assert.rejects(check("odd.example", resolve), (error: unknown) =>
+      assertClassOnly(error, ["db-7.internal"], /"db-7\.internal", which is not an IP address/),
+    );
     await assert.rejects(check("empty.example", resolve), /resolved to no addresses/);
   });
 });
