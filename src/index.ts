@@ -16,6 +16,7 @@ export {
   signOutbound,
   signToolCall,
 } from "./security/signing.ts";
-export { serveGatewayOnHttp, serveProbes } from "./server/http.ts";
-export { serveGatewayOnStdio } from "./server/stdio.ts";
+export { serveProbes } from "./server/http/probes.ts";
+export { serveGatewayOnHttp } from "./server/http/serve.ts";
+export { serveGatewayOnStdio } from "./server/stdio/serve.ts";
 export { VERSION } from "./version.ts";

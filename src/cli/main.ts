@@ -15,8 +15,9 @@ import type { SecretResolver } from "../config/secrets.ts";
 import { describeError, GatewayError } from "../core/errors.ts";
 import type { Gateway } from "../gateway/gateway.ts";
 import type { Logger, LogLevel } from "../observability/logger.ts";
-import type { HttpServing, ProbeServing } from "../server/http.ts";
-import type { StdioServing } from "../server/stdio.ts";
+import type { ProbeServing } from "../server/http/probes.ts";
+import type { HttpServing } from "../server/http/serve.ts";
+import type { StdioServing } from "../server/stdio/serve.ts";
 import { VERSION } from "../version.ts";
 import { formatTable } from "./table.ts";
 
@@ -26,8 +27,9 @@ const load = {
   config: () => import("../config/load.ts"),
   gateway: () => import("../gateway/gateway.ts"),
   logger: () => import("../observability/logger.ts"),
-  http: () => import("../server/http.ts"),
-  stdio: () => import("../server/stdio.ts"),
+  http: () => import("../server/http/serve.ts"),
+  probes: () => import("../server/http/probes.ts"),
+  stdio: () => import("../server/stdio/serve.ts"),
   secrets: () => import("../config/secrets.ts"),
   redact: () => import("../core/redact.ts"),
   health: () => import("../observability/health.ts"),
@@ -173,11 +175,12 @@ async function serve(options: ServeOptions): Promise<void> {
 
   // Loaded while the backends start, not after.
   const transports = Promise.all([
-    options.http || options.probePort ? load.http() : undefined,
+    options.http ? load.http() : undefined,
     useStdio ? load.stdio() : undefined,
+    options.probePort ? load.probes() : undefined,
   ]);
   await gateway.start();
-  const [httpModule, stdioModule] = await transports;
+  const [httpModule, stdioModule, probesModule] = await transports;
   if (options.http && httpModule) {
     const httpConfig = config.server.http;
     try {
@@ -204,9 +207,9 @@ async function serve(options: ServeOptions): Promise<void> {
       "listening",
     );
   }
-  if (options.probePort && httpModule) {
+  if (options.probePort && probesModule) {
     try {
-      probes = await httpModule.serveProbes(gateway, options.probePort);
+      probes = await probesModule.serveProbes(gateway, options.probePort);
     } catch (error) {
       stopping = true;
       await http?.close();

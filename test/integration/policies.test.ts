@@ -18,7 +18,7 @@ import { validateConfig } from "../../src/config/load.ts";
 import { Gateway } from "../../src/gateway/gateway.ts";
 import { createLogger, type LogLevel } from "../../src/observability/logger.ts";
 import type { BreakerEvent, LimitEvent, RetryEvent } from "../../src/policies/runtime.ts";
-import { type HttpServing, serveGatewayOnHttp } from "../../src/server/http.ts";
+import { type HttpServing, serveGatewayOnHttp } from "../../src/server/http/serve.ts";
 import { eventually, ROOT } from "../support/gateway-process.ts";
 
 const FLAKY = join(ROOT, "test/fixtures/flaky-server.ts");

@@ -20,7 +20,7 @@ import {
 } from "../../src/core/types.ts";
 import { Gateway } from "../../src/gateway/gateway.ts";
 import { silentLogger } from "../../src/observability/logger.ts";
-import { unreadiness } from "../../src/server/probes.ts";
+import { unreadiness } from "../../src/server/http/probes.ts";
 import { ResilientStore } from "../../src/stores/index.ts";
 import { eventually } from "../support/gateway-process.ts";
 import { deleteByPrefix, describeWithRedis, uniquePrefix } from "../support/redis.ts";

@@ -50,6 +50,12 @@ export interface RequestOptions {
 export interface PathSession {
   /** One request and what came back for it. */
   request(method: string, params?: Record<string, unknown>, options?: RequestOptions): Promise<Exchange>;
+  /** Sends a request and says its id at once (to cancel it, say); `exchange` settles with its answer. */
+  send(
+    method: string,
+    params?: Record<string, unknown>,
+    options?: RequestOptions,
+  ): { readonly id: Id; readonly exchange: Promise<Exchange> };
   /** A notification from the client (cancellation, say). */
   notify(method: string, params?: Record<string, unknown>): Promise<void>;
   /** Background notifications received so far (not tied to a request). */
@@ -219,25 +225,29 @@ function httpSession(
         }
       });
       opened.catch(() => undefined);
-      return {
-        async request(method, params = {}, options = {}) {
-          const id = nextId++;
-          const meta = { ...(options.progress ? { progressToken: `p${id}` } : {}), ...options.meta };
-          const answer = await post(
-            {
-              jsonrpc: "2.0",
-              id,
-              method,
-              params: Object.keys(meta).length > 0 ? { ...params, _meta: meta } : params,
-            },
-            { ...sessionHeaders, ...options.headers },
-          );
-          return splitAnswer(
+      const send = (method: string, params: Record<string, unknown> = {}, options: RequestOptions = {}) => {
+        const id = nextId++;
+        const meta = { ...(options.progress ? { progressToken: `p${id}` } : {}), ...options.meta };
+        const exchange = post(
+          {
+            jsonrpc: "2.0",
+            id,
+            method,
+            params: Object.keys(meta).length > 0 ? { ...params, _meta: meta } : params,
+          },
+          { ...sessionHeaders, ...options.headers },
+        ).then((answer) =>
+          splitAnswer(
             id,
             messagesOf(answer.response.headers.get("content-type") ?? "", answer.text),
             answer.response.status,
-          );
-        },
+          ),
+        );
+        return { id, exchange };
+      };
+      return {
+        send,
+        request: (method, params, options) => send(method, params, options).exchange,
         async notify(method, params = {}) {
           await post({ jsonrpc: "2.0", method, params }, sessionHeaders);
         },
@@ -266,14 +276,14 @@ function httpModern(name: string, url: () => string, headers: Record<string, str
     async open() {
       let nextId = 1;
       const inbox = new Inbox();
-      return {
-        async request(method, params = {}, options = {}) {
-          const id = nextId++;
-          const meta = {
-            ...envelope(),
-            ...(options.progress ? { progressToken: `p${id}` } : {}),
-            ...options.meta,
-          };
+      const send = (method: string, params: Record<string, unknown> = {}, options: RequestOptions = {}) => {
+        const id = nextId++;
+        const meta = {
+          ...envelope(),
+          ...(options.progress ? { progressToken: `p${id}` } : {}),
+          ...options.meta,
+        };
+        const exchange = (async () => {
           const response = await fetch(url(), {
             method: "POST",
             headers: {
@@ -293,7 +303,12 @@ function httpModern(name: string, url: () => string, headers: Record<string, str
             messagesOf(response.headers.get("content-type") ?? "", text),
             response.status,
           );
-        },
+        })();
+        return { id, exchange };
+      };
+      return {
+        send,
+        request: (method, params, options) => send(method, params, options).exchange,
         async notify() {
           // A 2026-07-28 client has no session to notify; a cancelled request closes its stream instead.
         },
@@ -365,22 +380,24 @@ function stdio(name: string, configPath: string, era: Era, env: Record<string, s
       lines.messages.length = 0;
       seen = 0;
       const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+      const send = (method: string, params: Record<string, unknown> = {}, options: RequestOptions = {}) => {
+        const id = nextId++;
+        const meta = {
+          ...(era === "2026-07-28" ? envelope() : {}),
+          ...(options.progress ? { progressToken: `p${id}` } : {}),
+          ...options.meta,
+        };
+        write({
+          jsonrpc: "2.0",
+          id,
+          method,
+          params: Object.keys(meta).length > 0 ? { ...params, _meta: meta } : params,
+        });
+        return { id, exchange: take(id) };
+      };
       return {
-        async request(method, params = {}, options = {}) {
-          const id = nextId++;
-          const meta = {
-            ...(era === "2026-07-28" ? envelope() : {}),
-            ...(options.progress ? { progressToken: `p${id}` } : {}),
-            ...options.meta,
-          };
-          write({
-            jsonrpc: "2.0",
-            id,
-            method,
-            params: Object.keys(meta).length > 0 ? { ...params, _meta: meta } : params,
-          });
-          return take(id);
-        },
+        send,
+        request: (method, params, options) => send(method, params, options).exchange,
         async notify(method, params = {}) {
           write({ jsonrpc: "2.0", method, params });
         },

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { PassThrough } from "node:stream";
 import { test } from "node:test";
 import { backoffDelay } from "../../src/backends/reconnect.ts";
-import { GatewayStdioTransport } from "../../src/server/stdio-transport.ts";
+import { GatewayStdioTransport } from "../../src/server/stdio/transport.ts";
 
 function pipes() {
   const stdin = new PassThrough();

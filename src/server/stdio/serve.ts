@@ -5,12 +5,13 @@
  */
 import type { Server } from "@modelcontextprotocol/server";
 import { serveStdio } from "@modelcontextprotocol/server/stdio";
-import { describeError } from "../core/errors.ts";
-import type { Gateway, RequestOptions } from "../gateway/gateway.ts";
-import { connectionCallOptions, createServerFactory, LiveServers } from "./mcp-server.ts";
-import { forwardNotifications } from "./notifications.ts";
-import { GatewayStdioTransport } from "./stdio-transport.ts";
-import { createToolCallFastPath } from "./tool-call-fast-path.ts";
+import { describeError } from "../../core/errors.ts";
+import type { Gateway } from "../../gateway/gateway.ts";
+import { LiveServers } from "../../protocol/connection.ts";
+import { forwardNotifications } from "../../protocol/notifications.ts";
+import { createServerFactory } from "../../protocol/sdk-server.ts";
+import { createToolCallFastPath } from "./fast-path.ts";
+import { GatewayStdioTransport } from "./transport.ts";
 
 export interface StdioServing {
   close(): Promise<void>;
@@ -22,22 +23,15 @@ export function serveGatewayOnStdio(gateway: Gateway, onClientGone: () => void):
   const factory = createServerFactory(gateway, { principalOf: () => principal, transport: "stdio" });
   const stopForwarding = forwardNotifications(gateway, live);
   const transport = new GatewayStdioTransport();
-  // The instance the SDK pins to the connection: the fast path projects results through its codec,
+  // The instance the SDK pins to the connection: the plain path projects results through its codec,
   // and takes the connection's log level and client channel from it.
   let pinned: Server | undefined;
-  let withConnection: (options: RequestOptions) => RequestOptions = (options) => options;
-  transport.fastPath = createToolCallFastPath(
-    gateway,
-    transport,
-    () => pinned,
-    (options) => withConnection({ ...options, principal, transport: "stdio" }),
-  );
+  transport.fastPath = createToolCallFastPath(gateway, transport, principal, () => pinned);
   const handle = serveStdio(
     (context) => {
       const server = factory(context, principal);
       live.add(server);
       pinned = server;
-      withConnection = connectionCallOptions(server, (notification) => transport.write(notification));
       return server;
     },
     {

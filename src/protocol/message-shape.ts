@@ -60,3 +60,8 @@ export function shapeProblem(message: unknown): ShapeProblem | undefined {
   }
   return undefined;
 }
+
+/** A message with its line breaks escaped (a parse error quotes the input), so that it stays one line. */
+export function oneLine(text: string): string {
+  return text.replace(/\r/g, "\\r").replace(/\n/g, "\\n");
+}

@@ -10,7 +10,7 @@
 import type { ServerNotifier } from "@modelcontextprotocol/server";
 import type { BackendLogMessage } from "../core/types.ts";
 import type { Gateway } from "../gateway/gateway.ts";
-import { isSubscribed, type LiveServers, wantsBackgroundLog } from "./mcp-server.ts";
+import { isSubscribed, type LiveServers, wantsBackgroundLog } from "./connection.ts";
 
 export function forwardNotifications(
   gateway: Gateway,

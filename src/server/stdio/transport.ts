@@ -16,8 +16,8 @@ import {
   type JSONRPCMessage,
   type Transport,
 } from "@modelcontextprotocol/server";
-import { JSON_RPC } from "../core/errors.ts";
-import { shapeProblem } from "./message-shape.ts";
+import { JSON_RPC } from "../../core/errors.ts";
+import { oneLine, shapeProblem } from "../../protocol/message-shape.ts";
 
 /** Handles a message itself and returns true, or returns false to let the SDK have it. */
 export type FastPath = (message: Record<string, unknown>) => boolean;
@@ -166,9 +166,4 @@ export class GatewayStdioTransport implements Transport {
   readonly #onEnd = () => {
     void this.close();
   };
-}
-
-/** A message with its line breaks escaped (a parse error quotes the input), so that it stays one line. */
-export function oneLine(text: string): string {
-  return text.replace(/\r/g, "\\r").replace(/\n/g, "\\n");
 }

@@ -3,9 +3,10 @@
  * shutting down, every required backend up, and its store serves every use configured to fail
  * closed). `/healthz`: the health checker's full report as JSON.
  */
-import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Gateway } from "../gateway/gateway.ts";
-import { failClosedUses } from "../stores/index.ts";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { Gateway } from "../../gateway/gateway.ts";
+import { failClosedUses } from "../../stores/index.ts";
 
 export type ProbeHandler = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
 
@@ -67,4 +68,61 @@ export async function readinessProblems(gateway: Gateway): Promise<string[]> {
   const store = unreadiness(gateway);
   if (store !== undefined) reasons.push(store);
   return reasons;
+}
+
+export interface ProbeServing {
+  /** e.g. http://127.0.0.1:9090 */
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * The probe and metrics endpoints alone, for a gateway that serves MCP over stdio only
+ * (`--probe-port`): a sidecar-less way for Kubernetes and Prometheus to see it.
+ */
+export async function serveProbes(
+  gateway: Gateway,
+  where: { readonly host: string; readonly port: number },
+): Promise<ProbeServing> {
+  const probes = probeRoutes(gateway);
+  const server = createServer((req, res) => {
+    const path = (req.url ?? "/").split("?", 1)[0] ?? "/";
+    const probe = probes[path];
+    if (!probe) {
+      res.writeHead(404, { "content-type": "application/json" }).end(
+        JSON.stringify({
+          error: `Not found: ${path}. This port serves ${Object.keys(probes).join(", ")}.`,
+        }),
+      );
+      return;
+    }
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      res
+        .writeHead(405, { "content-type": "application/json", allow: "GET, HEAD" })
+        .end(JSON.stringify({ error: `${req.method} is not allowed on ${path}; use GET.` }));
+      return;
+    }
+    Promise.resolve(probe(req, res)).catch((error: unknown) => {
+      gateway.logger.error({ err: error }, "unexpected error while serving a probe");
+      if (!res.headersSent) res.writeHead(500).end();
+      else res.destroy();
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(where.port, where.host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
+  return {
+    url: `http://${host}:${address.port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
 }

@@ -21,7 +21,7 @@ import {
 import { GatewayError } from "../core/errors.ts";
 import type { CallerChannel, CallToolResult, Principal, ProgressUpdate } from "../core/types.ts";
 import type { Gateway } from "../gateway/gateway.ts";
-import type { Leg } from "./mcp-server.ts";
+import type { Leg } from "./leg.ts";
 
 /** How long a suspended call waits for the client to come back with answers before it is cancelled. */
 const ANSWER_WAIT_MS = 5 * 60_000;

@@ -1,0 +1,100 @@
+/**
+ * What one client connection owns (one SDK `Server` instance: a stdio connection, a 2025-era HTTP
+ * session, or a single 2026-07-28 request): its principal, the log level it set and the resources it
+ * subscribed to. Transports and notification forwarding read it here; the gateway knows a connection
+ * only as a `Holder`.
+ */
+import type { ElicitRequestFormParams, ElicitRequestURLParams, Server } from "@modelcontextprotocol/server";
+import type { BackendLogMessage, CallerChannel, LoggingLevel, Principal } from "../core/types.ts";
+import type { Gateway, Holder } from "../gateway/gateway.ts";
+import { passes } from "./leg.ts";
+
+export interface ConnectionState extends Holder {
+  /** Who opened the connection; for a per-request instance, who made its request. */
+  principal: Principal;
+  /** Set by a 2025-era client with `logging/setLevel`. */
+  logLevel: LoggingLevel | undefined;
+  readonly subscriptions: Set<string>;
+}
+
+const connections = new WeakMap<Server, ConnectionState>();
+
+export function registerConnection(server: Server, state: ConnectionState): void {
+  connections.set(server, state);
+}
+
+/** The log level a 2025-era connection asked for with `logging/setLevel`, if it did. */
+export function connectionLogLevel(server: Server): LoggingLevel | undefined {
+  return connections.get(server)?.logLevel;
+}
+
+type LogFromServer = { readonly server: string } & BackendLogMessage;
+
+/**
+ * Whether a log message not tied to any call should be sent to this connection: only to a client
+ * that asked for log messages (`logging/setLevel`), at its level, and whose access rules let it see
+ * the server the message came from.
+ */
+export function wantsBackgroundLog(gateway: Gateway, server: Server, message: LogFromServer): boolean {
+  const state = connections.get(server);
+  if (state?.logLevel === undefined) return false;
+  return passes(message.level, state.logLevel) && gateway.maySeeServer(state.principal, message.server);
+}
+
+/** Whether this connection subscribed to `uri` (`resources/subscribe`). */
+export function isSubscribed(server: Server, uri: string): boolean {
+  return connections.get(server)?.subscriptions.has(uri) ?? false;
+}
+
+/**
+ * The client of a 2025-era connection, for a path that serves its calls outside the SDK's request
+ * handlers (the stdio plain path): backends ask it through the connection, and the call's log
+ * messages are written in order with the result. Over stdio the questions need no link to the call:
+ * there is one stream.
+ */
+export function connectionClient(
+  server: Server,
+  write: (notification: { jsonrpc: "2.0"; method: string; params: Record<string, unknown> }) => void,
+): CallerChannel {
+  return {
+    createMessage: (params, signal) => server.createMessage(params, { signal }),
+    elicit: (params, signal) =>
+      server.elicitInput(params as ElicitRequestFormParams | ElicitRequestURLParams, { signal }),
+    log: (message) => {
+      if (passes(message.level, connections.get(server)?.logLevel)) {
+        write({ jsonrpc: "2.0", method: "notifications/message", params: { ...message } });
+      }
+      return true;
+    },
+  };
+}
+
+/** Instances that hold a long-lived connection, so that change notifications can reach them. */
+export class LiveServers {
+  readonly #servers = new Set<Server>();
+
+  add(server: Server): void {
+    this.#servers.add(server);
+    const previous = server.onclose;
+    server.onclose = () => {
+      this.#servers.delete(server);
+      previous?.();
+    };
+  }
+
+  get size(): number {
+    return this.#servers.size;
+  }
+
+  /** Sends to every live connection; a connection that fails to take it is dropped from the set. */
+  broadcast(send: (server: Server) => Promise<void> | void): void {
+    for (const server of this.#servers) {
+      try {
+        const sent = send(server);
+        if (sent) sent.catch(() => this.#servers.delete(server));
+      } catch {
+        this.#servers.delete(server);
+      }
+    }
+  }
+}

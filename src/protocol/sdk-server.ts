@@ -1,0 +1,258 @@
+/**
+ * Adapts the gateway to the SDK's low-level `Server`: one factory builds an instance whose handlers
+ * hand each request to its one answerer. The SDK's serving entries call it per stdio connection, per
+ * 2025-era HTTP session, and per 2026-07-28 HTTP request, so an instance must be cheap. What it holds
+ * is what a connection owns (see connection.ts).
+ *
+ * The low-level `Server` is used rather than `McpServer` because the gateway does not declare tools
+ * with schemas of its own: it forwards lists and calls verbatim.
+ */
+import {
+  type ElicitRequestFormParams,
+  type ElicitRequestURLParams,
+  LOG_LEVEL_META_KEY,
+  type McpRequestContext,
+  ProtocolError,
+  Server,
+  type ServerContext,
+} from "@modelcontextprotocol/server";
+import { JSON_RPC } from "../core/errors.ts";
+import { ANONYMOUS, type CallerChannel, type LoggingLevel, type Principal } from "../core/types.ts";
+import type { Gateway, RequestOptions } from "../gateway/gateway.ts";
+import { VERSION } from "../version.ts";
+import { type ConnectionState, registerConnection } from "./connection.ts";
+import { toProtocolError } from "./json-rpc-errors.ts";
+import { Leg } from "./leg.ts";
+import { withoutReservedMeta } from "./result-shape.ts";
+import { envelopeOf, InputRounds } from "./rounds.ts";
+import { answerToolCall, type CallSite, callOptions, shapeFor } from "./tool-call.ts";
+
+export interface ServerFactoryOptions {
+  /** Resolves the principal for a request (HTTP auth); stdio uses the configured local principal. */
+  readonly principalOf?: (ctx: ServerContext) => Principal;
+  /** How requests arrive, for the audit log. */
+  readonly transport?: "stdio" | "http";
+  /** `_meta` keys the transport learned elsewhere (HTTP headers); the request's own `_meta` wins. */
+  readonly metaOf?: (ctx: ServerContext) => Readonly<Record<string, unknown>> | undefined;
+}
+
+export type ServerFactory = (context?: McpRequestContext, owner?: Principal) => Server;
+
+export function createServerFactory(gateway: Gateway, options: ServerFactoryOptions = {}): ServerFactory {
+  const info = { name: gateway.config.gateway.name, version: VERSION };
+  const principalOf = options.principalOf ?? (() => ANONYMOUS);
+  const transport = options.transport ?? "stdio";
+  // Shared by every instance of this factory: a 2026-07-28 client's retry may arrive on a new instance.
+  const rounds = new InputRounds(gateway);
+
+  /**
+   * `owner`: the principal of a long-lived connection (stdio, a 2025-era HTTP session), given by the
+   * transport that opens it; such a connection may set a log level and subscribe. Per-request
+   * instances (2026-07-28) name their principal with each request instead.
+   */
+  return function createServer(context?: McpRequestContext, owner?: Principal): Server {
+    const era = context?.era ?? "legacy";
+    const server = new GatewayServer(info, {
+      capabilities: {
+        tools: { listChanged: true },
+        resources: { subscribe: true, listChanged: true },
+        prompts: { listChanged: true },
+        logging: {},
+        completions: {},
+      },
+      instructions:
+        "Switchboard gateway: tools from several MCP servers, named <server>" +
+        `${gateway.config.gateway.separator}<tool>.`,
+    });
+    const state: ConnectionState = {
+      principal: owner ?? ANONYMOUS,
+      logLevel: undefined,
+      subscriptions: new Set(),
+    };
+    registerConnection(server, state);
+    if (owner) gateway.attachClient(state);
+    server.onclose = () => {
+      // Most instances (every 2026-07-28 request has its own) never held anything.
+      if (owner || state.subscriptions.size > 0 || state.logLevel !== undefined) gateway.release(state);
+    };
+
+    /** The log level this request asked for: per connection in 2025, per request in 2026-07-28. */
+    const logLevelOf = (ctx: ServerContext): LoggingLevel | undefined | null =>
+      era === "modern"
+        ? ((envelopeOf(ctx)[LOG_LEVEL_META_KEY] as LoggingLevel | undefined) ?? null)
+        : state.logLevel;
+
+    /** What this request's path contributes to a call (see protocol/tool-call.ts). */
+    const siteOf = (ctx: ServerContext, leg?: Leg): CallSite => ({
+      principal: principalOf(ctx),
+      transport,
+      signal: ctx.mcpReq.signal,
+      headerMeta: options.metaOf?.(ctx),
+      logLevel: logLevelOf(ctx),
+      progress: leg?.wantsProgress ? (update) => leg.progress(update) : undefined,
+      project: (result, outputSchema) => server.projectCallToolResult(result as never, outputSchema) as never,
+      settled: leg ? () => leg.settled() : undefined,
+    });
+
+    /** The gateway's view of a request that is not a tool call. */
+    const requestOptions = (ctx: ServerContext): RequestOptions =>
+      callOptions({ id: ctx.mcpReq.id, meta: ctx.mcpReq._meta, name: "" }, siteOf(ctx));
+
+    server.setRequestHandler("tools/list", (_request, ctx) => ({
+      tools: gateway.toolsFor(principalOf(ctx)) as never,
+    }));
+    server.setRequestHandler("tools/call", async (request, ctx) => {
+      const call = {
+        id: ctx.mcpReq.id,
+        name: request.params.name,
+        arguments: request.params.arguments,
+        meta: ctx.mcpReq._meta,
+      };
+      const leg = new Leg(ctx, logLevelOf(ctx));
+      if (era === "modern") {
+        // 2026-07-28 clients cannot be sent requests; questions travel as input_required rounds. The
+        // suspended call, not this request, owns the signal, the client and progress: a retry carries on.
+        const site = siteOf(ctx);
+        const outcome = await rounds.serve(ctx, leg, site.principal, (suspended) =>
+          asJsonRpc(gateway, () =>
+            gateway.callTool(call.name, call.arguments, {
+              ...callOptions(call, site),
+              signal: suspended.signal,
+              client: suspended.client,
+              ...(suspended.onProgress ? { onProgress: suspended.onProgress } : {}),
+            }),
+          ),
+        );
+        await leg.settled();
+        return outcome.kind === "result"
+          ? (shapeFor(gateway, call.name, outcome.result, site.project) as never)
+          : (outcome.inputRequired as never);
+      }
+      const answer = await answerToolCall(gateway, call, {
+        ...siteOf(ctx, leg),
+        client: pushChannel(ctx, leg),
+      });
+      if (answer.kind === "result") return answer.result as never;
+      if (answer.kind === "error")
+        throw new ProtocolError(answer.error.code, answer.error.message, answer.error.data);
+      // Cancelled: the SDK sends no response to a cancelled request; this only ends the handler.
+      throw new ProtocolError(JSON_RPC.INTERNAL_ERROR, "The request was cancelled.");
+    });
+    server.setRequestHandler("resources/list", (_request, ctx) => ({
+      resources: gateway.resourcesFor(principalOf(ctx)) as never,
+    }));
+    server.setRequestHandler("resources/templates/list", (_request, ctx) => ({
+      resourceTemplates: gateway.resourceTemplatesFor(principalOf(ctx)) as never,
+    }));
+    server.setRequestHandler(
+      "resources/read",
+      (request, ctx) =>
+        asJsonRpc(gateway, () => gateway.readResource(request.params.uri, requestOptions(ctx))).then(
+          withoutReservedMeta,
+        ) as never,
+    );
+    server.setRequestHandler("prompts/list", (_request, ctx) => ({
+      prompts: gateway.promptsFor(principalOf(ctx)) as never,
+    }));
+    server.setRequestHandler(
+      "prompts/get",
+      (request, ctx) =>
+        asJsonRpc(gateway, () =>
+          gateway.getPrompt(request.params.name, request.params.arguments, requestOptions(ctx)),
+        ).then(withoutReservedMeta) as never,
+    );
+    server.setRequestHandler(
+      "completion/complete",
+      (request, ctx) =>
+        asJsonRpc(gateway, () => gateway.complete(request.params, requestOptions(ctx))).then(
+          withoutReservedMeta,
+        ) as never,
+    );
+    // 2025-era methods: the SDK answers them only on 2025-era instances, so `state` is a connection's.
+    /** A per-request instance learns its principal from the request it serves. */
+    const holderOf = (ctx: ServerContext): ConnectionState => {
+      if (!owner) state.principal = principalOf(ctx);
+      return state;
+    };
+    server.setRequestHandler("logging/setLevel", async (request, ctx) => {
+      holderOf(ctx);
+      state.logLevel = request.params.level;
+      await gateway.setLogLevel(state, request.params.level);
+      return {};
+    });
+    server.setRequestHandler("resources/subscribe", async (request, ctx) => {
+      const { uri } = request.params;
+      await asJsonRpc(gateway, () => gateway.subscribe(uri, holderOf(ctx)));
+      state.subscriptions.add(uri);
+      return {};
+    });
+    server.setRequestHandler("resources/unsubscribe", async (request) => {
+      const { uri } = request.params;
+      state.subscriptions.delete(uri);
+      await asJsonRpc(gateway, () => gateway.unsubscribe(uri, state));
+      return {};
+    });
+    return server;
+  };
+}
+
+/**
+ * A 2025-era client is asked directly, with requests related to its call: over HTTP they travel on the
+ * call's response stream and its answers come back on the same session.
+ */
+function pushChannel(ctx: ServerContext, leg: Leg): CallerChannel {
+  return {
+    createMessage: (params, signal) => ctx.mcpReq.requestSampling(params, { signal }),
+    elicit: (params, signal) =>
+      ctx.mcpReq.elicitInput(params as ElicitRequestFormParams | ElicitRequestURLParams, { signal }),
+    log: (message) => leg.log(message),
+  };
+}
+
+/**
+ * Request-level failures become JSON-RPC errors, in one place: a GatewayError maps through
+ * `jsonRpcCode`; a JSON-RPC error from a backend keeps its code and message; anything else is
+ * -32603, logged with its stack and never shown to the client.
+ */
+export async function asJsonRpc<T>(gateway: Gateway, run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (error) {
+    throw toProtocolError(error, gateway.logger);
+  }
+}
+
+/**
+ * The SDK validates the params of spec methods before their handlers run and, when they do not fit,
+ * throws a plain Error whose message is the schema errors as JSON: the client would get -32603 and a
+ * dump. The gateway's own handlers throw ProtocolErrors only (asJsonRpc), so anything else here is the
+ * SDK refusing the params: -32602, in one line.
+ */
+class GatewayServer extends Server {
+  protected override _wrapHandler(
+    method: string,
+    handler: Parameters<Server["_wrapHandler"]>[1],
+  ): ReturnType<Server["_wrapHandler"]> {
+    const inner = super._wrapHandler(method, handler);
+    return async (request, ctx) => {
+      try {
+        return await inner(request, ctx);
+      } catch (error) {
+        if (ProtocolError.isInstance(error)) throw error;
+        throw new ProtocolError(
+          JSON_RPC.INVALID_PARAMS,
+          `Invalid params for ${method}: ${describeIssues(error)}`,
+        );
+      }
+    };
+  }
+}
+
+function describeIssues(error: unknown): string {
+  try {
+    const issues = JSON.parse((error as Error).message) as { path?: unknown[]; message?: string }[];
+    return issues.map((i) => `${(i.path ?? []).join(".") || "params"}: ${i.message}`).join("; ");
+  } catch {
+    return "they do not match the method's schema";
+  }
+}

@@ -1,0 +1,70 @@
+/**
+ * Reads `tools/call` requests of an established 2025-era stdio session off the line and writes their
+ * answers, without the SDK's request pipeline (see transport.ts for why). What the call means is the
+ * one answerer's (protocol/tool-call.ts); this file is only how its bytes are read and written, so a
+ * client cannot tell which path answered. Anything else is left to the SDK.
+ */
+import type { Server } from "@modelcontextprotocol/server";
+import type { Principal } from "../../core/types.ts";
+import type { Gateway } from "../../gateway/gateway.ts";
+import { connectionClient, connectionLogLevel } from "../../protocol/connection.ts";
+import { cancelledRequestId, InFlightCalls, plainToolCall } from "../../protocol/in-flight.ts";
+import { answerToolCall, responseMessage, type ToolCallRequest } from "../../protocol/tool-call.ts";
+import type { FastPath, GatewayStdioTransport } from "./transport.ts";
+
+export function createToolCallFastPath(
+  gateway: Gateway,
+  transport: GatewayStdioTransport,
+  principal: Principal,
+  /** The instance the SDK pins to the connection, once the client has initialized. */
+  pinnedServer: () => Server | undefined,
+): FastPath {
+  // A 2025-era session is established once the client sends `notifications/initialized`; 2026-07-28
+  // clients never send it, so their requests always take the SDK path (which handles their envelope).
+  let established = false;
+  const inFlight = new InFlightCalls();
+  const write = (message: unknown) => transport.write(message);
+
+  const serve = async (server: Server, request: ToolCallRequest, controller: AbortController) => {
+    const token = request.meta?.progressToken as string | number | undefined;
+    try {
+      const answer = await answerToolCall(gateway, request, {
+        principal,
+        transport: "stdio",
+        signal: controller.signal,
+        logLevel: connectionLogLevel(server),
+        progress:
+          token === undefined
+            ? undefined
+            : (update) =>
+                write({
+                  jsonrpc: "2.0",
+                  method: "notifications/progress",
+                  params: { progressToken: token, ...update },
+                }),
+        client: connectionClient(server, write),
+        project: (result, outputSchema) => server.projectCallToolResult(result, outputSchema),
+      });
+      if (answer.kind !== "cancelled") write(responseMessage(request.id, answer));
+    } finally {
+      inFlight.end(request.id, controller);
+    }
+  };
+
+  return (message) => {
+    if (message.method === "notifications/initialized") {
+      established = true;
+      return false;
+    }
+    const cancelled = cancelledRequestId(message);
+    if (cancelled !== undefined) return inFlight.cancel(cancelled);
+    const server = pinnedServer();
+    if (!established || !server) return false;
+    const request = plainToolCall(message);
+    if (!request) return false;
+    const controller = inFlight.start(request.id);
+    if (!controller) return false;
+    void serve(server, request, controller);
+    return true;
+  };
+}
