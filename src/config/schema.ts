@@ -82,6 +82,9 @@ export const restartSchema = z
     path: ["maxDelayMs"],
   });
 
+/** The backoff of a server whose config leaves `restart` out, for code that makes a backend without one. */
+export const RESTART_DEFAULTS = restartSchema.parse({});
+
 /** What every kind of server accepts on top of its transport: Switchboard's extensions. */
 const serverExtensions = {
   /** A disabled server is neither started nor listed, and its prefix is free. Default true. */

@@ -17,7 +17,7 @@ import {
   serverName,
   text,
 } from "../../src/config/primitives.ts";
-import { httpServerSchema, loggingSchema } from "../../src/config/schema.ts";
+import { httpServerSchema, loggingSchema, RESTART_DEFAULTS } from "../../src/config/schema.ts";
 import { createLogger } from "../../src/observability/logger.ts";
 import { DEFAULT_TIMEOUT_MS } from "../../src/policies/config.ts";
 
@@ -93,9 +93,10 @@ describe("code defaults are the schema's", () => {
     assert.equal(defaultOf(httpServerSchema.shape.host), "127.0.0.1");
   });
 
-  test("a server's timeout and the policies' fallback timeout are one value", () => {
+  test("a server's timeout and restart backoff are the values code falls back to", () => {
     const config = validateConfig({ mcpServers: { a: { command: "x" } } });
     assert.equal(config.mcpServers.a?.timeoutMs, DEFAULT_TIMEOUT_MS);
+    assert.deepEqual(config.mcpServers.a?.restart, RESTART_DEFAULTS);
   });
 
   test("a logger made without a level has the config's default level", () => {
