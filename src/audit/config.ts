@@ -6,8 +6,14 @@
  * the block, even `audit: {}`, turns it on, with a JSONL file next to the config.
  */
 import { z } from "zod";
-
-const positiveInt = () => z.number().int().positive();
+import {
+  durationMs,
+  glob,
+  nonEmpty,
+  nonNegativeInt,
+  positiveInt,
+  postgresUrl,
+} from "../config/primitives.ts";
 
 /** 11 columns × 500 rows stays far below PostgreSQL's 65 535 bind parameters per statement. */
 export const MAX_BATCH_SIZE = 500;
@@ -71,7 +77,7 @@ const accepts = (parse: (value: string) => unknown) => (value: string) => {
 const durability = z.enum(["sync", "batched"]).default("sync");
 
 // Batched mode: how often buffered records are written. Default 1 000 ms.
-const flushIntervalMs = () => positiveInt().default(1_000);
+const flushIntervalMs = () => durationMs().default(1_000);
 
 // Most records held in memory while the sink cannot be written (retried with backoff meanwhile);
 // beyond it the oldest are dropped, and an error says how many. Default 100 000.
@@ -83,26 +89,17 @@ export const fileAuditSinkSchema = z.strictObject({
    * The JSONL file, created with mode 0600 (and its directory if missing). Relative paths start at the
    * config file's directory. One file per gateway process. Default "./switchboard-audit.jsonl".
    */
-  path: z.string().min(1).default("./switchboard-audit.jsonl"),
+  path: nonEmpty().default("./switchboard-audit.jsonl"),
   durability,
   /** Size at which the file is rotated to `<path>.1`. Default 104 857 600 (100 MiB). */
   maxBytes: positiveInt().default(100 * 1024 * 1024),
   /** Rotated files kept, `<path>.1` (newest) to `<path>.<maxFiles>`; 0 keeps none. Default 5. */
-  maxFiles: z.number().int().min(0).max(1_000).default(5),
+  maxFiles: nonNegativeInt().max(1_000).default(5),
   /** Batched mode: how often buffered lines are written (and fsync'd). Default 1 000 ms. */
   flushIntervalMs: flushIntervalMs(),
   /** Most records held while the file cannot be written; the oldest are dropped beyond. Default 100 000. */
   maxPending: maxPending(),
 });
-
-const postgresUrl = z.string().refine(
-  (value) => {
-    if (!URL.canParse(value)) return false;
-    const { protocol } = new URL(value);
-    return protocol === "postgres:" || protocol === "postgresql:";
-  },
-  { error: "must be a postgres:// URL, e.g. postgres://audit@127.0.0.1:5432/app" },
-);
 
 export const postgresAuditSinkSchema = z.strictObject({
   type: z.literal("postgres"),
@@ -110,7 +107,7 @@ export const postgresAuditSinkSchema = z.strictObject({
    * postgres://user:password@host:port/database. Default: the DATABASE_URL environment variable at
    * start-up (an error says so when neither is set).
    */
-  url: postgresUrl.optional(),
+  url: postgresUrl("postgres://audit@127.0.0.1:5432/app").optional(),
   /**
    * The table, created with its indexes if missing; "schema.table" for another schema. Lower-case
    * letters, digits and "_", at most 48 characters each. Default "switchboard_audit".
@@ -126,7 +123,7 @@ export const postgresAuditSinkSchema = z.strictObject({
   /** Batched mode: how often waiting records are inserted. Default 1 000 ms. */
   flushIntervalMs: flushIntervalMs(),
   /** Most rows per INSERT; batched mode also inserts as soon as this many are waiting. Default 500. */
-  batchSize: z.number().int().min(1).max(MAX_BATCH_SIZE).default(MAX_BATCH_SIZE),
+  batchSize: positiveInt().max(MAX_BATCH_SIZE).default(MAX_BATCH_SIZE),
   /** Most records held while PostgreSQL is unreachable; the oldest are dropped beyond. Default 100 000. */
   maxPending: maxPending(),
 });
@@ -135,7 +132,7 @@ export const auditSinkSchema = z.discriminatedUnion("type", [fileAuditSinkSchema
 
 export const auditRedactRuleSchema = z.strictObject({
   /** Globs over exposed tool names ("db__*"). Default ["*"] (every tool). */
-  tools: z.array(z.string().min(1)).min(1).default(["*"]),
+  tools: z.array(glob()).min(1).default(["*"]),
   /**
    * Dotted argument paths whose values become "[redacted]": "password", "auth.token", "headers.*"
    * (`*` is any one key or array index). Required.
@@ -167,6 +164,14 @@ export const auditConfigSchema = z
     omitArguments: z.boolean().default(false),
   })
   .prefault({ enabled: false });
+
+/** A file sink's options as the schema fills them in: what `createJsonlSink` uses for those left out. */
+export const FILE_SINK_DEFAULTS = fileAuditSinkSchema.omit({ type: true }).parse({});
+
+/** A PostgreSQL sink's options as the schema fills them in (url aside, which has no default here). */
+export const POSTGRES_SINK_CONFIG_DEFAULTS = postgresAuditSinkSchema
+  .omit({ type: true, url: true })
+  .parse({});
 
 export type AuditConfigInput = z.input<typeof auditConfigSchema>;
 export type AuditConfig = z.output<typeof auditConfigSchema>;

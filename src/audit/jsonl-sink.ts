@@ -14,31 +14,27 @@ import { type FileHandle, mkdir, open, rename, unlink } from "node:fs/promises";
 import { dirname, resolve as resolvePath } from "node:path";
 import { describeError } from "../core/errors.ts";
 import type { Logger } from "../observability/logger.ts";
+import { FILE_SINK_DEFAULTS } from "./config.ts";
 import { type AuditDurability, type AuditRecord, type AuditSink, QueuedSink } from "./record.ts";
 
 export interface JsonlSinkOptions {
   /** The file; relative paths resolve against the process's working directory. */
   readonly path: string;
-  /** Default "sync". */
+  // Defaults of the options below: the config's file sink (FILE_SINK_DEFAULTS, audit/config.ts).
   readonly durability?: AuditDurability;
-  /** Size at which the file is rotated. Default 104 857 600 (100 MiB). */
+  /** Size at which the file is rotated. */
   readonly maxBytes?: number;
-  /** Rotated files kept (`.1` newest … `.N` oldest); 0 keeps none. Default 5. */
+  /** Rotated files kept (`.1` newest … `.N` oldest); 0 keeps none. */
   readonly maxFiles?: number;
-  /** Batched mode: how often buffered lines are written. Default 1 000 ms. */
+  /** Batched mode: how often buffered lines are written, in ms. */
   readonly flushIntervalMs?: number;
-  /** Most records held while the file cannot be written; the oldest go first. Default 100 000. */
+  /** Most records held while the file cannot be written; the oldest go first. */
   readonly maxPending?: number;
   readonly logger: Logger;
 }
 
-export const JSONL_DEFAULTS = {
-  durability: "sync",
-  maxBytes: 100 * 1024 * 1024,
-  maxFiles: 5,
-  flushIntervalMs: 1_000,
-  maxPending: 100_000,
-} as const;
+/** Options left out take the config's defaults for a file sink. */
+const JSONL_DEFAULTS = FILE_SINK_DEFAULTS;
 
 /** Most lines per write: bounds the memory of one round, not how many records wait. */
 const MAX_BATCH = 1_000;

@@ -12,21 +12,21 @@
 import pg from "pg";
 import { describeError } from "../core/errors.ts";
 import type { Logger } from "../observability/logger.ts";
-import { MAX_BATCH_SIZE, parseTableName, type TableName } from "./config.ts";
+import { MAX_BATCH_SIZE, POSTGRES_SINK_CONFIG_DEFAULTS, parseTableName, type TableName } from "./config.ts";
 import { type AuditDurability, type AuditRecord, QueuedSink } from "./record.ts";
 
 export interface PostgresSinkOptions {
   /** postgres://user:password@host:port/database */
   readonly url: string;
-  /** The table, optionally schema-qualified ("audit.calls"). Default "switchboard_audit". */
+  // Defaults of the options down to maxPending: the config's PostgreSQL sink (audit/config.ts).
+  /** The table, optionally schema-qualified ("audit.calls"). */
   readonly table?: string;
-  /** Default "sync". */
   readonly durability?: AuditDurability;
-  /** Batched mode: how often pending records are inserted. Default 1 000 ms. */
+  /** Batched mode: how often pending records are inserted, in ms. */
   readonly flushIntervalMs?: number;
-  /** Most rows per INSERT (at most 500). Default 500. */
+  /** Most rows per INSERT (at most MAX_BATCH_SIZE). */
   readonly batchSize?: number;
-  /** Most records held while PostgreSQL is unreachable; the oldest go first. Default 100 000. */
+  /** Most records held while PostgreSQL is unreachable; the oldest go first. */
   readonly maxPending?: number;
   /** How long connecting may take before an attempt fails. Default 5 000 ms. */
   readonly connectTimeoutMs?: number;
@@ -36,11 +36,8 @@ export interface PostgresSinkOptions {
 }
 
 export const POSTGRES_SINK_DEFAULTS = {
-  table: "switchboard_audit",
-  durability: "sync",
-  flushIntervalMs: 1_000,
-  batchSize: 500,
-  maxPending: 100_000,
+  ...POSTGRES_SINK_CONFIG_DEFAULTS,
+  // Not in the config: how long the sink waits on PostgreSQL before it retries with backoff.
   connectTimeoutMs: 5_000,
   queryTimeoutMs: 10_000,
 } as const;

@@ -12,7 +12,8 @@ import { basename, dirname, join, resolve as resolvePath } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import picomatch from "picomatch";
-import { parseTableName } from "./config.ts";
+import { GLOB_OPTIONS } from "../config/primitives.ts";
+import { POSTGRES_SINK_CONFIG_DEFAULTS, parseTableName } from "./config.ts";
 import { type AuditOutcome, type AuditRecord, isAuditRecord } from "./record.ts";
 
 export interface AuditFilter {
@@ -37,7 +38,7 @@ export type AuditLocation =
       /** Either a URL (a connection is opened for the search) or a pool to borrow from. */
       readonly url?: string;
       readonly pool?: pg.Pool;
-      /** Default "switchboard_audit". */
+      /** Default: the config's table (audit/config.ts). */
       readonly table?: string;
     };
 
@@ -55,7 +56,6 @@ export interface AuditSearchResult {
 }
 
 const DEFAULT_LIMIT = 100;
-const GLOB_OPTIONS = { bash: true, dot: true, windows: false } as const;
 
 /** A predicate for records, shared by both locations. */
 export function auditMatcher(filter: AuditFilter): (record: AuditRecord) => boolean {
@@ -340,7 +340,7 @@ async function searchTable(
   filter: AuditFilter,
   limit: number,
 ): Promise<AuditSearchResult> {
-  const table = parseTableName(location.table ?? "switchboard_audit");
+  const table = parseTableName(location.table ?? POSTGRES_SINK_CONFIG_DEFAULTS.table);
   let client: pg.Client | undefined;
   let query: (sql: string, params: unknown[]) => Promise<pg.QueryResult>;
   if (location.pool !== undefined) {

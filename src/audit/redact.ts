@@ -11,6 +11,7 @@
  * `omitArguments` leaves arguments out of records altogether.
  */
 import picomatch from "picomatch";
+import { GLOB_OPTIONS } from "../config/primitives.ts";
 import { REDACTED, redactedCopy, redactSecrets } from "../core/redact.ts";
 import { parseArgumentPath } from "./config.ts";
 import type { AuditRecord } from "./record.ts";
@@ -44,8 +45,6 @@ export interface Redactor {
   record(record: AuditRecord): AuditRecord;
 }
 
-// The same options as tool filters elsewhere in the config, so one glob means one thing.
-const GLOB_OPTIONS = { bash: true, dot: true, windows: false } as const;
 /** Tool names seen, with their paths; cleared when full (unknown names from clients are unbounded). */
 const MAX_CACHED_TOOLS = 1_000;
 

@@ -10,11 +10,12 @@ import { dirname, resolve as resolvePath } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import type { AuditLocation } from "../audit/reader.ts";
 import { AUDIT_OUTCOMES, type AuditOutcome } from "../audit/record.ts";
+import { LOG_LEVELS, type LogLevel } from "../config/log-levels.ts";
 import type { Config } from "../config/schema.ts";
 import type { SecretResolver } from "../config/secrets.ts";
 import { describeError, GatewayError } from "../core/errors.ts";
 import type { Gateway } from "../gateway/gateway.ts";
-import type { Logger, LogLevel } from "../observability/logger.ts";
+import type { Logger } from "../observability/logger.ts";
 import type { ProbeServing } from "../server/http/probes.ts";
 import type { HttpServing } from "../server/http/serve.ts";
 import type { StdioServing } from "../server/stdio/serve.ts";
@@ -25,6 +26,7 @@ import { formatTable } from "./table.ts";
 // --version, usage errors and `check` answer without paying for what they do not use.
 const load = {
   config: () => import("../config/load.ts"),
+  schema: () => import("../config/schema.ts"),
   gateway: () => import("../gateway/gateway.ts"),
   logger: () => import("../observability/logger.ts"),
   http: () => import("../server/http/serve.ts"),
@@ -32,11 +34,10 @@ const load = {
   stdio: () => import("../server/stdio/serve.ts"),
   secrets: () => import("../config/secrets.ts"),
   redact: () => import("../core/redact.ts"),
+  primitives: () => import("../config/primitives.ts"),
   health: () => import("../observability/health.ts"),
   audit: () => import("../audit/reader.ts"),
 };
-
-const LOG_LEVELS: readonly LogLevel[] = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
 const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
@@ -67,7 +68,8 @@ function listenFailure(error: unknown, where: { host: string; port: number }, fl
   return new Error(`cannot listen on ${at}: ${reason}.`, { cause: error });
 }
 
-function parseHostPort(value: string): { host: string; port: number } {
+/** `[host:]port` as written; a host left out is filled in by `withDefaultHost` once the config is loaded. */
+function parseHostPort(value: string): HostPort {
   const match = /^(?:(\[[^\]]+\]|[^:]+):)?(\d{1,5})$/.exec(value);
   const port = match ? Number(match[2]) : Number.NaN;
   if (!match || port > 65535) {
@@ -76,7 +78,19 @@ function parseHostPort(value: string): { host: string; port: number } {
     );
   }
   const host = match[1]?.replace(/^\[|\]$/g, "");
-  return { host: host ?? "127.0.0.1", port };
+  return host === undefined ? { port } : { host, port };
+}
+
+interface HostPort {
+  readonly host?: string;
+  readonly port: number;
+}
+
+/** A listening address without a host takes the default of `server.http.host` (loopback). */
+async function withDefaultHost(where: HostPort): Promise<{ host: string; port: number }> {
+  if (where.host !== undefined) return { host: where.host, port: where.port };
+  const [{ httpServerSchema }, { defaultOf }] = await Promise.all([load.schema(), load.primitives()]);
+  return { host: defaultOf(httpServerSchema.shape.host), port: where.port };
 }
 
 /** A loaded config and the secrets it references, kept fresh and known for redaction. */
@@ -123,8 +137,8 @@ async function createGateway(loaded: Loaded, logger: Logger): Promise<Gateway> {
 interface ServeOptions {
   config: string;
   stdio?: boolean;
-  http?: { host: string; port: number };
-  probePort?: { host: string; port: number };
+  http?: HostPort;
+  probePort?: HostPort;
   logLevel?: LogLevel;
 }
 
@@ -183,18 +197,15 @@ async function serve(options: ServeOptions): Promise<void> {
   const [httpModule, stdioModule, probesModule] = await transports;
   if (options.http && httpModule) {
     const httpConfig = config.server.http;
+    const where = await withDefaultHost(options.http);
     try {
-      http = await httpModule.serveGatewayOnHttp(gateway, {
-        ...httpConfig,
-        host: options.http.host,
-        port: options.http.port,
-      });
+      http = await httpModule.serveGatewayOnHttp(gateway, { ...httpConfig, ...where });
     } catch (error) {
       // The backends are already running: stop them rather than leave them to notice a closed stdin.
       stopping = true;
       await gateway.close();
       logger.flush();
-      throw listenFailure(error, options.http);
+      throw listenFailure(error, where);
     }
     logger.info(
       {
@@ -208,14 +219,15 @@ async function serve(options: ServeOptions): Promise<void> {
     );
   }
   if (options.probePort && probesModule) {
+    const where = await withDefaultHost(options.probePort);
     try {
-      probes = await probesModule.serveProbes(gateway, options.probePort);
+      probes = await probesModule.serveProbes(gateway, where);
     } catch (error) {
       stopping = true;
       await http?.close();
       await gateway.close();
       logger.flush();
-      throw listenFailure(error, options.probePort, "--probe-port");
+      throw listenFailure(error, where, "--probe-port");
     }
     logger.info({ url: probes.url }, "serving probes and metrics");
   }

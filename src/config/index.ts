@@ -1,4 +1,7 @@
-/** The config layer: schema and types, `${VAR}` interpolation, loading and the `check` summary. */
+/**
+ * The config layer: the value primitives, schema and types, `${VAR}` interpolation, loading and the
+ * `check` summary.
+ */
 
 export {
   type Environment,
@@ -27,6 +30,7 @@ export {
   type ValidateConfigOptions,
   validateConfig,
 } from "./load.ts";
+export { LOG_LEVELS, type LogLevel, SERVER_NAME } from "./primitives.ts";
 export {
   CLAUDE_DESKTOP_KEYS,
   type Config,
@@ -35,11 +39,9 @@ export {
   type GatewaySettings,
   type HttpServerConfig,
   type HttpServerSettings,
-  LOG_LEVELS,
   type LoggingSettings,
   type LogLevelSetting,
   type RestartConfig,
-  SERVER_NAME,
   type ServerConfig,
   type StdioServerConfig,
   type ToolFilterConfig,

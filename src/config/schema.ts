@@ -16,49 +16,31 @@ import {
   redisBackendSchema,
 } from "../backends/builtin-config.ts";
 import { gatewayToolsSchema, observabilitySchema, unknownRequiredServers } from "../observability/config.ts";
-import { policySetSchema } from "../policies/config.ts";
+import { DEFAULT_TIMEOUT_MS, policySetSchema } from "../policies/config.ts";
 import { accessSchema, argumentLimitsSchema, authSchema, signingSchema } from "../security/config.ts";
 import { storeConfigSchema } from "../stores/config.ts";
+import {
+  DEFAULT_LOG_LEVEL,
+  delayMs,
+  durationMs,
+  GLOB_OPTIONS,
+  glob,
+  headerMap,
+  httpPath,
+  httpUrl,
+  type LogLevel,
+  logLevel,
+  nonEmpty,
+  nonNegativeInt,
+  positiveInt,
+  separator,
+  serverName,
+  text,
+  toolPrefix,
+} from "./primitives.ts";
 
-/** Server names become tool-name prefixes and metric labels, so they keep to the tool-name alphabet. */
-export const SERVER_NAME = /^[a-zA-Z0-9_-]+$/;
-const PREFIX = /^[a-zA-Z0-9_-]*$/;
-const SEPARATOR = /^[a-zA-Z0-9_-]{1,8}$/;
-/** RFC 9110 token: anything else makes fetch throw at connect time instead of at start-up. */
-const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 /** Paths the HTTP server answers itself (probes and metrics); the MCP endpoint cannot shadow them. */
 const RESERVED_HTTP_PATHS = ["/healthz", "/livez", "/readyz", "/metrics"];
-
-// The same options as the catalog's filter (gateway/naming.ts), so config checks agree with runtime.
-const GLOB_OPTIONS = { bash: true, dot: true, windows: false } as const;
-
-export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
-
-const ms = () => z.number().int().positive();
-
-/**
- * A string that YAML users often write unquoted (`PORT: 8080`, `DEBUG: true`). Converting would hide
- * traps such as `VERSION: 1.10` becoming "1.1", so it is an error that says to quote the value.
- */
-const text = () =>
-  z.string({
-    error: (issue) => {
-      // A YAML key with nothing after the colon is null, not "".
-      if (issue.input === null) return 'expected a string, got an empty value: write "" for an empty string';
-      if (issue.input === undefined || typeof issue.input === "object") return undefined;
-      const shown = String(issue.input);
-      return `expected a string, got the ${typeof issue.input} ${shown}: quote it (in YAML, "${shown}")`;
-    },
-  });
-
-const httpUrl = z.string().refine(
-  (value) => {
-    if (!URL.canParse(value)) return false;
-    const { protocol } = new URL(value);
-    return protocol === "http:" || protocol === "https:";
-  },
-  { error: "must be an http:// or https:// URL, e.g. https://example.com/mcp" },
-);
 
 export const toolFilterSchema = z.strictObject({
   /**
@@ -66,22 +48,20 @@ export const toolFilterSchema = z.strictObject({
    * An empty list is refused rather than read as "none": to expose nothing, set `enabled: false`.
    */
   include: z
-    .array(z.string().min(1))
+    .array(glob())
     .min(1, { error: 'list at least one glob, or leave include out to expose every tool (default ["*"])' })
     .default(["*"]),
   /** Globs over own names; a tool matching both include and exclude is hidden. Default [] (none). */
-  exclude: z.array(z.string().min(1)).default([]),
+  exclude: z.array(glob()).default([]),
   /** Own name -> new name, applied before the prefix; also for prompts. Default {} (no renames). */
   rename: z
     .record(
-      z.string().min(1, { error: "a rename needs the tool's own name as key" }),
-      z.string().min(1, { error: "a rename target cannot be empty" }),
+      nonEmpty("a rename needs the tool's own name as key"),
+      nonEmpty("a rename target cannot be empty"),
     )
     .default({}),
   /** Own name -> description that replaces the server's. Default {} (the server's descriptions). */
-  descriptions: z
-    .record(z.string().min(1, { error: "a description needs the tool's own name as key" }), z.string())
-    .default({}),
+  descriptions: z.record(nonEmpty("a description needs the tool's own name as key"), z.string()).default({}),
 });
 
 /**
@@ -91,16 +71,19 @@ export const toolFilterSchema = z.strictObject({
 export const restartSchema = z
   .strictObject({
     /** First delay, in ms. Default 500. */
-    initialDelayMs: z.number().int().min(0).default(500),
+    initialDelayMs: delayMs().default(500),
     /** Longest delay, in ms. Default 30 000. */
-    maxDelayMs: z.number().int().min(0).default(30_000),
+    maxDelayMs: delayMs().default(30_000),
     /** Attempts before the server is left down. Default: unlimited (leave it out). */
-    maxRestarts: z.number().int().min(0).optional(),
+    maxRestarts: nonNegativeInt().optional(),
   })
   .refine((restart) => restart.initialDelayMs <= restart.maxDelayMs, {
     error: "must be at least initialDelayMs",
     path: ["maxDelayMs"],
   });
+
+/** The backoff of a server whose config leaves `restart` out, for code that makes a backend without one. */
+export const RESTART_DEFAULTS = restartSchema.parse({});
 
 /** What every kind of server accepts on top of its transport: Switchboard's extensions. */
 const serverExtensions = {
@@ -110,14 +93,11 @@ const serverExtensions = {
    * Namespace prefix of the server's tools and prompts ("<prefix><separator><tool>"); "" keeps the
    * server's own names. Default: the server's key in mcpServers (filled in after validation).
    */
-  prefix: z
-    .string()
-    .regex(PREFIX, { error: 'may only contain letters, digits, "_" and "-" ("" for no prefix)' })
-    .optional(),
+  prefix: toolPrefix().optional(),
   /** Which tools are exposed and under which names. Default {}: all, under their own names. */
   tools: toolFilterSchema.prefault({}),
   /** Per-call time limit, in ms, unless a `timeout` policy says otherwise. Default 60 000. */
-  timeoutMs: ms().default(60_000),
+  timeoutMs: durationMs().default(DEFAULT_TIMEOUT_MS),
   /** Restart (stdio) or reconnect (http, sse) backoff. Default { initialDelayMs 500, maxDelayMs 30 000 }. */
   restart: restartSchema.prefault({}),
   /** Policies for every tool of this server, over the global ones. Default {} (inherit). */
@@ -128,7 +108,7 @@ const stdioServerSchema = z.strictObject({
   /** Optional, as in Claude Desktop files. Default "stdio". */
   type: z.literal("stdio").default("stdio"),
   /** The program to spawn. Required. */
-  command: z.string().min(1),
+  command: nonEmpty(),
   /** Its arguments. Default []. */
   args: z.array(text()).default([]),
   /** Variables set for it, over a minimal inherited environment. Default {}. */
@@ -142,7 +122,7 @@ const stdioServerSchema = z.strictObject({
     )
     .default({}),
   /** Working directory of the process. Default: the gateway's. */
-  cwd: z.string().min(1).optional(),
+  cwd: nonEmpty().optional(),
   ...serverExtensions,
 });
 
@@ -152,16 +132,9 @@ const remoteServerSchema = z.strictObject({
     .enum(["http", "streamable-http", "sse"])
     .transform((type): "http" | "sse" => (type === "streamable-http" ? "http" : type)),
   /** The server's MCP endpoint. Required. */
-  url: httpUrl,
+  url: httpUrl("https://example.com/mcp"),
   /** Sent with every request, e.g. Authorization. Default {}. */
-  headers: z
-    .record(
-      z.string().regex(HEADER_NAME, {
-        error: (issue) => `${JSON.stringify(issue.input)} is not a valid HTTP header name`,
-      }),
-      text().refine((value) => !/[\r\n\0]/.test(value), { error: "a header value cannot hold line breaks" }),
-    )
-    .default({}),
+  headers: headerMap().default({}),
   ...serverExtensions,
 });
 
@@ -194,72 +167,50 @@ const builtinBackendSchema = z.discriminatedUnion(
   },
 );
 
-const backendsSchema = z.record(
-  z.string().regex(SERVER_NAME, {
-    error: (issue) =>
-      `backend name ${JSON.stringify(issue.input)} may only contain letters, digits, "_" and "-" (it becomes the tools' prefix)`,
-  }),
-  builtinBackendSchema,
-);
+const backendsSchema = z.record(serverName("backend"), builtinBackendSchema);
 
-const serversSchema = z.record(
-  z.string().regex(SERVER_NAME, {
-    error: (issue) =>
-      `server name ${JSON.stringify(issue.input)} may only contain letters, digits, "_" and "-" (it becomes the tools' prefix)`,
-  }),
-  serverSchema,
-  {
-    error: (issue) =>
-      issue.code === "invalid_type" && issue.input === undefined
-        ? "required: list the MCP servers under mcpServers (mcpServers: {} for none yet)"
-        : undefined,
-  },
-);
+const serversSchema = z.record(serverName("server"), serverSchema, {
+  error: (issue) =>
+    issue.code === "invalid_type" && issue.input === undefined
+      ? "required: list the MCP servers under mcpServers (mcpServers: {} for none yet)"
+      : undefined,
+});
 
 export const gatewaySchema = z.strictObject({
   /** The server name reported to clients. Default "switchboard". */
-  name: z.string().min(1).default("switchboard"),
+  name: nonEmpty().default("switchboard"),
   /** Between a server's prefix and a tool name. Default "__". */
-  separator: z
-    .string()
-    .regex(SEPARATOR, { error: 'must be 1 to 8 letters, digits, "_" or "-"' })
-    .default("__"),
+  separator: separator().default("__"),
   /** How long start-up waits for servers before serving those that are up, in ms. Default 30 000. */
-  startupTimeoutMs: ms().default(30_000),
+  startupTimeoutMs: durationMs().default(30_000),
   /** How long SIGTERM waits for calls in flight before closing, in ms. Default 10 000. */
-  shutdownTimeoutMs: ms().default(10_000),
+  shutdownTimeoutMs: durationMs().default(10_000),
 });
 
 export const httpServerSchema = z.strictObject({
   /** Interface to listen on; loopback unless you mean to expose the gateway. Default "127.0.0.1". */
-  host: z.string().min(1).default("127.0.0.1"),
+  host: nonEmpty().default("127.0.0.1"),
   /** Port; 0 takes any free port. Default 8931. */
   port: z.number().int().min(0).max(65_535).default(8931),
   /** Path of the MCP endpoint. Default "/mcp". */
-  path: z
-    .string()
-    .regex(/^\/[^\s?#]*$/, { error: 'must start with "/" and hold no spaces, "?" or "#"' })
+  path: httpPath()
     .refine((path) => !RESERVED_HTTP_PATHS.includes(path), {
       error: `cannot be one of the probe and metrics paths (${RESERVED_HTTP_PATHS.join(", ")})`,
     })
     .default("/mcp"),
   /** Largest request body accepted, in bytes. Default 4 194 304 (4 MiB). */
-  maxBodyBytes: z
-    .number()
-    .int()
-    .positive()
-    .default(4 * 1024 * 1024),
+  maxBodyBytes: positiveInt().default(4 * 1024 * 1024),
   /** Host header values accepted besides the localhost forms ("*" for any). Default []. */
-  allowedHosts: z.array(z.string().min(1)).default([]),
+  allowedHosts: z.array(nonEmpty()).default([]),
   /** Origin values accepted besides the localhost forms ("*" for any). Default []. */
-  allowedOrigins: z.array(z.string().min(1)).default([]),
+  allowedOrigins: z.array(nonEmpty()).default([]),
   /** A 2025-era session unused this long is closed, in ms. Default 1 800 000 (30 min). */
-  sessionIdleTimeoutMs: ms().default(1_800_000),
+  sessionIdleTimeoutMs: durationMs().default(1_800_000),
 });
 
 export const loggingSchema = z.strictObject({
   /** Least severe level written (to stderr, always). Default "info". */
-  level: z.enum(LOG_LEVELS).default("info"),
+  level: logLevel().default(DEFAULT_LOG_LEVEL),
 });
 
 /**
@@ -295,9 +246,7 @@ const configObjectSchema = z.strictObject({
   /** Policies for every tool of every server. Default {} (none but the server's timeout). */
   policies: policySetSchema.prefault({}),
   /** Exposed tool name or glob (e.g. "db__query", "github__*") -> policies over the server's. Default {}. */
-  toolPolicies: z
-    .record(z.string().min(1, { error: "a tool name or glob cannot be empty" }), policySetSchema)
-    .default({}),
+  toolPolicies: z.record(nonEmpty("a tool name or glob cannot be empty"), policySetSchema).default({}),
   /**
    * Where rate-limit buckets, cached results and shared breaker state live: `{ type: "memory" }` (this
    * process only) or `{ type: "redis", url, keyPrefix, onStoreError, … }`, shared by every replica
@@ -388,7 +337,7 @@ export type RestartConfig = z.output<typeof restartSchema>;
 export type GatewaySettings = z.output<typeof gatewaySchema>;
 export type HttpServerSettings = z.output<typeof httpServerSchema>;
 export type LoggingSettings = z.output<typeof loggingSchema>;
-export type LogLevelSetting = (typeof LOG_LEVELS)[number];
+export type LogLevelSetting = LogLevel;
 /** The whole config as the gateway receives it: validated, defaults applied, frozen by the loader. */
 export type Config = z.output<typeof configSchema>;
 /** The config as written, before defaults (what a program may pass to `validateConfig`). */

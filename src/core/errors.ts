@@ -11,27 +11,34 @@
  */
 import type { CallToolResult } from "./types.ts";
 
-export type GatewayErrorCode =
-  | "config_invalid"
-  | "config_variable_missing"
-  | "config_file"
-  | "unknown_tool"
-  | "unknown_resource"
-  | "unknown_prompt"
-  | "invalid_arguments"
-  | "backend_unavailable"
-  | "backend_error"
-  | "timeout"
-  | "cancelled"
-  | "rate_limited"
-  | "circuit_open"
-  | "bulkhead_full"
-  | "unauthorized"
-  | "forbidden"
-  | "store_unavailable"
-  | "audit_unavailable"
-  | "shutting_down"
-  | "internal";
+/**
+ * Every code a GatewayError carries. The README's "Error codes" section lists each with when it
+ * happens and what a client should do; test/unit/error-codes.test.ts fails when the two differ.
+ */
+export const GATEWAY_ERROR_CODES = [
+  "config_invalid",
+  "config_variable_missing",
+  "config_file",
+  "unknown_tool",
+  "unknown_resource",
+  "unknown_prompt",
+  "invalid_arguments",
+  "backend_unavailable",
+  "backend_error",
+  "timeout",
+  "cancelled",
+  "rate_limited",
+  "circuit_open",
+  "bulkhead_full",
+  "unauthorized",
+  "forbidden",
+  "store_unavailable",
+  "audit_unavailable",
+  "shutting_down",
+  "internal",
+] as const;
+
+export type GatewayErrorCode = (typeof GATEWAY_ERROR_CODES)[number];
 
 export interface GatewayErrorOptions {
   readonly data?: Record<string, unknown>;
@@ -82,15 +89,33 @@ export class InvalidArguments extends GatewayError {
   }
 }
 
-/** JSON-RPC error codes (spec values, and the MCP convention for unknown resources). */
+/**
+ * Every JSON-RPC error code the gateway answers its clients with: the JSON-RPC spec's, and MCP's,
+ * whether the gateway sends them itself or the MCP SDK's transport does on its behalf (a JSON-RPC
+ * error from a backend keeps its own code besides). The README's "Error codes" section lists each;
+ * test/unit/error-codes.test.ts fails when the two differ.
+ */
 export const JSON_RPC = {
   PARSE_ERROR: -32700,
   INVALID_REQUEST: -32600,
   METHOD_NOT_FOUND: -32601,
   INVALID_PARAMS: -32602,
   INTERNAL_ERROR: -32603,
+  /** The MCP SDK's Streamable HTTP transport: a request it refuses before it reaches the gateway. */
+  SERVER_ERROR: -32000,
+  /** Streamable HTTP: the `Mcp-Session-Id` names no session (expired, or the gateway restarted). */
+  SESSION_NOT_FOUND: -32001,
+  /** MCP's code for a resource no server offers. */
   RESOURCE_NOT_FOUND: -32002,
+  /** 2026-07-28 over HTTP: a header (`MCP-Protocol-Version`, `Mcp-Method`) disagrees with the body. */
+  HEADER_MISMATCH: -32020,
+  /** 2026-07-28: the request needs a capability its `clientCapabilities` do not declare. */
+  MISSING_CLIENT_CAPABILITY: -32021,
+  /** 2026-07-28: the request names a protocol version the gateway does not speak. */
+  UNSUPPORTED_PROTOCOL_VERSION: -32022,
 } as const;
+
+export type JsonRpcErrorCode = (typeof JSON_RPC)[keyof typeof JSON_RPC];
 
 /** Which failures are a problem with the request (JSON-RPC error) rather than with the call (isError). */
 const REQUEST_ERRORS: Partial<Record<GatewayErrorCode, number>> = {

@@ -4,28 +4,16 @@
  * every default is written next to the option it belongs to.
  */
 import { z } from "zod";
+import { delayMs, durationMs, headerMap, httpPath, httpUrl, nonEmpty } from "../config/primitives.ts";
 
 /** Prometheus metric name characters; the prefix is the start of every Switchboard metric's name. */
 const METRIC_PREFIX = /^([a-zA-Z_:][a-zA-Z0-9_:]*)?$/;
-const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-
-const httpUrl = z.string().refine(
-  (value) => {
-    if (!URL.canParse(value)) return false;
-    const { protocol } = new URL(value);
-    return protocol === "http:" || protocol === "https:";
-  },
-  { error: "must be an http:// or https:// URL, e.g. http://localhost:4318/v1/traces" },
-);
 
 export const metricsConfigSchema = z.strictObject({
   /** Serve Prometheus metrics (on the HTTP server, at `path`). Default true. */
   enabled: z.boolean().default(true),
   /** Path of the Prometheus endpoint on the HTTP server. Default "/metrics". */
-  path: z
-    .string()
-    .regex(/^\/[^\s?#]*$/, { error: 'must start with "/" and hold no spaces, "?" or "#"' })
-    .default("/metrics"),
+  path: httpPath().default("/metrics"),
   /**
    * Also export the Node.js process metrics (CPU, memory, event loop lag, GC, handles), under their
    * usual unprefixed names (`process_*`, `nodejs_*`) so that stock dashboards work. Default true.
@@ -40,18 +28,16 @@ export const metricsConfigSchema = z.strictObject({
 
 export const otlpConfigSchema = z.strictObject({
   /** The OTLP/HTTP traces endpoint, e.g. "http://localhost:4318/v1/traces". Required. */
-  url: httpUrl,
+  url: httpUrl("http://localhost:4318/v1/traces"),
   /** Headers sent with every export (e.g. an API key; use ${VAR} for secrets). Default {}. */
-  headers: z
-    .record(z.string().regex(HEADER_NAME, { error: "is not a valid HTTP header name" }), z.string())
-    .default({}),
+  headers: headerMap().default({}),
 });
 
 export const tracingConfigSchema = z.strictObject({
   /** Create OpenTelemetry spans for tool calls. Default false: no spans, no cost. */
   enabled: z.boolean().default(false),
   /** The `service.name` of the spans. Default "switchboard". */
-  serviceName: z.string().min(1).default("switchboard"),
+  serviceName: nonEmpty().default("switchboard"),
   /**
    * Where spans go. Default: none set, which uses the OTLP exporter's own default, i.e. the
    * OTEL_EXPORTER_OTLP_TRACES_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT environment variables, else
@@ -67,19 +53,19 @@ export const tracingConfigSchema = z.strictObject({
 
 export const healthConfigSchema = z.strictObject({
   /** How long one check may take before it counts as unhealthy, in ms. Default 2000. */
-  timeoutMs: z.number().int().positive().default(2000),
+  timeoutMs: durationMs().default(2000),
   /**
    * How long a health report is reused, in ms, so that probes and scrapers cannot load the
    * backends. 0 reuses nothing (calls made meanwhile still share one run). Default 1000.
    */
-  cacheMs: z.number().int().min(0).default(1000),
+  cacheMs: delayMs().default(1000),
   /**
    * The servers (mcpServers and backends names) that must be up for the gateway to be ready and
    * healthy; the others only degrade it. Default [] (none): replicas share their backends, so if
    * one backend's outage made every replica unready, the load balancer would drop the gateway
    * entirely, and with it every other server. Name the ones without which the gateway is useless.
    */
-  required: z.array(z.string().min(1)).default([]),
+  required: z.array(nonEmpty()).default([]),
   /** Event loop delay (p99 since the previous check) above which the process is degraded, in ms. Default 200. */
   eventLoopLagMs: z.number().positive().default(200),
   /** Share of the V8 heap limit in use above which the process is degraded, 0 to 1. Default 0.9. */
@@ -102,6 +88,11 @@ export const gatewayToolsSchema = z.strictObject({
   /** A tool that returns per-tool call counts, errors and latency percentiles. Default true. */
   metrics: z.boolean().default(true),
 });
+
+/** Metrics options as the schema fills them in, for code that makes a registry without a config. */
+export const METRICS_DEFAULTS = metricsConfigSchema.parse({});
+/** Tracing options as the schema fills them in, for code that starts tracing without a config. */
+export const TRACING_DEFAULTS = tracingConfigSchema.parse({});
 
 export type MetricsConfig = z.output<typeof metricsConfigSchema>;
 export type TracingConfig = z.output<typeof tracingConfigSchema>;

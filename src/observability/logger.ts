@@ -1,12 +1,12 @@
 /**
- * JSON logs on stderr, always: in stdio mode stdout belongs to the protocol (DESIGN rule 7).
+ * JSON logs on stderr, always: in stdio mode stdout carries the protocol's messages, so a log line
+ * written there would corrupt the stream the client reads.
  */
 import { type Logger, pino } from "pino";
+import { DEFAULT_LOG_LEVEL, type LogLevel } from "../config/log-levels.ts";
 import { redactSecrets } from "../core/redact.ts";
 
-export type { Logger };
-
-export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
+export type { Logger, LogLevel };
 
 export interface LoggerOptions {
   readonly level?: LogLevel;
@@ -18,7 +18,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const redactValues = options.redactValues;
   return pino(
     {
-      level: options.level ?? "info",
+      level: options.level ?? DEFAULT_LOG_LEVEL,
       base: { name: "switchboard" },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },

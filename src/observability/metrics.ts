@@ -18,6 +18,7 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom
 import { isGatewayError } from "../core/errors.ts";
 import type { CallToolResult, HealthResult } from "../core/types.ts";
 import type { BreakerState, PolicyEventMap } from "../policies/types.ts";
+import { METRICS_DEFAULTS } from "./config.ts";
 
 /**
  * How a call ended, as the `outcome` label of calls_total and call_duration_seconds:
@@ -111,9 +112,12 @@ export type CallDone = (outcome: CallOutcome, source?: string) => number;
 export type PolicyEventSource = Pick<EventEmitter<PolicyEventMap>, "on" | "off">;
 
 export interface MetricsOptions {
-  /** Start of every Switchboard metric name. Default "switchboard_". */
+  /** Start of every Switchboard metric name. Default: the config's `observability.metrics.prefix`. */
   readonly prefix?: string;
-  /** Also serve Node's process metrics (shared by the gateways of a process). Default true. */
+  /**
+   * Also serve Node's process metrics (shared by the gateways of a process). Default: the config's
+   * `observability.metrics.defaultMetrics`.
+   */
   readonly defaultMetrics?: boolean;
 }
 
@@ -175,7 +179,10 @@ function processMetrics(): Registry {
 }
 
 export function createMetrics(options: MetricsOptions = {}): Metrics {
-  return new PrometheusMetrics(options.prefix ?? "switchboard_", options.defaultMetrics ?? true);
+  return new PrometheusMetrics(
+    options.prefix ?? METRICS_DEFAULTS.prefix,
+    options.defaultMetrics ?? METRICS_DEFAULTS.defaultMetrics,
+  );
 }
 
 class PrometheusMetrics implements Metrics {

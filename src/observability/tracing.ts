@@ -34,6 +34,7 @@ import {
 import { describeError, isGatewayError } from "../core/errors.ts";
 import { NOTES } from "../policies/types.ts";
 import { VERSION } from "../version.ts";
+import { TRACING_DEFAULTS } from "./config.ts";
 
 /** The W3C trace context to pass on to a backend (in its request `_meta` and HTTP headers). */
 export interface TraceCarrier {
@@ -174,11 +175,13 @@ class OtelTracing implements Tracing {
         );
     this.#provider = new BasicTracerProvider({
       resource: resourceFromAttributes({
-        "service.name": settings.serviceName ?? "switchboard",
+        "service.name": settings.serviceName ?? TRACING_DEFAULTS.serviceName,
         "service.version": VERSION,
       }),
       // A caller that sent a sampled trace context keeps its trace whole; the ratio is for new traces.
-      sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(settings.sampleRatio ?? 1) }),
+      sampler: new ParentBasedSampler({
+        root: new TraceIdRatioBasedSampler(settings.sampleRatio ?? TRACING_DEFAULTS.sampleRatio),
+      }),
       spanProcessors: [processor],
     });
     this.#tracer = this.#provider.getTracer("switchboard", VERSION);

@@ -5,16 +5,21 @@
  * Every key is optional; an absent key inherits from the level above, `false` switches that policy
  * off at this level, and an object replaces the inherited one entirely (options are not merged
  * inside a policy: a tool's `cache: { ttlMs: 5000 }` means the defaults for everything else, not
- * the server's other cache options). Defaults below are the single source of truth; docs/policies.md
- * repeats them for people.
+ * the server's other cache options). Defaults below are the single source of truth: code that needs
+ * one reads it from here, and the README's policy tables restate them for people.
  */
 import picomatch from "picomatch";
 import { z } from "zod";
+import { delayMs, durationMs, glob, nonEmpty, nonNegativeInt, positiveInt } from "../config/primitives.ts";
 
-const ms = () => z.number().int().positive();
+/**
+ * Per-call time limit, in ms, when neither a `timeout` policy nor the server's `timeoutMs` says
+ * otherwise; also the default of every server's `timeoutMs` (config/schema.ts).
+ */
+export const DEFAULT_TIMEOUT_MS = 60_000;
 
 /** Per-attempt time limit, in ms. Default: the server's `timeoutMs` (timeouts are always on). */
-export const timeoutSchema = ms().max(24 * 60 * 60 * 1000);
+export const timeoutSchema = durationMs().max(24 * 60 * 60 * 1000);
 
 export const retryBudgetSchema = z.strictObject({
   /** Retries may add this share of the calls in the window. Default 0.2. */
@@ -22,16 +27,16 @@ export const retryBudgetSchema = z.strictObject({
   /** Retries allowed per second of window on top of the ratio, so quiet servers can still retry. Default 1. */
   minPerSec: z.number().min(0).default(1),
   /** The sliding window the budget counts over, in ms. Default 10 000. */
-  windowMs: ms().default(10_000),
+  windowMs: durationMs().default(10_000),
 });
 
 export const retrySchema = z.strictObject({
   /** Attempts in total, the first one included. Default 3. */
   maxAttempts: z.number().int().min(1).max(20).default(3),
   /** Backoff before the first retry, in ms; it grows by `factor` each retry. Default 100. */
-  baseDelayMs: z.number().int().min(0).default(100),
+  baseDelayMs: delayMs().default(100),
   /** Cap on one backoff, in ms. Default 5 000. */
-  maxDelayMs: z.number().int().min(0).default(5_000),
+  maxDelayMs: delayMs().default(5_000),
   /** Backoff growth per retry. Default 2. */
   factor: z.number().min(1).default(2),
   /** "full": random in [0, backoff]; "equal": backoff/2 + random in [0, backoff/2]; "none". Default "full". */
@@ -55,26 +60,26 @@ export const retrySchema = z.strictObject({
 
 export const bulkheadSchema = z.strictObject({
   /** Calls running at once against the server. Default 10. */
-  maxConcurrent: z.number().int().min(1).default(10),
+  maxConcurrent: positiveInt().default(10),
   /** Calls waiting for a slot; one more is refused with `bulkhead_full`. Default 100. */
-  maxQueue: z.number().int().min(0).default(100),
+  maxQueue: nonNegativeInt().default(100),
   /** Longest wait in the queue, in ms, before `bulkhead_full`. Default 30 000. */
-  maxQueueWaitMs: ms().default(30_000),
+  maxQueueWaitMs: durationMs().default(30_000),
 });
 
 export const circuitBreakerSchema = z.strictObject({
   /** Opens after this many failures in a row. Default 5. */
-  consecutiveFailures: z.number().int().min(1).default(5),
+  consecutiveFailures: positiveInt().default(5),
   /** Also opens when failures / calls in `windowMs` reaches this (0–1, with at least `minCalls`). Default: off. */
   failureRatio: z.number().gt(0).max(1).optional(),
   /** The window of the failure ratio, in ms. Default 60 000. */
-  windowMs: ms().default(60_000),
+  windowMs: durationMs().default(60_000),
   /** Fewest calls in the window before the ratio is judged. Default 10. */
-  minCalls: z.number().int().min(1).default(10),
+  minCalls: positiveInt().default(10),
   /** How long the circuit stays open before letting probes through, in ms. Default 30 000. */
-  openMs: ms().default(30_000),
+  openMs: durationMs().default(30_000),
   /** Probe calls let through at once while half-open. Default 1. */
-  halfOpenMaxCalls: z.number().int().min(1).default(1),
+  halfOpenMaxCalls: positiveInt().default(1),
   /** Count isError results from the tool as failures (timeouts and thrown errors always count). Default false. */
   countIsError: z.boolean().default(false),
   /**
@@ -99,7 +104,7 @@ const staticResultSchema = z.union([
 export const fallbackStepSchema = z.union([
   z.strictObject({
     /** Another exposed tool, called through the gateway's full chain. */
-    tool: z.string().min(1),
+    tool: nonEmpty(),
     /**
      * Arguments for it: a template in which a string that is exactly "{{args.path}}" becomes that
      * value of the original arguments (any type; the key is dropped when it is missing) and
@@ -111,7 +116,7 @@ export const fallbackStepSchema = z.union([
     /** The last good result for the same arguments (and principal), kept after the cache TTL. */
     cache: z.literal("stale"),
     /** How long a last good result is kept, in ms. Default 86 400 000 (24 h). */
-    staleTtlMs: ms().default(86_400_000),
+    staleTtlMs: durationMs().default(86_400_000),
   }),
   z.strictObject({
     /** A fixed answer: `{ text }` or a whole CallToolResult. */
@@ -136,7 +141,7 @@ export const rateLimitSchema = z
     /** Give each principal its own bucket within the scope. Default false. */
     perPrincipal: z.boolean().default(false),
     /** Bucket size: the burst allowed at once. Required. */
-    capacity: z.number().int().min(1),
+    capacity: positiveInt(),
     /** Tokens added per second. Give this or refillPerMinute. */
     refillPerSecond: z.number().min(0).optional(),
     /** Tokens added per minute. Give this or refillPerSecond. */
@@ -144,7 +149,7 @@ export const rateLimitSchema = z
     /** "reject": fail with rate_limited at once; "wait": sleep the computed wait, up to maxWaitMs. Default "reject". */
     mode: z.enum(["reject", "wait"]).default("reject"),
     /** Longest wait in "wait" mode, in ms; a longer wait is rejected at once. Default 5 000. */
-    maxWaitMs: z.number().int().min(0).default(5_000),
+    maxWaitMs: delayMs().default(5_000),
   })
   .refine((limit) => (limit.refillPerSecond === undefined) !== (limit.refillPerMinute === undefined), {
     error: "give exactly one of refillPerSecond or refillPerMinute",
@@ -152,13 +157,13 @@ export const rateLimitSchema = z
 
 export const cacheSchema = z.strictObject({
   /** How long a result is served from the cache, in ms. Default 60 000. */
-  ttlMs: ms().default(60_000),
+  ttlMs: durationMs().default(60_000),
   /** Cache this tool even without readOnlyHint (true), or never (false). Default: its readOnlyHint. */
   cacheable: z.boolean().optional(),
   /** One entry for all principals instead of one per principal. Default false. */
   shared: z.boolean().default(false),
   /** Results whose JSON is larger than this many bytes are not cached. Default 1 048 576. */
-  maxEntryBytes: z.number().int().min(1).default(1_048_576),
+  maxEntryBytes: positiveInt().default(1_048_576),
 });
 
 const off = z.literal(false);
@@ -176,7 +181,7 @@ export const policySetSchema = z.strictObject({
    * Exposed tool names or globs whose cached results a successful (non-isError) call of this tool
    * drops, e.g. ["crm__get_user", "crm__list_*"]. Default: none.
    */
-  invalidates: z.union([off, z.array(z.string().min(1)).min(1)]).optional(),
+  invalidates: z.union([off, z.array(glob()).min(1)]).optional(),
 });
 
 export type PolicySet = z.infer<typeof policySetSchema>;
@@ -207,9 +212,6 @@ export interface EffectivePolicies {
   readonly cache?: CacheOptions;
   readonly invalidates?: readonly string[];
 }
-
-/** Used when neither a `timeout` policy nor the server's `timeoutMs` says otherwise. */
-export const DEFAULT_TIMEOUT_MS = 60_000;
 
 export interface ToolRule {
   readonly pattern: string;

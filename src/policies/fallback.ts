@@ -16,12 +16,13 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import { describeError, GatewayError } from "../core/errors.ts";
 import type { CallContext, CallToolResult, Policy } from "../core/types.ts";
 import { type CacheState, cacheKey, cacheTags, loadResult, storeResult } from "./cache.ts";
-import type { CacheOptions, FallbackOptions, FallbackStep } from "./config.ts";
+import { type CacheOptions, cacheSchema, type FallbackOptions, type FallbackStep } from "./config.ts";
 import { NOTES, type PolicyDeps, type PolicyEnv } from "./types.ts";
 import { cancelledError, failureKind, resultText, withSource } from "./util.ts";
 
 const MAX_DEPTH = 4;
-const DEFAULT_MAX_ENTRY_BYTES = 1_048_576;
+/** Without a cache policy, last good results are bounded like cached ones at the cache's default. */
+const DEFAULT_MAX_ENTRY_BYTES = cacheSchema.parse({}).maxEntryBytes;
 
 /**
  * The exposed tools a fallback call is nested in. Kept in async context rather than in `ctx` so the

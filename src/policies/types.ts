@@ -1,6 +1,7 @@
 /**
  * What the policies share with the runtime: the tool a chain is for, the runtime's services, and the
- * resilience events (DESIGN rule 5) that metrics, health and audit subscribe to.
+ * resilience events that metrics, health and audit subscribe to (a breaker, limiter or cache whose
+ * state nobody can see cannot be operated).
  */
 import type { CallContext, CallToolResult, Store, Tool } from "../core/types.ts";
 import type { Logger } from "../observability/logger.ts";

@@ -3,40 +3,20 @@
  * `signing` (HMAC-signed calls) and `argumentLimits` (input guards). Like the rest of the config,
  * objects are strict and every option's default is stated here, where it is defined.
  *
- * Globs here use the same options as the catalog's include/exclude filters (gateway/naming.ts): `*`
- * also matches `/`, so a principal glob such as `https://issuer/*` or `auth0|*` works. A leading `!`
+ * Globs here are matched like every glob over names (GLOB_OPTIONS in config/primitives.ts): `*` also
+ * matches `/`, so a principal glob such as `https://issuer/*` or `auth0|*` works. A leading `!`
  * (negation) is refused: say what to take away with `deny` instead, which is easier to read.
  */
 import { z } from "zod";
+import { hmacSecret, nonEmpty, plainGlob, secureUrl } from "../config/primitives.ts";
 
-/** A non-empty glob that is not a negation. */
-const glob = () =>
-  z
-    .string()
-    .min(1)
-    .refine((value) => !value.startsWith("!"), {
-      error: "negated globs (!…) are not supported here: list the names in `deny` instead",
-    });
+/** A non-empty glob of an access rule, not a negation. */
+const glob = () => plainGlob("list the names in `deny` instead");
 
-const name = () => z.string().min(1);
+/** A non-empty glob of `signing.require`, not a negation. */
+const signedGlob = () => plainGlob("list only what must be signed");
 
-const loopbackHosts = new Set(["localhost", "127.0.0.1", "[::1]"]);
-
-/**
- * An https URL; http only for a loopback host. Keys and metadata fetched over plain http could be
- * swapped by anyone on the path, which would let them mint tokens the gateway accepts.
- */
-const secureUrl = z.string().refine(
-  (value) => {
-    if (!URL.canParse(value)) return false;
-    const url = new URL(value);
-    return url.protocol === "https:" || (url.protocol === "http:" && loopbackHosts.has(url.hostname));
-  },
-  {
-    error:
-      "must be an https:// URL (http:// is accepted only for localhost), e.g. https://idp.example.com/jwks",
-  },
-);
+const name = () => nonEmpty();
 
 const oneOrMany = () => z.union([name(), z.array(name()).min(1)]);
 
@@ -63,17 +43,17 @@ export const jwtSchema = z
      * refetched sooner when a token names a key id not in the cache, at most every 30 s). One of
      * `jwksUrl`, `publicKey`, `secret` is required.
      */
-    jwksUrl: secureUrl.optional(),
+    jwksUrl: secureUrl("https://idp.example.com/jwks").optional(),
     /**
      * One public key: a PEM string (SPKI "PUBLIC KEY" or an X.509 certificate) or a public JWK object.
      * One of `jwksUrl`, `publicKey`, `secret` is required.
      */
-    publicKey: z.union([z.string().min(1), z.looseObject({ kty: z.string() })]).optional(),
+    publicKey: z.union([nonEmpty(), z.looseObject({ kty: z.string() })]).optional(),
     /**
      * A shared secret for HMAC-signed tokens (HS256 unless `algorithms` says otherwise), at least 32
      * characters, used as its UTF-8 bytes. One of `jwksUrl`, `publicKey`, `secret` is required.
      */
-    secret: z.string().min(32, { error: "must be at least 32 characters (256 bits) for HS256" }).optional(),
+    secret: hmacSecret().optional(),
     /** Accepted `iss` value(s). Default: any issuer (the key alone decides who may mint tokens). */
     issuer: oneOrMany().optional(),
     /**
@@ -128,9 +108,9 @@ export const resourceMetadataSchema = z.strictObject({
    * This gateway's resource identifier (RFC 9728 `resource`), e.g. "https://mcp.example.com/mcp".
    * Default: the URL the request came in on, which behind a proxy may not be the public one.
    */
-  resource: secureUrl.optional(),
+  resource: secureUrl("https://mcp.example.com/mcp").optional(),
   /** The OAuth authorization servers clients should get tokens from (RFC 9728 `authorization_servers`). */
-  authorizationServers: z.array(secureUrl).min(1),
+  authorizationServers: z.array(secureUrl("https://idp.example.com/")).min(1),
   /** Scopes clients may request (RFC 9728 `scopes_supported`). Default: not advertised. */
   scopesSupported: z.array(name()).min(1).optional(),
 });
@@ -225,7 +205,7 @@ export const signingKeySchema = z.strictObject({
   /** The key id clients put in `keyId`; changing keys means adding the new one, then removing the old. */
   id: name(),
   /** The HMAC-SHA256 secret, used as its UTF-8 bytes. At least 32 characters. */
-  secret: z.string().min(32, { error: "must be at least 32 characters (256 bits)" }),
+  secret: hmacSecret(),
 });
 
 export const signingSchema = z.strictObject({
@@ -257,9 +237,9 @@ export const signingSchema = z.strictObject({
    */
   require: z
     .strictObject({
-      principals: z.array(glob()).optional(),
+      principals: z.array(signedGlob()).optional(),
       roles: z.array(name()).optional(),
-      tools: z.array(glob()).optional(),
+      tools: z.array(signedGlob()).optional(),
     })
     .default({}),
 });

@@ -4,12 +4,15 @@
  * stores themselves so that the config schema does not load them.
  */
 import { z } from "zod";
+import { durationMs, nonEmpty, positiveInt, redisUrl } from "../config/primitives.ts";
 
 /** The uses of a store, each with its own `onStoreError` mode (see resilient.ts). */
 export type StoreUse = "entries" | "rateLimits" | "locks" | "pubsub";
 export type StoreErrorMode = "fail-open" | "fail-closed";
 
-const positiveInt = () => z.number().int().positive();
+/** What every use of a store does while Redis is unavailable, unless `onStoreError` says otherwise. */
+export const DEFAULT_STORE_ERROR_MODE: StoreErrorMode = "fail-open";
+
 const mode = z.enum(["fail-open", "fail-closed"]);
 
 const memoryOptions = {
@@ -26,28 +29,16 @@ export const memoryStoreConfigSchema = z.strictObject({
   ...memoryOptions,
 });
 
-const redisUrl = z.string().refine(
-  (value) => {
-    if (!URL.canParse(value)) return false;
-    const { protocol } = new URL(value);
-    return protocol === "redis:" || protocol === "rediss:";
-  },
-  {
-    error:
-      "must be a redis:// or rediss:// URL, e.g. redis://127.0.0.1:6379 or rediss://user:pass@host:6380/0",
-  },
-);
-
 export const redisStoreConfigSchema = z.strictObject({
   type: z.literal("redis"),
   /** Where Redis is: redis://[user:password@]host[:port][/db], rediss:// for TLS. Required. */
-  url: redisUrl,
+  url: redisUrl("redis://127.0.0.1:6379 or rediss://user:pass@host:6380/0"),
   /**
    * Prepended to every key and channel, so that several gateways (or other apps) can share one Redis;
    * gateways with the same prefix share their state. On Redis Cluster include a hash tag, e.g.
    * "{switchboard}:", so that every key is in one slot. Default "switchboard:".
    */
-  keyPrefix: z.string().min(1).default("switchboard:"),
+  keyPrefix: nonEmpty().default("switchboard:"),
   /**
    * Largest value stored, in UTF-8 bytes; a larger one is not stored (any older value under its key
    * is dropped) and a `skipped` event reports it. Keep it at least the cache's `maxEntryBytes`.
@@ -55,19 +46,19 @@ export const redisStoreConfigSchema = z.strictObject({
    */
   maxValueBytes: positiveInt().default(1_048_576),
   /** How long a connection attempt may take. Default 2 000 ms. */
-  connectTimeoutMs: positiveInt().default(2_000),
+  connectTimeoutMs: durationMs().default(2_000),
   /**
    * How long a command may take before it fails (and the connection is deemed dead and reconnected).
    * Default 1 000 ms.
    */
-  commandTimeoutMs: positiveInt().default(1_000),
+  commandTimeoutMs: durationMs().default(1_000),
   /** Reconnect backoff: doubles from `initialDelayMs` up to `maxDelayMs`, with jitter, for ever. */
   reconnect: z
     .strictObject({
       /** Default 50 ms. */
-      initialDelayMs: positiveInt().default(50),
+      initialDelayMs: durationMs().default(50),
       /** Default 2 000 ms. */
-      maxDelayMs: positiveInt().default(2_000),
+      maxDelayMs: durationMs().default(2_000),
     })
     .refine((r) => r.initialDelayMs <= r.maxDelayMs, {
       error: "initialDelayMs must not exceed maxDelayMs",
@@ -91,13 +82,13 @@ export const redisStoreConfigSchema = z.strictObject({
     .union([
       mode,
       z.strictObject({
-        entries: mode.default("fail-open"),
-        rateLimits: mode.default("fail-open"),
-        locks: mode.default("fail-open"),
-        pubsub: mode.default("fail-open"),
+        entries: mode.default(DEFAULT_STORE_ERROR_MODE),
+        rateLimits: mode.default(DEFAULT_STORE_ERROR_MODE),
+        locks: mode.default(DEFAULT_STORE_ERROR_MODE),
+        pubsub: mode.default(DEFAULT_STORE_ERROR_MODE),
       }),
     ])
-    .default("fail-open"),
+    .default(DEFAULT_STORE_ERROR_MODE),
   /** Bounds of the local memory used while failing open. Defaults as for the memory store. */
   local: z.strictObject(memoryOptions).prefault({}),
 });
@@ -106,6 +97,12 @@ export const redisStoreConfigSchema = z.strictObject({
 export const storeConfigSchema = z
   .discriminatedUnion("type", [memoryStoreConfigSchema, redisStoreConfigSchema])
   .prefault({ type: "memory" });
+
+/** The memory store's options as the schema fills them in: what `createMemoryStore()` uses. */
+export const MEMORY_STORE_DEFAULTS = memoryStoreConfigSchema.omit({ type: true }).parse({});
+
+/** The Redis store's options as the schema fills them in: what `new RedisStore({ url })` uses. */
+export const REDIS_STORE_DEFAULTS = redisStoreConfigSchema.omit({ type: true, url: true }).parse({});
 
 export type StoreConfigInput = z.input<typeof storeConfigSchema>;
 export type StoreConfig = z.output<typeof storeConfigSchema>;

@@ -24,8 +24,9 @@
  */
 import { z } from "zod";
 import { GatewayError } from "../core/errors.ts";
-import type { HealthResult, Store } from "../core/types.ts";
+import type { Store } from "../core/types.ts";
 import { type StoreConfigInput, type StoreUse, storeConfigSchema } from "./config.ts";
+import type { ListenerErrorEvent } from "./events.ts";
 import { createMemoryStore, type MemoryStore } from "./memory.ts";
 import { RedisStore } from "./redis.ts";
 import { ResilientStore, STORE_USES } from "./resilient.ts";
@@ -39,41 +40,6 @@ export type {
 
 /** The `Store` contract, named for what it adds over a cache: coordination between replicas. */
 export type CoordinatedStore = Store;
-
-/** An entry that was not stored. */
-export interface StoreSkipEvent {
-  readonly key: string;
-  readonly reason: "value_too_large";
-  readonly bytes: number;
-  readonly maxValueBytes: number;
-}
-
-export interface ListenerErrorEvent {
-  readonly channel: string;
-  readonly error: unknown;
-}
-
-/** A store that fails open for one use, serving that use from the replica's own memory. */
-export interface StoreFallbackEvent {
-  readonly use: StoreUse;
-  readonly op: string;
-  readonly reason: string;
-}
-
-/**
- * Events of the Redis store and of the resilient wrapper (the memory store has none). There is no
- * "error" event on purpose: Node throws an "error" event that nobody listens to.
- */
-export interface StoreEventMap {
-  /** The store's health changed (e.g. Redis went away, or came back). */
-  state: [HealthResult];
-  /** A value was not stored (and any older value under its key was dropped). */
-  skipped: [StoreSkipEvent];
-  /** A message handler threw. */
-  listenerError: [ListenerErrorEvent];
-  /** Resilient store only: one operation was served by local memory (fail-open). */
-  fallback: [StoreFallbackEvent];
-}
 
 export interface CreateStoreDeps {
   /** Where a message handler's exception goes. Default: a process warning (stderr). */
@@ -145,7 +111,10 @@ export function failClosedUses(store: Store): StoreUse[] {
 }
 
 export {
+  DEFAULT_STORE_ERROR_MODE,
+  MEMORY_STORE_DEFAULTS,
   memoryStoreConfigSchema,
+  REDIS_STORE_DEFAULTS,
   redisStoreConfigSchema,
   type StoreConfig,
   type StoreConfigInput,
@@ -153,6 +122,7 @@ export {
   type StoreUse,
   storeConfigSchema,
 } from "./config.ts";
+export type { ListenerErrorEvent, StoreEventMap, StoreFallbackEvent, StoreSkipEvent } from "./events.ts";
 export { createMemoryStore, MemoryStore } from "./memory.ts";
 export { RedisStore, type RedisStoreOptions } from "./redis.ts";
 export {

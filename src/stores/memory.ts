@@ -15,14 +15,18 @@ import { randomUUID } from "node:crypto";
 import { LRUCache } from "lru-cache";
 import { describeError, GatewayError } from "../core/errors.ts";
 import type { HealthResult, Store, StoreLock, StoreMessageHandler, Unsubscribe } from "../core/types.ts";
-import type { ListenerErrorEvent } from "./index.ts";
+import { MEMORY_STORE_DEFAULTS } from "./config.ts";
+import type { ListenerErrorEvent } from "./events.ts";
 
 export interface MemoryStoreOptions {
-  /** Most entries kept; the least recently used go first. Default 10 000. */
+  /** Most entries kept; the least recently used go first. Default: the config's (stores/config.ts). */
   readonly maxEntries?: number;
-  /** Most bytes kept, counted as UTF-16 (2 bytes a character) of key, value and tags. Default 64 MiB. */
+  /**
+   * Most bytes kept, counted as UTF-16 (2 bytes a character) of key, value and tags. Default: the
+   * config's (stores/config.ts).
+   */
   readonly maxBytes?: number;
-  /** Most token buckets kept. Default 100 000. */
+  /** Most token buckets kept. Default: the config's (stores/config.ts). */
   readonly maxBuckets?: number;
   /** The clock, in ms. Default `Date.now`; tests inject a fake one. */
   readonly now?: () => number;
@@ -102,9 +106,6 @@ class BucketTable {
   }
 }
 
-const DEFAULT_MAX_ENTRIES = 10_000;
-const DEFAULT_MAX_BYTES = 64 * 1024 * 1024;
-const DEFAULT_MAX_BUCKETS = 100_000;
 // Locks are held for the length of one backend call, so even a busy gateway holds few at a time
 // (and lru-cache allocates for its maximum up front).
 const MAX_LOCKS = 10_000;
@@ -131,8 +132,8 @@ export class MemoryStore implements Store {
     // entries immortal; shifting by 1 ms keeps every timestamp positive and differences unchanged.
     const perf = { now: () => this.#now() + 1 };
     this.#entries = new LRUCache<string, Entry>({
-      max: positiveInt(options.maxEntries ?? DEFAULT_MAX_ENTRIES, "maxEntries"),
-      maxSize: positiveInt(options.maxBytes ?? DEFAULT_MAX_BYTES, "maxBytes"),
+      max: positiveInt(options.maxEntries ?? MEMORY_STORE_DEFAULTS.maxEntries, "maxEntries"),
+      maxSize: positiveInt(options.maxBytes ?? MEMORY_STORE_DEFAULTS.maxBytes, "maxBytes"),
       sizeCalculation: (entry, key) => entrySize(key, entry),
       // 0: read the clock on every check; the default caches it for 1 ms behind a timer, which a
       // fake clock (and fake timers) would defeat.
@@ -142,7 +143,9 @@ export class MemoryStore implements Store {
       // `set` returns, so the new entry's tags, added after, are never removed by mistake.
       dispose: (entry, key) => this.#untag(key, entry.tags),
     });
-    this.#buckets = new BucketTable(positiveInt(options.maxBuckets ?? DEFAULT_MAX_BUCKETS, "maxBuckets"));
+    this.#buckets = new BucketTable(
+      positiveInt(options.maxBuckets ?? MEMORY_STORE_DEFAULTS.maxBuckets, "maxBuckets"),
+    );
     this.#locks = new LRUCache<string, string>({ max: MAX_LOCKS, ttlResolution: 0, perf });
     this.#onListenerError = options.onListenerError ?? warnListenerError;
   }

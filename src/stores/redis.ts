@@ -23,22 +23,22 @@ import { createRequire } from "node:module";
 import type { Redis, RedisOptions } from "ioredis";
 import { describeError, GatewayError } from "../core/errors.ts";
 import type { HealthResult, Store, StoreLock, StoreMessageHandler, Unsubscribe } from "../core/types.ts";
-import type { StoreEventMap } from "./index.ts";
+import { REDIS_STORE_DEFAULTS } from "./config.ts";
+import type { StoreEventMap } from "./events.ts";
 import { type BucketSpec, type TakeResult, waitFor } from "./memory.ts";
 import { SCRIPTS, type ScriptCommands } from "./redis-scripts.ts";
 
 export interface RedisStoreOptions {
   /** redis://[user:password@]host[:port][/db], or rediss:// for TLS. */
   readonly url: string;
-  /** Prepended to every key and channel. Default "switchboard:". */
+  // Defaults of the options below: the config's `store` block (REDIS_STORE_DEFAULTS, stores/config.ts).
+  /** Prepended to every key and channel. */
   readonly keyPrefix?: string;
-  /** Largest value stored, in UTF-8 bytes; larger ones are skipped and reported. Default 1 MiB. */
+  /** Largest value stored, in UTF-8 bytes; larger ones are skipped and reported. */
   readonly maxValueBytes?: number;
-  /** Default 2 000 ms. */
   readonly connectTimeoutMs?: number;
-  /** Default 1 000 ms. */
   readonly commandTimeoutMs?: number;
-  /** Reconnect backoff. Default 50 ms doubling up to 2 000 ms. */
+  /** Reconnect backoff, doubling from `initialDelayMs` up to `maxDelayMs`. */
   readonly reconnect?: { readonly initialDelayMs?: number; readonly maxDelayMs?: number };
   /** Uniform in [0, 1), for backoff jitter. Default `Math.random`. */
   readonly random?: () => number;
@@ -46,8 +46,6 @@ export interface RedisStoreOptions {
 
 type Client = Redis & ScriptCommands;
 
-const DEFAULT_PREFIX = "switchboard:";
-const DEFAULT_MAX_VALUE_BYTES = 1_048_576;
 // Members of a tag popped per invalidation step: big enough to be quick, small enough that one
 // step never holds Redis up noticeably.
 const INVALIDATE_BATCH = 500;
@@ -92,13 +90,14 @@ export class RedisStore extends EventEmitter<StoreEventMap> implements Store {
       );
     }
     this.where = redactUrl(options.url);
-    this.#prefix = options.keyPrefix ?? DEFAULT_PREFIX;
-    this.#maxValueBytes = options.maxValueBytes ?? DEFAULT_MAX_VALUE_BYTES;
-    this.#connectTimeoutMs = options.connectTimeoutMs ?? 2_000;
+    const defaults = REDIS_STORE_DEFAULTS;
+    this.#prefix = options.keyPrefix ?? defaults.keyPrefix;
+    this.#maxValueBytes = options.maxValueBytes ?? defaults.maxValueBytes;
+    this.#connectTimeoutMs = options.connectTimeoutMs ?? defaults.connectTimeoutMs;
     this.#unlockChannel = `${this.#prefix}unlocked`;
-    const commandTimeoutMs = options.commandTimeoutMs ?? 1_000;
-    const initialDelayMs = options.reconnect?.initialDelayMs ?? 50;
-    const maxDelayMs = options.reconnect?.maxDelayMs ?? 2_000;
+    const commandTimeoutMs = options.commandTimeoutMs ?? defaults.commandTimeoutMs;
+    const initialDelayMs = options.reconnect?.initialDelayMs ?? defaults.reconnect.initialDelayMs;
+    const maxDelayMs = options.reconnect?.maxDelayMs ?? defaults.reconnect.maxDelayMs;
     const random = options.random ?? Math.random;
     const redisOptions: RedisOptions = {
       connectTimeout: this.#connectTimeoutMs,

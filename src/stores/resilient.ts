@@ -24,19 +24,20 @@ import type {
   StoreMessageHandler,
   Unsubscribe,
 } from "../core/types.ts";
-import type { StoreErrorMode, StoreUse } from "./config.ts";
-import type { StoreEventMap } from "./index.ts";
+import { DEFAULT_STORE_ERROR_MODE, type StoreErrorMode, type StoreUse } from "./config.ts";
+import type { StoreEventMap } from "./events.ts";
 import { type BucketSpec, createMemoryStore, type MemoryStore, type TakeResult } from "./memory.ts";
 
 export const STORE_USES: readonly StoreUse[] = Object.freeze(["entries", "rateLimits", "locks", "pubsub"]);
 
-/** Per-use modes from the config's `onStoreError`: one mode for all, or one per use (default fail-open). */
+/** Per-use modes from the config's `onStoreError`: one for all, or one per use (default: the config's). */
 export function storeErrorModes(
   onStoreError: StoreErrorMode | Partial<Record<StoreUse, StoreErrorMode>> | undefined,
 ): Record<StoreUse, StoreErrorMode> {
   const modes = {} as Record<StoreUse, StoreErrorMode>;
   for (const use of STORE_USES) {
-    modes[use] = typeof onStoreError === "string" ? onStoreError : (onStoreError?.[use] ?? "fail-open");
+    modes[use] =
+      typeof onStoreError === "string" ? onStoreError : (onStoreError?.[use] ?? DEFAULT_STORE_ERROR_MODE);
   }
   return modes;
 }
@@ -51,7 +52,7 @@ export interface PrimaryStore extends Store {
 
 export interface ResilientStoreOptions {
   readonly primary: PrimaryStore;
-  /** One mode for every use, or one per use. Default "fail-open" for every use. */
+  /** One mode for every use, or one per use. Default: DEFAULT_STORE_ERROR_MODE (stores/config.ts). */
   readonly onStoreError?: StoreErrorMode | Partial<Record<StoreUse, StoreErrorMode>>;
   /**
    * Makes the local memory store for entries and buckets; called again for a fresh one each time the

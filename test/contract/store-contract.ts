@@ -1,6 +1,7 @@
 /**
- * The Store contract (DESIGN rule 4): every store implementation registers this suite, the memory
- * store in its unit tests and the Redis store against a real Redis. Time-dependent tests work both
+ * The Store contract: every store implementation registers this one suite, so that the policies can
+ * rely on one behaviour whatever the store; the memory store in its unit tests and the Redis store
+ * against a real Redis. Time-dependent tests work both
  * ways: with `advance` they move the store's injected clock; without it they use short real TTLs
  * and poll with a deadline (never a fixed sleep).
  *

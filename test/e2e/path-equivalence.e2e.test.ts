@@ -28,7 +28,6 @@ const ENV_VAR = `SB_E2E_PATHS_${randomBytes(4).toString("hex").toUpperCase()}`;
 
 const configPath = writeConfig({
   mcpServers: {
-    // biome-ignore lint/suspicious/noTemplateCurlyInString: a secret reference for the gateway
     fx: fixtureServer({}, { S1: `\${secret:env:${ENV_VAR}}` }),
     // The same server with a short time limit, for the timeout case.
     to: fixtureServer({ timeoutMs: 300 }),

@@ -1,6 +1,6 @@
 /**
- * Graceful shutdown under load, through the real CLI: `SIGTERM` drains and exits 0 (DESIGN.md,
- * "Ecosystem conventions"). What a client and an operator are owed:
+ * Graceful shutdown under load, through the real CLI: `SIGTERM` drains and exits 0, as process
+ * managers and Kubernetes expect of a server. What a client and an operator are owed:
  *
  * - every call in flight at SIGTERM completes with its own result, or gets a clear error: none hangs
  *   and none is dropped with a bare connection reset;

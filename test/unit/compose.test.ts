@@ -1,4 +1,4 @@
-/** Pins DESIGN rule 1: first listed = outermost. */
+/** Pins the one ordering rule of policies: first listed = outermost, as the README's chain order says. */
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { compose } from "../../src/core/compose.ts";
