@@ -83,7 +83,8 @@ interface CatalogParts {
 }
 
 export class Catalog {
-  static readonly empty: Catalog = Catalog.build("__", []);
+  /** No names at all, so no separator either. */
+  static readonly empty: Catalog = Catalog.build("", []);
 
   readonly collisions: readonly Collision[];
   readonly #tools: ReadonlyMap<string, ToolRoute>;

@@ -5,6 +5,7 @@
  */
 import { createHash } from "node:crypto";
 import picomatch from "picomatch";
+import { GLOB_OPTIONS } from "../config/primitives.ts";
 
 /** Per-server naming rules, derived from config (already validated). */
 export interface ServerNaming {
@@ -86,10 +87,6 @@ export function isExposed(naming: ServerNaming, ownName: string): boolean {
   }
   return filter(ownName);
 }
-
-// Tool names are not paths: `bash` lets `*` match "/" too, and `windows: false` stops backslashes in a
-// pattern being read as separators on Windows hosts.
-const GLOB_OPTIONS = { bash: true, dot: true, windows: false } as const;
 
 function compileFilter(naming: ServerNaming): NameFilter {
   const included = naming.include.length > 0 ? picomatch([...naming.include], GLOB_OPTIONS) : undefined;

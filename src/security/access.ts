@@ -11,13 +11,12 @@
  */
 import { LRUCache } from "lru-cache";
 import picomatch from "picomatch";
+import { GLOB_OPTIONS } from "../config/primitives.ts";
 import { GatewayError } from "../core/errors.ts";
 import type { Policy, Principal } from "../core/types.ts";
 import type { ToolBinding } from "../policies/types.ts";
 import type { AccessConfig } from "./config.ts";
 
-/** The same glob options as the catalog's include/exclude filters (gateway/naming.ts). */
-const GLOB_OPTIONS = { bash: true, dot: true, windows: false } as const;
 const SERVER_PREFIX = "server:";
 const CACHE_SIZE = 10_000;
 

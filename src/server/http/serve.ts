@@ -176,7 +176,7 @@ export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions)
         return sendJsonRpcError(
           res,
           404,
-          -32001,
+          JSON_RPC.SESSION_NOT_FOUND,
           `Session "${sessionId}" not found: it expired or the gateway restarted. Start a new session with initialize.`,
         );
       }
