@@ -60,12 +60,34 @@ export interface Principal {
 
 export const ANONYMOUS: Principal = Object.freeze({ id: "anonymous", roles: Object.freeze([]) });
 
-/** One tool call, already routed: `server` is the config key of the backend, `tool` its own name there. */
+/**
+ * The requests that reach a backend, each through a chain of its own (observe, audit, access, limits,
+ * cache, breaker, retry, timeout): one answerer per kind in protocol/, one chain per route here.
+ */
+export const REQUEST_KINDS = ["tools/call", "resources/read", "prompts/get", "completion/complete"] as const;
+export type RequestKind = (typeof REQUEST_KINDS)[number];
+
+/**
+ * One request, already routed: `server` is the config key of the backend, `tool` its own name there.
+ * For the other kinds, `tool` is what the request names in the backend's terms (the resource URI, the
+ * prompt's own name, the completion's reference) and `args` the request's parameters.
+ */
 export interface ToolCall {
   readonly server: string;
   readonly tool: string;
   readonly args: Readonly<Record<string, unknown>>;
+  /** Absent: "tools/call". */
+  readonly kind?: RequestKind;
 }
+
+/** What a request of another kind than `tools/call` answers: never an `isError` result. */
+export type KindResult = (ReadResourceResult | GetPromptResult | CompleteResult) & {
+  readonly isError?: never;
+  readonly content?: never;
+};
+
+/** What a chain answers: a tool's result, or another kind's. */
+export type ChainResult = CallToolResult | KindResult;
 
 export interface ProgressUpdate {
   readonly progress: number;
@@ -128,7 +150,7 @@ export interface CallContext {
   readonly transport?: "stdio" | "http";
 }
 
-export type CallHandler = (call: ToolCall, ctx: CallContext) => Promise<CallToolResult>;
+export type CallHandler = (call: ToolCall, ctx: CallContext) => Promise<ChainResult>;
 
 /** A policy wraps the rest of the chain. First listed is outermost (see core/compose.ts). */
 export type Policy = (next: CallHandler) => CallHandler;

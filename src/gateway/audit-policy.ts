@@ -7,7 +7,7 @@
 import type { AuditLog } from "../audit/index.ts";
 import type { AuditOutcome } from "../audit/record.ts";
 import { describeError, errorResult } from "../core/errors.ts";
-import { type CallToolResult, NOTE_ERROR_DETAIL, type Policy } from "../core/types.ts";
+import { type ChainResult, NOTE_ERROR_DETAIL, type Policy } from "../core/types.ts";
 import { type CallOutcome, outcomeOfError, outcomeOfResult } from "../observability/metrics.ts";
 import { NOTES } from "../policies/types.ts";
 
@@ -23,7 +23,7 @@ export function auditPolicy(
   return (next) => async (call, ctx) => {
     const startedAt = new Date();
     const started = performance.now();
-    let result: CallToolResult | undefined;
+    let result: ChainResult | undefined;
     let failure: unknown;
     try {
       result = await next(call, ctx);
@@ -84,6 +84,8 @@ function withDetail(error: string | undefined, detail: unknown): string | undefi
   return `${shown}\nDetail (not sent to the client): ${detail.slice(0, MAX_ERROR_CHARS)}`;
 }
 
-function textOf(result: CallToolResult): string {
-  return result.content.map((part) => (part.type === "text" ? part.text : `[${part.type}]`)).join("\n");
+function textOf(result: ChainResult): string {
+  return (result.content ?? [])
+    .map((part) => (part.type === "text" ? part.text : `[${part.type}]`))
+    .join("\n");
 }

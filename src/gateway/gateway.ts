@@ -439,10 +439,11 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     else ctx.signal.addEventListener("abort", forward, { once: true });
     this.#running.add(controller);
     try {
-      return await handler(
+      // A tools/call chain answers a tool result (only other kinds' chains answer other results).
+      return (await handler(
         { server: route.server, tool: route.tool, args },
         { ...ctx, signal: controller.signal },
-      );
+      )) as CallToolResult;
     } catch (error) {
       if (error instanceof GatewayError) {
         if (error.code === "unknown_tool" || error.code === "invalid_arguments") throw error;

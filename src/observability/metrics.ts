@@ -16,7 +16,7 @@ import type { EventEmitter } from "node:events";
 import { performance } from "node:perf_hooks";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import { isGatewayError } from "../core/errors.ts";
-import type { CallToolResult, HealthResult } from "../core/types.ts";
+import type { ChainResult, HealthResult } from "../core/types.ts";
 import type { BreakerState, PolicyEventMap } from "../policies/types.ts";
 import { METRICS_DEFAULTS } from "./config.ts";
 
@@ -71,7 +71,7 @@ const OUTCOME_OF_CODE: Readonly<Record<string, CallOutcome>> = {
  * `errorResult`) carries its code under `_meta["switchboard/error"]`; one without a code came from
  * the tool itself.
  */
-export function outcomeOfResult(result: CallToolResult): CallOutcome {
+export function outcomeOfResult(result: ChainResult): CallOutcome {
   if (result.isError !== true) return "ok";
   const error = result._meta?.["switchboard/error"];
   const code = typeof error === "object" && error !== null ? (error as { code?: unknown }).code : undefined;

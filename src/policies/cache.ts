@@ -20,7 +20,7 @@ import { describeError } from "../core/errors.ts";
 import type {
   CallContext,
   CallHandler,
-  CallToolResult,
+  ChainResult,
   Policy,
   StoreLock,
   Tool,
@@ -77,7 +77,7 @@ interface CallMemo {
   args?: unknown;
   partition?: string | null;
   hash?: string;
-  result?: CallToolResult;
+  result?: ChainResult;
   json?: string;
 }
 
@@ -123,7 +123,7 @@ export function cacheKey(
 }
 
 /** JSON.stringify of a result, once per call when `ctx` is given. Throws what JSON.stringify throws. */
-function resultJson(result: CallToolResult, ctx: CallContext | undefined): string {
+function resultJson(result: ChainResult, ctx: CallContext | undefined): string {
   const memo = ctx ? memoOf(ctx) : undefined;
   if (memo?.json !== undefined && memo.result === result) return memo.json;
   const json = JSON.stringify(result);
@@ -135,7 +135,7 @@ function resultJson(result: CallToolResult, ctx: CallContext | undefined): strin
 }
 
 interface Pending {
-  readonly promise: Promise<CallToolResult>;
+  readonly promise: Promise<ChainResult>;
   readonly generation: number;
   readonly signal: AbortSignal;
 }
@@ -186,7 +186,7 @@ function skipped(env: PolicyEnv, reason: string): "skipped" {
 export async function storeResult(
   env: PolicyEnv,
   state: CacheState,
-  result: CallToolResult,
+  result: ChainResult,
   options: StoreResultOptions,
   ctx?: CallContext,
 ): Promise<"stored" | "skipped"> {
@@ -226,7 +226,7 @@ export async function storeResult(
 }
 
 /** Reads and parses a stored result; undefined when absent, unreadable, or the store fails. */
-export async function loadResult(env: PolicyEnv, key: string): Promise<CallToolResult | undefined> {
+export async function loadResult(env: PolicyEnv, key: string): Promise<ChainResult | undefined> {
   const { server, exposedName } = env.binding;
   let raw: string | undefined;
   try {
@@ -243,7 +243,7 @@ export async function loadResult(env: PolicyEnv, key: string): Promise<CallToolR
   }
   if (raw === undefined) return undefined;
   try {
-    return JSON.parse(raw) as CallToolResult;
+    return JSON.parse(raw) as ChainResult;
   } catch (error) {
     env.logger.warn({ err: error, server, tool: exposedName }, "unreadable cache entry dropped");
     try {
@@ -274,7 +274,7 @@ export function cachePolicy(
     // Helpers made once per chain rather than per call: closures on this path are paid on every call.
 
     /** Waits for an identical call in flight, if one started since the last invalidation. */
-    const join = (key: string, call: ToolCall, ctx: CallContext): Promise<CallToolResult> | undefined => {
+    const join = (key: string, call: ToolCall, ctx: CallContext): Promise<ChainResult> | undefined => {
       const pending = state.inflight.get(key);
       if (!pending || pending.generation !== state.generation(tags)) return undefined;
       ctx.notes.set(NOTES.cache, "miss");
@@ -299,7 +299,7 @@ export function cachePolicy(
     };
 
     /** Another call (on this replica or another) stored the answer while this one missed. */
-    const served = (cached: CallToolResult, ctx: CallContext, waited: boolean) => {
+    const served = (cached: ChainResult, ctx: CallContext, waited: boolean) => {
       ctx.notes.set(NOTES.source, "cache");
       if (waited) {
         ctx.notes.set(NOTES.coalesced, true);
@@ -332,7 +332,7 @@ export function cachePolicy(
       generation: number,
       call: ToolCall,
       ctx: CallContext,
-    ): Promise<CallToolResult> => {
+    ): Promise<ChainResult> => {
       if (!env.store.shared) return callAndStore(key, generation, call, ctx);
       const lockName = `sf:${key}`;
       for (let round = 0; round < SINGLE_FLIGHT_ROUNDS; round++) {
@@ -424,7 +424,7 @@ export function invalidatePolicy(
     }
   };
   return (next) => async (call, ctx) => {
-    let result: CallToolResult;
+    let result: ChainResult;
     try {
       result = await next(call, ctx);
     } catch (error) {

@@ -14,7 +14,7 @@
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import { describeError, GatewayError } from "../core/errors.ts";
-import type { CallContext, CallToolResult, Policy } from "../core/types.ts";
+import type { CallContext, CallToolResult, ChainResult, Policy } from "../core/types.ts";
 import { type CacheState, cacheKey, cacheTags, loadResult, storeResult } from "./cache.ts";
 import { type CacheOptions, cacheSchema, type FallbackOptions, type FallbackStep } from "./config.ts";
 import { NOTES, type PolicyDeps, type PolicyEnv } from "./types.ts";
@@ -112,7 +112,7 @@ export function fallbackPolicy(setup: FallbackSetup, env: PolicyEnv): Policy {
     n: number,
     args: Readonly<Record<string, unknown>>,
     ctx: CallContext,
-  ): Promise<{ result: CallToolResult; source: string }> => {
+  ): Promise<{ result: ChainResult; source: string }> => {
     if ("tool" in step) {
       const path = fallbackPath.getStore() ?? [];
       if (step.tool === exposedName || path.includes(step.tool)) {
@@ -147,7 +147,7 @@ export function fallbackPolicy(setup: FallbackSetup, env: PolicyEnv): Policy {
 
   return (next) => async (call, ctx) => {
     const generation = state.generation(tags);
-    let primary: { readonly result: CallToolResult } | { readonly error: unknown };
+    let primary: { readonly result: ChainResult } | { readonly error: unknown };
     let reason: string;
     try {
       const result = await next(call, ctx);

@@ -8,7 +8,7 @@
  * the gateway does not multiply its load by maxAttempts just when it can least take it.
  */
 import { describeError } from "../core/errors.ts";
-import type { CallToolResult, Policy, Tool } from "../core/types.ts";
+import type { ChainResult, Policy, Tool } from "../core/types.ts";
 import type { RetryBudgetOptions, RetryOptions } from "./config.ts";
 import { NOTES, type PolicyEnv } from "./types.ts";
 import { cancelledError, failureKind, resultText, SlidingWindow, sleep } from "./util.ts";
@@ -60,7 +60,7 @@ export function backoffMs(options: RetryOptions, retry: number, random: () => nu
   }
 }
 
-type Outcome = { readonly result: CallToolResult } | { readonly error: unknown };
+type Outcome = { readonly result: ChainResult } | { readonly error: unknown };
 
 export function retryPolicy(options: RetryOptions, budget: RetryBudget | undefined, env: PolicyEnv): Policy {
   const retryOn = new Set(options.retryOn);
@@ -68,7 +68,7 @@ export function retryPolicy(options: RetryOptions, budget: RetryBudget | undefin
   return (next) => async (call, ctx) => {
     budget?.recordCall();
     let retries = 0;
-    const finish = (outcome: Outcome): CallToolResult => {
+    const finish = (outcome: Outcome): ChainResult => {
       if (retries > 0) ctx.notes.set(NOTES.retries, retries);
       if ("error" in outcome) throw outcome.error;
       return outcome.result;

@@ -1,7 +1,7 @@
 /** Small pieces several policies need: abortable waits, failure kinds, sliding windows, result `_meta`. */
 import { untilAborted as waitUnlessAborted } from "../core/abort.ts";
 import { GatewayError, type GatewayErrorCode, JSON_RPC } from "../core/errors.ts";
-import type { CallContext, CallHandler, CallToolResult, ToolCall } from "../core/types.ts";
+import type { CallContext, CallHandler, ChainResult, ToolCall } from "../core/types.ts";
 import type { Logger } from "../observability/logger.ts";
 import { SOURCE_META, type ToolBinding } from "./types.ts";
 
@@ -35,7 +35,7 @@ export function untilAborted<T>(promise: Promise<T>, signal: AbortSignal, bindin
 }
 
 /** Calls a handler so that a synchronous throw becomes a rejection, like an async function's would. */
-export function invoke(next: CallHandler, call: ToolCall, ctx: CallContext): Promise<CallToolResult> {
+export function invoke(next: CallHandler, call: ToolCall, ctx: CallContext): Promise<ChainResult> {
   try {
     return next(call, ctx);
   } catch (error) {
@@ -63,11 +63,11 @@ export function logSharingFailure(
 }
 
 /** A copy of `result` whose `_meta` says who answered (`switchboard/source`). */
-export function withSource(result: CallToolResult, source: string): CallToolResult {
+export function withSource(result: ChainResult, source: string): ChainResult {
   return { ...result, _meta: { ...(result._meta ?? {}), [SOURCE_META]: source } };
 }
 
-export function sourceOf(result: CallToolResult): string | undefined {
+export function sourceOf(result: ChainResult): string | undefined {
   const source = result._meta?.[SOURCE_META];
   return typeof source === "string" ? source : undefined;
 }
@@ -111,7 +111,7 @@ export function failureKind(error: unknown, callerSignal: AbortSignal): FailureK
 }
 
 /** The text of an isError result, for logs and reasons. */
-export function resultText(result: CallToolResult): string {
+export function resultText(result: ChainResult): string {
   const texts: string[] = [];
   for (const item of result.content ?? []) if (item.type === "text") texts.push(item.text);
   return texts.join(" ").slice(0, 500) || "the tool returned isError with no text";

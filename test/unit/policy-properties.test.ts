@@ -967,7 +967,7 @@ async function checkCacheOps(setup: CacheSetup, ops: readonly CacheOp[]) {
         answerAtOnce = op.now;
         handler(callOf(b, args), ctxOf(outcome.requestId, who)).then(
           (result) => {
-            outcome.result = result;
+            outcome.result = result as CallToolResult;
             outcome.receivedAt = now;
           },
           (error: unknown) => {

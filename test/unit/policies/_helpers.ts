@@ -6,6 +6,7 @@ import {
   type CallContext,
   type CallHandler,
   type CallToolResult,
+  type ChainResult,
   type Principal,
   type Tool,
   type ToolCall,
@@ -47,8 +48,8 @@ export function errorText(value: string): CallToolResult {
   return { content: [{ type: "text", text: value }], isError: true };
 }
 
-export function firstText(result: CallToolResult): string {
-  const item = result.content[0];
+export function firstText(result: ChainResult): string {
+  const item = result.content?.[0];
   return item?.type === "text" ? item.text : "";
 }
 

@@ -121,7 +121,7 @@ describe("result cache", () => {
       makeCtx({ principal: principal("bob") }),
     );
     assert.equal(sharedNext.calls.length, 1);
-    assert.equal(seen.content[0]?.type === "text" && seen.content[0].text, "for alice");
+    assert.equal(seen.content?.[0]?.type === "text" && seen.content[0].text, "for alice");
   });
 
   test("isError results are never cached", async () => {

@@ -29,7 +29,10 @@ function gatewayOf(
     const tool = tools[name];
     if (!tool) return errorText(`unknown tool ${name}`);
     try {
-      return await compose(getRuntime().chainFor(tool.b), tool.next)(callOf(tool.b, args), ctx);
+      return (await compose(getRuntime().chainFor(tool.b), tool.next)(
+        callOf(tool.b, args),
+        ctx,
+      )) as CallToolResult;
     } catch (error) {
       return errorText(error instanceof Error ? error.message : String(error));
     }
