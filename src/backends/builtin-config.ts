@@ -13,7 +13,7 @@
 import { Ajv } from "ajv";
 import { z } from "zod";
 import { circuitBreakerSchema } from "../policies/config.ts";
-import { parseHostPattern } from "./ssrf.ts";
+import { parseHostPattern } from "./http/ssrf.ts";
 
 const positiveInt = () => z.number().int().positive();
 

@@ -25,7 +25,7 @@ import {
   type FilesystemBackend,
   OutsideRoot,
   RootJail,
-} from "../../src/backends/filesystem.ts";
+} from "../../src/backends/filesystem/backend.ts";
 import { GatewayError } from "../../src/core/errors.ts";
 import type { CallToolResult } from "../../src/core/types.ts";
 import { silentLogger } from "../../src/observability/logger.ts";

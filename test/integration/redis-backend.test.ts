@@ -12,7 +12,7 @@ import { after, before, test } from "node:test";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import type { Redis } from "ioredis";
 import { type RedisBackendInput, redisBackendSchema } from "../../src/backends/builtin-config.ts";
-import { createRedisBackend, type RedisBackend } from "../../src/backends/redis.ts";
+import { createRedisBackend, type RedisBackend } from "../../src/backends/redis/backend.ts";
 import { GatewayError } from "../../src/core/errors.ts";
 import { silentLogger } from "../../src/observability/logger.ts";
 import { context, recorder, textOf } from "../support/backend-harness.ts";

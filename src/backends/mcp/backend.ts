@@ -19,7 +19,7 @@ import {
   StreamableHTTPClientTransport,
   type Transport,
 } from "@modelcontextprotocol/client";
-import { describeError, GatewayError } from "../core/errors.ts";
+import { describeError, GatewayError } from "../../core/errors.ts";
 import {
   type Backend,
   type BackendCatalog,
@@ -40,9 +40,9 @@ import {
   type ProgressUpdate,
   type ReadResourceResult,
   type ToolCall,
-} from "../core/types.ts";
-import type { Logger } from "../observability/logger.ts";
-import { backoffDelay } from "./reconnect.ts";
+} from "../../core/types.ts";
+import type { Logger } from "../../observability/logger.ts";
+import { backoffDelay } from "../reconnect.ts";
 import { BackendStdioTransport } from "./stdio-client-transport.ts";
 
 export type McpTransportConfig =

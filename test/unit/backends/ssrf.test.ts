@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import type { LookupAddress } from "node:dns";
 import { describe, test } from "node:test";
-import { DetailedError } from "../../src/backends/network-errors.ts";
+import { DetailedError } from "../../../src/backends/http/network-errors.ts";
 import {
   AddressRefused,
   checkHost,
@@ -17,7 +17,7 @@ import {
   parseIPv6,
   pinnedLookup,
   type Resolver,
-} from "../../src/backends/ssrf.ts";
+} from "../../../src/backends/http/ssrf.ts";
 
 const NEVER_ABORTED = new AbortController().signal;
 

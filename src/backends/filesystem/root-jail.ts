@@ -22,7 +22,7 @@
 import { existsSync, constants as fsConstants } from "node:fs";
 import { type FileHandle, lstat, open, readlink, realpath, stat } from "node:fs/promises";
 import { basename, dirname, join, resolve, sep } from "node:path";
-import { describeError, GatewayError, InvalidArguments } from "../core/errors.ts";
+import { describeError, GatewayError, InvalidArguments } from "../../core/errors.ts";
 
 const PROC_FD = "/proc/self/fd";
 const O_NOFOLLOW = fsConstants.O_NOFOLLOW ?? 0;

@@ -16,7 +16,13 @@ import type { Readable } from "node:stream";
 import { Ajv, type ValidateFunction } from "ajv";
 import { Pool } from "undici";
 import { z } from "zod";
-import { CircuitOpen, describeError, errorResult, GatewayError, InvalidArguments } from "../core/errors.ts";
+import {
+  CircuitOpen,
+  describeError,
+  errorResult,
+  GatewayError,
+  InvalidArguments,
+} from "../../core/errors.ts";
 import {
   type Backend,
   type BackendCatalog,
@@ -30,18 +36,19 @@ import {
   type ReadResourceResult,
   type Tool,
   type ToolCall,
-} from "../core/types.ts";
-import type { Logger } from "../observability/logger.ts";
-import { CircuitBreaker } from "../policies/circuit-breaker.ts";
-import type { Emit, ToolBinding } from "../policies/types.ts";
-import { signOutbound } from "../security/signing.ts";
-import { VERSION } from "../version.ts";
+} from "../../core/types.ts";
+import type { Logger } from "../../observability/logger.ts";
+import { CircuitBreaker } from "../../policies/circuit-breaker.ts";
+import type { Emit, ToolBinding } from "../../policies/types.ts";
+import { signOutbound } from "../../security/signing.ts";
+import { VERSION } from "../../version.ts";
 import {
   type HttpBackendConfig,
   type HttpEndpointConfig,
   type HttpMethod as Method,
   TEMPLATE_PLACEHOLDER,
-} from "./builtin-config.ts";
+} from "../builtin-config.ts";
+import { noPrompt, noResource } from "../tools-only.ts";
 import { connectionFailure, DetailedError, detailOf, fullMessage } from "./network-errors.ts";
 import {
   checkHost,
@@ -53,9 +60,8 @@ import {
   type Resolver,
   systemResolver,
 } from "./ssrf.ts";
-import { noPrompt, noResource } from "./tools-only.ts";
 
-export type { HttpBackendConfig, HttpEndpointConfig } from "./builtin-config.ts";
+export type { HttpBackendConfig, HttpEndpointConfig } from "../builtin-config.ts";
 
 export interface HttpBackendOptions {
   /** How host names become addresses. Default: the system resolver. Tests inject their own. */

@@ -24,7 +24,7 @@ import {
 import { basename, dirname, extname, join, resolve } from "node:path";
 import picomatch from "picomatch";
 import { z } from "zod";
-import { describeError, errorResult, GatewayError, InvalidArguments } from "../core/errors.ts";
+import { describeError, errorResult, GatewayError, InvalidArguments } from "../../core/errors.ts";
 import type {
   Backend,
   BackendCatalog,
@@ -37,9 +37,10 @@ import type {
   ReadResourceResult,
   Tool,
   ToolCall,
-} from "../core/types.ts";
-import type { Logger } from "../observability/logger.ts";
-import type { FilesystemBackendConfig } from "./builtin-config.ts";
+} from "../../core/types.ts";
+import type { Logger } from "../../observability/logger.ts";
+import type { FilesystemBackendConfig } from "../builtin-config.ts";
+import { noPrompt, noResource } from "../tools-only.ts";
 import {
   type Located,
   notAFile,
@@ -49,9 +50,8 @@ import {
   type RelPath,
   RootJail,
 } from "./root-jail.ts";
-import { noPrompt, noResource } from "./tools-only.ts";
 
-export type { FilesystemBackendConfig } from "./builtin-config.ts";
+export type { FilesystemBackendConfig } from "../builtin-config.ts";
 export { LEADS_OUTSIDE, OutsideRoot, RootJail } from "./root-jail.ts";
 
 // A FIFO would block a read open forever; non-blocking opens return at once, then fstat refuses it.

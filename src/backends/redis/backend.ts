@@ -26,8 +26,8 @@
 
 import { Redis, ReplyError } from "ioredis";
 import { z } from "zod";
-import { untilAborted } from "../core/abort.ts";
-import { describeError, GatewayError, InvalidArguments } from "../core/errors.ts";
+import { untilAborted } from "../../core/abort.ts";
+import { describeError, GatewayError, InvalidArguments } from "../../core/errors.ts";
 import {
   type Backend,
   type BackendCatalog,
@@ -41,13 +41,13 @@ import {
   type ReadResourceResult,
   type Tool,
   type ToolCall,
-} from "../core/types.ts";
-import type { Logger } from "../observability/logger.ts";
-import { REDIS_WRITE_COMMANDS, type RedisBackendConfig, type RedisWriteCommand } from "./builtin-config.ts";
-import { reconnectDelay } from "./reconnect.ts";
-import { noPrompt, noResource } from "./tools-only.ts";
+} from "../../core/types.ts";
+import type { Logger } from "../../observability/logger.ts";
+import { REDIS_WRITE_COMMANDS, type RedisBackendConfig, type RedisWriteCommand } from "../builtin-config.ts";
+import { reconnectDelay } from "../reconnect.ts";
+import { noPrompt, noResource } from "../tools-only.ts";
 
-export type { RedisBackendConfig, RedisWriteCommand } from "./builtin-config.ts";
+export type { RedisBackendConfig, RedisWriteCommand } from "../builtin-config.ts";
 
 export interface RedisBackendOptions {
   /** Backoff between reconnects. Default 100 ms doubling up to 10 s. */
