@@ -3,24 +3,20 @@
  * and `switchboard__metrics`): they are namespaced, listed, subject to access rules and measured like
  * the rest. Each can be switched off in `gatewayTools`.
  */
-import { GatewayError } from "../core/errors.ts";
-import type {
-  Backend,
-  BackendCatalog,
-  BackendEvents,
-  BackendState,
-  CallContext,
-  CallToolResult,
-  GetPromptResult,
-  HealthResult,
-  Principal,
-  ReadResourceResult,
-  Tool,
-  ToolCall,
+import { z } from "zod";
+import {
+  type BackendCatalog,
+  type CallContext,
+  type CallToolResult,
+  EMPTY_CATALOG,
+  type HealthResult,
+  type Principal,
+  type ToolCall,
 } from "../core/types.ts";
 import type { HealthReport } from "../observability/health.ts";
+import { type Logger, silentLogger } from "../observability/logger.ts";
 import type { ToolSummary } from "../observability/tool-stats.ts";
-import { noPrompt, noResource } from "./tools-only.ts";
+import { defineTool, type ToolSpec, ToolsOnlyBackend } from "./base.ts";
 
 export interface GatewayToolsSources {
   /** Which tools to offer. */
@@ -38,50 +34,55 @@ export interface GatewayToolsSources {
 
 const READ_ONLY = { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false };
 
-const HEALTH_TOOL: Tool = {
-  name: "health",
-  description:
-    "The gateway's health report: overall status (healthy, degraded, unhealthy), readiness, and each " +
-    "backend's, the store's and the process's check with its latency. The same report as GET /healthz.",
-  inputSchema: { type: "object", properties: {}, additionalProperties: false },
-  annotations: { title: "Gateway health", ...READ_ONLY },
-};
+type GatewayTool = ToolSpec<Record<string, unknown>, Principal>;
 
-const METRICS_TOOL: Tool = {
-  name: "metrics",
-  description:
-    "Per-tool call statistics since the gateway started: count, errors, and p50/p95/p99 latency in ms " +
-    "over the most recent calls. Pass `tool` (a name or a prefix ending in *) to narrow it down.",
-  inputSchema: {
-    type: "object",
-    properties: {
-      tool: { type: "string", description: 'An exposed tool name, or a prefix with "*" (e.g. "db__*").' },
+function gatewayTools(sources: GatewayToolsSources): GatewayTool[] {
+  const health = defineTool({
+    name: "health",
+    description:
+      "The gateway's health report: overall status (healthy, degraded, unhealthy), readiness, and each " +
+      "backend's, the store's and the process's check with its latency. The same report as GET /healthz.",
+    args: z.strictObject({}),
+    annotations: { title: "Gateway health", ...READ_ONLY },
+    run: async (_args, principal: Principal) => {
+      const report = visibleReport(await sources.report(), (server) =>
+        sources.maySeeServer(principal, server),
+      );
+      return report as unknown as Record<string, unknown>;
     },
-    additionalProperties: false,
-  },
-  annotations: { title: "Gateway metrics", ...READ_ONLY },
-};
+  });
+  const metrics = defineTool({
+    name: "metrics",
+    description:
+      "Per-tool call statistics since the gateway started: count, errors, and p50/p95/p99 latency in ms " +
+      "over the most recent calls. Pass `tool` (a name or a prefix ending in *) to narrow it down.",
+    args: z.strictObject({
+      tool: z.string().optional().describe('An exposed tool name, or a prefix with "*" (e.g. "db__*").'),
+    }),
+    annotations: { title: "Gateway metrics", ...READ_ONLY },
+    run: async (args, principal: Principal) => {
+      const tools = Object.fromEntries(
+        Object.entries(sources.toolStats()).filter(
+          ([name]) => matches(name, args.tool) && sources.maySeeTool(principal, name),
+        ),
+      );
+      return { tools };
+    },
+  });
+  return [...(sources.health ? [health] : []), ...(sources.metrics ? [metrics] : [])];
+}
 
-export class GatewayToolsBackend implements Backend {
-  readonly name: string;
-  readonly #sources: GatewayToolsSources;
+export class GatewayToolsBackend extends ToolsOnlyBackend<Record<string, unknown>, Principal> {
   readonly #catalog: BackendCatalog;
-  #state: BackendState = "starting";
 
-  constructor(name: string, sources: GatewayToolsSources) {
-    this.name = name;
-    this.#sources = sources;
-    const tools = [...(sources.health ? [HEALTH_TOOL] : []), ...(sources.metrics ? [METRICS_TOOL] : [])];
-    this.#catalog = { tools, resources: [], resourceTemplates: [], prompts: [] };
+  constructor(name: string, sources: GatewayToolsSources, logger?: Logger) {
+    super(name, logger ?? silentLogger(), { kind: "gateway tools" });
+    this.offer(gatewayTools(sources));
+    this.#catalog = { ...EMPTY_CATALOG, tools: this.tools };
   }
 
-  get state(): BackendState {
-    return this.#state;
-  }
-
-  async start(events: BackendEvents): Promise<void> {
-    this.#state = "up";
-    events.state("up");
+  protected async open(): Promise<void> {
+    this.setState("up");
   }
 
   catalog(): BackendCatalog {
@@ -89,53 +90,17 @@ export class GatewayToolsBackend implements Backend {
   }
 
   async callTool(call: ToolCall, ctx: CallContext): Promise<CallToolResult> {
-    const principal = ctx.principal;
-    if (call.tool === "health" && this.#sources.health) {
-      const report = visibleReport(await this.#sources.report(), (server) =>
-        this.#sources.maySeeServer(principal, server),
-      );
-      return {
-        content: [{ type: "text", text: JSON.stringify(report, null, 2) }],
-        structuredContent: report as unknown as Record<string, unknown>,
-      };
-    }
-    if (call.tool === "metrics" && this.#sources.metrics) {
-      const filter = typeof call.args.tool === "string" ? call.args.tool : undefined;
-      const all = this.#sources.toolStats();
-      const tools = Object.fromEntries(
-        Object.entries(all).filter(
-          ([name]) => matches(name, filter) && this.#sources.maySeeTool(principal, name),
-        ),
-      );
-      const body = { tools };
-      return {
-        content: [{ type: "text", text: JSON.stringify(body, null, 2) }],
-        structuredContent: body,
-      };
-    }
-    throw new GatewayError(
-      "unknown_tool",
-      `The gateway has no tool "${call.tool}" (it may be switched off in gatewayTools); list tools to see what it offers.`,
-      {
-        data: { tool: call.tool },
-      },
-    );
+    const { spec, args } = this.prepare(call);
+    const body = await spec.run(args, ctx.principal);
+    return { content: [{ type: "text", text: JSON.stringify(body, null, 2) }], structuredContent: body };
   }
 
-  async readResource(uri: string): Promise<ReadResourceResult> {
-    throw noResource(this.name, "gateway tools", uri);
-  }
-
-  async getPrompt(name: string): Promise<GetPromptResult> {
-    throw noPrompt(this.name, "gateway tools", name);
+  protected override whyNoTool(): string {
+    return "It may be switched off in gatewayTools.";
   }
 
   async health(): Promise<HealthResult> {
     return { status: "healthy" };
-  }
-
-  async close(): Promise<void> {
-    this.#state = "stopped";
   }
 }
 

@@ -9,12 +9,10 @@
 import picomatch from "picomatch";
 import { z } from "zod";
 import { auditConfigSchema } from "../audit/config.ts";
-import {
-  filesystemBackendSchema,
-  httpBackendSchema,
-  postgresBackendSchema,
-  redisBackendSchema,
-} from "../backends/builtin-config.ts";
+import { postgresBackendSchema } from "../backends/builtin-config.ts";
+import { filesystemBackendSchema } from "../backends/filesystem/config.ts";
+import { httpBackendSchema } from "../backends/http/config.ts";
+import { redisBackendSchema } from "../backends/redis/config.ts";
 import { gatewayToolsSchema, observabilitySchema, unknownRequiredServers } from "../observability/config.ts";
 import { DEFAULT_TIMEOUT_MS, policySetSchema } from "../policies/config.ts";
 import { accessSchema, argumentLimitsSchema, authSchema, signingSchema } from "../security/config.ts";
@@ -146,7 +144,7 @@ const serverSchema = z.discriminatedUnion("type", [stdioServerSchema, remoteServ
 });
 
 /**
- * The built-in backends, under `backends:` (their own options in backends/builtin-config.ts). They
+ * The built-in backends, under `backends:` (their own options in each backend's config.ts). They
  * take the same extensions as MCP servers (prefix, tool filter, timeout, policies); `restart` is the
  * reconnect backoff of the database ones. `safeExtend` because the built-in schemas carry cross-field
  * refinements, which plain `extend` refuses to carry over.

@@ -10,7 +10,7 @@ import type { SpanExporter } from "@opentelemetry/sdk-trace-base";
 import { type AuditLog, createAuditLog } from "../audit/index.ts";
 import { GatewayToolsBackend } from "../backends/gateway-tools.ts";
 import { LazyBackend } from "../backends/lazy.ts";
-import { McpBackend, type McpTransportConfig } from "../backends/mcp.ts";
+import { McpBackend, type McpTransportConfig } from "../backends/mcp/backend.ts";
 import {
   type AnyServerConfig,
   type BuiltinBackendConfig,
@@ -1097,17 +1097,21 @@ export class Gateway extends EventEmitter<GatewayEvents> {
         );
       case "redis":
         return new LazyBackend(name, async () =>
-          (await import("../backends/redis.ts")).createRedisBackend(name, backend, this.logger, {
+          (await import("../backends/redis/backend.ts")).createRedisBackend(name, backend, this.logger, {
             reconnect,
           }),
         );
       case "http":
         return new LazyBackend(name, async () =>
-          (await import("../backends/http.ts")).createHttpBackend(name, backend, this.logger),
+          (await import("../backends/http/backend.ts")).createHttpBackend(name, backend, this.logger),
         );
       case "filesystem":
         return new LazyBackend(name, async () =>
-          (await import("../backends/filesystem.ts")).createFilesystemBackend(name, backend, this.logger),
+          (await import("../backends/filesystem/backend.ts")).createFilesystemBackend(
+            name,
+            backend,
+            this.logger,
+          ),
         );
     }
   }

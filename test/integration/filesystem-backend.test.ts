@@ -19,13 +19,12 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { type FilesystemBackendInput, filesystemBackendSchema } from "../../src/backends/builtin-config.ts";
+import { createFilesystemBackend, type FilesystemBackend } from "../../src/backends/filesystem/backend.ts";
 import {
-  createFilesystemBackend,
-  type FilesystemBackend,
-  OutsideRoot,
-  RootJail,
-} from "../../src/backends/filesystem.ts";
+  type FilesystemBackendInput,
+  filesystemBackendSchema,
+} from "../../src/backends/filesystem/config.ts";
+import { OutsideRoot, RootJail } from "../../src/backends/filesystem/root-jail.ts";
 import { GatewayError } from "../../src/core/errors.ts";
 import type { CallToolResult } from "../../src/core/types.ts";
 import { silentLogger } from "../../src/observability/logger.ts";

@@ -5,7 +5,11 @@
  */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { connectionFailure, fullMessage, resolutionFailure } from "../../src/backends/network-errors.ts";
+import {
+  connectionFailure,
+  fullMessage,
+  resolutionFailure,
+} from "../../../src/backends/http/network-errors.ts";
 
 describe("network failures", () => {
   test("connection failures are told by class and code, never by address, port or certificate names", () => {

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { JSONRPCMessage } from "@modelcontextprotocol/client";
-import { BackendStdioTransport } from "../../src/backends/stdio-client-transport.ts";
+import { BackendStdioTransport } from "../../../src/backends/mcp/stdio-client-transport.ts";
 
 /** A child that prints a fixed byte sequence in pieces, then echoes each stdin line back. */
 const SCRIPT = `

@@ -6,18 +6,15 @@
 import assert from "node:assert/strict";
 import type { LookupAddress } from "node:dns";
 import { describe, test } from "node:test";
-import { DetailedError } from "../../src/backends/network-errors.ts";
 import {
-  AddressRefused,
-  checkHost,
   classifyAddress,
   formatIPv6,
   normalizeHost,
   parseIPv4,
   parseIPv6,
-  pinnedLookup,
-  type Resolver,
-} from "../../src/backends/ssrf.ts";
+} from "../../../src/backends/http/addresses.ts";
+import { DetailedError } from "../../../src/backends/http/network-errors.ts";
+import { AddressRefused, checkHost, pinnedLookup, type Resolver } from "../../../src/backends/http/ssrf.ts";
 
 const NEVER_ABORTED = new AbortController().signal;
 

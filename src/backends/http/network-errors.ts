@@ -8,7 +8,7 @@
  * (addresses, ports, redirect targets, the underlying error messages) goes to the gateway's log and
  * audit record only.
  */
-import { GatewayError, type GatewayErrorCode } from "../core/errors.ts";
+import { GatewayError, type GatewayErrorCode } from "../../core/errors.ts";
 
 /**
  * A GatewayError whose message is safe to send to the caller, with a `detail` for the gateway's log

@@ -22,7 +22,7 @@
 import { existsSync, constants as fsConstants } from "node:fs";
 import { type FileHandle, lstat, open, readlink, realpath, stat } from "node:fs/promises";
 import { basename, dirname, join, resolve, sep } from "node:path";
-import { describeError, GatewayError, InvalidArguments } from "../core/errors.ts";
+import { describeError, GatewayError, InvalidArguments } from "../../core/errors.ts";
 
 const PROC_FD = "/proc/self/fd";
 const O_NOFOLLOW = fsConstants.O_NOFOLLOW ?? 0;
@@ -220,18 +220,12 @@ export class RootJail {
 
   /** Opens a checked real folder and verifies what was opened is still inside. */
   async openDir(real: string, given: string): Promise<OpenDir> {
-    let handle: FileHandle;
-    try {
-      handle = await open(real, fsConstants.O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
-    } catch (error) {
-      throw this.#openError(error, given, real);
-    }
-    try {
-      await this.#verify(handle, real, given);
-    } catch (error) {
-      await handle.close();
-      throw error;
-    }
+    const handle = await this.#openVerified(
+      real,
+      fsConstants.O_RDONLY | O_DIRECTORY | O_NOFOLLOW,
+      real,
+      given,
+    );
     const via = this.#useProc ? `${PROC_FD}/${handle.fd}` : real;
     return { handle, real, entry: (name) => `${via}/${name}` };
   }
@@ -244,26 +238,28 @@ export class RootJail {
     if (real === this.root) throw notAFile(given, "the root folder");
     const dir = await this.openDir(dirname(real), given);
     try {
-      let handle: FileHandle;
-      try {
-        handle = await open(
-          dir.entry(basename(real)),
-          flags | O_NOFOLLOW | (create ? fsConstants.O_CREAT | fsConstants.O_EXCL : 0),
-          0o644,
-        );
-      } catch (error) {
-        throw this.#openError(error, given, real);
-      }
-      try {
-        await this.#verify(handle, real, given);
-      } catch (error) {
-        await handle.close();
-        throw error;
-      }
-      return handle;
+      const creating = create ? fsConstants.O_CREAT | fsConstants.O_EXCL : 0;
+      return await this.#openVerified(dir.entry(basename(real)), flags | O_NOFOLLOW | creating, real, given);
     } finally {
       await dir.handle.close();
     }
+  }
+
+  /** Opens `path` (the checked `real`, or the way to it through a verified folder) and verifies it. */
+  async #openVerified(path: string, flags: number, real: string, given: string): Promise<FileHandle> {
+    let handle: FileHandle;
+    try {
+      handle = await open(path, flags, 0o644);
+    } catch (error) {
+      throw this.#openError(error, given, real);
+    }
+    try {
+      await this.#verify(handle, real, given);
+    } catch (error) {
+      await handle.close();
+      throw error;
+    }
+    return handle;
   }
 
   /** A checked path that is a link at open time was swapped after the check: the one refusal. */
