@@ -598,8 +598,9 @@ describe("faults of a stdio server behind the gateway", { timeout: 120_000 }, ()
     );
     // 2. Progress for a token nobody holds: dropped as it arrives.
     await flood({ count: FLOOD_COUNT, kind: "stray-progress" });
-    // 3. Log messages the caller does want: every one forwarded on its call's stream, in order.
-    const messages = await flood({ count: FORWARDED_COUNT, kind: "message" });
+    // 3. Log messages the caller does want (it asked for them with logging/setLevel): every one
+    //    forwarded on its call's stream, in order.
+    const messages = await flood({ count: FORWARDED_COUNT, kind: "message" }, "debug");
     assert.equal(messages.received, FORWARDED_COUNT, "every log message arrived");
     assert.equal(messages.inOrder, true, "once each, in order");
     // 4. Progress of the caller's own call: every one forwarded, in order.
