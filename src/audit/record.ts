@@ -3,6 +3,7 @@
  * queued-sink base class both sinks (JSONL file, PostgreSQL) are built on.
  */
 import { describeError } from "../core/errors.ts";
+import type { RequestKind } from "../core/types.ts";
 import type { Logger } from "../observability/logger.ts";
 
 export const AUDIT_OUTCOMES = ["ok", "tool_error", "error", "denied", "rate_limited", "invalid"] as const;
@@ -29,8 +30,13 @@ export interface AuditRecord {
   readonly roles?: readonly string[];
   /** The backend's config name. */
   readonly server: string;
-  /** The tool as the client named it (the exposed, prefixed name). */
+  /**
+   * The tool as the client named it (the exposed, prefixed name); for the other request kinds, the
+   * prompt's exposed name, or the URI of the resource read.
+   */
   readonly tool: string;
+  /** The request kind when it is not a tool call: "resources/read", "prompts/get", "completion/complete". */
+  readonly kind?: Exclude<RequestKind, "tools/call">;
   /** The arguments after redaction; absent when the log is configured with `omitArguments`. */
   readonly arguments?: Readonly<Record<string, unknown>>;
   readonly outcome: AuditOutcome;

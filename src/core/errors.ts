@@ -101,7 +101,11 @@ export const JSON_RPC = {
   METHOD_NOT_FOUND: -32601,
   INVALID_PARAMS: -32602,
   INTERNAL_ERROR: -32603,
-  /** The MCP SDK's Streamable HTTP transport: a request it refuses before it reaches the gateway. */
+  /**
+   * A request other than a tool call refused or failed by a policy or its server (the gateway's code in
+   * `data.code`); also the MCP SDK's Streamable HTTP transport, for a request it refuses before it
+   * reaches the gateway.
+   */
   SERVER_ERROR: -32000,
   /** Streamable HTTP: the `Mcp-Session-Id` names no session (expired, or the gateway restarted). */
   SESSION_NOT_FOUND: -32001,
@@ -130,6 +134,17 @@ const REQUEST_ERRORS: Partial<Record<GatewayErrorCode, number>> = {
 /** The JSON-RPC code for a request-level failure, or undefined when it should be an isError result. */
 export function jsonRpcCode(error: unknown): number | undefined {
   return error instanceof GatewayError ? REQUEST_ERRORS[error.code] : undefined;
+}
+
+/**
+ * The JSON-RPC code of a failure when the request is not a tool call (a resource read, a prompt, a
+ * completion), which has no `isError` result to carry it: a request-level failure keeps its code; a
+ * refusal or failure of the request itself (rate limited, timed out, circuit open, server down…) is
+ * -32000, the start of JSON-RPC's range for server errors, with the gateway's code in `data.code`; an
+ * unexpected one is -32603.
+ */
+export function jsonRpcCodeOutsideCalls(error: GatewayError): number {
+  return jsonRpcCode(error) ?? (error.code === "internal" ? JSON_RPC.INTERNAL_ERROR : JSON_RPC.SERVER_ERROR);
 }
 
 export function isGatewayError(error: unknown): error is GatewayError {

@@ -6,20 +6,19 @@
  */
 import type { AuditLog } from "../audit/index.ts";
 import type { AuditOutcome } from "../audit/record.ts";
-import { describeError, errorResult } from "../core/errors.ts";
-import { type ChainResult, NOTE_ERROR_DETAIL, type Policy } from "../core/types.ts";
+import { describeError, errorResult, type GatewayError } from "../core/errors.ts";
+import { type CallContext, type ChainResult, NOTE_ERROR_DETAIL, type Policy } from "../core/types.ts";
+import type { Logger } from "../observability/logger.ts";
 import { type CallOutcome, outcomeOfError, outcomeOfResult } from "../observability/metrics.ts";
 import { NOTES } from "../policies/types.ts";
+import type { Route } from "./route.ts";
 
 /** Longest error text kept in a record: tool errors can be whole pages. */
 const MAX_ERROR_CHARS = 2_000;
 
-export function auditPolicy(
-  log: AuditLog,
-  exposedName: string,
-  server: string,
-  replica: string | undefined,
-): Policy {
+export function auditPolicy(log: AuditLog, route: Route, replica: string | undefined): Policy {
+  const { kind, server } = route;
+  const isTool = kind === "tools/call";
   return (next) => async (call, ctx) => {
     const startedAt = new Date();
     const started = performance.now();
@@ -43,7 +42,9 @@ export function auditPolicy(
         principal: ctx.principal.id,
         ...(ctx.principal.roles.length > 0 ? { roles: ctx.principal.roles } : {}),
         server,
-        tool: exposedName,
+        // A resource has no exposed name: its record names the URI read.
+        tool: route.access === "resource" ? call.tool : route.name,
+        ...(isTool ? {} : { kind }),
         arguments: call.args,
         outcome: auditOutcome(outcome),
         ...(error === undefined ? {} : { error }),
@@ -53,7 +54,9 @@ export function auditPolicy(
         ...(replica ? { replica } : {}),
       });
     } catch (unrecorded) {
-      return errorResult(exposedName, unrecorded);
+      // Answered unrecorded, never: a tool call fails as a tool call does, another request as an error.
+      if (isTool) return errorResult(route.name, unrecorded);
+      throw unrecorded;
     }
     if (result) return result;
     throw failure;
@@ -88,4 +91,33 @@ function textOf(result: ChainResult): string {
   return (result.content ?? [])
     .map((part) => (part.type === "text" ? part.text : `[${part.type}]`))
     .join("\n");
+}
+
+/** A call to a tool that does not exist is still a call someone made: it is recorded as invalid. */
+export async function recordUnknownTool(
+  log: AuditLog,
+  name: string,
+  args: Record<string, unknown>,
+  ctx: CallContext,
+  error: GatewayError,
+  replica: string | undefined,
+  logger: Logger,
+): Promise<void> {
+  try {
+    await log.record({
+      requestId: ctx.requestId,
+      principal: ctx.principal.id,
+      server: "",
+      tool: name,
+      arguments: args,
+      outcome: "invalid",
+      error: error.message,
+      durationMs: 0,
+      source: "none",
+      ...(ctx.transport ? { transport: ctx.transport } : {}),
+      ...(replica ? { replica } : {}),
+    });
+  } catch (unrecorded) {
+    logger.error({ err: unrecorded, tool: name }, "could not record a call to an unknown tool");
+  }
 }

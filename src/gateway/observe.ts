@@ -23,6 +23,7 @@ import { createMetrics, type Metrics, outcomeOfError, outcomeOfResult } from "..
 import { createToolStats, type ToolStats } from "../observability/tool-stats.ts";
 import { createTracing, type Tracing } from "../observability/tracing.ts";
 import { NOTES } from "../policies/types.ts";
+import type { Route } from "./route.ts";
 
 export interface ObservabilityDeps {
   readonly logger: Logger;
@@ -43,8 +44,8 @@ export interface Observability {
   readonly toolStats: ToolStats;
   readonly tracing: Tracing;
   readonly health: HealthChecker;
-  /** The outermost policy of one tool's chain. */
-  observe(exposedName: string, server: string, tool: string): Policy;
+  /** The outermost policy of one route's chain. */
+  observe(route: Route): Policy;
   close(): Promise<void>;
 }
 
@@ -79,12 +80,13 @@ export function createObservability(config: ObservabilityConfig, deps: Observabi
   metrics?.registerStoreHealth(() => deps.store.health());
 
   const observe =
-    (exposedName: string, server: string, tool: string): Policy =>
+    (route: Route): Policy =>
     (next) =>
     async (call, ctx) => {
-      const done = metrics?.callStarted(server, exposedName);
+      const done = metrics?.callStarted(route.server, route.name, route.kind);
       const started = done ? 0 : performance.now();
-      const span = tracing.startCallSpan(exposedName, server, tool, ctx.meta, undefined, {
+      const span = tracing.startCallSpan(route.name, route.server, call.tool, ctx.meta, undefined, {
+        "mcp.method.name": route.kind,
         "jsonrpc.request.id": ctx.requestId,
       });
       const carrier = span.inject();
@@ -107,7 +109,7 @@ export function createObservability(config: ObservabilityConfig, deps: Observabi
         const ms = done
           ? done(outcome, typeof source === "string" ? source : undefined)
           : performance.now() - started;
-        toolStats.record(exposedName, ms, outcome);
+        if (route.kind === "tools/call") toolStats.record(route.name, ms, outcome);
       }
     };
 

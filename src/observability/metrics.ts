@@ -16,7 +16,7 @@ import type { EventEmitter } from "node:events";
 import { performance } from "node:perf_hooks";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import { isGatewayError } from "../core/errors.ts";
-import type { ChainResult, HealthResult } from "../core/types.ts";
+import type { ChainResult, HealthResult, RequestKind } from "../core/types.ts";
 import type { BreakerState, PolicyEventMap } from "../policies/types.ts";
 import { METRICS_DEFAULTS } from "./config.ts";
 
@@ -126,8 +126,11 @@ export interface Metrics {
   readonly registry: Registry;
   /** The Content-Type of `render()`'s output, for the /metrics response. */
   readonly contentType: string;
-  /** Call when a call enters the chain; call what it returns exactly once when the call ends. */
-  callStarted(server: string, tool: string): CallDone;
+  /**
+   * Call when a request enters its chain; call what it returns exactly once when it ends. `tool` is the
+   * route's name (the exposed tool or prompt name, or `<kind>@<server>`).
+   */
+  callStarted(server: string, tool: string, kind?: RequestKind): CallDone;
   /** Counts one policy event. `subscribe` does this for every event of a runtime. */
   onPolicyEvent<K extends keyof PolicyEventMap>(event: K, payload: PolicyEventMap[K][0]): void;
   /** Listens to every policy event of `source`; returns the function that stops listening. */
@@ -162,6 +165,7 @@ interface OutcomeSeries {
 interface ToolSeries {
   readonly server: string;
   readonly tool: string;
+  readonly kind: RequestKind;
   readonly inFlight: Gauge.Internal<string>;
   readonly outcomes: Map<CallOutcome, OutcomeSeries>;
   readonly sources: Map<string, Counter.Internal>;
@@ -223,14 +227,15 @@ class PrometheusMetrics implements Metrics {
     this.#process = defaultMetrics ? processMetrics() : undefined;
     this.#calls = counter(
       "calls_total",
-      "Tool calls by exposed tool and outcome (ok, tool_error, error, denied, rate_limited, invalid, " +
-        "timeout, circuit_open, bulkhead_full, cancelled, unavailable).",
-      ["server", "tool", "outcome"],
+      "Requests through the gateway by kind (tools/call, resources/read, prompts/get, completion/complete), " +
+        "route (the exposed tool or prompt, or <kind>@<server>) and outcome (ok, tool_error, error, denied, " +
+        "rate_limited, invalid, timeout, circuit_open, bulkhead_full, cancelled, unavailable).",
+      ["server", "tool", "outcome", "kind"],
     );
     this.#duration = new Histogram({
       name: `${prefix}call_duration_seconds`,
-      help: "Duration of tool calls through the gateway, policies included, by outcome.",
-      labelNames: ["server", "tool", "outcome"],
+      help: "Duration of requests through the gateway, policies included, by kind and outcome.",
+      labelNames: ["server", "tool", "outcome", "kind"],
       buckets: [...DURATION_BUCKETS],
       registers,
     });
@@ -332,8 +337,8 @@ class PrometheusMetrics implements Metrics {
     });
   }
 
-  callStarted(server: string, tool: string): CallDone {
-    const series = this.#series(server, tool);
+  callStarted(server: string, tool: string, kind: RequestKind = "tools/call"): CallDone {
+    const series = this.#series(server, tool, kind);
     series.inFlight.inc();
     const start = performance.now();
     let durationMs = -1;
@@ -459,22 +464,25 @@ class PrometheusMetrics implements Metrics {
     return `${own}\n${await this.#process.metrics()}`;
   }
 
-  #series(server: string, tool: string): ToolSeries {
+  #series(server: string, tool: string, kind: RequestKind): ToolSeries {
     let byTool = this.#tools.get(server);
     if (!byTool) {
       byTool = new Map();
       this.#tools.set(server, byTool);
     }
-    let series = byTool.get(tool);
+    // A tool and a prompt may share an exposed name: the kind keeps their series apart.
+    const key = kind === "tools/call" ? tool : `${kind}\u0000${tool}`;
+    let series = byTool.get(key);
     if (!series) {
       series = {
         server,
         tool,
+        kind,
         inFlight: this.#inFlight.labels(server),
         outcomes: new Map(),
         sources: new Map(),
       };
-      byTool.set(tool, series);
+      byTool.set(key, series);
     }
     return series;
   }
@@ -483,8 +491,8 @@ class PrometheusMetrics implements Metrics {
     let bound = series.outcomes.get(outcome);
     if (!bound) {
       bound = {
-        calls: this.#calls.labels(series.server, series.tool, outcome),
-        duration: this.#duration.labels(series.server, series.tool, outcome),
+        calls: this.#calls.labels(series.server, series.tool, outcome, series.kind),
+        duration: this.#duration.labels(series.server, series.tool, outcome, series.kind),
       };
       series.outcomes.set(outcome, bound);
     }

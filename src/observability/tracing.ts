@@ -70,9 +70,10 @@ export interface CallSpan {
 export interface Tracing {
   readonly enabled: boolean;
   /**
-   * Starts the SERVER span of one tools/call. Its parent is the trace context in the request's
-   * `_meta` (keys "traceparent", "tracestate"), else in the HTTP `headers`, else none (a new trace).
-   * `attributes` adds to the standard ones (e.g. jsonrpc.request.id, mcp.session.id).
+   * Starts the SERVER span of one request (a tools/call unless `attributes["mcp.method.name"]` names
+   * another kind). Its parent is the trace context in the request's `_meta` (keys "traceparent",
+   * "tracestate"), else in the HTTP `headers`, else none (a new trace). `attributes` adds to the
+   * standard ones (e.g. jsonrpc.request.id, mcp.session.id).
    */
   startCallSpan(
     exposedName: string,
@@ -201,14 +202,18 @@ class OtelTracing implements Tracing {
     const carrier: Readonly<Record<string, unknown>> | undefined =
       typeof meta.traceparent === "string" ? meta : headers;
     const parent = carrier ? propagator.extract(ROOT_CONTEXT, carrier, recordGetter) : ROOT_CONTEXT;
+    // A request of another kind names its method in the attributes; its span is named after it.
+    const method =
+      typeof attributes?.["mcp.method.name"] === "string" ? attributes["mcp.method.name"] : "tools/call";
     const span = this.#tracer.startSpan(
-      `tools/call ${exposedName}`,
+      `${method} ${exposedName}`,
       {
         kind: SpanKind.SERVER,
         attributes: {
-          "mcp.method.name": "tools/call",
-          "gen_ai.operation.name": "execute_tool",
-          "gen_ai.tool.name": exposedName,
+          "mcp.method.name": method,
+          ...(method === "tools/call"
+            ? { "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": exposedName }
+            : {}),
           "switchboard.server": server,
           "switchboard.tool": tool,
           ...attributes,

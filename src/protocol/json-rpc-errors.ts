@@ -5,7 +5,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { ProtocolError } from "@modelcontextprotocol/server";
-import { GatewayError, JSON_RPC, jsonRpcCode } from "../core/errors.ts";
+import { GatewayError, JSON_RPC, jsonRpcCodeOutsideCalls } from "../core/errors.ts";
 import type { Logger } from "../observability/logger.ts";
 
 export interface JsonRpcErrorObject {
@@ -17,7 +17,7 @@ export interface JsonRpcErrorObject {
 export function toJsonRpcError(error: unknown, logger: Logger): JsonRpcErrorObject {
   if (error instanceof GatewayError) {
     return {
-      code: jsonRpcCode(error) ?? JSON_RPC.INTERNAL_ERROR,
+      code: jsonRpcCodeOutsideCalls(error),
       message: error.message,
       data: { code: error.code, ...error.data },
     };

@@ -208,10 +208,13 @@ export function createAccessControl(config: AccessConfig): AccessControl {
   };
 }
 
-/** The access check as a policy in a tool's chain. */
-export function accessPolicy(access: AccessControl, binding: ToolBinding): Policy {
+/**
+ * The access check as a policy in a chain: a tool or a prompt by its exposed name, a resource (whose
+ * URI is the request's target) by its server.
+ */
+export function accessPolicy(access: AccessControl, binding: ToolBinding, kind: AccessKind = "tool"): Policy {
   return (next) => async (call, ctx) => {
-    access.check(ctx.principal, binding.exposedName, binding.server, "tool");
+    access.check(ctx.principal, kind === "resource" ? call.tool : binding.exposedName, binding.server, kind);
     return next(call, ctx);
   };
 }

@@ -60,7 +60,7 @@ describe("metrics", () => {
 
   test("counts calls by outcome, measures their duration and tracks calls in flight", async () => {
     const metrics = createMetrics({ prefix: "t_", defaultMetrics: false });
-    const query = { server: "db", tool: "db__query" };
+    const query = { server: "db", tool: "db__query", kind: "tools/call" };
 
     clockOf(0, 3); // 3 ms
     const first = metrics.callStarted("db", "db__query");
@@ -83,8 +83,19 @@ describe("metrics", () => {
     assert.equal(s.value("t_calls_total", { ...query, outcome: "ok" }), 2);
     assert.equal(s.value("t_calls_total", { ...query, outcome: "tool_error" }), 1);
     assert.equal(s.value("t_calls_total", { ...query, outcome: "error" }), undefined);
-    assert.equal(s.value("t_calls_total", { server: "db", tool: "db__list", outcome: "ok" }), 1);
-    assert.equal(s.value("t_calls_total", { server: "web", tool: "web__get", outcome: "rate_limited" }), 1);
+    assert.equal(
+      s.value("t_calls_total", { server: "db", tool: "db__list", outcome: "ok", kind: "tools/call" }),
+      1,
+    );
+    assert.equal(
+      s.value("t_calls_total", {
+        server: "web",
+        tool: "web__get",
+        outcome: "rate_limited",
+        kind: "tools/call",
+      }),
+      1,
+    );
 
     const ok = { ...query, outcome: "ok" };
     assert.equal(s.value("t_call_duration_seconds_count", ok), 2);
@@ -98,8 +109,9 @@ describe("metrics", () => {
     assert.equal(s.value("t_call_duration_seconds_bucket", { ...failed, le: "2.5" }), 1);
     assert.equal(s.value("t_call_duration_seconds_count", failed), 1);
 
-    assert.equal(s.value("t_calls_served_total", { ...query, source: "backend" }), 1);
-    assert.equal(s.value("t_calls_served_total", { ...query, source: "cache" }), 1);
+    const served = { server: "db", tool: "db__query" };
+    assert.equal(s.value("t_calls_served_total", { ...served, source: "backend" }), 1);
+    assert.equal(s.value("t_calls_served_total", { ...served, source: "cache" }), 1);
     assert.equal(s.value("t_calls_served_total", { server: "db", tool: "db__list", source: "fallback" }), 1);
   });
 
@@ -199,7 +211,7 @@ describe("metrics", () => {
     a.callStarted("db", "db__query")("ok");
     b.callStarted("db", "db__query")("ok");
     const [sa, sb] = [await scrape(a), await scrape(b)];
-    const labels = { server: "db", tool: "db__query", outcome: "ok" };
+    const labels = { server: "db", tool: "db__query", outcome: "ok", kind: "tools/call" };
     assert.equal(sa.value("switchboard_calls_total", labels), 2);
     assert.equal(sb.value("switchboard_calls_total", labels), 1);
     for (const s of [sa, sb]) {

@@ -1,0 +1,94 @@
+/**
+ * The catalog as the running servers make it: rebuilt from every backend's lists whenever one changes
+ * or a backend comes or goes, with the way back from a name or URI to the server that owns it. A tool
+ * whose server is down leaves the catalog but keeps its route here, so that a call to it still reaches
+ * that server's backend, which answers that it is unavailable and why (and the policies, a fallback
+ * included, see that failure), rather than the caller being told that the tool does not exist.
+ */
+import type { Backend, ListChanged } from "../core/types.ts";
+import type { Logger } from "../observability/logger.ts";
+import { Catalog, type ServerNaming, type ToolRoute } from "./catalog.ts";
+
+export interface CatalogServer {
+  readonly name: string;
+  readonly naming: ServerNaming;
+  readonly backend: Backend;
+}
+
+export class LiveCatalog {
+  readonly #separator: string;
+  readonly #logger: Logger;
+  readonly #servers: () => readonly CatalogServer[];
+  readonly #server: (name: string) => CatalogServer | undefined;
+  #current: Catalog = Catalog.empty;
+  readonly #hidden = new Map<string, ToolRoute>();
+
+  constructor(
+    separator: string,
+    servers: () => readonly CatalogServer[],
+    server: (name: string) => CatalogServer | undefined,
+    logger: Logger,
+  ) {
+    this.#separator = separator;
+    this.#servers = servers;
+    this.#server = server;
+    this.#logger = logger;
+  }
+
+  get current(): Catalog {
+    return this.#current;
+  }
+
+  /** A tool's route, the route of a tool hidden because its server is not up included. */
+  toolRoute(name: string): ToolRoute | undefined {
+    const listed = this.#current.tool(name);
+    if (listed) return listed;
+    const hidden = this.#hidden.get(name);
+    return hidden && this.#server(hidden.server)?.backend.state !== "up" ? hidden : undefined;
+  }
+
+  /** Whether some server is not up (its tools are hidden). */
+  anyServerDown(): boolean {
+    return this.#servers().some((s) => s.backend.state !== "up");
+  }
+
+  /** The server that offers this URI now (listed exactly, or by a template). */
+  resourceOwner(uri: string): CatalogServer | undefined {
+    const server = this.#current.resourceServer(uri);
+    return server === undefined ? undefined : this.#server(server);
+  }
+
+  /** The first server in config order that lists this exact URI template, as the catalog keeps it. */
+  templateOwner(uriTemplate: string): CatalogServer | undefined {
+    return this.#servers().find(
+      (s) =>
+        s.backend.state === "up" &&
+        s.backend.catalog().resourceTemplates.some((t) => t.uriTemplate === uriTemplate),
+    );
+  }
+
+  /** Rebuilds the catalog from the backends' lists and returns which exposed lists changed. */
+  rebuild(): ListChanged {
+    const previous = this.#current;
+    const servers = this.#servers();
+    const next = Catalog.build(
+      this.#separator,
+      servers.map((s) => ({ naming: s.naming, catalog: s.backend.catalog() })),
+    );
+    for (const c of next.collisions) {
+      this.#logger.error(
+        { kind: c.kind, name: c.name, kept: c.kept, dropped: c.dropped },
+        `${c.kind} "${c.name}" is offered by both "${c.kept.server}" and "${c.dropped.server}"; ` +
+          `keeping "${c.kept.server}". Give one of them a prefix or a rename.`,
+      );
+    }
+    for (const route of previous.toolRoutes()) {
+      if (!next.tool(route.exposedName) && this.#server(route.server)?.backend.state !== "up") {
+        this.#hidden.set(route.exposedName, route);
+      }
+    }
+    for (const route of next.toolRoutes()) this.#hidden.delete(route.exposedName);
+    this.#current = next;
+    return next.diff(previous);
+  }
+}
