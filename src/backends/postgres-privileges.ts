@@ -53,11 +53,11 @@ export type Query = (sql: string, params?: readonly unknown[]) => Promise<readon
 
 /** Predefined roles whose members reach the host or other sessions, and what each allows. */
 const PREDEFINED_ROLES: Readonly<Record<string, string>> = {
-  pg_execute_server_program: "runs programs on the database host (COPY … TO/FROM PROGRAM)",
-  pg_read_server_files: "reads files of the database host (COPY … FROM a file, pg_read_file)",
-  pg_write_server_files: "writes files on the database host (COPY … TO a file)",
-  pg_signal_backend: "cancels and ends other roles' sessions (pg_cancel_backend, pg_terminate_backend)",
-  pg_checkpoint: "forces checkpoints (CHECKPOINT)",
+  pg_execute_server_program: "runs programs on the database host with COPY … PROGRAM",
+  pg_read_server_files: "reads files of the database host with COPY … FROM a file or pg_read_file",
+  pg_write_server_files: "writes files on the database host with COPY … TO a file",
+  pg_signal_backend: "cancels and ends other roles' sessions with pg_cancel_backend and pg_terminate_backend",
+  pg_checkpoint: "forces checkpoints with CHECKPOINT",
 };
 
 /**
@@ -106,7 +106,7 @@ candidates AS MATERIALIZED (
   -- Functions of the catalog and of extensions that PUBLIC may not execute, and the functions of
   -- the extensions that connect to other hosts.
   SELECT p.oid, p.proname::text AS proname, p.proacl, e.extname::text AS extname,
-         NOT EXISTS (
+         p.proacl IS NOT NULL AND NOT EXISTS (
            SELECT 1 FROM pg_catalog.aclexplode(p.proacl) a WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE'
          ) AS kept
   FROM pg_catalog.pg_proc p
@@ -200,16 +200,17 @@ export function describeFindings(report: RoleReport): string {
   for (const role of of("createrole")) {
     parts.push(`has CREATEROLE${via(role)} (can grant roles, including the ones that reach the host)`);
   }
-  for (const role of of("role"))
-    parts.push(`is a member of ${role} (${PREDEFINED_ROLES[role] ?? "predefined role"})`);
+  for (const role of of("role")) {
+    parts.push(`is a member of ${role}, which ${PREDEFINED_ROLES[role] ?? "reaches beyond the data"}`);
+  }
   const functions = of("function");
   if (functions.length > 0) {
-    parts.push(`may execute functions PostgreSQL keeps from PUBLIC: ${sample(functions)}`);
+    parts.push(`may execute functions PostgreSQL or an extension keeps from PUBLIC: ${sample(functions)}`);
   }
   const extensions = of("extension");
   if (extensions.length > 0) {
     parts.push(
-      `may execute functions that connect from the database server to other hosts: ${sample(extensions)}`,
+      `may execute functions of extensions that connect from the database server to other hosts: ${sample(extensions)}`,
     );
   }
   const parameters = of("parameter");

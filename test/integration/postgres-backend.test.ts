@@ -534,7 +534,7 @@ describeWithService(POSTGRES, "PostgreSQL backend (server)", (adminUrl) => {
       [
         "pg_execute_server_program",
         (r) => `GRANT pg_execute_server_program TO ${r}`,
-        /member of pg_execute_server_program \(runs programs/,
+        /member of pg_execute_server_program, which runs programs on the database host/,
       ],
       ["pg_read_server_files", (r) => `GRANT pg_read_server_files TO ${r}`, /member of pg_read_server_files/],
       [
@@ -547,7 +547,7 @@ describeWithService(POSTGRES, "PostgreSQL backend (server)", (adminUrl) => {
       [
         "EXECUTE on pg_read_file",
         (r) => `GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_file(text) TO ${r}`,
-        /may execute functions PostgreSQL keeps from PUBLIC: pg_read_file\(text\)/,
+        /may execute functions PostgreSQL or an extension keeps from PUBLIC: pg_read_file\(text\)/,
       ],
       [
         "EXECUTE on pg_reload_conf",
@@ -618,6 +618,47 @@ describeWithService(POSTGRES, "PostgreSQL backend (server)", (adminUrl) => {
         await privileged.drop();
         await admin.query(`DROP ROLE IF EXISTS ${privileged.name}_su`);
       }
+    }
+  });
+
+  test("with dblink installed, a role that may call it is refused until EXECUTE is revoked", async () => {
+    // An extension changes what every role of its database can do, so this runs in a database of its own.
+    const database = uniqueName("dblink");
+    await admin.query(`CREATE DATABASE ${database}`);
+    const dbAdminUrl = new URL(adminUrl);
+    dbAdminUrl.pathname = `/${database}`;
+    const dbAdmin = new pg.Client({ connectionString: dbAdminUrl.toString() });
+    const reader = await createTestRole(adminUrl, "dblink_reader");
+    try {
+      await dbAdmin.connect();
+      await dbAdmin.query("CREATE EXTENSION dblink");
+      const readerUrl = new URL(reader.url);
+      readerUrl.pathname = `/${database}`;
+      const start = async () => {
+        const db = createPostgresBackend(
+          "db",
+          postgresBackendSchema.parse({ type: "postgres", url: readerUrl.toString() }),
+          silentLogger(),
+          { reconnect: { initialDelayMs: 60_000, maxDelayMs: 60_000 } },
+        );
+        await db.start(recorder().events);
+        await db.close();
+        return db;
+      };
+      const refused = await start();
+      assert.equal(refused.state, "stopped");
+      assert.match(
+        refused.lastError,
+        /may execute functions of extensions that connect from the database server to other hosts: dblink: dblink\(text\)/,
+      );
+      assert.doesNotMatch(refused.lastError, /dblink_connect_u/, "the superuser-only one is not the role's");
+      await dbAdmin.query("REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA public FROM PUBLIC");
+      const accepted = await start();
+      assert.equal(accepted.lastError, "", "accepted once its functions are revoked");
+    } finally {
+      await dbAdmin.end().catch(() => undefined);
+      await reader.drop();
+      await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
     }
   });
 
