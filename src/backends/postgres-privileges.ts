@@ -155,7 +155,7 @@ WHERE EXISTS (
   AND coalesce((SELECT s.context FROM pg_catalog.pg_settings s WHERE s.name = a.parname), 'superuser') <> 'user'
 ORDER BY 2`;
 
-/** Asks the server what the session's role may do; three short catalog queries. */
+/** Asks the server what the session's role may do: three short catalog queries (two before PostgreSQL 15). */
 export async function inspectRole(query: Query): Promise<RoleReport> {
   const [about] = await query(ABOUT_SQL);
   const serverVersion = Number(about?.version);
@@ -179,7 +179,7 @@ export async function inspectRole(query: Query): Promise<RoleReport> {
   };
 }
 
-/** "is a superuser; is a member of pg_execute_server_program (runs programs …); …" */
+/** "is a superuser", or "is a member of pg_execute_server_program, which runs programs …; has REPLICATION …" */
 export function describeFindings(report: RoleReport): string {
   const of = (kind: PrivilegeFinding["kind"]) =>
     report.findings.filter((f) => f.kind === kind).map((f) => f.name);
@@ -229,7 +229,7 @@ const WHY =
   "could use these rights to run programs or read and write files on the database host, reload its " +
   "configuration or reach other sessions";
 
-/** SQL that creates a role that can read and nothing more, for the refusal and the README. */
+/** SQL that creates a role that can read and nothing more (pg_read_all_data came with PostgreSQL 14). */
 export function leastPrivilegeRecipe(report: Pick<RoleReport, "database" | "serverVersion">): string {
   const database = quoteIdentifier(report.database);
   const everything =
@@ -239,8 +239,7 @@ export function leastPrivilegeRecipe(report: Pick<RoleReport, "database" | "serv
   return (
     `CREATE ROLE switchboard_reader LOGIN PASSWORD '…'; GRANT CONNECT ON DATABASE ${database} TO switchboard_reader; ` +
     `${everything}GRANT USAGE ON SCHEMA app TO switchboard_reader; ` +
-    "GRANT SELECT ON ALL TABLES IN SCHEMA app TO switchboard_reader; " +
-    "ALTER DEFAULT PRIVILEGES IN SCHEMA app GRANT SELECT ON TABLES TO switchboard_reader;"
+    "GRANT SELECT ON ALL TABLES IN SCHEMA app TO switchboard_reader;"
   );
 }
 

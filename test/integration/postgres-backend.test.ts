@@ -340,7 +340,9 @@ function postgresSuite(target: Target, schema: string): void {
         "current_setting('work_mem') AS work_mem, current_user AS who, " +
         "(SELECT count(*) FROM pg_listening_channels())::int AS listening, " +
         "(SELECT count(*) FROM pg_prepared_statements)::int AS prepared, " +
-        "(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid())::int AS locks",
+        "(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid())::int AS locks, " +
+        "(SELECT count(*) FROM pg_cursors)::int AS cursors, " +
+        "to_regclass('pg_temp.left_behind') IS NULL AS no_temp_table",
     };
     // Write mode commits what a call SETs; read-only mode rolls it back, but a rollback keeps
     // session advisory locks and prepared statements.
@@ -354,6 +356,10 @@ function postgresSuite(target: Target, schema: string): void {
           { sql: "LISTEN left_behind" },
           { sql: "PREPARE left_behind AS SELECT 1" },
           { sql: "SELECT pg_advisory_lock(4242)::text AS locked" },
+          { sql: "DECLARE left_behind CURSOR WITH HOLD FOR SELECT 1" },
+          // The roles the test role may become: pg_read_all_data (both targets), and any (the embedded superuser).
+          { sql: "SET ROLE pg_read_all_data" },
+          ...(readOnly ? [] : [{ sql: "CREATE TEMP TABLE left_behind (x int)" }]),
         ],
       });
       assert.notEqual(left.isError, true, textOf(left));
