@@ -33,8 +33,9 @@ export const postgresBackendSchema = z
      */
     url: urlWith(["postgres:", "postgresql:"], "postgres://app@127.0.0.1:5432/app").optional(),
     /**
-     * Embedded database only: the directory PGlite keeps its files in, created when missing.
-     * Default: none, in memory (lost when the gateway stops).
+     * Embedded database only: the directory PGlite keeps its files in, created when missing. A
+     * read-only backend loads it at start and serves a copy in memory, so that no SQL can write to
+     * the folder. Default: none, in memory (lost when the gateway stops).
      */
     dataDir: z.string().min(1).optional(),
     /**
@@ -47,11 +48,24 @@ export const postgresBackendSchema = z
      * no write of any shape gets through. Set false to allow writes. Default true.
      */
     readOnly: z.boolean().default(true),
+    /**
+     * Server databases only. UNSAFE. A read-only transaction keeps the data unchanged, not the server:
+     * a role that is a superuser, a member of pg_execute_server_program, pg_read_server_files,
+     * pg_write_server_files or pg_signal_backend, or that may execute functions such as pg_read_file
+     * or pg_reload_conf, lets SQL sent to the query tool run programs and read files on the database
+     * host, reload its configuration or end other sessions. A read-only backend connected as such a
+     * role refuses to serve, and says how to create a role that can only read; `true` serves anyway
+     * (with a warning at every start). The embedded database has no host to reach and is not checked.
+     * Default false.
+     */
+    allowPrivilegedRole: z.boolean().default(false),
     /** The connection pool (server databases; the embedded one has a single connection). Default {}. */
     pool: postgresPoolSchema.prefault({}),
     /**
-     * PostgreSQL cancels a statement that runs longer than this, in ms (`statement_timeout`, set in
-     * every transaction). The embedded database cannot enforce it. Default 30 000.
+     * A statement that runs longer than this, in ms, is cancelled on the server: PostgreSQL's own
+     * `statement_timeout` is set in every transaction, and the gateway cancels the statement itself
+     * (and closes its connection) if SQL lifted that setting. The embedded database cannot enforce
+     * it. Default 30 000.
      */
     statementTimeoutMs: positiveInt().default(30_000),
     /** Rows returned per statement; more are cut off and the result says `truncated: true`. Default 1 000. */

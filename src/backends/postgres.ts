@@ -15,9 +15,12 @@
  * - after every user statement the server's own transaction status (ReadyForQuery) must still say
  *   "in a transaction": a lone `COMMIT` or `ROLLBACK` that ended it fails the call, nothing else runs
  *   on that connection, and the connection is closed (the embedded one reset) rather than reused.
- * Read-only protects the data, not the server: a superuser, or a member of pg_write_server_files,
- * can still write server files (`COPY … TO '/path'`) inside a read-only transaction. The backend
- * warns at start-up when its role can; give it a role that cannot.
+ * Read-only protects the data, not the server: a superuser, or a member of pg_execute_server_program
+ * and its kin, can still run programs and read files on the database host inside a read-only
+ * transaction. So a read-only backend asks, at every start, what its role may do, and refuses to
+ * serve with a role that can reach the host (postgres-privileges.ts). Two more things SQL could do
+ * to outlast its call are undone: a lifted `statement_timeout` (the gateway holds the limit itself,
+ * postgres-deadline.ts), and session state left on a pooled connection (reset after every call).
  *
  * Limits hold where the rows are produced: on a server, the statement's portal is executed with a row
  * limit of maxRows + 1, so a huge result never crosses the network; rows are then kept up to
@@ -50,6 +53,8 @@ import {
 } from "../core/types.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { PostgresBackendConfig } from "./builtin-config.ts";
+import { StatementGuard, StatementTimedOut } from "./postgres-deadline.ts";
+import { inspectRole, privilegedWarning, type RoleReport, refusalMessage } from "./postgres-privileges.ts";
 import { reconnectDelay } from "./reconnect.ts";
 import { SAMPLE_DATA_SQL } from "./sample-data.ts";
 import { noPrompt, noResource } from "./tools-only.ts";
@@ -297,11 +302,23 @@ interface Lease {
   ): Promise<StatementOutcome>;
   /** Statements of our own (fixed text, simple protocol, several allowed). */
   control(sql: string): Promise<void>;
+  /** `SELECT 1`, which leaves nothing behind: for health checks. */
+  ping(): Promise<void>;
+  /**
+   * Ends the call's transaction and resets the session for the next call (see SESSION_RESET).
+   * Rejects only when COMMIT fails; a failed reset marks the connection for closing instead.
+   */
+  finish(commit: boolean): Promise<void>;
   /** The server's transaction status after the last statement: still inside a transaction block. */
   inTransaction(): boolean;
   /** Asks the server to cancel what this connection is running. Never rejects. */
   cancel(): Promise<void>;
-  /** Gives the connection back, or resets it when it may carry state a later call must not see. */
+  /** Cuts the connection, so that a statement the server did not cancel stops holding it. */
+  abandon(): void;
+  /**
+   * Gives the connection back, reset if the call did not end with `finish`; or closes it (the
+   * embedded one is reset instead) when `destroy` says it may carry state a later call must not see.
+   */
   release(destroy: boolean): Promise<void>;
 }
 
@@ -311,14 +328,26 @@ interface Driver {
   readonly embedded: boolean;
   /**
    * Opens what needs opening (the embedded database) and runs a query on a connection of its own.
-   * Resolves whether the role may write server files (a superuser or pg_write_server_files), which
-   * read-only transactions do not stop.
+   * For a server, resolves with what its role may do beyond reading (see postgres-privileges.ts);
+   * the embedded database has no host to reach and resolves undefined.
    */
-  probe(signal: AbortSignal): Promise<{ writesServerFiles: boolean }>;
+  probe(signal: AbortSignal): Promise<RoleReport | undefined>;
   acquire(signal: AbortSignal): Promise<Lease>;
   stats(): PoolStats;
   close(): Promise<void>;
 }
+
+/**
+ * What DISCARD ALL does, spelt out, because DISCARD ALL cannot run in a transaction block and so
+ * cannot share a message with the ROLLBACK before it (a message of several statements is one
+ * implicit transaction block); sent together they cost no extra round trip. It undoes what outlives
+ * a transaction on a pooled connection: session settings and SET ROLE from a committed call, LISTEN,
+ * session advisory locks (which a rollback keeps), prepared statements and held cursors, temporary
+ * tables and sequence state.
+ */
+const SESSION_RESET =
+  "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; DEALLOCATE ALL; UNLISTEN *; " +
+  "SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; DISCARD SEQUENCES";
 
 /**
  * One statement with a row limit, as a pg "submittable": Parse, Bind, Describe, Execute with a row
@@ -443,17 +472,13 @@ class ServerDriver implements Driver {
     this.#pool.on("error", (error) => this.#log.warn({ err: describeError(error) }, "idle connection lost"));
   }
 
-  async probe(signal: AbortSignal): Promise<{ writesServerFiles: boolean }> {
+  async probe(signal: AbortSignal): Promise<RoleReport> {
     const client = new pg.Client(this.#clientConfig);
     client.on("error", () => undefined);
     const attempt = (async () => {
       try {
         await client.connect();
-        const result = await client.query<{ risky: boolean }>(
-          `SELECT r.rolsuper OR pg_catalog.pg_has_role(current_user, 'pg_write_server_files', 'MEMBER') AS risky
-           FROM pg_catalog.pg_roles r WHERE r.rolname = current_user`,
-        );
-        return { writesServerFiles: result.rows[0]?.risky === true };
+        return await inspectRole(async (sql, params) => (await client.query(sql, params as unknown[])).rows);
       } finally {
         await client.end().catch(() => undefined);
       }
@@ -465,22 +490,59 @@ class ServerDriver implements Driver {
     const client = await untilAborted(this.#pool.connect(), signal, { late: (client) => client.release() });
     // While checked out, a connection's errors are emitted on it, not on the pool: listen, or a
     // dropped connection would crash the process. The query in flight fails by itself.
-    const onError = (error: Error) =>
-      this.#log.warn({ err: describeError(error) }, "connection lost in a call");
+    // A connection comes out of the pool reset; anything but a ping may leave state behind.
+    let clean = true;
+    let broken = false;
+    const onError = (error: Error) => {
+      if (!broken) this.#log.warn({ err: describeError(error) }, "connection lost in a call");
+    };
     client.on("error", onError);
+    const run = async (sql: string) => {
+      clean = false;
+      await client.query(sql);
+    };
+    const inTransaction = () => {
+      const status = client.getTransactionStatus();
+      return status === "T" || status === "E";
+    };
     return {
-      statement: (sql, params, collector) => client.query(new BoundedQuery(sql, params, collector)).done,
-      control: async (sql) => {
-        await client.query(sql);
+      statement: (sql, params, collector) => {
+        clean = false;
+        return client.query(new BoundedQuery(sql, params, collector)).done;
       },
-      inTransaction: () => {
-        const status = client.getTransactionStatus();
-        return status === "T" || status === "E";
+      control: run,
+      ping: async () => {
+        await client.query("SELECT 1");
       },
+      finish: async (commit) => {
+        if (commit) await run("COMMIT");
+        try {
+          await client.query(commit || !inTransaction() ? SESSION_RESET : `ROLLBACK; ${SESSION_RESET}`);
+          clean = true;
+        } catch (error) {
+          this.#log.warn({ err: describeError(error) }, "could not reset a connection; closing it");
+          broken = true;
+        }
+      },
+      inTransaction,
       cancel: () => this.#cancel(client),
+      abandon: () => {
+        broken = true;
+        (
+          client as unknown as { connection?: { stream?: { destroy(): void } } }
+        ).connection?.stream?.destroy();
+      },
       release: async (destroy) => {
+        if (!destroy && !broken && !clean) {
+          try {
+            if (inTransaction()) await client.query("ROLLBACK");
+            await client.query(SESSION_RESET);
+          } catch {
+            broken = true;
+          }
+        }
         client.off("error", onError);
-        client.release(destroy);
+        client.release(destroy || broken);
       },
     };
   }
@@ -619,7 +681,7 @@ class EmbeddedDriver implements Driver {
         : "the embedded in-memory PostgreSQL (PGlite)";
   }
 
-  async probe(signal: AbortSignal): Promise<{ writesServerFiles: boolean }> {
+  async probe(signal: AbortSignal): Promise<undefined> {
     const db = await untilAborted(this.#open(), signal);
     const turns = turnsOf(db);
     await turns.take(signal);
@@ -628,8 +690,9 @@ class EmbeddedDriver implements Driver {
     } finally {
       turns.give();
     }
-    // Its "server files" are in its own virtual file system.
-    return { writesServerFiles: false };
+    // It runs as a superuser, but inside this process, on a file system of its own: there is no
+    // database host to reach (see the README).
+    return undefined;
   }
 
   async acquire(signal: AbortSignal): Promise<Lease> {
@@ -637,8 +700,15 @@ class EmbeddedDriver implements Driver {
     const turns = turnsOf(db);
     await turns.take(signal);
     const codecs = this.#codecsFor(db);
+    let clean = true;
+    const reset = async (rollback: boolean) => {
+      // Its one connection cannot be replaced, so it is reset instead (settings, role, temp tables).
+      await db.exec(rollback && db.isInTransaction() ? `ROLLBACK; ${SESSION_RESET}` : SESSION_RESET);
+      clean = true;
+    };
     return {
       statement: async (sql, params, collector) => {
+        clean = false;
         const result = await db.query<unknown[]>(sql, [...params], { rowMode: "array", ...codecs });
         collector.setFields(result.fields);
         for (const row of result.rows) {
@@ -652,18 +722,27 @@ class EmbeddedDriver implements Driver {
         };
       },
       control: async (sql) => {
+        clean = false;
         await db.exec(sql);
+      },
+      ping: async () => {
+        await db.query("SELECT 1");
+      },
+      finish: async (commit) => {
+        if (commit) {
+          clean = false;
+          await db.exec("COMMIT");
+        }
+        // A failure is left to release, which tries again.
+        await reset(!commit).catch(() => undefined);
       },
       inTransaction: () => db.isInTransaction(),
       // The embedded database runs on this thread: nothing can interrupt a statement.
       cancel: async () => undefined,
+      abandon: () => undefined,
       release: async (destroy) => {
         try {
-          // Its one connection cannot be replaced, so it is reset instead (settings, role, temp tables).
-          if (destroy) {
-            if (db.isInTransaction()) await db.exec("ROLLBACK");
-            await db.exec("DISCARD ALL");
-          }
+          if (destroy || !clean) await reset(true);
         } catch (error) {
           this.#log.warn({ err: describeError(error) }, "could not reset the embedded database's session");
         } finally {
@@ -700,7 +779,7 @@ class EmbeddedDriver implements Driver {
     if (this.#db) return Promise.resolve(this.#db);
     this.#opening ??= (async () => {
       const started = performance.now();
-      const db = this.#config.dataDir
+      let db = this.#config.dataDir
         ? await PGlite.create({ dataDir: this.#config.dataDir })
         : await PGlite.create();
       try {
@@ -709,6 +788,14 @@ class EmbeddedDriver implements Driver {
             await tx.exec(SAMPLE_DATA_SQL);
           });
           this.#log.info("loaded the sample data (customers, products, orders) into the embedded database");
+        }
+        if (this.#config.dataDir && this.#config.readOnly) {
+          // PGlite runs as a superuser, whose SQL can write any file of the data directory (COPY …
+          // TO a file) even in a read-only transaction, and that folder is on the host. A read-only
+          // backend serves a copy in memory instead, so that the folder stays exactly as it was.
+          const image = await db.dumpDataDir("none");
+          await db.close();
+          db = await PGlite.create({ loadDataDir: image });
         }
       } catch (error) {
         await db.close().catch(() => undefined);
@@ -975,7 +1062,10 @@ export class PostgresBackend implements Backend {
   #probeTimer: NodeJS.Timeout | undefined;
   #probing: Promise<void> | undefined;
   #closed = false;
-  #writesServerFiles = false;
+  /** Its role has rights beyond reading that a read-only transaction does not take away. */
+  #privileged = false;
+  /** Down because of those rights (read-only, without allowPrivilegedRole), not an outage. */
+  #refused = false;
 
   constructor(
     name: string,
@@ -1029,6 +1119,15 @@ export class PostgresBackend implements Backend {
   }
 
   async callTool(call: ToolCall, ctx: CallContext): Promise<CallToolResult> {
+    if (this.#state !== "up" && this.#refused) {
+      throw new GatewayError(
+        "backend_unavailable",
+        `Database backend "${this.name}" is not available: its database role has rights that reach ` +
+          "beyond the data, so the read-only backend refuses to serve. An operator must connect it as a " +
+          "role that can only read; the gateway's log and health say which rights and how.",
+        { data: { server: this.name, reason: "privileged_role" } },
+      );
+    }
     if (this.#state !== "up") {
       throw new GatewayError(
         "backend_unavailable",
@@ -1058,7 +1157,7 @@ export class PostgresBackend implements Backend {
       pool: stats,
       embedded: this.#driver.embedded,
       readOnly: this.readOnly,
-      ...(this.#writesServerFiles ? { writesServerFiles: true } : {}),
+      ...(this.#privileged ? { privilegedRole: true } : {}),
     };
     if (this.#state !== "up") {
       return {
@@ -1086,7 +1185,7 @@ export class PostgresBackend implements Backend {
       const lease = await this.#driver.acquire(signal);
       let broken = true;
       try {
-        await untilAborted(lease.control("SELECT 1"), signal);
+        await untilAborted(lease.ping(), signal);
         broken = false;
       } finally {
         await lease.release(broken);
@@ -1250,14 +1349,15 @@ export class PostgresBackend implements Backend {
   ): Promise<StatementFailed | undefined> {
     const lease = await this.#driver.acquire(signal);
     let destroy = false;
-    let cancelling: Promise<void> | undefined;
-    const onAbort = () => {
-      cancelling ??= lease.cancel();
-    };
+    const guard = new StatementGuard(
+      lease,
+      this.#driver.embedded ? undefined : this.#config.statementTimeoutMs,
+    );
+    const onAbort = () => guard.stop("aborted");
     signal.addEventListener("abort", onAbort, { once: true });
     const run: Run = async (sql, params, collector) => {
       if (signal.aborted) throw signal.reason;
-      const outcome = await lease.statement(sql, params.map(encodeParam), collector);
+      const outcome = await guard.run(() => lease.statement(sql, params.map(encodeParam), collector));
       if (!lease.inTransaction()) throw new TransactionEnded(outcome.command);
       return collector.result(outcome);
     };
@@ -1272,12 +1372,14 @@ export class PostgresBackend implements Backend {
           destroy = true;
           return failure;
         }
-        if (lease.inTransaction()) await lease.control("ROLLBACK");
+        // A stopped connection is closed, which rolls back; anything else is rolled back and reset.
+        if (guard.stopped === undefined) await lease.finish(false);
+        if (failure.cause instanceof StatementTimedOut) return failure;
         if (!isServerError(failure.cause) || isUnavailable(failure.cause.code)) throw failure.cause;
         return failure;
       }
       try {
-        await lease.control(readOnly ? "ROLLBACK" : "COMMIT");
+        await lease.finish(!readOnly);
       } catch (error) {
         // COMMIT itself failed (a deferred constraint, a serialization failure): the caller's to fix.
         if (isServerError(error) && !isUnavailable(error.code)) return new StatementFailed(error, "commit");
@@ -1289,9 +1391,8 @@ export class PostgresBackend implements Backend {
       throw error;
     } finally {
       signal.removeEventListener("abort", onAbort);
-      // The cancel must land before the connection serves another call, or it could cancel that one.
-      if (cancelling) await cancelling;
-      await lease.release(destroy || signal.aborted);
+      guard.dispose();
+      await lease.release(destroy || guard.stopped !== undefined || signal.aborted);
     }
   }
 
@@ -1378,6 +1479,19 @@ export class PostgresBackend implements Backend {
         },
       );
     }
+    if (cause instanceof StatementTimedOut) {
+      return this.#error(
+        `${which} ran longer than ${cause.limitMs} ms, the limit of database backend "${this.name}" ` +
+          "(statementTimeoutMs), so Switchboard cancelled it on the server (SQLSTATE 57014 query_canceled). " +
+          `Narrow the query or add an index.${undone}`,
+        {
+          sqlstate: "57014",
+          condition: "query_canceled",
+          reason: "statement_timeout",
+          ...(many && index !== undefined ? { statement: index + 1 } : {}),
+        },
+      );
+    }
     if (isServerError(cause)) {
       const condition = CONDITIONS[cause.code];
       const parts = [
@@ -1453,25 +1567,34 @@ export class PostgresBackend implements Backend {
   #probe(): Promise<void> {
     this.#probing ??= (async () => {
       try {
-        const { writesServerFiles } = await this.#driver.probe(NEVER_ABORTED);
+        const role = await this.#driver.probe(NEVER_ABORTED);
         if (this.#closed) return;
+        const privileged = role !== undefined && role.findings.length > 0;
+        if (privileged && this.readOnly && !this.#config.allowPrivilegedRole) {
+          this.#refuse(refusalMessage(this.name, this.#driver.where, role));
+          return;
+        }
         this.#attempt = 0;
         this.#lastError = "";
+        this.#refused = false;
         if (this.#state !== "up") {
           this.#log.info({ where: this.#driver.where, readOnly: this.readOnly }, "database up");
-          if (writesServerFiles && this.readOnly) {
+          if (privileged) {
             this.#log.warn(
-              { where: this.#driver.where },
-              "the database role is a superuser or may write server files: read-only mode keeps the data " +
-                "unchanged, but such a role can still write files on the database server (COPY … TO a file) " +
-                "and end other sessions; connect with a role without those rights",
+              {
+                where: this.#driver.where,
+                role: role.role,
+                allowPrivilegedRole: this.#config.allowPrivilegedRole,
+              },
+              privilegedWarning(role, this.readOnly),
             );
           }
         }
-        this.#writesServerFiles = writesServerFiles;
+        this.#privileged = privileged;
         this.#setState("up");
       } catch (error) {
         if (this.#closed) return;
+        this.#refused = false;
         this.#lastError = this.#redact(describeError(error));
         this.#log.warn(
           { err: this.#lastError, where: this.#driver.where, attempt: this.#attempt },
@@ -1484,6 +1607,19 @@ export class PostgresBackend implements Backend {
       this.#probing = undefined;
     });
     return this.#probing;
+  }
+
+  /**
+   * A read-only backend whose role can reach the host does not serve. It keeps checking, with the
+   * reconnect backoff, so that a role put right by its administrator is picked up without a restart.
+   */
+  #refuse(reason: string): void {
+    if (reason !== this.#lastError) this.#log.error({ where: this.#driver.where }, reason);
+    this.#lastError = reason;
+    this.#privileged = true;
+    this.#refused = true;
+    this.#setState("down", reason);
+    this.#scheduleProbe();
   }
 
   async #recheck(): Promise<void> {

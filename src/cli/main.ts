@@ -93,6 +93,18 @@ async function withDefaultHost(where: HostPort): Promise<{ host: string; port: n
   return { host: defaultOf(httpServerSchema.shape.host), port: where.port };
 }
 
+/** Safeguards the config turns off on purpose, for `check` to show so that nobody runs one unawares. */
+function unsafeSettings(config: Config): string[] {
+  return Object.entries(config.backends).flatMap(([name, backend]) =>
+    backend.type === "postgres" && backend.allowPrivilegedRole
+      ? [
+          `backend "${name}" has allowPrivilegedRole: true (unsafe): it serves even if its database role ` +
+            "can run programs or read files on the database host, which read-only mode does not prevent",
+        ]
+      : [],
+  );
+}
+
 /** A loaded config and the secrets it references, kept fresh and known for redaction. */
 interface Loaded {
   readonly config: Config;
@@ -313,10 +325,11 @@ export function buildProgram(): Command {
         loaded.secrets.close();
         const [{ summarizeConfig }, { redactSecrets }] = await Promise.all([load.config(), load.redact()]);
         const summary = summarizeConfig(loaded.config);
+        const warnings = unsafeSettings(loaded.config);
         // The summary names no secret on purpose; redacting by value catches one pasted in a plain field.
         const print = (text: string) => process.stdout.write(redactSecrets(text, loaded.secrets.values()));
         if (opts.json) {
-          print(`${JSON.stringify(summary, null, 2)}\n`);
+          print(`${JSON.stringify({ ...summary, warnings }, null, 2)}\n`);
           return;
         }
         print(`${opts.config}: valid\n\n`);
@@ -329,6 +342,7 @@ export function buildProgram(): Command {
           timeoutMs: String(s.timeoutMs),
         }));
         print(`${formatTable(rows)}\n`);
+        for (const warning of warnings) print(`\nwarning: ${warning}\n`);
       } catch (error) {
         fail(error);
       }

@@ -22,6 +22,7 @@ import {
   writeConfig,
 } from "../support/gateway-process.ts";
 import { connectHttpClient, type ToolResult, textOf } from "../support/mcp-client.ts";
+import { createTestRole, type TestRole, writeGrants } from "../support/postgres-roles.ts";
 import { deleteByPrefix, rawClient, uniquePrefix } from "../support/redis.ts";
 import { describeWithService, POSTGRES, REDIS, uniqueName } from "../support/services.ts";
 
@@ -299,6 +300,9 @@ describe("built-in backends composed with an MCP server (no services needed)", (
 describeWithService(POSTGRES, "built-in PostgreSQL backend on the real server", (url) => {
   const schema = uniqueName("builtin_e2e");
   let admin: pg.Client;
+  // A read-only backend refuses a superuser: both backends connect as a role that can read
+  // everything and write this schema's tables, and no more.
+  let role: TestRole;
   let gateway: RunningGateway;
   let client: Client;
   const call = caller(() => client);
@@ -310,11 +314,12 @@ describeWithService(POSTGRES, "built-in PostgreSQL backend on the real server", 
       `CREATE SCHEMA ${schema}; CREATE TABLE ${schema}.accounts (id int PRIMARY KEY, balance int)`,
     );
     await admin.query(`INSERT INTO ${schema}.accounts VALUES (1, 100), (2, 50)`);
+    role = await createTestRole(url, "builtin_e2e", writeGrants(schema));
     const config = writeConfig({
       mcpServers: {},
       backends: {
-        db: { type: "postgres", url, pool: { max: 2 } },
-        dbw: { type: "postgres", url, readOnly: false },
+        db: { type: "postgres", url: role.url, pool: { max: 2 } },
+        dbw: { type: "postgres", url: role.url, readOnly: false },
       },
     });
     gateway = await startHttpGateway(config);
@@ -326,6 +331,7 @@ describeWithService(POSTGRES, "built-in PostgreSQL backend on the real server", 
     await gateway?.stop();
     await admin?.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
     await admin?.end();
+    await role?.drop();
   });
 
   test("read-only by default, writes refused by PostgreSQL (SQLSTATE 25006)", async () => {

@@ -30,6 +30,7 @@ import {
   startHttpGateway,
   writeConfig,
 } from "../support/gateway-process.ts";
+import { createTestRole, type TestRole } from "../support/postgres-roles.ts";
 import { deleteByPrefix, TcpProxy, uniquePrefix } from "../support/redis.ts";
 import { flakyServer, type Replica, startReplica } from "../support/replicas.ts";
 import { describeWithService, POSTGRES, REDIS, uniqueName } from "../support/services.ts";
@@ -211,6 +212,8 @@ describeWithService(POSTGRES, "built-in postgres backend: the database goes away
   let admin: pg.Client;
   let proxy: TcpProxy;
   let gateway: RunningGateway;
+  // The read-only backend refuses a superuser; it connects as a role that can only read.
+  let role: TestRole | undefined;
   const clients: Client[] = [];
   const seen = {
     connectionsUnderLoad: 0,
@@ -230,7 +233,8 @@ describeWithService(POSTGRES, "built-in postgres backend: the database goes away
     async () => {
       admin = new pg.Client({ connectionString: url });
       await admin.connect();
-      const target = new URL(url);
+      role = await createTestRole(url, "outage_pg");
+      const target = new URL(role.url);
       target.port ||= "5432";
       proxy = await TcpProxy.start(target.toString());
       const dbUrl = new URL(proxy.urlFor(target.toString()));
@@ -324,6 +328,7 @@ describeWithService(POSTGRES, "built-in postgres backend: the database goes away
     const code = await gateway?.stop();
     await proxy?.close();
     await admin?.end();
+    await role?.drop();
     assert.equal(code, 0, `the gateway exits 0 on SIGTERM after the outage:\n${gateway?.logs.tail()}`);
   });
 

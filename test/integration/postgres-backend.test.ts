@@ -11,6 +11,9 @@
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { PGlite } from "@electric-sql/pglite";
 import { Ajv2020 } from "ajv/dist/2020.js";
@@ -25,6 +28,7 @@ import { GatewayError } from "../../src/core/errors.ts";
 import { silentLogger } from "../../src/observability/logger.ts";
 import { context, errorMeta, recorder, textOf } from "../support/backend-harness.ts";
 import { eventually } from "../support/gateway-process.ts";
+import { createTestRole, type TestRole, writeGrants } from "../support/postgres-roles.ts";
 import { TcpProxy } from "../support/redis.ts";
 import { describeWithService, POSTGRES, uniqueName } from "../support/services.ts";
 
@@ -329,6 +333,41 @@ function postgresSuite(target: Target, schema: string): void {
     await assert.rejects(call(db, "drop_everything", {}), { code: "unknown_tool" });
   });
 
+  test("nothing a call leaves in its session reaches the next call on the same connection", async () => {
+    const session = {
+      sql:
+        "SELECT pg_backend_pid() AS pid, current_setting('application_name') AS app, " +
+        "current_setting('work_mem') AS work_mem, current_user AS who, " +
+        "(SELECT count(*) FROM pg_listening_channels())::int AS listening, " +
+        "(SELECT count(*) FROM pg_prepared_statements)::int AS prepared, " +
+        "(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid())::int AS locks, " +
+        "(SELECT count(*) FROM pg_cursors)::int AS cursors, " +
+        "to_regclass('pg_temp.left_behind') IS NULL AS no_temp_table",
+    };
+    // Write mode commits what a call SETs; read-only mode rolls it back, but a rollback keeps
+    // session advisory locks and prepared statements.
+    for (const readOnly of [false, true]) {
+      const db = await backend({ readOnly, pool: { max: 1 } });
+      const before = (await ok(db, "query", session)).rows as Record<string, unknown>[];
+      const left = await call(db, "transaction", {
+        statements: [
+          { sql: "SET application_name = 'left_behind'" },
+          { sql: "SET work_mem = '64kB'" },
+          { sql: "LISTEN left_behind" },
+          { sql: "PREPARE left_behind AS SELECT 1" },
+          { sql: "SELECT pg_advisory_lock(4242)::text AS locked" },
+          { sql: "DECLARE left_behind CURSOR WITH HOLD FOR SELECT 1" },
+          // The roles the test role may become: pg_read_all_data (both targets), and any (the embedded superuser).
+          { sql: "SET ROLE pg_read_all_data" },
+          ...(readOnly ? [] : [{ sql: "CREATE TEMP TABLE left_behind (x int)" }]),
+        ],
+      });
+      assert.notEqual(left.isError, true, textOf(left));
+      const after = (await ok(db, "query", session)).rows;
+      assert.deepEqual(after, before, `readOnly ${readOnly}: the same connection, as it was`);
+    }
+  });
+
   test("pool statistics move under concurrent calls", async () => {
     const db = await backend({ pool: { max: 2 } });
     const calls = Array.from({ length: 4 }, () => call(db, "query", { sql: "SELECT pg_sleep(0.3)" }));
@@ -361,18 +400,25 @@ function uniqueSecret(): string {
   return `pw-${randomBytes(8).toString("hex")}`;
 }
 
-describeWithService(POSTGRES, "PostgreSQL backend (server)", (url) => {
+describeWithService(POSTGRES, "PostgreSQL backend (server)", (adminUrl) => {
   const schema = uniqueName("pg_backend");
-  const admin = new pg.Client({ connectionString: url });
+  const admin = new pg.Client({ connectionString: adminUrl });
+  // A read-only backend refuses a superuser: the backends connect as a role that can read
+  // everything and write the fixture schema, and no more.
+  let role: TestRole;
+  let url = "";
 
   before(async () => {
     await admin.connect();
     await admin.query(fixtures(schema));
+    role = await createTestRole(adminUrl, "pg_backend", writeGrants(schema));
+    url = role.url;
   });
 
   after(async () => {
     await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
     await admin.end();
+    await role?.drop();
   });
 
   postgresSuite(
@@ -483,6 +529,183 @@ describeWithService(POSTGRES, "PostgreSQL backend (server)", (url) => {
     }
   });
 
+  test("a read-only backend refuses every kind of role that can reach the host, and accepts monitoring", async () => {
+    const cases: [string, (role: string) => string, RegExp | undefined][] = [
+      ["superuser", (r) => `ALTER ROLE ${r} SUPERUSER`, /is a superuser/],
+      [
+        "a superuser role it may SET ROLE to",
+        (r) => `CREATE ROLE ${r}_su SUPERUSER NOLOGIN; GRANT ${r}_su TO ${r}; ALTER ROLE ${r} NOINHERIT`,
+        /is a superuser through role "\w+_su", which it can SET ROLE to/,
+      ],
+      [
+        "pg_execute_server_program",
+        (r) => `GRANT pg_execute_server_program TO ${r}`,
+        /member of pg_execute_server_program, which runs programs on the database host/,
+      ],
+      ["pg_read_server_files", (r) => `GRANT pg_read_server_files TO ${r}`, /member of pg_read_server_files/],
+      [
+        "pg_write_server_files",
+        (r) => `GRANT pg_write_server_files TO ${r}`,
+        /member of pg_write_server_files/,
+      ],
+      ["pg_signal_backend", (r) => `GRANT pg_signal_backend TO ${r}`, /member of pg_signal_backend/],
+      ["REPLICATION", (r) => `ALTER ROLE ${r} REPLICATION`, /has REPLICATION/],
+      [
+        "EXECUTE on pg_read_file",
+        (r) => `GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_file(text) TO ${r}`,
+        /may execute functions PostgreSQL or an extension keeps from PUBLIC: pg_read_file\(text\)/,
+      ],
+      [
+        "EXECUTE on pg_reload_conf",
+        (r) => `GRANT EXECUTE ON FUNCTION pg_catalog.pg_reload_conf() TO ${r}`,
+        /pg_reload_conf\(\)/,
+      ],
+      [
+        "EXECUTE on lo_import",
+        (r) => `GRANT EXECUTE ON FUNCTION pg_catalog.lo_import(text) TO ${r}`,
+        /lo_import\(text\)/,
+      ],
+      ["monitoring (pg_monitor)", (r) => `GRANT pg_monitor TO ${r}`, undefined],
+    ];
+    for (const [label, grant, refusal] of cases) {
+      const privileged = await createTestRole(adminUrl, "privileged", grant);
+      try {
+        const config = postgresBackendSchema.parse({ type: "postgres", url: privileged.url });
+        const db = createPostgresBackend("db", config, silentLogger(), {
+          reconnect: { initialDelayMs: 60_000, maxDelayMs: 60_000 },
+        });
+        const { states, events } = recorder();
+        await db.start(events);
+        try {
+          if (refusal === undefined) {
+            assert.equal(db.state, "up", `${label}: ${db.lastError}`);
+            continue;
+          }
+          assert.equal(db.state, "down", `${label} must be refused`);
+          assert.match(db.lastError, refusal, label);
+          assert.match(db.lastError, /refuses to serve read-only.*CREATE ROLE switchboard_reader/, label);
+          assert.equal(states.at(-1)?.[1], db.lastError, "the state change carries the reason");
+          assert.deepEqual(db.catalog().tools, [], "no tools");
+          await assert.rejects(
+            db.callTool({ server: "db", tool: "query", args: { sql: "SELECT 1" } }, context()),
+            (error: unknown) => {
+              assert.ok(error instanceof GatewayError);
+              assert.equal(error.code, "backend_unavailable");
+              assert.equal((error.data as { reason?: string }).reason, "privileged_role");
+              assert.match(error.message, /refuses to serve.*role that can only read/);
+              return true;
+            },
+          );
+          assert.ok(!db.lastError.includes(privileged.password), "the password stays out of it");
+          const health = await db.health(new AbortController().signal);
+          assert.equal((health.data as { privilegedRole?: boolean }).privilegedRole, true);
+        } finally {
+          await db.close();
+        }
+        // The same role in write mode serves (with a warning), and so does the override.
+        for (const overrides of [{ readOnly: false }, { allowPrivilegedRole: true }]) {
+          const allowed = createPostgresBackend(
+            "db",
+            postgresBackendSchema.parse({ type: "postgres", url: privileged.url, ...overrides }),
+            silentLogger(),
+          );
+          await allowed.start(recorder().events);
+          try {
+            assert.equal(
+              allowed.state,
+              "up",
+              `${label} with ${JSON.stringify(overrides)}: ${allowed.lastError}`,
+            );
+          } finally {
+            await allowed.close();
+          }
+        }
+      } finally {
+        await privileged.drop();
+        await admin.query(`DROP ROLE IF EXISTS ${privileged.name}_su`);
+      }
+    }
+  });
+
+  test("with dblink installed, a role that may call it is refused until EXECUTE is revoked", async () => {
+    // An extension changes what every role of its database can do, so this runs in a database of its own.
+    const database = uniqueName("dblink");
+    await admin.query(`CREATE DATABASE ${database}`);
+    const dbAdminUrl = new URL(adminUrl);
+    dbAdminUrl.pathname = `/${database}`;
+    const dbAdmin = new pg.Client({ connectionString: dbAdminUrl.toString() });
+    const reader = await createTestRole(adminUrl, "dblink_reader");
+    try {
+      await dbAdmin.connect();
+      await dbAdmin.query("CREATE EXTENSION dblink");
+      const readerUrl = new URL(reader.url);
+      readerUrl.pathname = `/${database}`;
+      const start = async () => {
+        const db = createPostgresBackend(
+          "db",
+          postgresBackendSchema.parse({ type: "postgres", url: readerUrl.toString() }),
+          silentLogger(),
+          { reconnect: { initialDelayMs: 60_000, maxDelayMs: 60_000 } },
+        );
+        await db.start(recorder().events);
+        await db.close();
+        return db;
+      };
+      const refused = await start();
+      assert.equal(refused.state, "stopped");
+      assert.match(
+        refused.lastError,
+        /may execute functions of extensions that connect from the database server to other hosts: dblink: dblink\(text\)/,
+      );
+      assert.doesNotMatch(refused.lastError, /dblink_connect_u/, "the superuser-only one is not the role's");
+      await dbAdmin.query("REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA public FROM PUBLIC");
+      const accepted = await start();
+      assert.equal(accepted.lastError, "", "accepted once its functions are revoked");
+    } finally {
+      await dbAdmin.end().catch(() => undefined);
+      await reader.drop();
+      await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+    }
+  });
+
+  test("the role is checked again after every reconnect, and a role put right is picked up", async () => {
+    const changing = await createTestRole(adminUrl, "changing");
+    const target = new URL(changing.url);
+    target.port ||= "5432";
+    const proxy = await TcpProxy.start(target.toString());
+    const config = postgresBackendSchema.parse({
+      type: "postgres",
+      url: proxy.urlFor(target.toString()),
+      pool: { connectTimeoutMs: 1_000 },
+    });
+    const db = createPostgresBackend("db", config, silentLogger(), {
+      reconnect: { initialDelayMs: 20, maxDelayMs: 100 },
+    });
+    await db.start(recorder().events);
+    try {
+      assert.equal(db.state, "up", db.lastError);
+      await admin.query(`GRANT pg_execute_server_program TO ${changing.name}`);
+      proxy.cut();
+      await assert.rejects(
+        db.callTool({ server: "db", tool: "query", args: { sql: "SELECT 1" } }, context()),
+        { code: "backend_unavailable" },
+      );
+      proxy.restore();
+      await eventually(
+        () => /pg_execute_server_program/.test(db.lastError),
+        5_000,
+        "the reconnect to find the new membership",
+      );
+      assert.equal(db.state, "down");
+      await admin.query(`REVOKE pg_execute_server_program FROM ${changing.name}`);
+      await eventually(() => db.state === "up", 5_000, "the backend to come up once the role is put right");
+    } finally {
+      await db.close();
+      await proxy.close();
+      await changing.drop();
+    }
+  });
+
   test("an outage takes the tools away, and they come back with the database", async () => {
     const target = new URL(url);
     target.port ||= "5432";
@@ -557,6 +780,44 @@ describe("PostgreSQL backend (embedded PGlite)", () => {
     },
     schema,
   );
+
+  test("the embedded database has no host to reach; with dataDir, read-only SQL cannot write the folder", async () => {
+    const marker = join(tmpdir(), uniqueName("pglite_file"));
+    const dataDir = mkdtempSync(join(tmpdir(), "sb-pglite-"));
+    const backends = [
+      createPostgresBackend("mem", postgresBackendSchema.parse({ type: "postgres" }), silentLogger()),
+      createPostgresBackend(
+        "dir",
+        postgresBackendSchema.parse({ type: "postgres", dataDir }),
+        silentLogger(),
+      ),
+    ];
+    try {
+      for (const db of backends) {
+        await db.start(recorder().events);
+        assert.equal(db.state, "up", db.lastError);
+        const query = (sql: string) =>
+          db.callTool({ server: db.name, tool: "query", args: { sql } }, context());
+        // It runs as a superuser, yet nothing leaves its own file system.
+        const file = await query("SELECT pg_read_file('/etc/hostname')");
+        assert.equal(file.isError, true, textOf(file));
+        // (COPY … PROGRAM is left out: PGlite cannot run programs, and after trying it stalls.)
+        // The write lands in its own /tmp, in memory.
+        await query(`COPY (SELECT 1) TO '${marker}'`);
+        assert.equal(existsSync(marker), false, `${db.name}: no file was written on this machine`);
+        // Its data directory is the one place on the host it could write; in read-only mode it serves a copy.
+        const before = readdirSync(dataDir).sort();
+        const copy = await query(
+          "DO $$ BEGIN EXECUTE format('COPY (SELECT 1) TO %L', current_setting('data_directory') || '/sb_probe'); END $$",
+        );
+        assert.notEqual(copy.isError, true, `a superuser may write its data directory: ${textOf(copy)}`);
+        assert.deepEqual(readdirSync(dataDir).sort(), before, `${db.name}: the folder is unchanged`);
+      }
+    } finally {
+      await Promise.all(backends.map((db) => db.close()));
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
 
   test("with no url, the backend starts its own database with sample data", async () => {
     const backend = createPostgresBackend(
