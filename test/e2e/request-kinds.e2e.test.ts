@@ -75,7 +75,8 @@ describe("resources/read, prompts/get and completion/complete pass through a cha
       (first.response.result?._meta as Record<string, unknown> | undefined)?.["switchboard/source"],
       undefined,
     );
-    assert.equal((second.response.result?._meta ?? {})["switchboard/source"], "cache");
+    const meta = (second.response.result?._meta ?? {}) as Record<string, unknown>;
+    assert.equal(meta["switchboard/source"], "cache");
   });
 
   test("prompts/get and completion/complete answer through their chains", async () => {
