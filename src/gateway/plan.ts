@@ -55,22 +55,16 @@ export function namingOf(name: string, server: AnyServerConfig | undefined): Ser
 
 export function buildPlan(config: Config): Plan {
   const servers: PlannedServer[] = [];
-  for (const [name, server] of Object.entries(config.mcpServers)) {
+  for (const [name, server] of allServers(config)) {
     if (!server.enabled) continue;
     servers.push({
       name,
       naming: namingOf(name, server),
-      source: { kind: "mcp", config: server },
+      // One namespace of names: a name is either a built-in backend's or an MCP server's.
+      source: Object.hasOwn(config.backends, name)
+        ? { kind: "builtin", config: server as BuiltinBackendConfig }
+        : { kind: "mcp", config: server as ServerConfig },
       launchKey: launchKeyOf(server),
-    });
-  }
-  for (const [name, backend] of Object.entries(config.backends)) {
-    if (!backend.enabled) continue;
-    servers.push({
-      name,
-      naming: namingOf(name, backend),
-      source: { kind: "builtin", config: backend },
-      launchKey: launchKeyOf(backend),
     });
   }
   const own = config.gatewayTools;

@@ -4,9 +4,9 @@
  * closed). `/healthz`: the health checker's full report as JSON.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
 import type { Gateway } from "../../gateway/gateway.ts";
 import { failClosedUses } from "../../stores/index.ts";
+import { listenOn } from "./listen.ts";
 
 export type ProbeHandler = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
 
@@ -108,17 +108,9 @@ export async function serveProbes(
       else res.destroy();
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(where.port, where.host, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  const address = server.address() as AddressInfo;
-  const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
+  const url = await listenOn(server, where.port, where.host);
   return {
-    url: `http://${host}:${address.port}`,
+    url,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

@@ -16,7 +16,6 @@ import {
   type IncomingMessage,
   type ServerResponse,
 } from "node:http";
-import type { AddressInfo } from "node:net";
 import { toNodeHandler } from "@modelcontextprotocol/node";
 import { createMcpHandler } from "@modelcontextprotocol/server";
 import { describeError, JSON_RPC } from "../../core/errors.ts";
@@ -46,6 +45,7 @@ import {
 import { attachFacts, factsOf, factsOfRequest, principalOfContext, principalOfRequest } from "./facts.ts";
 import { cancelPlainCall, servePlainCall } from "./fast-path.ts";
 import { createGuards, header, sendJsonRpcError, sendRefusal } from "./guards.ts";
+import { listenOn } from "./listen.ts";
 import { type ProbeHandler, probeRoutes } from "./probes.ts";
 import { Sessions } from "./sessions.ts";
 
@@ -304,20 +304,11 @@ export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions)
   httpServer.requestTimeout = 0; // SSE streams and long tool calls are legitimate; idle sockets time out below.
   httpServer.keepAliveTimeout = 5_000;
 
-  await new Promise<void>((resolve, reject) => {
-    httpServer.once("error", reject);
-    httpServer.listen(options.port, options.host, () => {
-      httpServer.off("error", reject);
-      resolve();
-    });
-  });
-  const address = httpServer.address() as AddressInfo;
-  const hostForUrl = address.family === "IPv6" ? `[${address.address}]` : address.address;
-  const url = `http://${hostForUrl}:${address.port}${options.path}`;
-
+  const origin = await listenOn(httpServer, options.port, options.host);
+  const url = `${origin}${options.path}`;
   return {
     url,
-    port: address.port,
+    port: Number(new URL(origin).port),
     stopAccepting() {
       httpServer.close();
     },
