@@ -126,7 +126,6 @@ const REQUEST_ERRORS: Partial<Record<GatewayErrorCode, number>> = {
   unknown_tool: JSON_RPC.INVALID_PARAMS,
   unknown_prompt: JSON_RPC.INVALID_PARAMS,
   unknown_resource: JSON_RPC.RESOURCE_NOT_FOUND,
-  invalid_arguments: JSON_RPC.INVALID_PARAMS,
   unauthorized: JSON_RPC.INVALID_REQUEST,
   forbidden: JSON_RPC.INVALID_REQUEST,
 };

@@ -31,13 +31,14 @@ export function toolRequest(catalog: LiveCatalog, name: string, args: Record<str
 }
 
 /**
- * What a tool call that failed answers: a malformed request (unknown tool, invalid arguments) and a
- * backend's JSON-RPC error stay errors (the protocol layer maps them); any other failure of the call
- * is an `isError` result the model can read, an unexpected one without its details.
+ * What a tool call that failed answers: an unknown tool and a backend's JSON-RPC error stay errors
+ * (the protocol layer maps them); any other failure of the call, arguments that do not fit the tool's
+ * schema included, is an `isError` result the model can read and act on (correct its arguments, wait,
+ * try another tool), an unexpected one without its details.
  */
 export function toolFailure(name: string, error: unknown, requestId: string, logger: Logger): CallToolResult {
   if (error instanceof GatewayError) {
-    if (error.code === "unknown_tool" || error.code === "invalid_arguments") throw error;
+    if (error.code === "unknown_tool") throw error;
     return errorResult(name, error);
   }
   if (error instanceof Error && typeof (error as { code?: unknown }).code === "number") throw error;

@@ -444,27 +444,14 @@ describe("argument guards", () => {
     admin = await connectAs({ "x-api-key": ADMIN_KEY }, "arguments");
   });
 
-  /** The JSON-RPC error a call is refused with (the SDK client throws McpError). */
-  async function refusal(name: string, args: Record<string, unknown>): Promise<McpError> {
-    let caught: unknown;
-    try {
-      const result = await call(admin, name, args);
-      assert.fail(`expected a JSON-RPC error, got ${JSON.stringify(result)}`);
-    } catch (error) {
-      caught = error;
-    }
-    assert.ok(caught instanceof McpError, `an McpError: ${String(caught)}`);
-    return caught;
-  }
-
-  test("arguments that do not match the tool's JSON Schema: -32602 listing each problem by path", async () => {
-    const wrongType = await refusal("fx__echo", { message: 42 });
-    assert.equal(wrongType.code, -32602);
+  test("arguments that do not match the tool's JSON Schema: an isError result listing each problem by path", async () => {
+    const wrongType = await call(admin, "fx__echo", { message: 42 });
+    assert.equal(wrongType.isError, true);
     assert.match(
-      wrongType.message,
+      textOf(wrongType),
       /Invalid arguments for 'fx__echo': \/message must be string\. Fix the arguments and call again\./,
     );
-    const data = wrongType.data as {
+    const data = wrongType._meta?.["switchboard/error"] as {
       code: string;
       tool: string;
       errors: { path: string; message: string }[];
@@ -473,12 +460,12 @@ describe("argument guards", () => {
     assert.equal(data.tool, "fx__echo");
     assert.deepEqual(data.errors, [{ path: "/message", message: "must be string" }]);
 
-    const missing = await refusal("fx__echo", {});
-    assert.equal(missing.code, -32602);
-    assert.match(missing.message, /Invalid arguments for 'fx__echo': \/message is required\./);
+    const missing = await call(admin, "fx__echo", {});
+    assert.equal(missing.isError, true);
+    assert.match(textOf(missing), /Invalid arguments for 'fx__echo': \/message is required\./);
 
-    const slow = await refusal("fx__slow", { ms: "soon" });
-    assert.match(slow.message, /Invalid arguments for 'fx__slow': \/ms must be number\./);
+    const slow = await call(admin, "fx__slow", { ms: "soon" });
+    assert.match(textOf(slow), /Invalid arguments for 'fx__slow': \/ms must be number\./);
   });
 
   const deep = (levels: number) => {
@@ -500,15 +487,15 @@ describe("argument guards", () => {
   }
 
   test("an over-deep payload (200 > maxDepth 64) is refused by path, and the gateway keeps serving", async () => {
-    const tooDeep = await refusal("fx__echo", { message: "deep", nested: deep(200) });
-    assert.equal(tooDeep.code, -32602);
+    const tooDeep = await call(admin, "fx__echo", { message: "deep", nested: deep(200) });
+    assert.equal(tooDeep.isError, true);
     assert.match(
-      tooDeep.message,
+      textOf(tooDeep),
       new RegExp(
-        `^MCP error -32602: Arguments for 'fx__echo' exceed the gateway's limits: /nested/down/down/down/down/down/down/down/… nests deeper than ${MAX_DEPTH} levels\\. Send smaller or flatter arguments\\.$`,
+        `^Arguments for 'fx__echo' exceed the gateway's limits: /nested/down/down/down/down/down/down/down/… nests deeper than ${MAX_DEPTH} levels\\. Send smaller or flatter arguments\\.$`,
       ),
     );
-    const data = tooDeep.data as { code: string; errors: { path: string }[] };
+    const data = tooDeep._meta?.["switchboard/error"] as { code: string; errors: { path: string }[] };
     assert.equal(data.code, "invalid_arguments");
     assert.match(data.errors[0]?.path ?? "", /^\/nested\/down\//);
 
@@ -517,8 +504,8 @@ describe("argument guards", () => {
     assert.equal(atLimit.isError, undefined, textOf(atLimit));
     assert.equal(textOf(atLimit), "just fits");
     // One more is too deep.
-    const oneMore = await refusal("fx__echo", { message: "one more", nested: deep(MAX_DEPTH) });
-    assert.match(oneMore.message, new RegExp(`nests deeper than ${MAX_DEPTH} levels`));
+    const oneMore = await call(admin, "fx__echo", { message: "one more", nested: deep(MAX_DEPTH) });
+    assert.match(textOf(oneMore), new RegExp(`nests deeper than ${MAX_DEPTH} levels`));
     await stillServes();
   });
 
@@ -545,10 +532,12 @@ describe("argument guards", () => {
       ["without a session", sessionless],
     ] as const) {
       assert.equal(answer.status, 200, `${what}: ${answer.text}`);
-      const body = jsonRpcMessage(answer) as { error?: { code: number; message: string } };
-      assert.equal(body.error?.code, -32602, `${what}: ${answer.text}`);
+      const body = jsonRpcMessage(answer) as {
+        result?: { isError?: boolean; content?: { text?: string }[] };
+      };
+      assert.equal(body.result?.isError, true, `${what}: ${answer.text}`);
       assert.match(
-        String(body.error?.message),
+        String(body.result?.content?.[0]?.text),
         new RegExp(
           `^Arguments for 'fx__echo' exceed the gateway's limits: .* nests deeper than ${MAX_DEPTH} levels`,
         ),

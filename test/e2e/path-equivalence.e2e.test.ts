@@ -79,9 +79,16 @@ const CASES: Case[] = [
     check: (e) => assert.match(errorOf(e).message, /Tool "fx__nope" does not exist/),
   },
   {
-    name: "invalid arguments",
+    name: "invalid arguments: a tool error the model can read",
     params: { name: "fx__echo", arguments: { message: 5 } },
-    check: (e) => assert.match(JSON.stringify(e.response), /message/),
+    check: (e) => {
+      assert.equal(resultOf(e).isError, true);
+      assert.match(JSON.stringify(resultOf(e).content), /\/message must be string/);
+      assert.equal(
+        (resultOf(e)._meta as Record<string, { code: string }>)["switchboard/error"]?.code,
+        "invalid_arguments",
+      );
+    },
   },
   {
     name: "a call that outruns its time limit",
