@@ -307,6 +307,38 @@ describe("guards refuse before parsing, and the gateway keeps serving", () => {
     await stillServes();
   });
 
+  test("a tools/call sent as text/plain gets 415 on every path: without a session and in one", async () => {
+    const call = rpc("tools/call", { name: "fx__echo", arguments: { message: "x" } });
+    const session = String((witness.transport as StreamableHTTPClientTransport).sessionId);
+    const plain = { "content-type": "text/plain" };
+    for (const [what, headers] of [
+      ["without a session", plain],
+      [
+        "in a 2025-era session",
+        { ...plain, "mcp-session-id": session, "mcp-protocol-version": "2025-11-25" },
+      ],
+      [
+        "2026-07-28",
+        {
+          ...plain,
+          "mcp-protocol-version": "2026-07-28",
+          "mcp-method": "tools/call",
+          "mcp-name": "fx__echo",
+        },
+      ],
+    ] as const) {
+      const answer = await post(call, headers);
+      assert.equal(answer.status, 415, `${what}: ${answer.text}`);
+      assertJsonRpcError(
+        answer,
+        415,
+        -32000,
+        "Unsupported Media Type: Content-Type must be application/json",
+      );
+    }
+    await stillServes();
+  });
+
   test("the wrong Content-Type or Accept: 415 and 406", async () => {
     assertJsonRpcError(
       await post(rpc("ping"), { "content-type": "text/plain" }),

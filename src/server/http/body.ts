@@ -127,3 +127,9 @@ export function requestIdOf(body: unknown): string | number | null | undefined {
 export function containsInitialize(body: unknown): boolean {
   return Array.isArray(body) ? body.some((m) => isInitializeRequest(m)) : isInitializeRequest(body);
 }
+
+/** Whether a POST says its body is JSON (`application/json`, any parameters, any case). */
+export function isJsonContentType(req: IncomingMessage): boolean {
+  const type = req.headers["content-type"];
+  return typeof type === "string" && type.split(";", 1)[0]?.trim().toLowerCase() === "application/json";
+}

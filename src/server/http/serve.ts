@@ -35,6 +35,7 @@ import {
 import {
   bodyProblem,
   containsInitialize,
+  isJsonContentType,
   isListen,
   listenedUris,
   readBody,
@@ -130,6 +131,16 @@ export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions)
     let body: unknown;
     let text: string | undefined;
     if (req.method === "POST") {
+      // One content-type rule for every path (the SDK's, which the plain paths would otherwise skip).
+      if (!isJsonContentType(req)) {
+        res.shouldKeepAlive = false;
+        return sendJsonRpcError(
+          res,
+          415,
+          JSON_RPC.SERVER_ERROR,
+          "Unsupported Media Type: Content-Type must be application/json",
+        );
+      }
       const read = await readBody(req, options.maxBodyBytes);
       if (read.kind === "aborted") {
         // The client hung up mid-upload, or node:http refused the body's framing: nobody to answer.
