@@ -179,8 +179,18 @@ export const gatewaySchema = z.strictObject({
   name: nonEmpty().default("switchboard"),
   /** Between a server's prefix and a tool name. Default "__". */
   separator: separator().default("__"),
-  /** How long start-up waits for servers before serving those that are up, in ms. Default 30 000. */
+  /**
+   * How long one server's start may take (an MCP server's first connection), and how long the gateway
+   * waits for all of them before it logs which are not up, in ms. Clients are served meanwhile (see
+   * `startupWaitMs`). Default 30 000.
+   */
   startupTimeoutMs: durationMs().default(30_000),
+  /**
+   * How long a client's first list (and a call to a tool not listed yet) waits for servers that are
+   * still starting, in ms. The gateway answers `initialize` at once; servers that come up later are
+   * announced with list_changed. Default 1 000.
+   */
+  startupWaitMs: durationMs().default(1_000),
   /** How long SIGTERM waits for calls in flight before closing, in ms. Default 10 000. */
   shutdownTimeoutMs: durationMs().default(10_000),
 });

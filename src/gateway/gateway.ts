@@ -119,6 +119,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   readonly #catalog: LiveCatalog;
   #closing = false;
   readonly #running = new RunningRequests();
+  #startup: Promise<void> = Promise.resolve();
 
   constructor(config: Config, logger: Logger, backends?: readonly Backend[], options: GatewayOptions = {}) {
     super();
@@ -283,6 +284,15 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     return entry !== undefined && this.#visibility.mayRead(principal, entry.name);
   }
 
+  /**
+   * Resolves when every server has had its first start attempt, or when `gateway.startupWaitMs` has
+   * passed since `start`: what a client's first list waits for (servers up later are announced with
+   * list_changed). Resolved at once before `start` and after the wait.
+   */
+  settled(): Promise<void> {
+    return this.#startup;
+  }
+
   get inFlight(): number {
     return this.#running.count;
   }
@@ -299,16 +309,11 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     const storeReady = this.#sync.connect();
     const started = Promise.allSettled(
       this.#entries.map((entry) => entry.backend.start(this.#events.for(entry))),
+    ).then(() => this.#rebuildCatalog());
+    this.#startup = Promise.all([startedWithin(started, this.config.gateway.startupWaitMs), storeReady]).then(
+      () => undefined,
     );
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      started,
-      new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, this.config.gateway.startupTimeoutMs);
-      }),
-    ]);
-    clearTimeout(timer);
-    await storeReady;
+    await Promise.all([startedWithin(started, this.config.gateway.startupTimeoutMs), storeReady]);
     this.#rebuildCatalog();
     const down = this.#entries.filter((e) => e.backend.state !== "up");
     for (const entry of down) {
@@ -430,6 +435,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   async #callTool(name: string, args: Record<string, unknown>, ctx: CallContext): Promise<CallToolResult> {
     let routed: Routed;
     try {
+      // A tool not listed yet may be a server's that is still starting: wait for it, within bounds.
+      if (!this.#catalog.toolRoute(name)) await this.#startup;
       routed = toolRequest(this.#catalog, name, args);
     } catch (error) {
       if (this.audit.enabled) {
@@ -482,4 +489,16 @@ function withoutSignature(ctx: CallContext): CallContext {
   if (!(SIGNATURE_META_KEY in ctx.meta)) return ctx;
   const { [SIGNATURE_META_KEY]: _dropped, ...meta } = ctx.meta;
   return { ...ctx, meta };
+}
+
+/** Resolves when `started` does or when `ms` have passed, whichever is first. */
+function startedWithin(started: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    started.then(() => undefined),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, ms);
+      timer.unref();
+    }),
+  ]).finally(() => clearTimeout(timer));
 }

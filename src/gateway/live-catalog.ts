@@ -22,6 +22,8 @@ export class LiveCatalog {
   readonly #server: (name: string) => CatalogServer | undefined;
   #current: Catalog = Catalog.empty;
   readonly #hidden = new Map<string, ToolRoute>();
+  /** Name clashes already logged. */
+  readonly #reported = new Set<string>();
 
   constructor(
     separator: string,
@@ -76,7 +78,12 @@ export class LiveCatalog {
       servers.map((s) => ({ naming: s.naming, catalog: s.backend.catalog() })),
     );
     for (const c of next.collisions) {
-      this.#logger.error(
+      // Said once for each server whose offer is dropped, not at every rebuild (each server coming up
+      // rebuilds the catalog).
+      const key = `${c.kind}\u0000${c.name}\u0000${c.dropped.server}`;
+      if (this.#reported.has(key)) continue;
+      this.#reported.add(key);
+      this.#logger.warn(
         { kind: c.kind, name: c.name, kept: c.kept, dropped: c.dropped },
         `${c.kind} "${c.name}" is offered by both "${c.kept.server}" and "${c.dropped.server}"; ` +
           `keeping "${c.kept.server}". Give one of them a prefix or a rename.`,

@@ -98,9 +98,11 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
     const requestOptions = (ctx: ServerContext): RequestOptions =>
       callOptions({ id: ctx.mcpReq.id, meta: ctx.mcpReq._meta, name: "" }, siteOf(ctx));
 
-    server.setRequestHandler("tools/list", (_request, ctx) => ({
-      tools: gateway.toolsFor(principalOf(ctx)) as never,
-    }));
+    // A client's first list waits (within gateway.startupWaitMs) for servers still starting.
+    server.setRequestHandler("tools/list", async (_request, ctx) => {
+      await gateway.settled();
+      return { tools: gateway.toolsFor(principalOf(ctx)) as never };
+    });
     server.setRequestHandler("tools/call", async (request, ctx) => {
       const call = {
         id: ctx.mcpReq.id,
@@ -138,12 +140,14 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
       // Cancelled: the SDK sends no response to a cancelled request; this only ends the handler.
       throw new ProtocolError(JSON_RPC.INTERNAL_ERROR, "The request was cancelled.");
     });
-    server.setRequestHandler("resources/list", (_request, ctx) => ({
-      resources: gateway.resourcesFor(principalOf(ctx)) as never,
-    }));
-    server.setRequestHandler("resources/templates/list", (_request, ctx) => ({
-      resourceTemplates: gateway.resourceTemplatesFor(principalOf(ctx)) as never,
-    }));
+    server.setRequestHandler("resources/list", async (_request, ctx) => {
+      await gateway.settled();
+      return { resources: gateway.resourcesFor(principalOf(ctx)) as never };
+    });
+    server.setRequestHandler("resources/templates/list", async (_request, ctx) => {
+      await gateway.settled();
+      return { resourceTemplates: gateway.resourceTemplatesFor(principalOf(ctx)) as never };
+    });
     server.setRequestHandler(
       "resources/read",
       (request, ctx) =>
@@ -151,9 +155,10 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
           withoutReservedMeta,
         ) as never,
     );
-    server.setRequestHandler("prompts/list", (_request, ctx) => ({
-      prompts: gateway.promptsFor(principalOf(ctx)) as never,
-    }));
+    server.setRequestHandler("prompts/list", async (_request, ctx) => {
+      await gateway.settled();
+      return { prompts: gateway.promptsFor(principalOf(ctx)) as never };
+    });
     server.setRequestHandler(
       "prompts/get",
       (request, ctx) =>
