@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import {
+  eventually,
   fixtureServer,
   type HttpFixture,
   type RunningGateway,
@@ -108,14 +109,16 @@ describe("graceful shutdown", () => {
     const slow = client.callTool({ name: "fx__slow", arguments: { ms: 1_500 } });
     await gateway.logs.waitFor((l) => l.msg === "server up");
     // Give the call time to reach the backend: wait until the gateway counts it in flight.
-    const deadline = Date.now() + 5_000;
-    while (Date.now() < deadline) {
-      const health = (await (await fetch(gateway.url.replace(/\/mcp$/, "/healthz"))).json()) as {
-        inFlight: number;
-      };
-      if (health.inFlight > 0) break;
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await eventually(
+      async () => {
+        const health = (await (await fetch(gateway.url.replace(/\/mcp$/, "/healthz"))).json()) as {
+          inFlight: number;
+        };
+        return health.inFlight > 0;
+      },
+      5_000,
+      "the gateway to count the call in flight",
+    );
     const exit = gateway.stop("SIGTERM");
     assert.equal(firstTextOf(await slow), "waited 1500 ms");
     assert.equal(await exit, 0);

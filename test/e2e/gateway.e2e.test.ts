@@ -207,16 +207,21 @@ for (const flavor of flavors) {
     });
 
     test("cancelling a call aborts the backend request", async () => {
-      const before = (await callV(client, "fx__stats")).structuredContent as { cancelled: number };
+      const stats = async () =>
+        (await callV(client, "fx__stats")).structuredContent as { calls: number; cancelled: number };
+      const before = await stats();
       const controller = new AbortController();
       const pending = callV(client, "fx__slow", { ms: 20_000 }, { signal: controller.signal });
-      setTimeout(() => controller.abort(), 300);
+      // Cancelled once the backend has the call (its call count says so), not after a guessed delay.
+      await eventually(
+        async () => (await stats()).calls > before.calls,
+        10_000,
+        "the call to reach the backend",
+      );
+      controller.abort();
       await assert.rejects(pending);
       await eventually(
-        async () => {
-          const stats = (await callV(client, "fx__stats")).structuredContent as { cancelled: number };
-          return stats.cancelled === before.cancelled + 1;
-        },
+        async () => (await stats()).cancelled === before.cancelled + 1,
         10_000,
         "the backend to see the cancellation",
       );
