@@ -21,7 +21,7 @@ import {
   type ArgumentValidator,
   argumentsPolicy,
 } from "../security/arguments.ts";
-import { type SignatureVerifier, signaturePolicy } from "../security/signing.ts";
+import { SIGNATURE_META_KEY, type SignatureVerifier, signaturePolicy } from "../security/signing.ts";
 import { auditPolicy } from "./audit-policy.ts";
 import type { Observability } from "./observe.ts";
 import type { Route } from "./route.ts";
@@ -37,13 +37,63 @@ export interface ChainDeps {
   readonly replica: string | undefined;
   /** The backend of a server, as it runs now. */
   readonly backendOf: (server: string) => Backend;
+  readonly inFlight: InFlightRequests;
+}
+
+/**
+ * Requests in flight per backend, oldest first: where a backend's questions and logs go, and what a
+ * backend that leaves the plan waits for before it stops. By backend, not by server name: after a
+ * restart, the old and the new backend of a server each have their own.
+ */
+export class InFlightRequests {
+  readonly #byBackend = new Map<Backend, Set<CallContext>>();
+  readonly #idle = new Map<Backend, Set<() => void>>();
+
+  add(backend: Backend, ctx: CallContext): void {
+    let calls = this.#byBackend.get(backend);
+    if (!calls) {
+      calls = new Set();
+      this.#byBackend.set(backend, calls);
+    }
+    calls.add(ctx);
+  }
+
+  delete(backend: Backend, ctx: CallContext): void {
+    const calls = this.#byBackend.get(backend);
+    if (!calls?.delete(ctx) || calls.size > 0) return;
+    this.#byBackend.delete(backend);
+    const waiters = this.#idle.get(backend);
+    this.#idle.delete(backend);
+    for (const wake of waiters ?? []) wake();
+  }
+
+  /** The requests in flight on a backend, oldest first. */
+  on(backend: Backend): ReadonlySet<CallContext> | undefined {
+    return this.#byBackend.get(backend);
+  }
+
+  /** Resolves true once no request is in flight on `backend`, or false after `ms`. */
+  idle(backend: Backend, ms: number): Promise<boolean> {
+    if ((this.#byBackend.get(backend)?.size ?? 0) === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const waiters = this.#idle.get(backend) ?? new Set();
+      this.#idle.set(backend, waiters);
+      const wake = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        waiters.delete(wake);
+        resolve(false);
+      }, ms);
+      waiters.add(wake);
+    });
+  }
 }
 
 export class Chains {
   readonly #deps: ChainDeps;
   #handlers = new Map<string, CallHandler>();
-  /** Requests in flight per server, oldest first: where a backend's questions and logs go. */
-  readonly #inFlight = new Map<string, Set<CallContext>>();
 
   constructor(deps: ChainDeps) {
     this.#deps = deps;
@@ -52,11 +102,6 @@ export class Chains {
   /** The chains are built again for the next requests (requests in flight keep theirs). */
   reset(): void {
     this.#handlers = new Map();
-  }
-
-  /** The requests in flight on a server, oldest first. */
-  inFlight(server: string): ReadonlySet<CallContext> | undefined {
-    return this.#inFlight.get(server);
   }
 
   handlerFor(route: Route): CallHandler {
@@ -101,18 +146,13 @@ export class Chains {
    * has wrapped it: its signal is the one the backend hands back with a server-to-client request.
    */
   #terminal(route: Route): CallHandler {
-    let calls = this.#inFlight.get(route.server);
-    if (!calls) {
-      calls = new Set();
-      this.#inFlight.set(route.server, calls);
-    }
-    const inFlight = calls;
+    const inFlight = this.#deps.inFlight;
     const backendOf = this.#deps.backendOf;
     return (call, received) => {
       const ctx = withoutGatewayMeta(received);
       const backend = backendOf(route.server);
-      inFlight.add(ctx);
-      return send(backend, call, ctx).finally(() => inFlight.delete(ctx));
+      inFlight.add(backend, ctx);
+      return send(backend, call, ctx).finally(() => inFlight.delete(backend, ctx));
     };
   }
 }
@@ -157,5 +197,12 @@ export function withoutGatewayMeta(ctx: CallContext): CallContext {
   const meta = Object.fromEntries(
     Object.entries(ctx.meta).filter(([key]) => !key.startsWith(GATEWAY_META_PREFIX)),
   );
+  return { ...ctx, meta };
+}
+
+/** A fallback's call is the gateway's own: the client's signature covered the primary call. */
+export function withoutSignature(ctx: CallContext): CallContext {
+  if (!(SIGNATURE_META_KEY in ctx.meta)) return ctx;
+  const { [SIGNATURE_META_KEY]: _dropped, ...meta } = ctx.meta;
   return { ...ctx, meta };
 }

@@ -5,8 +5,7 @@
  * visibility.ts. It knows nothing of transports: protocol/ and server/ adapt it to stdio and HTTP.
  */
 import { EventEmitter } from "node:events";
-import type { SpanExporter } from "@opentelemetry/sdk-trace-base";
-import { type AuditLog, createAuditLog } from "../audit/index.ts";
+import type { AuditLog } from "../audit/index.ts";
 import { GatewayToolsBackend } from "../backends/gateway-tools.ts";
 import type { Config } from "../config/schema.ts";
 import type { GatewayError } from "../core/errors.ts";
@@ -24,30 +23,24 @@ import type {
   ListChanged,
   LoggingLevel,
   Principal,
-  Prompt,
   ReadResourceResult,
-  Resource,
-  ResourceTemplate,
   Store,
-  Tool,
   ToolCall,
 } from "../core/types.ts";
 import type { Logger } from "../observability/logger.ts";
 import { PolicyRuntime } from "../policies/runtime.ts";
-import { type AccessControl, createAccessControl } from "../security/access.ts";
-import { createArgumentValidator } from "../security/arguments.ts";
-import { stdioPrincipal } from "../security/auth.ts";
-import { createSignatureVerifier, SIGNATURE_META_KEY } from "../security/signing.ts";
-import { failClosedUses, openStore } from "../stores/index.ts";
+import type { AccessControl } from "../security/access.ts";
 import { VERSION } from "../version.ts";
 import { recordUnknownTool } from "./audit-policy.ts";
-import { createBackend } from "./backend-factory.ts";
-import type { Catalog, ServerNaming } from "./catalog.ts";
-import { Chains } from "./chains.ts";
+import { type BackendFactoryDeps, createBackend } from "./backend-factory.ts";
+import type { Catalog } from "./catalog.ts";
+import { InFlightRequests, withoutSignature } from "./chains.ts";
 import { LiveCatalog } from "./live-catalog.ts";
-import { createObservability, type Observability } from "./observe.ts";
+import type { Observability } from "./observe.ts";
 import { Outbound } from "./outbound.ts";
 import { buildPlan, type Plan } from "./plan.ts";
+import { type PlanState, planState, type ServerEntry } from "./plan-state.ts";
+import { Reloader, type ReloadReport } from "./reload.ts";
 import { ReplicaSync } from "./replica-sync.ts";
 import {
   completionRequest,
@@ -58,23 +51,19 @@ import {
   toolRequest,
 } from "./requests.ts";
 import type { Route } from "./route.ts";
-import { contextOf, type RequestOptions, RunningRequests } from "./running.ts";
+import { contextOf, type RequestOptions, RunningRequests, startedWithin } from "./running.ts";
 import { ServerEvents } from "./server-events.ts";
+import { openServices, type ServicesOptions } from "./services.ts";
 
 export type { RequestOptions } from "./running.ts";
 
 import { ClientSessions, type Holder } from "./sessions.ts";
 import { Visibility } from "./visibility.ts";
 
+export type { ReloadReport } from "./reload.ts";
 export type { Holder } from "./sessions.ts";
 
-export interface GatewayOptions {
-  /** Where spans go instead of OTLP (tests pass an in-memory exporter). */
-  readonly spanExporter?: SpanExporter;
-  /** Every secret value of the config, redacted from audit records (SecretResolver.values). */
-  readonly secretValues?: () => readonly string[];
-  /** Where relative paths of the config start (the audit file): the config file's folder. Default: cwd. */
-  readonly baseDir?: string;
+export interface GatewayOptions extends ServicesOptions {
   /** Names this replica in audit records, when several share a sink. Default: none. */
   readonly replica?: string;
 }
@@ -86,14 +75,7 @@ export interface GatewayEvents {
   backendState: [{ server: string; state: BackendState; reason?: string | undefined }];
 }
 
-interface ServerEntry {
-  readonly name: string;
-  readonly naming: ServerNaming;
-  readonly backend: Backend;
-}
-
 export class Gateway extends EventEmitter<GatewayEvents> {
-  readonly config: Config;
   readonly logger: Logger;
   readonly policies: PolicyRuntime;
   /** Rate-limit buckets, cached results and what replicas share (config `store`); closed by `close`. */
@@ -102,77 +84,68 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   readonly observability: Observability;
   /** One record per call (config `audit`); disabled unless configured. */
   readonly audit: AuditLog;
-  /** Per-principal access rules (config `access`); undefined when everyone may call everything. */
-  readonly access: AccessControl | undefined;
-  /** The principal of local stdio clients (config `auth.stdioPrincipal`, else anonymous). */
-  readonly stdioPrincipal: Principal;
-  readonly #plan: Plan;
+  /** The plan running now and what was built from it; a reload swaps it whole. */
+  #state: PlanState;
   readonly #outbound: Outbound;
-  readonly #visibility: Visibility;
+  #visibility: Visibility;
   readonly #sessions: ClientSessions;
   readonly #sync: ReplicaSync;
-  readonly #chains: Chains;
   readonly #replica: string | undefined;
   readonly #events: ServerEvents;
-  readonly #entries: readonly ServerEntry[];
-  readonly #byName: ReadonlyMap<string, ServerEntry>;
   readonly #catalog: LiveCatalog;
+  readonly #inFlightRequests = new InFlightRequests();
+  readonly #backendDeps: BackendFactoryDeps;
+  readonly #reloader: Reloader;
   #closing = false;
   readonly #running = new RunningRequests();
   #startup: Promise<void> = Promise.resolve();
 
   constructor(config: Config, logger: Logger, backends?: readonly Backend[], options: GatewayOptions = {}) {
     super();
-    this.config = config;
     this.logger = logger;
     this.#replica = options.replica;
     const secretValues = options.secretValues ?? (() => []);
     this.#outbound = new Outbound(secretValues);
-    this.#plan = buildPlan(config);
-    this.access = config.access ? createAccessControl(config.access) : undefined;
-    this.stdioPrincipal = stdioPrincipal(config.auth);
+    const plan = buildPlan(config);
     this.#catalog = new LiveCatalog(
-      config.gateway.separator,
-      () => this.#entries,
-      (name) => this.#byName.get(name),
+      () => this.config.gateway.separator,
+      () => this.#state.entries,
+      (name) => this.#state.byName.get(name),
       logger,
     );
-    this.#visibility = new Visibility(
-      this.access,
-      () => this.#catalog.current,
-      (uriTemplate) => this.#catalog.templateOwner(uriTemplate)?.name,
-    );
-    const entries = this.#plan.servers.map((server) => ({
+    this.#backendDeps = {
+      logger,
+      clientInfo: { name: config.gateway.name, version: VERSION },
+      connectTimeoutMs: config.gateway.startupTimeoutMs,
+      redact: (text) => redactSecrets(text, secretValues()),
+      metrics: () => this.observability.metrics,
+      gatewayTools: {
+        report: () => this.observability.health.report(),
+        toolStats: () => this.observability.toolStats.snapshot(),
+        maySeeServer: (principal, server) => this.maySeeServer(principal, server),
+        maySeeTool: (principal, exposedName) => {
+          const route = this.#catalog.toolRoute(exposedName);
+          return route !== undefined && this.#visibility.mayCall(principal, exposedName, route.server);
+        },
+      },
+    };
+    const entries = plan.servers.map((server) => ({
       name: server.name,
       naming: server.naming,
-      backend:
-        backends?.find((b) => b.name === server.name) ??
-        createBackend(server, {
-          logger,
-          clientInfo: { name: config.gateway.name, version: VERSION },
-          connectTimeoutMs: config.gateway.startupTimeoutMs,
-          redact: (text) => redactSecrets(text, secretValues()),
-          metrics: () => this.observability.metrics,
-          gatewayTools: {
-            report: () => this.observability.health.report(),
-            toolStats: () => this.observability.toolStats.snapshot(),
-            maySeeServer: (principal, server) => this.maySeeServer(principal, server),
-            maySeeTool: (principal, exposedName) => {
-              const route = this.#catalog.toolRoute(exposedName);
-              return route !== undefined && this.#visibility.mayCall(principal, exposedName, route.server);
-            },
-          },
-        }),
+      launchKey: server.launchKey,
+      backend: backends?.find((b) => b.name === server.name) ?? createBackend(server, this.#backendDeps),
     }));
-    this.#entries = entries;
-    this.#byName = new Map(entries.map((e) => [e.name, e]));
-    // Opened here, connected in start(): the policy runtime needs its store from the start.
-    this.store = openStore(config.store, {
-      onListenerError: ({ channel, error }) =>
-        logger.error({ err: error, channel }, "a handler of a store message threw"),
-    });
+    const services = openServices(
+      config,
+      logger,
+      () => this.#state.entries.map((e) => e.backend).filter((b) => !(b instanceof GatewayToolsBackend)),
+      options,
+    );
+    this.store = services.store;
+    this.audit = services.audit;
+    this.observability = services.observability;
     const store = this.store;
-    this.policies = new PolicyRuntime(this.#plan.policies, {
+    this.policies = new PolicyRuntime(plan.policies, {
       store,
       logger,
       tools: () =>
@@ -191,52 +164,21 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     this.#sessions = new ClientSessions({
       logger,
       ownerOf: (uri) => this.#catalog.resourceOwner(uri),
-      servers: () => this.#entries,
+      servers: () => this.#state.entries,
       checkRead: (principal, uri, server) => this.access?.check(principal, uri, server, "resource"),
       maySeeServer: (principal, server) => this.maySeeServer(principal, server),
     });
-    this.audit = createAuditLog(config.audit, {
-      logger,
-      ...(options.secretValues ? { secretValues: options.secretValues } : {}),
-      ...(options.baseDir ? { baseDir: options.baseDir } : {}),
-    });
-    const audit = this.audit;
-    this.observability = createObservability(config.observability, {
-      extraChecks: audit.enabled
-        ? [{ name: "audit", kind: "store", required: true, run: async () => audit.health() }]
-        : [],
-      logger,
-      store,
-      backends: () => this.#entries.map((e) => e.backend).filter((b) => !(b instanceof GatewayToolsBackend)),
-      storeRequired: () => failClosedUses(store).length > 0,
-      ...(options.spanExporter ? { spanExporter: options.spanExporter } : {}),
-    });
     this.observability.metrics?.subscribe(this.policies);
-    this.#chains = new Chains({
-      policies: this.policies,
-      observability: this.observability,
-      audit,
-      access: this.access,
-      signatures: config.signing ? createSignatureVerifier(config.signing, store) : undefined,
-      validator: createArgumentValidator({
-        onCompileError: (schema, error) =>
-          logger.warn(
-            { err: error, schema },
-            "a tool's inputSchema does not compile; its calls are passed on without argument validation",
-          ),
-      }),
-      argumentLimits: config.argumentLimits,
-      replica: options.replica,
-      backendOf: (server) => (this.#byName.get(server) as ServerEntry).backend,
-    });
+    this.#state = planState(plan, entries, this.#stateDeps());
+    this.#visibility = this.#newVisibility();
     this.#events = new ServerEvents({
       logger,
       policies: this.policies,
       sessions: this.#sessions,
       sync: this.#sync,
       metrics: () => this.observability.metrics,
-      inFlight: (server) => this.#chains.inFlight(server),
-      server: (name) => this.#byName.get(name),
+      inFlight: (backend) => this.#inFlightRequests.on(backend),
+      server: (name) => this.#state.byName.get(name),
       rebuildCatalog: () => this.#rebuildCatalog(),
       redact: (value) => this.#outbound.redact(value),
       emit: {
@@ -246,28 +188,53 @@ export class Gateway extends EventEmitter<GatewayEvents> {
         resourceUpdated: (uri) => this.emit("resourceUpdated", uri),
       },
     });
+    this.#reloader = new Reloader({
+      logger,
+      current: () => this.#state,
+      makeEntry: (server) => ({
+        name: server.name,
+        naming: server.naming,
+        launchKey: server.launchKey,
+        backend: createBackend(server, this.#backendDeps),
+      }),
+      start: (entry) => entry.backend.start(this.#events.for(entry)),
+      swap: (plan, entries) => this.#swap(plan, entries),
+      idle: (backend, ms) => this.#inFlightRequests.idle(backend, ms),
+    });
+  }
+
+  /** The config the gateway runs now. */
+  get config(): Config {
+    return this.#state.plan.config;
+  }
+
+  /** Per-principal access rules (config `access`); undefined when everyone may call everything. */
+  get access(): AccessControl | undefined {
+    return this.#state.access;
+  }
+
+  /** The principal of local stdio clients (config `auth.stdioPrincipal`, else anonymous). */
+  get stdioPrincipal(): Principal {
+    return this.#state.stdioPrincipal;
+  }
+
+  /**
+   * Applies a new config while the gateway runs: servers added start, servers removed drain and stop,
+   * servers whose launch settings changed are restarted (the new one up before the old one goes),
+   * every other server keeps its backend; policies, access rules, limits and auth swap at once for
+   * the next requests. Reloads run one at a time. See reload.ts.
+   */
+  reload(config: Config): Promise<ReloadReport> {
+    return this.#reloader.apply(config);
   }
 
   get catalog(): Catalog {
     return this.#catalog.current;
   }
 
-  // What one principal may see: a client never learns of what it cannot call (config `access`).
-
-  toolsFor(principal: Principal): readonly Tool[] {
-    return this.#visibility.tools(principal);
-  }
-
-  promptsFor(principal: Principal): readonly Prompt[] {
-    return this.#visibility.prompts(principal);
-  }
-
-  resourcesFor(principal: Principal): readonly Resource[] {
-    return this.#visibility.resources(principal);
-  }
-
-  resourceTemplatesFor(principal: Principal): readonly ResourceTemplate[] {
-    return this.#visibility.resourceTemplates(principal);
+  /** What one principal may see: a client never learns of what it cannot call (config `access`). */
+  get visibility(): Visibility {
+    return this.#visibility;
   }
 
   /**
@@ -298,7 +265,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   }
 
   backends(): readonly Backend[] {
-    return this.#entries.map((e) => e.backend);
+    return this.#state.entries.map((e) => e.backend);
   }
 
   /**
@@ -308,14 +275,14 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   async start(): Promise<void> {
     const storeReady = this.#sync.connect();
     const started = Promise.allSettled(
-      this.#entries.map((entry) => entry.backend.start(this.#events.for(entry))),
+      this.#state.entries.map((entry) => entry.backend.start(this.#events.for(entry))),
     ).then(() => this.#rebuildCatalog());
     this.#startup = Promise.all([startedWithin(started, this.config.gateway.startupWaitMs), storeReady]).then(
       () => undefined,
     );
     await Promise.all([startedWithin(started, this.config.gateway.startupTimeoutMs), storeReady]);
     this.#rebuildCatalog();
-    const down = this.#entries.filter((e) => e.backend.state !== "up");
+    const down = this.#state.entries.filter((e) => e.backend.state !== "up");
     for (const entry of down) {
       const backend = entry.backend as Backend & { lastError?: string; gaveUp?: boolean };
       this.logger.warn(
@@ -327,8 +294,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     }
     this.logger.info(
       {
-        servers: this.#entries.length,
-        up: this.#entries.length - down.length,
+        servers: this.#state.entries.length,
+        up: this.#state.entries.length - down.length,
         tools: this.#catalog.current.tools().length,
         resources: this.#catalog.current.resources().length,
         prompts: this.#catalog.current.prompts().length,
@@ -419,7 +386,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   async close(): Promise<void> {
     this.#closing = true;
     await this.#sync.close();
-    await Promise.allSettled(this.#entries.map((e) => e.backend.close()));
+    await Promise.allSettled(this.#state.entries.map((e) => e.backend.close()));
     await this.policies.close();
     await this.observability.close();
     await this.audit.close();
@@ -470,35 +437,55 @@ export class Gateway extends EventEmitter<GatewayEvents> {
 
   /** Runs one request through its route's chain. */
   #run(route: Route, call: ToolCall, ctx: CallContext): Promise<ChainResult> {
-    return this.#running.run(this.#chains.handlerFor(route), call, ctx);
+    return this.#running.run(this.#state.chains.handlerFor(route), call, ctx);
+  }
+
+  #stateDeps() {
+    return {
+      logger: this.logger,
+      policies: this.policies,
+      observability: this.observability,
+      audit: this.audit,
+      store: this.store,
+      replica: this.#replica,
+      inFlight: this.#inFlightRequests,
+    };
+  }
+
+  #newVisibility(): Visibility {
+    return new Visibility(
+      this.#state.access,
+      () => this.#catalog.current,
+      (uriTemplate) => this.#catalog.templateOwner(uriTemplate)?.name,
+    );
+  }
+
+  /** Makes `plan` and `entries` the running ones, at once, and tells clients what changed. */
+  #swap(plan: Plan, entries: readonly ServerEntry[]): void {
+    const before = this.#state;
+    this.policies.reconfigure(plan.policies);
+    this.#state = planState(plan, entries, this.#stateDeps());
+    this.#visibility = this.#newVisibility();
+    for (const entry of entries) {
+      if (before.byName.get(entry.name)?.backend === entry.backend) continue;
+      // A backend that came with this plan: what its events said before it was current counts now.
+      this.observability.metrics?.setBackendUp(entry.name, entry.backend.state === "up");
+      if (entry.backend.state === "up") this.#sessions.restore(entry);
+    }
+    for (const entry of before.entries)
+      if (!this.#state.byName.has(entry.name)) this.#sessions.forget(entry.name);
+    this.#catalog.forgetRemoved(before.entries, entries);
+    this.#rebuildCatalog();
   }
 
   /** Rebuilds the aggregated catalog and returns which exposed lists changed. */
   #rebuildCatalog(): ListChanged {
     const changed = this.#catalog.rebuild();
-    this.#chains.reset();
+    this.#state.chains.reset();
     this.#visibility.reset();
     // Only what really differs is announced: a backend's list_changed that changes nothing we expose
     // (a filtered-out tool, say) stays quiet.
     if (changed.tools || changed.resources || changed.prompts) this.emit("listChanged", changed);
     return changed;
   }
-}
-
-function withoutSignature(ctx: CallContext): CallContext {
-  if (!(SIGNATURE_META_KEY in ctx.meta)) return ctx;
-  const { [SIGNATURE_META_KEY]: _dropped, ...meta } = ctx.meta;
-  return { ...ctx, meta };
-}
-
-/** Resolves when `started` does or when `ms` have passed, whichever is first. */
-function startedWithin(started: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    started.then(() => undefined),
-    new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, ms);
-      timer.unref();
-    }),
-  ]).finally(() => clearTimeout(timer));
 }

@@ -16,17 +16,19 @@ export interface CatalogServer {
 }
 
 export class LiveCatalog {
-  readonly #separator: string;
+  readonly #separator: () => string;
   readonly #logger: Logger;
   readonly #servers: () => readonly CatalogServer[];
   readonly #server: (name: string) => CatalogServer | undefined;
   #current: Catalog = Catalog.empty;
   readonly #hidden = new Map<string, ToolRoute>();
+  /** Tools of servers a reload removed, with their server: a call to one is told so. */
+  readonly #removed = new Map<string, string>();
   /** Name clashes already logged. */
   readonly #reported = new Set<string>();
 
   constructor(
-    separator: string,
+    separator: () => string,
     servers: () => readonly CatalogServer[],
     server: (name: string) => CatalogServer | undefined,
     logger: Logger,
@@ -46,7 +48,28 @@ export class LiveCatalog {
     const listed = this.#current.tool(name);
     if (listed) return listed;
     const hidden = this.#hidden.get(name);
-    return hidden && this.#server(hidden.server)?.backend.state !== "up" ? hidden : undefined;
+    if (!hidden) return undefined;
+    const server = this.#server(hidden.server);
+    return server && server.backend.state !== "up" ? hidden : undefined;
+  }
+
+  /**
+   * A reload removed servers: their tools (listed or hidden) are remembered as gone with them, so that
+   * a client that calls one learns why. A server added again under the same name clears its record.
+   */
+  forgetRemoved(before: readonly CatalogServer[], after: readonly CatalogServer[]): void {
+    const kept = new Set(after.map((s) => s.name));
+    const gone = new Set(before.filter((s) => !kept.has(s.name)).map((s) => s.name));
+    for (const route of [...this.#current.toolRoutes(), ...this.#hidden.values()]) {
+      if (gone.has(route.server)) this.#removed.set(route.exposedName, route.server);
+    }
+    for (const [name, route] of this.#hidden) if (gone.has(route.server)) this.#hidden.delete(name);
+    for (const [name, server] of this.#removed) if (kept.has(server)) this.#removed.delete(name);
+  }
+
+  /** The server a reload removed, if this tool was one of its. */
+  removedServerOf(name: string): string | undefined {
+    return this.#removed.get(name);
   }
 
   /** Whether some server is not up (its tools are hidden). */
@@ -74,7 +97,7 @@ export class LiveCatalog {
     const previous = this.#current;
     const servers = this.#servers();
     const next = Catalog.build(
-      this.#separator,
+      this.#separator(),
       servers.map((s) => ({ naming: s.naming, catalog: s.backend.catalog() })),
     );
     for (const c of next.collisions) {

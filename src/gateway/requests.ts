@@ -16,6 +16,15 @@ export interface Routed {
 /** A tool call, by exposed name (a tool hidden because its server is down still has its route). */
 export function toolRequest(catalog: LiveCatalog, name: string, args: Record<string, unknown>): Routed {
   const route = catalog.toolRoute(name);
+  const removedWith = route ? undefined : catalog.removedServerOf(name);
+  if (removedWith !== undefined) {
+    throw new GatewayError(
+      "unknown_tool",
+      `Tool "${name}" is gone: its server "${removedWith}" was removed from the gateway's config. List tools ` +
+        "to see what is available.",
+      { data: { tool: name, server: removedWith } },
+    );
+  }
   if (!route) {
     throw new GatewayError(
       "unknown_tool",

@@ -90,3 +90,15 @@ export function contextOf(options: RequestOptions): CallContext {
     ...(options.transport ? { transport: options.transport } : {}),
   };
 }
+
+/** Resolves when `started` does or when `ms` have passed, whichever is first. */
+export function startedWithin(started: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    started.then(() => undefined),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, ms);
+      timer.unref();
+    }),
+  ]).finally(() => clearTimeout(timer));
+}

@@ -25,8 +25,9 @@ export interface ServerEventsDeps {
   readonly sessions: ClientSessions;
   readonly sync: ReplicaSync;
   readonly metrics: () => Metrics | undefined;
-  /** The requests in flight on a server, oldest first. */
-  readonly inFlight: (server: string) => ReadonlySet<CallContext> | undefined;
+  /** The requests in flight on a backend, oldest first. */
+  readonly inFlight: (backend: Backend) => ReadonlySet<CallContext> | undefined;
+  /** The server of this name in the running plan. */
   readonly server: (name: string) => SessionServer | undefined;
   /** Rebuilds the catalog; returns which exposed lists changed. */
   readonly rebuildCatalog: () => ListChanged;
@@ -52,14 +53,23 @@ export class ServerEvents {
     this.#deps = deps;
   }
 
-  /** The events one server's backend reports to. */
+  /**
+   * The events one server's backend reports to. A backend that is not (or no longer) the running
+   * plan's for its server — a new one starting during a reload, an old one draining after it — still
+   * answers its own requests' questions and logs, but its state and list changes are not the server's.
+   */
   for(server: SessionServer): BackendEvents {
+    const current = () => this.#deps.server(server.name)?.backend === server.backend;
     return {
-      state: (state, reason) => this.#onState(server, state, reason),
-      listChanged: (changed) => this.#onListChanged(server, changed),
-      log: (message) => this.#onLog(server.name, message),
+      state: (state, reason) => {
+        if (current()) this.#onState(server, state, reason);
+      },
+      listChanged: (changed) => {
+        if (current()) this.#onListChanged(server, changed);
+      },
+      log: (message) => this.#onLog(server, message),
       resourceUpdated: (uri) => this.#onResourceUpdated(server.name, uri),
-      callerOf: (signal) => this.#callerOf(server.name, signal),
+      callerOf: (signal) => this.#callerOf(server.backend, signal),
     };
   }
 
@@ -121,9 +131,9 @@ export class ServerEvents {
    * meantime) it cannot be attributed and goes to the clients that asked for log messages and may see
    * the server.
    */
-  #onLog(server: string, received: BackendLogMessage): void {
+  #onLog({ name: server, backend }: SessionServer, received: BackendLogMessage): void {
     const message = this.#deps.redact(received);
-    const calls = this.#deps.inFlight(server);
+    const calls = this.#deps.inFlight(backend);
     if (calls?.size === 1) {
       const [only] = calls;
       const logger = message.logger ? `${server}/${message.logger}` : server;
@@ -143,8 +153,8 @@ export class ServerEvents {
    * answer (none, if it was not a tool call). Without one, the most recent request on the server is
    * the best guess; with a single one in flight it is the right one.
    */
-  #callerOf(server: string, signal?: AbortSignal): CallContext | undefined {
-    const calls = this.#deps.inFlight(server);
+  #callerOf(backend: Backend, signal?: AbortSignal): CallContext | undefined {
+    const calls = this.#deps.inFlight(backend);
     if (!calls) return undefined;
     let latest: CallContext | undefined;
     for (const call of calls) {

@@ -105,8 +105,8 @@ interface Chain {
 }
 
 export class PolicyRuntime extends EventEmitter<PolicyEventMap> {
-  readonly #config: PolicyConfig;
-  readonly #rules: readonly ToolRule[];
+  #config: PolicyConfig;
+  #rules: readonly ToolRule[];
   readonly #deps: PolicyDeps;
   readonly #now: () => number;
   readonly #random: () => number;
@@ -131,6 +131,20 @@ export class PolicyRuntime extends EventEmitter<PolicyEventMap> {
     this.#random = deps.random ?? Math.random;
     this.#sharing = new BreakerSharing(deps.store, deps.logger, this.#now);
     this.#invalidations = this.#hearInvalidations();
+  }
+
+  /**
+   * Takes new policy rules (a config reload). Chains are built again for the next calls; calls in
+   * flight finish under the chain they started with. What a rule's options decide keeps its state:
+   * a breaker, bulkhead or retry budget whose server and options did not change is the same instance,
+   * and rate-limit buckets and cached results live in the store under keys made of their rule's
+   * numbers, so a rule that did not change keeps its buckets and its entries.
+   */
+  reconfigure(config: PolicyRuntimeConfig): void {
+    this.#config = config;
+    this.#rules = compileToolRules(config.toolPolicies);
+    this.#chains.clear();
+    this.#matchers.clear();
   }
 
   /** The policies for this tool, outermost first. The timeout is always there (timeouts are always on). */

@@ -101,7 +101,7 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
     // A client's first list waits (within gateway.startupWaitMs) for servers still starting.
     server.setRequestHandler("tools/list", async (_request, ctx) => {
       await gateway.settled();
-      return { tools: gateway.toolsFor(principalOf(ctx)) as never };
+      return { tools: gateway.visibility.tools(principalOf(ctx)) as never };
     });
     server.setRequestHandler("tools/call", async (request, ctx) => {
       const call = {
@@ -142,11 +142,11 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
     });
     server.setRequestHandler("resources/list", async (_request, ctx) => {
       await gateway.settled();
-      return { resources: gateway.resourcesFor(principalOf(ctx)) as never };
+      return { resources: gateway.visibility.resources(principalOf(ctx)) as never };
     });
     server.setRequestHandler("resources/templates/list", async (_request, ctx) => {
       await gateway.settled();
-      return { resourceTemplates: gateway.resourceTemplatesFor(principalOf(ctx)) as never };
+      return { resourceTemplates: gateway.visibility.resourceTemplates(principalOf(ctx)) as never };
     });
     server.setRequestHandler(
       "resources/read",
@@ -157,7 +157,7 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
     );
     server.setRequestHandler("prompts/list", async (_request, ctx) => {
       await gateway.settled();
-      return { prompts: gateway.promptsFor(principalOf(ctx)) as never };
+      return { prompts: gateway.visibility.prompts(principalOf(ctx)) as never };
     });
     server.setRequestHandler(
       "prompts/get",

@@ -95,6 +95,7 @@ describe("Claude-compatible files", () => {
       name: "switchboard",
       separator: "__",
       startupTimeoutMs: 30_000,
+      startupWaitMs: 1_000,
       shutdownTimeoutMs: 10_000,
     });
     assert.deepEqual(config.server.http, {

@@ -1,0 +1,75 @@
+/**
+ * What the gateway runs for one plan: its servers' backends, the access rules, the principal of stdio
+ * clients and the chains. A reload builds the next one and swaps it in whole, so that a request sees
+ * one plan from start to end: a request in flight finishes under the chain (and the backend) it
+ * started with; the next request uses the new ones.
+ */
+import type { AuditLog } from "../audit/index.ts";
+import type { Backend, Principal, Store } from "../core/types.ts";
+import type { Logger } from "../observability/logger.ts";
+import type { PolicyRuntime } from "../policies/runtime.ts";
+import { type AccessControl, createAccessControl } from "../security/access.ts";
+import { createArgumentValidator } from "../security/arguments.ts";
+import { stdioPrincipal } from "../security/auth.ts";
+import { createSignatureVerifier } from "../security/signing.ts";
+import type { ServerNaming } from "./catalog.ts";
+import { Chains, type InFlightRequests } from "./chains.ts";
+import type { Observability } from "./observe.ts";
+import type { Plan } from "./plan.ts";
+
+export interface ServerEntry {
+  readonly name: string;
+  readonly naming: ServerNaming;
+  readonly backend: Backend;
+  /** The planned server's launch settings, to tell a kept backend from one to restart. */
+  readonly launchKey: string;
+}
+
+export interface PlanState {
+  readonly plan: Plan;
+  readonly entries: readonly ServerEntry[];
+  readonly byName: ReadonlyMap<string, ServerEntry>;
+  /** Per-principal access rules (config `access`); undefined when everyone may call everything. */
+  readonly access: AccessControl | undefined;
+  /** The principal of local stdio clients (config `auth.stdioPrincipal`, else anonymous). */
+  readonly stdioPrincipal: Principal;
+  readonly chains: Chains;
+}
+
+export interface PlanStateDeps {
+  readonly logger: Logger;
+  readonly policies: PolicyRuntime;
+  readonly observability: Observability;
+  readonly audit: AuditLog;
+  readonly store: Store;
+  readonly replica: string | undefined;
+  /** Requests in flight per server: one registry for every plan, so that a reload loses none. */
+  readonly inFlight: InFlightRequests;
+}
+
+export function planState(plan: Plan, entries: readonly ServerEntry[], deps: PlanStateDeps): PlanState {
+  const config = plan.config;
+  const byName = new Map(entries.map((e) => [e.name, e]));
+  const access = config.access ? createAccessControl(config.access) : undefined;
+  const chains = new Chains({
+    policies: deps.policies,
+    observability: deps.observability,
+    audit: deps.audit,
+    access,
+    signatures: config.signing ? createSignatureVerifier(config.signing, deps.store) : undefined,
+    validator: createArgumentValidator({
+      onCompileError: (schema, error) =>
+        deps.logger.warn(
+          { err: error, schema },
+          "a tool's inputSchema does not compile; its calls are passed on without argument validation",
+        ),
+    }),
+    argumentLimits: config.argumentLimits,
+    replica: deps.replica,
+    // The backends of this plan: a request on its chain reaches the backend it was routed to, even if
+    // a reload has since replaced that server's backend.
+    backendOf: (server) => (byName.get(server) as ServerEntry).backend,
+    inFlight: deps.inFlight,
+  });
+  return { plan, entries, byName, access, stdioPrincipal: stdioPrincipal(config.auth), chains };
+}

@@ -1,0 +1,54 @@
+/**
+ * What the gateway keeps for its whole life, whatever plan it runs: the store (rate-limit buckets,
+ * cached results, what replicas share), the audit log, and metrics, traces and health. A reload does
+ * not replace them; a change to their config takes effect at the next start.
+ */
+import type { SpanExporter } from "@opentelemetry/sdk-trace-base";
+import { type AuditLog, createAuditLog } from "../audit/index.ts";
+import type { Config } from "../config/schema.ts";
+import type { Backend, Store } from "../core/types.ts";
+import type { Logger } from "../observability/logger.ts";
+import { failClosedUses, openStore } from "../stores/index.ts";
+import { createObservability, type Observability } from "./observe.ts";
+
+export interface ServicesOptions {
+  readonly spanExporter?: SpanExporter | undefined;
+  readonly secretValues?: (() => readonly string[]) | undefined;
+  readonly baseDir?: string | undefined;
+}
+
+export interface Services {
+  readonly store: Store;
+  readonly audit: AuditLog;
+  readonly observability: Observability;
+}
+
+/** `backends`: the backends whose health the checker reports (read at each check). */
+export function openServices(
+  config: Config,
+  logger: Logger,
+  backends: () => readonly Backend[],
+  options: ServicesOptions,
+): Services {
+  // Opened here, connected at start: the policy runtime needs its store from the start.
+  const store = openStore(config.store, {
+    onListenerError: ({ channel, error }) =>
+      logger.error({ err: error, channel }, "a handler of a store message threw"),
+  });
+  const audit = createAuditLog(config.audit, {
+    logger,
+    ...(options.secretValues ? { secretValues: options.secretValues } : {}),
+    ...(options.baseDir ? { baseDir: options.baseDir } : {}),
+  });
+  const observability = createObservability(config.observability, {
+    extraChecks: audit.enabled
+      ? [{ name: "audit", kind: "store", required: true, run: async () => audit.health() }]
+      : [],
+    logger,
+    store,
+    backends,
+    storeRequired: () => failClosedUses(store).length > 0,
+    ...(options.spanExporter ? { spanExporter: options.spanExporter } : {}),
+  });
+  return { store, audit, observability };
+}
