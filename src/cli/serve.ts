@@ -5,7 +5,7 @@
  */
 import { type Command, InvalidArgumentError } from "commander";
 import type { LogLevel } from "../config/log-levels.ts";
-import { describeError, GatewayError } from "../core/errors.ts";
+import { describeError, errnoAdvice, GatewayError } from "../core/errors.ts";
 import type { ProbeServing } from "../server/http/probes.ts";
 import type { HttpServing } from "../server/http/serve.ts";
 import type { StdioServing } from "../server/stdio/serve.ts";
@@ -139,15 +139,14 @@ async function serve(options: ServeOptions): Promise<void> {
 /** Node's wording ("listen EADDRINUSE: address already in use") names the problem but not the way out. */
 function listenFailure(error: unknown, where: { host: string; port: number }, flag = "--http"): Error {
   const at = `${where.host.includes(":") ? `[${where.host}]` : where.host}:${where.port}`;
-  const reasons: Record<string, string> = {
+  const advice: Record<string, string> = {
     EADDRINUSE: `the port is in use. Stop what holds it, or pick another port with ${flag}`,
     EACCES: `permission denied (ports below 1024 need privileges). Pick another port with ${flag}`,
     EADDRNOTAVAIL:
       "no network interface has that address. Use 127.0.0.1, 0.0.0.0 or an address of this machine",
     ENOTFOUND: "the host name does not resolve. Use an IP address or a known host name",
   };
-  const code = (error as NodeJS.ErrnoException | undefined)?.code ?? "";
-  const reason = Object.hasOwn(reasons, code) ? reasons[code] : describeError(error);
+  const reason = errnoAdvice(error, advice) ?? describeError(error);
   return new Error(`cannot listen on ${at}: ${reason}.`, { cause: error });
 }
 

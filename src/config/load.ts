@@ -6,7 +6,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { dirname, resolve as resolvePath } from "node:path";
-import { GatewayError } from "../core/errors.ts";
+import { errnoAdvice, GatewayError } from "../core/errors.ts";
 import { redactSecrets } from "../core/redact.ts";
 import type { ConfigIssue } from "./issue-messages.ts";
 import { type ConfigFormat, formatOf, parseText } from "./parse.ts";
@@ -78,20 +78,17 @@ export function parseConfig(text: string, options: ParseConfigOptions = {}): Con
   return validateConfig(parseText(text, format, source), { ...options, source });
 }
 
+const READ_ADVICE: Readonly<Record<string, string>> = {
+  ENOENT:
+    "it does not exist. Check the path given to --config, or create it " +
+    "(a Claude Desktop or Claude Code mcpServers JSON file works as it is).",
+  EISDIR: "it is a directory. Give the path of a .json or .yaml file.",
+  EACCES: "permission denied. Make it readable by the user running Switchboard.",
+  EPERM: "permission denied. Make it readable by the user running Switchboard.",
+};
+
 function readFailure(file: string, error: unknown): string {
-  const code = (error as NodeJS.ErrnoException | undefined)?.code;
-  switch (code) {
-    case "ENOENT":
-      return (
-        `Cannot read config file ${file}: it does not exist. Check the path given to --config, or create it ` +
-        `(a Claude Desktop or Claude Code mcpServers JSON file works as it is).`
-      );
-    case "EISDIR":
-      return `Cannot read config file ${file}: it is a directory. Give the path of a .json or .yaml file.`;
-    case "EACCES":
-    case "EPERM":
-      return `Cannot read config file ${file}: permission denied. Make it readable by the user running Switchboard.`;
-    default:
-      return `Cannot read config file ${file}: ${error instanceof Error ? error.message : String(error)}.`;
-  }
+  const reason =
+    errnoAdvice(error, READ_ADVICE) ?? `${error instanceof Error ? error.message : String(error)}.`;
+  return `Cannot read config file ${file}: ${reason}`;
 }

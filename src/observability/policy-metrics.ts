@@ -58,31 +58,38 @@ export function recordPolicyEvent(families: MetricFamilies, add: AddToCounter, e
   }
 }
 
+/** Every policy event, as a record so that a new one fails to compile until it is listed here. */
+const POLICY_EVENTS = Object.keys({
+  breaker: true,
+  limit: true,
+  cache: true,
+  retry: true,
+  fallback: true,
+  bulkhead: true,
+} satisfies Record<keyof PolicyEventMap, true>) as (keyof PolicyEventMap)[];
+
 /** Calls `onEvent` for every policy event of `source`; returns the function that stops listening. */
 export function listenToPolicyEvents(
   source: PolicyEventSource,
   onEvent: (e: PolicyEvent) => void,
 ): () => void {
-  const listeners = {
-    breaker: (p: PolicyEventMap["breaker"][0]) => onEvent({ event: "breaker", payload: p }),
-    limit: (p: PolicyEventMap["limit"][0]) => onEvent({ event: "limit", payload: p }),
-    cache: (p: PolicyEventMap["cache"][0]) => onEvent({ event: "cache", payload: p }),
-    retry: (p: PolicyEventMap["retry"][0]) => onEvent({ event: "retry", payload: p }),
-    fallback: (p: PolicyEventMap["fallback"][0]) => onEvent({ event: "fallback", payload: p }),
-    bulkhead: (p: PolicyEventMap["bulkhead"][0]) => onEvent({ event: "bulkhead", payload: p }),
-  };
-  source.on("breaker", listeners.breaker);
-  source.on("limit", listeners.limit);
-  source.on("cache", listeners.cache);
-  source.on("retry", listeners.retry);
-  source.on("fallback", listeners.fallback);
-  source.on("bulkhead", listeners.bulkhead);
+  const stops = POLICY_EVENTS.map((event) => listen(source, event, onEvent));
   return () => {
-    source.off("breaker", listeners.breaker);
-    source.off("limit", listeners.limit);
-    source.off("cache", listeners.cache);
-    source.off("retry", listeners.retry);
-    source.off("fallback", listeners.fallback);
-    source.off("bulkhead", listeners.bulkhead);
+    for (const stop of stops) stop();
+  };
+}
+
+function listen<K extends keyof PolicyEventMap>(
+  source: PolicyEventSource,
+  event: K,
+  onEvent: (e: PolicyEvent) => void,
+): () => void {
+  // The payload's type is not narrowed by `event` inside a generic body, nor is the listener's that
+  // the typed emitter wants: the untyped view and the cast stand for what `K` guarantees.
+  const emitter = source as Pick<EventEmitter, "on" | "off">;
+  const listener = (payload: PolicyEventMap[K][0]) => onEvent({ event, payload } as PolicyEvent);
+  emitter.on(event, listener);
+  return () => {
+    emitter.off(event, listener);
   };
 }

@@ -5,6 +5,7 @@
  * handler's exception goes when nobody listens for it.
  */
 import { describeError } from "../core/errors.ts";
+import type { StoreMessageHandler } from "../core/types.ts";
 import type { ListenerErrorEvent } from "./events.ts";
 
 export interface BucketSpec {
@@ -100,6 +101,44 @@ export class UnlockWaiters {
   /** The lock names waited on now. */
   keys(): string[] {
     return [...this.#waiters.keys()];
+  }
+}
+
+/** One subscription: an object of its own, so that one handler subscribed twice is two subscriptions. */
+export interface Subscription {
+  readonly handler: StoreMessageHandler;
+}
+
+/** The message handlers subscribed in this process, by channel. */
+export class ChannelHandlers {
+  readonly #channels = new Map<string, Set<Subscription>>();
+
+  add(channel: string, handler: StoreMessageHandler): Subscription {
+    let subscriptions = this.#channels.get(channel);
+    if (!subscriptions) {
+      subscriptions = new Set();
+      this.#channels.set(channel, subscriptions);
+    }
+    const subscription = { handler };
+    subscriptions.add(subscription);
+    return subscription;
+  }
+
+  /** Removes `subscription`; true when it was the channel's last (the channel is then forgotten). */
+  remove(channel: string, subscription: Subscription): boolean {
+    const current = this.#channels.get(channel);
+    if (!current?.delete(subscription) || current.size > 0) return false;
+    this.#channels.delete(channel);
+    return true;
+  }
+
+  /** The channel's subscriptions now (a live set: one removed meanwhile is gone from it). */
+  get(channel: string): ReadonlySet<Subscription> | undefined {
+    return this.#channels.get(channel);
+  }
+
+  clear(): void {
+    this.#channels.clear();
   }
 }
 

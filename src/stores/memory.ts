@@ -18,6 +18,7 @@ import type { HealthResult, Store, StoreLock, StoreMessageHandler, Unsubscribe }
 import { MEMORY_STORE_DEFAULTS } from "./config.ts";
 import {
   type BucketSpec,
+  ChannelHandlers,
   checkTake,
   checkTimeout,
   checkTtl,
@@ -115,7 +116,7 @@ export class MemoryStore implements Store {
   // Lock name → owner token; the LRU's TTL (on the store's clock) is the lock's expiry.
   readonly #locks: LRUCache<string, string>;
   readonly #unlockWaiters = new UnlockWaiters();
-  readonly #channels = new Map<string, Set<{ handler: StoreMessageHandler }>>();
+  readonly #channels = new ChannelHandlers();
   readonly #onListenerError: (event: ListenerErrorEvent) => void;
   #closed = false;
 
@@ -268,17 +269,9 @@ export class MemoryStore implements Store {
 
   subscribe(channel: string, handler: StoreMessageHandler): Unsubscribe {
     this.#open();
-    let subscribers = this.#channels.get(channel);
-    if (!subscribers) {
-      subscribers = new Set();
-      this.#channels.set(channel, subscribers);
-    }
-    const subscriber = { handler };
-    subscribers.add(subscriber);
+    const subscription = this.#channels.add(channel, handler);
     return async () => {
-      const current = this.#channels.get(channel);
-      if (!current?.delete(subscriber)) return;
-      if (current.size === 0) this.#channels.delete(channel);
+      this.#channels.remove(channel, subscription);
     };
   }
 

@@ -7,6 +7,7 @@
  */
 import type { Redis } from "ioredis";
 import type { StoreMessageHandler, Unsubscribe } from "../core/types.ts";
+import { ChannelHandlers } from "./contract.ts";
 import type { ListenerErrorEvent } from "./events.ts";
 import { isTimeout } from "./redis-connection.ts";
 
@@ -26,7 +27,7 @@ export class RedisChannels {
   /** Redis channels this store wants to be subscribed to, and those Redis confirmed. */
   readonly #wanted = new Set<string>();
   readonly #active = new Set<string>();
-  readonly #handlers = new Map<string, Set<{ handler: StoreMessageHandler }>>();
+  readonly #handlers = new ChannelHandlers();
   /** The store's own channels, by name: their payloads go to one function, unframed. */
   readonly #raw = new Map<string, (payload: string) => void>();
   #closed = false;
@@ -58,13 +59,7 @@ export class RedisChannels {
    */
   async subscribe(channel: string, handler: StoreMessageHandler): Promise<Unsubscribe> {
     const redisChannel = this.#channel(channel);
-    let subscribers = this.#handlers.get(redisChannel);
-    if (!subscribers) {
-      subscribers = new Set();
-      this.#handlers.set(redisChannel, subscribers);
-    }
-    const subscriber = { handler };
-    subscribers.add(subscriber);
+    const subscription = this.#handlers.add(redisChannel, handler);
     if (!this.#wanted.has(redisChannel)) {
       this.#wanted.add(redisChannel);
       if (this.#subscriber.status === "ready") {
@@ -77,9 +72,7 @@ export class RedisChannels {
       }
     }
     return async () => {
-      const current = this.#handlers.get(redisChannel);
-      if (!current?.delete(subscriber) || current.size > 0) return;
-      this.#handlers.delete(redisChannel);
+      if (!this.#handlers.remove(redisChannel, subscription)) return;
       this.#wanted.delete(redisChannel);
       this.#active.delete(redisChannel);
       if (this.#closed || this.#subscriber.status !== "ready") return;

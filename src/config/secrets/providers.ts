@@ -5,7 +5,7 @@
  */
 import { open } from "node:fs/promises";
 import { resolve as resolvePath } from "node:path";
-import { describeError } from "../../core/errors.ts";
+import { describeError, errnoAdvice } from "../../core/errors.ts";
 import type { Environment } from "../interpolate.ts";
 import type { ParsedSecretReference } from "./references.ts";
 import { runCommand } from "./run-command.ts";
@@ -116,16 +116,14 @@ async function readCapped(file: string, maxBytes: number): Promise<string> {
   }
 }
 
+const FILE_ADVICE: Readonly<Record<string, string>> = {
+  ENOENT:
+    "it does not exist. Mount the secret there, or fix the path (relative paths start at the config file's directory).",
+  EACCES: "permission denied. Make it readable by the user running Switchboard.",
+  EPERM: "permission denied. Make it readable by the user running Switchboard.",
+  EISDIR: "it is a directory. Name the file that holds the secret.",
+};
+
 function fileProblem(error: unknown): string {
-  switch ((error as NodeJS.ErrnoException | undefined)?.code) {
-    case "ENOENT":
-      return "it does not exist. Mount the secret there, or fix the path (relative paths start at the config file's directory).";
-    case "EACCES":
-    case "EPERM":
-      return "permission denied. Make it readable by the user running Switchboard.";
-    case "EISDIR":
-      return "it is a directory. Name the file that holds the secret.";
-    default:
-      return `${describeError(error)}.`;
-  }
+  return errnoAdvice(error, FILE_ADVICE) ?? `${describeError(error)}.`;
 }
