@@ -3,8 +3,9 @@
  * client-side helpers (request signing) for programs that call it. Named exports only.
  */
 
-export { loadConfigFile, parseConfig, validateConfig } from "./config/load.ts";
+export { loadConfigFile, parseConfig } from "./config/load.ts";
 export type { Config, ConfigInput } from "./config/schema.ts";
+export { validateConfig } from "./config/validate.ts";
 export { GatewayError, type GatewayErrorCode } from "./core/errors.ts";
 export type { Backend, CallContext, Principal, Store, ToolCall } from "./core/types.ts";
 export { Gateway, type GatewayOptions, type RequestOptions } from "./gateway/gateway.ts";

@@ -12,7 +12,7 @@
  */
 import { type FileHandle, mkdir, open, rename, unlink } from "node:fs/promises";
 import { dirname, resolve as resolvePath } from "node:path";
-import { describeError } from "../core/errors.ts";
+import { describeError, errnoAdvice } from "../core/errors.ts";
 import type { Logger } from "../observability/logger.ts";
 import { FILE_SINK_DEFAULTS } from "./config.ts";
 import { type AuditDurability, type AuditRecord, type AuditSink, QueuedSink } from "./record.ts";
@@ -220,16 +220,13 @@ function ignoreMissing(error: unknown): void {
   if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
 }
 
+const FILE_ADVICE: Readonly<Record<string, string>> = {
+  ENOSPC: "the disk is full; free space or point audit at another disk",
+  EACCES: "permission denied; make the file and its directory writable by the user running Switchboard",
+  EPERM: "permission denied; make the file and its directory writable by the user running Switchboard",
+  EROFS: "the file system is read-only; choose a writable path for the audit file",
+};
+
 function fileProblem(error: unknown): string {
-  switch ((error as NodeJS.ErrnoException | undefined)?.code) {
-    case "ENOSPC":
-      return "the disk is full; free space or point audit at another disk";
-    case "EACCES":
-    case "EPERM":
-      return "permission denied; make the file and its directory writable by the user running Switchboard";
-    case "EROFS":
-      return "the file system is read-only; choose a writable path for the audit file";
-    default:
-      return describeError(error);
-  }
+  return errnoAdvice(error, FILE_ADVICE) ?? describeError(error);
 }

@@ -15,21 +15,9 @@ export {
   type PathSegment,
   type ReferenceResolver,
 } from "./interpolate.ts";
-export {
-  type ConfigFormat,
-  type ConfigIssue,
-  type ConfigSummary,
-  type LoadConfigOptions,
-  loadConfigFile,
-  type ParseConfigOptions,
-  parseConfig,
-  type RemoteServerSummary,
-  type ServerSummary,
-  type StdioServerSummary,
-  summarizeConfig,
-  type ValidateConfigOptions,
-  validateConfig,
-} from "./load.ts";
+export type { ConfigIssue } from "./issue-messages.ts";
+export { type LoadConfigOptions, loadConfigFile, type ParseConfigOptions, parseConfig } from "./load.ts";
+export type { ConfigFormat } from "./parse.ts";
 export { LOG_LEVELS, type LogLevel, SERVER_NAME } from "./primitives.ts";
 export {
   CLAUDE_DESKTOP_KEYS,
@@ -46,3 +34,11 @@ export {
   type StdioServerConfig,
   type ToolFilterConfig,
 } from "./schema.ts";
+export {
+  type ConfigSummary,
+  type RemoteServerSummary,
+  type ServerSummary,
+  type StdioServerSummary,
+  summarizeConfig,
+} from "./summary.ts";
+export { type ValidateConfigOptions, validateConfig } from "./validate.ts";

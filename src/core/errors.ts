@@ -162,6 +162,15 @@ export function describeError(error: unknown): string {
 }
 
 /**
+ * The advice `advice` gives for the errno code of a failed system call (ENOENT, EACCES…), or undefined
+ * for a code it does not list and for an error without one.
+ */
+export function errnoAdvice(error: unknown, advice: Readonly<Record<string, string>>): string | undefined {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return code !== undefined && Object.hasOwn(advice, code) ? advice[code] : undefined;
+}
+
+/**
  * The `isError` result a client sees for a failed call. It names the tool as the client knows it, says
  * what happened, and carries the machine-readable code in `_meta`.
  */

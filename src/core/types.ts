@@ -2,7 +2,10 @@
  * The shared vocabulary of the gateway: what a call is, what travels with it, and what a backend,
  * a policy and a store promise. Every other module speaks in these types.
  */
-import type {
+import type * as Mcp from "@modelcontextprotocol/client";
+
+// The MCP types the gateway speaks in, under the names it uses; this file refers to them as `Mcp.*`.
+export type {
   CallToolResult,
   CompleteRequestParams,
   CompleteResult,
@@ -20,28 +23,10 @@ import type {
   Tool,
 } from "@modelcontextprotocol/client";
 
-export type {
-  CallToolResult,
-  CompleteRequestParams,
-  CompleteResult,
-  CreateMessageRequestParams,
-  CreateMessageResult,
-  CreateMessageResultWithTools,
-  ElicitRequestParams,
-  ElicitResult,
-  GetPromptResult,
-  LoggingLevel,
-  Prompt,
-  ReadResourceResult,
-  Resource,
-  ResourceTemplate,
-  Tool,
-};
-
 export type MaybePromise<T> = T | Promise<T>;
 
 /** MCP's log levels (RFC 5424 severities), least severe first, as the spec orders them. */
-export const MCP_LOG_LEVELS: readonly LoggingLevel[] = Object.freeze([
+export const MCP_LOG_LEVELS: readonly Mcp.LoggingLevel[] = Object.freeze([
   "debug",
   "info",
   "notice",
@@ -81,13 +66,13 @@ export interface ToolCall {
 }
 
 /** What a request of another kind than `tools/call` answers: never an `isError` result. */
-export type KindResult = (ReadResourceResult | GetPromptResult | CompleteResult) & {
+export type KindResult = (Mcp.ReadResourceResult | Mcp.GetPromptResult | Mcp.CompleteResult) & {
   readonly isError?: never;
   readonly content?: never;
 };
 
 /** What a chain answers: a tool's result, or another kind's. */
-export type ChainResult = CallToolResult | KindResult;
+export type ChainResult = Mcp.CallToolResult | KindResult;
 
 export interface ProgressUpdate {
   readonly progress: number;
@@ -104,11 +89,11 @@ export interface ProgressUpdate {
 export interface CallerChannel {
   /** Asks the client's LLM (`sampling/createMessage`). Rejects when the client cannot sample. */
   createMessage(
-    params: CreateMessageRequestParams,
+    params: Mcp.CreateMessageRequestParams,
     signal: AbortSignal,
-  ): Promise<CreateMessageResult | CreateMessageResultWithTools>;
+  ): Promise<Mcp.CreateMessageResult | Mcp.CreateMessageResultWithTools>;
   /** Asks the user (`elicitation/create`); `requestedSchema` reaches the client unchanged. */
-  elicit(params: ElicitRequestParams, signal: AbortSignal): Promise<ElicitResult>;
+  elicit(params: Mcp.ElicitRequestParams, signal: AbortSignal): Promise<Mcp.ElicitResult>;
   /**
    * A log message about this call, filtered by the level the client asked for. False when the call
    * was already answered (a message that came just after its result): it is then no longer the
@@ -157,10 +142,10 @@ export type Policy = (next: CallHandler) => CallHandler;
 
 /** What a backend offers, under its own names (the catalog applies prefixes, renames and filters). */
 export interface BackendCatalog {
-  readonly tools: readonly Tool[];
-  readonly resources: readonly Resource[];
-  readonly resourceTemplates: readonly ResourceTemplate[];
-  readonly prompts: readonly Prompt[];
+  readonly tools: readonly Mcp.Tool[];
+  readonly resources: readonly Mcp.Resource[];
+  readonly resourceTemplates: readonly Mcp.ResourceTemplateType[];
+  readonly prompts: readonly Mcp.Prompt[];
 }
 
 export const EMPTY_CATALOG: BackendCatalog = Object.freeze({
@@ -187,7 +172,7 @@ export interface ListChanged {
 }
 
 export interface BackendLogMessage {
-  readonly level: LoggingLevel;
+  readonly level: Mcp.LoggingLevel;
   readonly logger?: string;
   readonly data: unknown;
 }
@@ -217,20 +202,20 @@ export interface Backend {
   /** Starts (or begins supervising) the backend. Resolves when it is up or has failed its first start. */
   start(events: BackendEvents): Promise<void>;
   catalog(): BackendCatalog;
-  callTool(call: ToolCall, ctx: CallContext): Promise<CallToolResult>;
-  readResource(uri: string, ctx: CallContext): Promise<ReadResourceResult>;
+  callTool(call: ToolCall, ctx: CallContext): Promise<Mcp.CallToolResult>;
+  readResource(uri: string, ctx: CallContext): Promise<Mcp.ReadResourceResult>;
   getPrompt(
     name: string,
     args: Record<string, string> | undefined,
     ctx: CallContext,
-  ): Promise<GetPromptResult>;
+  ): Promise<Mcp.GetPromptResult>;
   /** `completion/complete`, with `ref` already in the backend's own names. */
-  complete?(params: CompleteRequestParams, ctx: CallContext): Promise<CompleteResult>;
+  complete?(params: Mcp.CompleteRequestParams, ctx: CallContext): Promise<Mcp.CompleteResult>;
   /** Starts `notifications/resources/updated` for `uri` (the gateway counts subscribers; one call per URI). */
   subscribeResource?(uri: string): Promise<void>;
   unsubscribeResource?(uri: string): Promise<void>;
   /** The most verbose log level any client of the gateway asked for; re-sent after every reconnect. */
-  setLogLevel?(level: LoggingLevel): Promise<void>;
+  setLogLevel?(level: Mcp.LoggingLevel): Promise<void>;
   /**
    * Reads these lists again, as on the server's own list_changed (reporting `listChanged` when they
    * differ). The gateway calls it when another replica heard a list_changed from the same server,

@@ -179,6 +179,13 @@ function skipped(env: PolicyEnv, reason: string): "skipped" {
   return "skipped";
 }
 
+/** The store failed a cache read or write: logged (see logSharingFailure) and counted as an error event. */
+function storeFailed(env: PolicyEnv, error: unknown, message: string): void {
+  const { server, exposedName } = env.binding;
+  logSharingFailure(env.logger, error, { server, tool: exposedName }, message);
+  env.emit("cache", { server, tool: exposedName, outcome: "error", reason: describeError(error) });
+}
+
 /**
  * Stores a result if it may be stored; never throws (a cache that fails must not fail the call).
  * `ctx`, when given, lets a second store of the same result in the same call reuse its JSON.
@@ -212,13 +219,7 @@ export async function storeResult(
   try {
     await env.store.set(options.key, json, { ttlMs: options.ttlMs, tags: options.tags });
   } catch (error) {
-    logSharingFailure(
-      env.logger,
-      error,
-      { server, tool: exposedName },
-      "cache store failed; result not cached",
-    );
-    env.emit("cache", { server, tool: exposedName, outcome: "error", reason: describeError(error) });
+    storeFailed(env, error, "cache store failed; result not cached");
     return "skipped";
   }
   env.emit("cache", { server, tool: exposedName, outcome: "stored" });
@@ -232,13 +233,7 @@ export async function loadResult(env: PolicyEnv, key: string): Promise<ChainResu
   try {
     raw = await env.store.get(key);
   } catch (error) {
-    logSharingFailure(
-      env.logger,
-      error,
-      { server, tool: exposedName },
-      "cache read failed; calling the backend",
-    );
-    env.emit("cache", { server, tool: exposedName, outcome: "error", reason: describeError(error) });
+    storeFailed(env, error, "cache read failed; calling the backend");
     return undefined;
   }
   if (raw === undefined) return undefined;

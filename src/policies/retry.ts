@@ -89,29 +89,13 @@ export function retryPolicy(options: RetryOptions, budget: RetryBudget | undefin
       }
       if (attempt >= options.maxAttempts) return finish(outcome);
       const delayMs = backoffMs(options, attempt, env.random);
+      const retry = { server, tool: exposedName, attempt: attempt + 1, delayMs, reason };
       if (budget && !budget.tryRetry()) {
-        env.emit("retry", {
-          server,
-          tool: exposedName,
-          attempt: attempt + 1,
-          delayMs,
-          reason,
-          outcome: "budget_exhausted",
-        });
+        env.emit("retry", { ...retry, outcome: "budget_exhausted" });
         return finish(outcome);
       }
-      env.emit("retry", {
-        server,
-        tool: exposedName,
-        attempt: attempt + 1,
-        delayMs,
-        reason,
-        outcome: "retrying",
-      });
-      env.logger.debug(
-        { server, tool: exposedName, attempt: attempt + 1, delayMs, reason },
-        "retrying tool call",
-      );
+      env.emit("retry", { ...retry, outcome: "retrying" });
+      env.logger.debug(retry, "retrying tool call");
       // Ends with `cancelled` if the caller leaves during the backoff: no retry after an abort.
       try {
         if (delayMs > 0) await sleep(delayMs, ctx.signal, env.binding);

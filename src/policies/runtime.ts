@@ -33,7 +33,6 @@ import {
   compileToolRules,
   type EffectivePolicies,
   type PolicyConfig,
-  type PolicySet,
   resolvePolicies,
   type ToolRule,
 } from "./config.ts";
@@ -86,11 +85,7 @@ export interface PolicyEntry {
 }
 
 /** What the runtime needs from the config: `policies` at three levels and each server's timeout. */
-export interface PolicyRuntimeConfig {
-  readonly policies: PolicySet;
-  readonly servers: Readonly<Record<string, { readonly policies: PolicySet; readonly timeoutMs?: number }>>;
-  readonly toolPolicies: Readonly<Record<string, PolicySet>>;
-}
+export type PolicyRuntimeConfig = PolicyConfig;
 
 export interface BreakerStatus {
   readonly server: string;

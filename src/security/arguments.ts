@@ -200,13 +200,9 @@ function problemOf(error: ErrorObject): ArgumentProblem {
         message: "is required",
       };
     case "additionalProperties":
-      return {
-        path: `${error.instancePath}/${escapeProperty(params.additionalProperty)}`,
-        message: "is not allowed (unknown property)",
-      };
     case "unevaluatedProperties":
       return {
-        path: `${error.instancePath}/${escapeProperty(params.unevaluatedProperty)}`,
+        path: `${error.instancePath}/${escapeProperty(params.additionalProperty ?? params.unevaluatedProperty)}`,
         message: "is not allowed (unknown property)",
       };
     case "enum":

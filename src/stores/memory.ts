@@ -13,9 +13,19 @@
  */
 import { randomUUID } from "node:crypto";
 import { LRUCache } from "lru-cache";
-import { describeError, GatewayError } from "../core/errors.ts";
+import { GatewayError } from "../core/errors.ts";
 import type { HealthResult, Store, StoreLock, StoreMessageHandler, Unsubscribe } from "../core/types.ts";
 import { MEMORY_STORE_DEFAULTS } from "./config.ts";
+import {
+  type BucketSpec,
+  ChannelHandlers,
+  checkTake,
+  checkTimeout,
+  checkTtl,
+  type TakeResult,
+  UnlockWaiters,
+  warnListenerError,
+} from "./contract.ts";
 import type { ListenerErrorEvent } from "./events.ts";
 
 export interface MemoryStoreOptions {
@@ -32,22 +42,6 @@ export interface MemoryStoreOptions {
   readonly now?: () => number;
   /** Where a message handler's exception goes. Default: a process warning (stderr). */
   readonly onListenerError?: (event: ListenerErrorEvent) => void;
-}
-
-export interface BucketSpec {
-  readonly capacity: number;
-  readonly refillPerSec: number;
-}
-
-export interface TakeResult {
-  readonly ok: boolean;
-  /**
-   * 0 when ok; otherwise the exact wait until `n` tokens will be there, rounded up to a whole ms.
-   * `Number.POSITIVE_INFINITY` when they never will be (`refillPerSec` is 0, or `n` > `capacity`).
-   */
-  readonly retryAfterMs: number;
-  /** Whole tokens left after this call. */
-  readonly remaining: number;
 }
 
 interface Entry {
@@ -121,8 +115,8 @@ export class MemoryStore implements Store {
   readonly #now: () => number;
   // Lock name → owner token; the LRU's TTL (on the store's clock) is the lock's expiry.
   readonly #locks: LRUCache<string, string>;
-  readonly #unlockWaiters = new Map<string, Set<(released: boolean) => void>>();
-  readonly #channels = new Map<string, Set<{ handler: StoreMessageHandler }>>();
+  readonly #unlockWaiters = new UnlockWaiters();
+  readonly #channels = new ChannelHandlers();
   readonly #onListenerError: (event: ListenerErrorEvent) => void;
   #closed = false;
 
@@ -158,9 +152,7 @@ export class MemoryStore implements Store {
   set(key: string, value: string, opts: { ttlMs?: number; tags?: readonly string[] } = {}): void {
     this.#open();
     const ttlMs = opts.ttlMs;
-    if (ttlMs !== undefined && !(ttlMs > 0 && Number.isFinite(ttlMs))) {
-      throw new RangeError(`MemoryStore.set: ttlMs must be a positive finite number, got ${ttlMs}`);
-    }
+    if (ttlMs !== undefined) checkTtl("MemoryStore.set", ttlMs);
     const entry: Entry = { value, tags: [...new Set(opts.tags ?? [])] };
     this.#entries.set(key, entry, { ttl: ttlMs === undefined ? 0 : Math.ceil(ttlMs) });
     // An entry larger than maxBytes is refused by lru-cache (and any older value dropped): only index
@@ -199,14 +191,8 @@ export class MemoryStore implements Store {
 
   takeTokens(key: string, bucket: BucketSpec, n = 1): TakeResult {
     this.#open();
+    checkTake(bucket, n);
     const { capacity, refillPerSec } = bucket;
-    if (!(capacity > 0 && Number.isFinite(capacity))) {
-      throw new RangeError(`takeTokens: capacity must be a positive number, got ${capacity}`);
-    }
-    if (!(refillPerSec >= 0 && Number.isFinite(refillPerSec))) {
-      throw new RangeError(`takeTokens: refillPerSec must be a finite number >= 0, got ${refillPerSec}`);
-    }
-    if (!(n >= 0 && Number.isFinite(n))) throw new RangeError(`takeTokens: n must be >= 0, got ${n}`);
 
     const now = this.#now();
     const state = this.#buckets.get(key, now);
@@ -243,9 +229,7 @@ export class MemoryStore implements Store {
   /** In-process: exclusive among the users of this store, i.e. within one replica. */
   lock(key: string, ttlMs: number): StoreLock | undefined {
     this.#open();
-    if (!(ttlMs > 0 && Number.isFinite(ttlMs))) {
-      throw new RangeError(`MemoryStore.lock: ttlMs must be a positive finite number, got ${ttlMs}`);
-    }
+    checkTtl("MemoryStore.lock", ttlMs);
     if (this.#locks.has(key)) return undefined;
     const token = randomUUID();
     this.#locks.set(key, token, { ttl: Math.ceil(ttlMs) });
@@ -253,21 +237,17 @@ export class MemoryStore implements Store {
       release: async () => {
         if (this.#closed || this.#locks.peek(key) !== token) return;
         this.#locks.delete(key);
-        this.#wakeUnlockWaiters(key);
+        this.#unlockWaiters.released(key);
       },
     };
   }
 
   waitForUnlock(key: string, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
     this.#open();
-    if (!(timeoutMs >= 0 && Number.isFinite(timeoutMs))) {
-      throw new RangeError(
-        `MemoryStore.waitForUnlock: timeoutMs must be a finite number >= 0, got ${timeoutMs}`,
-      );
-    }
+    checkTimeout("MemoryStore.waitForUnlock", timeoutMs);
     signal?.throwIfAborted();
     if (!this.#locks.has(key)) return Promise.resolve(true);
-    return waitFor(this.#unlockWaiters, key, timeoutMs, signal);
+    return this.#unlockWaiters.wait(key, timeoutMs, signal);
   }
 
   publish(channel: string, message: string): void {
@@ -289,17 +269,9 @@ export class MemoryStore implements Store {
 
   subscribe(channel: string, handler: StoreMessageHandler): Unsubscribe {
     this.#open();
-    let subscribers = this.#channels.get(channel);
-    if (!subscribers) {
-      subscribers = new Set();
-      this.#channels.set(channel, subscribers);
-    }
-    const subscriber = { handler };
-    subscribers.add(subscriber);
+    const subscription = this.#channels.add(channel, handler);
     return async () => {
-      const current = this.#channels.get(channel);
-      if (!current?.delete(subscriber)) return;
-      if (current.size === 0) this.#channels.delete(channel);
+      this.#channels.remove(channel, subscription);
     };
   }
 
@@ -318,8 +290,7 @@ export class MemoryStore implements Store {
     this.#locks.clear();
     this.#channels.clear();
     // Nothing will release a lock any more: waiters learn at once that they waited in vain.
-    for (const waiters of [...this.#unlockWaiters.values()]) for (const wake of [...waiters]) wake(false);
-    this.#unlockWaiters.clear();
+    this.#unlockWaiters.abandonAll();
   }
 
   /** Entries currently held (expired ones not yet purged included); for tests and metrics. */
@@ -336,12 +307,6 @@ export class MemoryStore implements Store {
     }
   }
 
-  #wakeUnlockWaiters(key: string): void {
-    const waiters = this.#unlockWaiters.get(key);
-    if (!waiters) return;
-    for (const wake of [...waiters]) wake(true);
-  }
-
   #open(): void {
     if (this.#closed) throw new GatewayError("store_unavailable", "The memory store is closed");
   }
@@ -349,50 +314,6 @@ export class MemoryStore implements Store {
 
 export function createMemoryStore(options: MemoryStoreOptions = {}): MemoryStore {
   return new MemoryStore(options);
-}
-
-/**
- * Parks a waiter under `key` in `waiters` until something calls it (with whether the wait succeeded),
- * `timeoutMs` passes (false) or `signal` aborts (rejects with its reason). It removes itself either way.
- * Shared with the Redis store, which parks its waiters the same way.
- */
-export function waitFor(
-  waiters: Map<string, Set<(released: boolean) => void>>,
-  key: string,
-  timeoutMs: number,
-  signal: AbortSignal | undefined,
-): Promise<boolean> {
-  return new Promise<boolean>((resolve, reject) => {
-    const finish = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", onAbort);
-      const set = waiters.get(key);
-      set?.delete(wake);
-      if (set?.size === 0) waiters.delete(key);
-    };
-    const wake = (released: boolean) => {
-      finish();
-      resolve(released);
-    };
-    const onAbort = () => {
-      finish();
-      reject(signal?.reason);
-    };
-    const timer = setTimeout(() => wake(false), timeoutMs);
-    signal?.addEventListener("abort", onAbort, { once: true });
-    let set = waiters.get(key);
-    if (!set) {
-      set = new Set();
-      waiters.set(key, set);
-    }
-    set.add(wake);
-  });
-}
-
-function warnListenerError({ channel, error }: ListenerErrorEvent): void {
-  process.emitWarning(`A store message handler for channel "${channel}" threw: ${describeError(error)}`, {
-    code: "SWITCHBOARD_STORE_LISTENER",
-  });
 }
 
 function entrySize(key: string, entry: Entry): number {

@@ -3,12 +3,9 @@
  * key prefix. Every multi-key step is one Lua script (redis-scripts.ts), so replicas never see each
  * other's half-done work: a value and its tag memberships are written together, a tag is invalidated
  * without `KEYS` or `SCAN`, and a token bucket is taken on Redis' own clock, so a global limit is
- * exact across replicas.
+ * exact across replicas. Locks are in redis-locks.ts, pub/sub in redis-channels.ts.
  *
- * Two connections: one for commands, one subscribed (pub/sub needs a connection of its own). Both
- * fail fast while disconnected: no offline queue, no retry of a command whose connection dropped
- * (a retried take could take twice), a command timeout after which the connection is deemed dead and
- * replaced. They reconnect for ever with capped, jittered exponential backoff. Connection errors are
+ * Two connections (redis-connection.ts): one for commands, one subscribed. Connection errors are
  * listened to (an unheard 'error' event would crash the process), turned into the store's health and
  * `state` events, and every failed operation rejects with a `store_unavailable` GatewayError, which
  * is what the resilient wrapper (resilient.ts) falls back on.
@@ -19,14 +16,28 @@
  */
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
-import { createRequire } from "node:module";
-import type { Redis, RedisOptions } from "ioredis";
+import type { Redis } from "ioredis";
 import { describeError, GatewayError } from "../core/errors.ts";
 import type { HealthResult, Store, StoreLock, StoreMessageHandler, Unsubscribe } from "../core/types.ts";
 import { REDIS_STORE_DEFAULTS } from "./config.ts";
+import {
+  type BucketSpec,
+  checkTake,
+  checkTimeout,
+  checkTtl,
+  type TakeResult,
+  warnListenerError,
+} from "./contract.ts";
 import type { StoreEventMap } from "./events.ts";
-import { type BucketSpec, type TakeResult, waitFor } from "./memory.ts";
-import { SCRIPTS, type ScriptCommands } from "./redis-scripts.ts";
+import { RedisChannels } from "./redis-channels.ts";
+import {
+  closeConnection,
+  isTimeout,
+  openRedisConnections,
+  type RedisClient,
+  redactUrl,
+} from "./redis-connection.ts";
+import { RedisLocks } from "./redis-locks.ts";
 
 export interface RedisStoreOptions {
   /** redis://[user:password@]host[:port][/db], or rediss:// for TLS. */
@@ -44,8 +55,6 @@ export interface RedisStoreOptions {
   readonly random?: () => number;
 }
 
-type Client = Redis & ScriptCommands;
-
 // Members of a tag popped per invalidation step: big enough to be quick, small enough that one
 // step never holds Redis up noticeably.
 const INVALIDATE_BATCH = 500;
@@ -59,20 +68,11 @@ export class RedisStore extends EventEmitter<StoreEventMap> implements Store {
   readonly #prefix: string;
   readonly #maxValueBytes: number;
   readonly #connectTimeoutMs: number;
-  readonly #client: Client;
+  readonly #client: RedisClient;
   readonly #subscriber: Redis;
   readonly #unlockChannel: string;
-  /** Redis channels this store wants to be subscribed to, and those Redis confirmed. */
-  readonly #wanted = new Set<string>();
-  readonly #active = new Set<string>();
-  readonly #handlers = new Map<string, Set<{ handler: StoreMessageHandler }>>();
-  readonly #unlockWaiters = new Map<string, Set<(released: boolean) => void>>();
-  /**
-   * Locks this instance may still hold in Redis although it is done with them: their release (or the
-   * reply to their SET) was lost to an outage. Released once Redis is back, by token, so that an
-   * identical call elsewhere does not wait out the lock's whole TTL. Keyed by lock key and token.
-   */
-  readonly #orphanedLocks = new Map<string, { lockKey: string; token: string; key: string; until: number }>();
+  readonly #channels: RedisChannels;
+  readonly #locks: RedisLocks;
   #lastError: string | undefined;
   #downSince: number | undefined = Date.now();
   #status: HealthResult["status"];
@@ -95,53 +95,46 @@ export class RedisStore extends EventEmitter<StoreEventMap> implements Store {
     this.#maxValueBytes = options.maxValueBytes ?? defaults.maxValueBytes;
     this.#connectTimeoutMs = options.connectTimeoutMs ?? defaults.connectTimeoutMs;
     this.#unlockChannel = `${this.#prefix}unlocked`;
-    const commandTimeoutMs = options.commandTimeoutMs ?? defaults.commandTimeoutMs;
-    const initialDelayMs = options.reconnect?.initialDelayMs ?? defaults.reconnect.initialDelayMs;
-    const maxDelayMs = options.reconnect?.maxDelayMs ?? defaults.reconnect.maxDelayMs;
-    const random = options.random ?? Math.random;
-    const redisOptions: RedisOptions = {
-      connectTimeout: this.#connectTimeoutMs,
-      // A command that times out also drops its connection (see #run). Not ioredis' `socketTimeout`:
-      // its timer outlives the socket it was armed for, so a reconnect attempt that died during an
-      // outage destroys the next, healthy connection once its time is up, a second outage of its own.
-      commandTimeout: commandTimeoutMs,
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      autoResubscribe: false,
-      autoResendUnfulfilledCommands: false,
-      // Jitter over the upper half of each delay: replicas that lost Redis together do not all come
-      // back in the same instant.
-      retryStrategy: (times) => {
-        const ceiling = Math.min(maxDelayMs, initialDelayMs * 2 ** Math.min(times - 1, 30));
-        return Math.round(ceiling / 2 + (random() * ceiling) / 2);
+    const connections = openRedisConnections(options.url, {
+      connectTimeoutMs: this.#connectTimeoutMs,
+      commandTimeoutMs: options.commandTimeoutMs ?? defaults.commandTimeoutMs,
+      initialDelayMs: options.reconnect?.initialDelayMs ?? defaults.reconnect.initialDelayMs,
+      maxDelayMs: options.reconnect?.maxDelayMs ?? defaults.reconnect.maxDelayMs,
+      random: options.random ?? Math.random,
+      name: `switchboard-${this.id}`,
+    });
+    this.#client = connections.client;
+    this.#subscriber = connections.subscriber;
+    this.#channels = new RedisChannels(this.#subscriber, {
+      prefix: this.#prefix,
+      id: this.id,
+      onListenerError: (event) => {
+        if (this.listenerCount("listenerError") > 0) this.emit("listenerError", event);
+        else warnListenerError(event);
       },
-      scripts: SCRIPTS,
-      // How long close() waits for a socket to end before destroying it. ioredis arms this timer even
-      // for a socket that already closed (a failed connect), which would hold the process open at
-      // shutdown for the default 2 s.
-      disconnectTimeout: 100,
-      // The pub/sub connection sends nothing while idle, so only TCP keep-alive notices a peer that
-      // vanished without closing the connection.
-      keepAlive: 10_000,
-    };
-    const { Redis } = loadIoredis();
-    // Named after the instance, so that CLIENT LIST tells replicas apart.
-    this.#client = new Redis(options.url, {
-      ...redisOptions,
-      connectionName: `switchboard-${this.id}`,
-    }) as Client;
-    this.#subscriber = new Redis(options.url, {
-      ...redisOptions,
-      connectionName: `switchboard-${this.id}-sub`,
-      scripts: {},
+      onResubscribed: () => {
+        this.#updateHealth();
+        this.#locks.recheckWaiters();
+      },
+    });
+    this.#locks = new RedisLocks({
+      client: this.#client,
+      prefix: this.#prefix,
+      unlockChannel: this.#unlockChannel,
+      hearsReleases: () => this.#channels.isActive(this.#unlockChannel),
+      isClosed: () => this.#closed,
+      run: (op, command) => this.#run(op, command),
+      unavailable: (op, error) => this.#unavailable(op, error),
     });
     this.#status = this.#computeHealth().status;
     this.#watch(this.#client, "command");
     this.#watch(this.#subscriber, "pub/sub");
-    this.#subscriber.on("ready", () => void this.#resubscribe());
-    this.#client.on("ready", () => void this.#releaseOrphans());
-    this.#subscriber.on("message", (channel: string, payload: string) => this.#onMessage(channel, payload));
-    this.#wanted.add(this.#unlockChannel);
+    this.#subscriber.on("ready", () => void this.#channels.resubscribe());
+    this.#client.on("ready", () => void this.#locks.releaseOrphans());
+    this.#subscriber.on("message", (channel: string, payload: string) =>
+      this.#channels.onMessage(channel, payload),
+    );
+    this.#channels.listen(this.#unlockChannel, (key) => this.#locks.released(key));
   }
 
   /**
@@ -190,9 +183,7 @@ export class RedisStore extends EventEmitter<StoreEventMap> implements Store {
   ): Promise<void> {
     this.#open();
     const ttlMs = opts.ttlMs;
-    if (ttlMs !== undefined && !(ttlMs > 0 && Number.isFinite(ttlMs))) {
-      throw new RangeError(`RedisStore.set: ttlMs must be a positive finite number, got ${ttlMs}`);
-    }
+    if (ttlMs !== undefined) checkTtl("RedisStore.set", ttlMs);
     const bytes = Buffer.byteLength(value, "utf8");
     if (bytes > this.#maxValueBytes) {
       // The caller meant to replace the value: serving the older one instead would be stale.
@@ -229,14 +220,8 @@ export class RedisStore extends EventEmitter<StoreEventMap> implements Store {
 
   async takeTokens(key: string, bucket: BucketSpec, n = 1): Promise<TakeResult> {
     this.#open();
+    checkTake(bucket, n);
     const { capacity, refillPerSec } = bucket;
-    if (!(capacity > 0 && Number.isFinite(capacity))) {
-      throw new RangeError(`takeTokens: capacity must be a positive number, got ${capacity}`);
-    }
-    if (!(refillPerSec >= 0 && Number.isFinite(refillPerSec))) {
-      throw new RangeError(`takeTokens: refillPerSec must be a finite number >= 0, got ${refillPerSec}`);
-    }
-    if (!(n >= 0 && Number.isFinite(n))) throw new RangeError(`takeTokens: n must be >= 0, got ${n}`);
     const [ok, retryAfterMs, remaining] = await this.#run("takeTokens", () =>
       this.#client.switchboardTake(
         `${this.#prefix}b:${key}`,
@@ -254,85 +239,20 @@ export class RedisStore extends EventEmitter<StoreEventMap> implements Store {
 
   async lock(key: string, ttlMs: number): Promise<StoreLock | undefined> {
     this.#open();
-    if (!(ttlMs > 0 && Number.isFinite(ttlMs))) {
-      throw new RangeError(`RedisStore.lock: ttlMs must be a positive finite number, got ${ttlMs}`);
-    }
-    const lockKey = this.#lockKey(key);
-    const token = randomUUID();
-    let taken: string | null;
-    try {
-      taken = await this.#run("lock", () => this.#client.set(lockKey, token, "PX", Math.ceil(ttlMs), "NX"));
-    } catch (error) {
-      // The SET may have reached Redis with only its reply lost: if so the lock is ours, and nobody
-      // would release it before its TTL.
-      this.#orphan(lockKey, token, key, ttlMs);
-      throw error;
-    }
-    if (taken !== "OK") return undefined;
-    let released = false;
-    return {
-      release: async () => {
-        if (released || this.#closed) return;
-        released = true;
-        try {
-          await this.#client.switchboardRelease(lockKey, token, this.#unlockChannel, key);
-        } catch {
-          // Unreachable Redis: released when it is back (by token, so never someone else's lock).
-          this.#orphan(lockKey, token, key, ttlMs);
-        }
-      },
-    };
+    checkTtl("RedisStore.lock", ttlMs);
+    return await this.#locks.lock(key, ttlMs);
   }
 
   async waitForUnlock(key: string, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
     this.#open();
-    if (!(timeoutMs >= 0 && Number.isFinite(timeoutMs))) {
-      throw new RangeError(
-        `RedisStore.waitForUnlock: timeoutMs must be a finite number >= 0, got ${timeoutMs}`,
-      );
-    }
+    checkTimeout("RedisStore.waitForUnlock", timeoutMs);
     signal?.throwIfAborted();
-    const lockKey = this.#lockKey(key);
-    if (!this.#active.has(this.#unlockChannel)) return this.#pollUnlock(lockKey, timeoutMs, signal);
-    // Park first, then look: a release between the two still reaches the parked waiter.
-    const stop = new AbortController();
-    const waiting = waitFor(
-      this.#unlockWaiters,
-      key,
-      timeoutMs,
-      signal ? AbortSignal.any([signal, stop.signal]) : stop.signal,
-    );
-    // The caller's abort may reject `waiting` before it is returned; it is handled there, not here.
-    waiting.catch(() => undefined);
-    let held: number;
-    try {
-      held = await this.#client.exists(lockKey);
-    } catch (error) {
-      stop.abort();
-      throw this.#unavailable("waitForUnlock", error);
-    }
-    if (held === 0) this.#wake(key);
-    return waiting;
-  }
-
-  /**
-   * While the pub/sub connection is down no release is heard, so the lock is re-read with backoff
-   * instead (10 ms doubling to 200 ms): a bounded cost for a rare state, where the alternative is to
-   * sleep through the whole timeout.
-   */
-  async #pollUnlock(lockKey: string, timeoutMs: number, signal: AbortSignal | undefined): Promise<boolean> {
-    const deadline = Date.now() + timeoutMs;
-    for (let delay = 10; ; delay = Math.min(delay * 2, 200)) {
-      signal?.throwIfAborted();
-      if ((await this.#run("waitForUnlock", () => this.#client.exists(lockKey))) === 0) return true;
-      const left = deadline - Date.now();
-      if (left <= 0) return false;
-      await sleep(Math.min(delay, left), signal);
-    }
+    return await this.#locks.waitForUnlock(key, timeoutMs, signal);
   }
 
   async publish(channel: string, message: string): Promise<void> {
-    await this.#run("publish", () => this.#client.publish(this.#channel(channel), `${this.id}\n${message}`));
+    const [redisChannel, payload] = this.#channels.frame(channel, message);
+    await this.#run("publish", () => this.#client.publish(redisChannel, payload));
   }
 
   /**
@@ -341,38 +261,7 @@ export class RedisStore extends EventEmitter<StoreEventMap> implements Store {
    */
   async subscribe(channel: string, handler: StoreMessageHandler): Promise<Unsubscribe> {
     this.#open();
-    const redisChannel = this.#channel(channel);
-    let subscribers = this.#handlers.get(redisChannel);
-    if (!subscribers) {
-      subscribers = new Set();
-      this.#handlers.set(redisChannel, subscribers);
-    }
-    const subscriber = { handler };
-    subscribers.add(subscriber);
-    if (!this.#wanted.has(redisChannel)) {
-      this.#wanted.add(redisChannel);
-      if (this.#subscriber.status === "ready") {
-        try {
-          await this.#subscriber.subscribe(redisChannel);
-          this.#active.add(redisChannel);
-        } catch {
-          // Resubscribed on the next 'ready'.
-        }
-      }
-    }
-    return async () => {
-      const current = this.#handlers.get(redisChannel);
-      if (!current?.delete(subscriber) || current.size > 0) return;
-      this.#handlers.delete(redisChannel);
-      this.#wanted.delete(redisChannel);
-      this.#active.delete(redisChannel);
-      if (this.#closed || this.#subscriber.status !== "ready") return;
-      try {
-        await this.#subscriber.unsubscribe(redisChannel);
-      } catch {
-        // A stale subscription only costs messages that nobody handles.
-      }
-    };
+    return await this.#channels.subscribe(channel, handler);
   }
 
   health(): HealthResult {
@@ -382,9 +271,9 @@ export class RedisStore extends EventEmitter<StoreEventMap> implements Store {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    for (const waiters of [...this.#unlockWaiters.values()]) for (const wake of [...waiters]) wake(false);
-    this.#handlers.clear();
-    await Promise.all([quit(this.#client), quit(this.#subscriber)]);
+    this.#locks.close();
+    this.#channels.close();
+    await Promise.all([closeConnection(this.#client), closeConnection(this.#subscriber)]);
     this.#updateHealth();
   }
 
@@ -395,95 +284,17 @@ export class RedisStore extends EventEmitter<StoreEventMap> implements Store {
     });
     connection.on("ready", () => this.#updateHealth());
     connection.on("close", () => {
-      if (connection === this.#subscriber) this.#active.clear();
+      if (connection === this.#subscriber) this.#channels.disconnected();
       this.#updateHealth();
     });
     connection.on("end", () => this.#updateHealth());
-  }
-
-  #orphan(lockKey: string, token: string, key: string, ttlMs: number): void {
-    // Bounded: past this many, the rest expire by their TTL as before.
-    if (this.#orphanedLocks.size >= 10_000) return;
-    this.#orphanedLocks.set(`${lockKey}\n${token}`, { lockKey, token, key, until: Date.now() + ttlMs });
-  }
-
-  async #releaseOrphans(): Promise<void> {
-    for (const [id, lock] of [...this.#orphanedLocks]) {
-      if (lock.until <= Date.now()) {
-        this.#orphanedLocks.delete(id);
-        continue;
-      }
-      try {
-        await this.#client.switchboardRelease(lock.lockKey, lock.token, this.#unlockChannel, lock.key);
-        this.#orphanedLocks.delete(id);
-      } catch {
-        return; // down again: the next 'ready' tries again
-      }
-    }
-  }
-
-  async #resubscribe(): Promise<void> {
-    const channels = [...this.#wanted];
-    try {
-      await this.#subscriber.subscribe(...channels);
-      for (const channel of channels) if (this.#wanted.has(channel)) this.#active.add(channel);
-    } catch (error) {
-      // The connection dropped again, or is dead without TCP knowing (then it is replaced); the next
-      // 'ready' tries again.
-      if (isTimeout(error) && this.#subscriber.status === "ready") this.#subscriber.disconnect(true);
-      return;
-    }
-    this.#updateHealth();
-    // Releases sent while the subscription was down were missed: check the locks still waited on.
-    for (const key of [...this.#unlockWaiters.keys()]) {
-      this.#client.exists(this.#lockKey(key)).then(
-        (held) => {
-          if (held === 0) this.#wake(key);
-        },
-        () => undefined,
-      );
-    }
-  }
-
-  #onMessage(channel: string, payload: string): void {
-    if (channel === this.#unlockChannel) {
-      this.#wake(payload);
-      return;
-    }
-    const subscribers = this.#handlers.get(channel);
-    if (!subscribers) return;
-    const newline = payload.indexOf("\n");
-    // A message published by something other than a store (e.g. redis-cli) has no sender id.
-    const sender = newline >= 0 ? payload.slice(0, newline) : "";
-    const message = newline >= 0 ? payload.slice(newline + 1) : payload;
-    const info = { fromSelf: sender === this.id };
-    const name = channel.slice(`${this.#prefix}c:`.length);
-    for (const subscriber of [...subscribers]) {
-      try {
-        subscriber.handler(message, info);
-      } catch (error) {
-        if (this.listenerCount("listenerError") > 0) this.emit("listenerError", { channel: name, error });
-        else {
-          process.emitWarning(
-            `A store message handler for channel "${name}" threw: ${describeError(error)}`,
-            {
-              code: "SWITCHBOARD_STORE_LISTENER",
-            },
-          );
-        }
-      }
-    }
-  }
-
-  #wake(key: string): void {
-    for (const wake of [...(this.#unlockWaiters.get(key) ?? [])]) wake(true);
   }
 
   #isReady(): boolean {
     return (
       this.#client.status === "ready" &&
       this.#subscriber.status === "ready" &&
-      this.#active.has(this.#unlockChannel)
+      this.#channels.isActive(this.#unlockChannel)
     );
   }
 
@@ -495,7 +306,9 @@ export class RedisStore extends EventEmitter<StoreEventMap> implements Store {
     const since = new Date(this.#downSince ?? Date.now()).toISOString();
     const down = [
       this.#client.status === "ready" ? undefined : "commands",
-      this.#subscriber.status === "ready" && this.#active.has(this.#unlockChannel) ? undefined : "pub/sub",
+      this.#subscriber.status === "ready" && this.#channels.isActive(this.#unlockChannel)
+        ? undefined
+        : "pub/sub",
     ].filter(Boolean);
     const reason = this.#lastError ?? (this.#client.status === "wait" ? "not connected yet" : "connecting");
     return {
@@ -559,66 +372,8 @@ export class RedisStore extends EventEmitter<StoreEventMap> implements Store {
   #entryKey(key: string): string {
     return `${this.#prefix}e:${key}`;
   }
-
-  #lockKey(key: string): string {
-    return `${this.#prefix}l:${key}`;
-  }
-
-  #channel(channel: string): string {
-    return `${this.#prefix}c:${channel}`;
-  }
 }
 
 export function createRedisStore(options: RedisStoreOptions): RedisStore {
   return new RedisStore(options);
-}
-
-/**
- * ioredis, loaded when the first Redis store is made rather than when this module is: a gateway on the
- * memory store (the default, e.g. every local stdio launch) never pays the ~90 ms it takes to load.
- * `require` keeps the store's construction synchronous; ioredis is CommonJS.
- */
-function loadIoredis(): typeof import("ioredis") {
-  ioredis ??= createRequire(import.meta.url)("ioredis") as typeof import("ioredis");
-  return ioredis;
-}
-let ioredis: typeof import("ioredis") | undefined;
-
-/** The URL without its password, for messages; unparsable input is shown as "(invalid URL)". */
-export function redactUrl(url: string): string {
-  if (!URL.canParse(url)) return "(invalid URL)";
-  const parsed = new URL(url);
-  if (parsed.password) parsed.password = "***";
-  return parsed.toString();
-}
-
-/** ioredis' rejection of a command that got no answer within `commandTimeout`. */
-function isTimeout(error: unknown): boolean {
-  return error instanceof Error && error.message === "Command timed out";
-}
-
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
-}
-
-async function quit(connection: Redis): Promise<void> {
-  if (connection.status === "ready") {
-    try {
-      await connection.quit();
-      return;
-    } catch {
-      // Fall through: drop the socket instead.
-    }
-  }
-  connection.disconnect();
 }

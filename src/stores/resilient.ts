@@ -25,8 +25,9 @@ import type {
   Unsubscribe,
 } from "../core/types.ts";
 import { DEFAULT_STORE_ERROR_MODE, type StoreErrorMode, type StoreUse } from "./config.ts";
+import type { BucketSpec, TakeResult } from "./contract.ts";
 import type { StoreEventMap } from "./events.ts";
-import { type BucketSpec, createMemoryStore, type MemoryStore, type TakeResult } from "./memory.ts";
+import { createMemoryStore, type MemoryStore } from "./memory.ts";
 
 export const STORE_USES: readonly StoreUse[] = Object.freeze(["entries", "rateLimits", "locks", "pubsub"]);
 

@@ -14,7 +14,7 @@ import { after, before, describe, test } from "node:test";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { McpError } from "@modelcontextprotocol/sdk/types.js";
-import { validateConfig } from "../../src/config/load.ts";
+import { validateConfig } from "../../src/config/validate.ts";
 import { Gateway } from "../../src/gateway/gateway.ts";
 import { createLogger, type LogLevel } from "../../src/observability/logger.ts";
 import type { BreakerEvent, LimitEvent, RetryEvent } from "../../src/policies/runtime.ts";

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { z } from "zod";
-import { validateConfig } from "../../src/config/load.ts";
 import {
   defaultOf,
   durationMs,
@@ -18,6 +17,7 @@ import {
   text,
 } from "../../src/config/primitives.ts";
 import { httpServerSchema, loggingSchema, RESTART_DEFAULTS } from "../../src/config/schema.ts";
+import { validateConfig } from "../../src/config/validate.ts";
 import { createLogger } from "../../src/observability/logger.ts";
 import { DEFAULT_TIMEOUT_MS } from "../../src/policies/config.ts";
 

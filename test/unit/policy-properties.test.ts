@@ -21,7 +21,8 @@ import { circuitBreakerSchema, policySetSchema } from "../../src/policies/config
 import { type BreakerEvent, PolicyRuntime, type ToolBinding } from "../../src/policies/runtime.ts";
 import { timeoutPolicy } from "../../src/policies/timeout.ts";
 import type { PolicyEnv } from "../../src/policies/types.ts";
-import { type BucketSpec, MemoryStore, type TakeResult } from "../../src/stores/memory.ts";
+import type { BucketSpec, TakeResult } from "../../src/stores/contract.ts";
+import { MemoryStore } from "../../src/stores/memory.ts";
 import { params, SEED } from "../support/fuzz.ts";
 
 const RUNS = { bucket: 1_000, policy: 300, breaker: 500, cache: 500, negative: 300 };

@@ -6,13 +6,12 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { pino } from "pino";
 import { interpolate } from "../../src/config/interpolate.ts";
+import { findSecretReferences, parseSecretReference } from "../../src/config/secrets/references.ts";
 import {
   createSecretResolver,
-  findSecretReferences,
-  parseSecretReference,
   type SecretChange,
   type SecretResolver,
-} from "../../src/config/secrets.ts";
+} from "../../src/config/secrets/resolver.ts";
 import { GatewayError } from "../../src/core/errors.ts";
 import { redactSecrets } from "../../src/core/redact.ts";
 

@@ -8,6 +8,7 @@ import { EventEmitter } from "node:events";
 import { describe, test } from "node:test";
 import { GatewayError } from "../../../src/core/errors.ts";
 import type { HealthResult } from "../../../src/core/types.ts";
+import type { BucketSpec } from "../../../src/stores/contract.ts";
 import {
   createStore,
   type PrimaryStore,
@@ -19,7 +20,7 @@ import {
   type StoreUse,
   storeConfigSchema,
 } from "../../../src/stores/index.ts";
-import { type BucketSpec, MemoryStore } from "../../../src/stores/memory.ts";
+import { MemoryStore } from "../../../src/stores/memory.ts";
 import { storeContract } from "../../contract/store-contract.ts";
 
 /** A memory store posing as Redis, with an outage switch. */

@@ -1,0 +1,75 @@
+/**
+ * What the commands that run a gateway share: the config loaded with its secrets (kept fresh and
+ * known for redaction), a logger that redacts them, and a gateway started for one piece of work and
+ * closed after it. The config layer, the gateway and the logger are imported here, when a command
+ * runs, never when the program is built: --help and usage errors do not pay for them.
+ */
+import { dirname, resolve as resolvePath } from "node:path";
+import type { LogLevel } from "../config/log-levels.ts";
+import type { Config } from "../config/schema.ts";
+import type { SecretResolver } from "../config/secrets/resolver.ts";
+import type { Gateway } from "../gateway/gateway.ts";
+import type { Logger } from "../observability/logger.ts";
+
+/** A loaded config and the secrets it references, kept fresh and known for redaction. */
+export interface Loaded {
+  readonly config: Config;
+  readonly secrets: SecretResolver;
+  readonly baseDir: string;
+  /** Makes the logger the secrets resolver reports refresh failures to. */
+  setLogger(logger: Logger): void;
+}
+
+export async function loadConfig(path: string): Promise<Loaded> {
+  const [{ loadConfigFile }, { createSecretResolver }] = await Promise.all([
+    import("../config/load.ts"),
+    import("../config/secrets/resolver.ts"),
+  ]);
+  const baseDir = dirname(resolvePath(path));
+  let logger: Logger | undefined;
+  const secrets = createSecretResolver({ baseDir, logger: () => logger });
+  try {
+    const config = await loadConfigFile(path, { secrets });
+    return { config, secrets, baseDir, setLogger: (l) => (logger = l) };
+  } catch (error) {
+    secrets.close();
+    throw error;
+  }
+}
+
+export async function loggerFor(loaded: Loaded, level: LogLevel | undefined): Promise<Logger> {
+  const { createLogger } = await import("../observability/logger.ts");
+  const logger = createLogger({
+    level: level ?? loaded.config.logging.level,
+    redactValues: () => loaded.secrets.values(),
+  });
+  loaded.setLogger(logger);
+  return logger;
+}
+
+export async function createGateway(loaded: Loaded, logger: Logger): Promise<Gateway> {
+  const { Gateway } = await import("../gateway/gateway.ts");
+  return new Gateway(loaded.config, logger, undefined, {
+    secretValues: () => loaded.secrets.values(),
+    baseDir: loaded.baseDir,
+  });
+}
+
+/** Starts a gateway from the config, runs `run` on it, and closes it whatever happens. */
+export async function withGateway<T>(
+  configPath: string,
+  logLevel: LogLevel | undefined,
+  run: (g: Gateway) => Promise<T>,
+) {
+  const loaded = await loadConfig(configPath);
+  const logger = await loggerFor(loaded, logLevel ?? "warn");
+  const gateway = await createGateway(loaded, logger);
+  try {
+    await gateway.start();
+    return await run(gateway);
+  } finally {
+    await gateway.close();
+    loaded.secrets.close();
+    logger.flush();
+  }
+}

@@ -1,0 +1,179 @@
+/**
+ * `switchboard serve`: the gateway on stdio (the default: how MCP clients launch a local server),
+ * Streamable HTTP, or both, with probes and metrics on a port of their own for --stdio. SIGTERM and
+ * SIGINT drain the calls in flight (up to gateway.shutdownTimeoutMs), then stop everything and exit 0.
+ */
+import { type Command, InvalidArgumentError } from "commander";
+import type { LogLevel } from "../config/log-levels.ts";
+import { describeError, errnoAdvice, GatewayError } from "../core/errors.ts";
+import type { ProbeServing } from "../server/http/probes.ts";
+import type { HttpServing } from "../server/http/serve.ts";
+import type { StdioServing } from "../server/stdio/serve.ts";
+import { fail } from "./exit.ts";
+import { createGateway, loadConfig, loggerFor } from "./gateway-session.ts";
+import { configOption, logLevelOption } from "./options.ts";
+
+export function addServeCommand(program: Command): void {
+  program
+    .command("serve")
+    .description("start the gateway; serves stdio when neither --stdio nor --http is given")
+    .addOption(configOption())
+    .option("--stdio", "serve MCP on stdin/stdout (the default without --http; give both to serve both)")
+    .option(
+      "--http <[host:]port>",
+      "serve Streamable HTTP on this port (0 for any free one; default host 127.0.0.1)",
+      parseHostPort,
+    )
+    .option(
+      "--probe-port <[host:]port>",
+      "also serve /livez, /readyz, /healthz and /metrics on this port (for --stdio; with --http they are there already)",
+      parseHostPort,
+    )
+    .addOption(logLevelOption())
+    .action((opts: ServeOptions) => serve(opts).catch(fail));
+}
+
+interface ServeOptions {
+  config: string;
+  stdio?: boolean;
+  http?: HostPort;
+  probePort?: HostPort;
+  logLevel?: LogLevel;
+}
+
+async function serve(options: ServeOptions): Promise<void> {
+  const loaded = await loadConfig(options.config);
+  const config = loaded.config;
+  const logger = await loggerFor(loaded, options.logLevel);
+  const gateway = await createGateway(loaded, logger);
+  // Without a transport flag the gateway serves stdio: that is how MCP clients launch a local server.
+  const useStdio = options.stdio === true || options.http === undefined;
+  let http: HttpServing | undefined;
+  let probes: ProbeServing | undefined;
+  let stdio: StdioServing | undefined;
+  let stopping = false;
+
+  const shutdown = async (reason: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ reason, inFlight: gateway.inFlight }, "shutting down");
+    http?.stopAccepting();
+    const drained = await gateway.drain(config.gateway.shutdownTimeoutMs);
+    if (!drained) {
+      logger.warn(
+        { inFlight: gateway.inFlight },
+        "shutdown deadline passed with calls still running; closing",
+      );
+      // Each call still running is answered with why it ends, rather than its connection being cut.
+      gateway.abortInFlight(
+        new GatewayError(
+          "shutting_down",
+          `The gateway is shutting down and stopped this call after waiting ${config.gateway.shutdownTimeoutMs} ms ` +
+            "(gateway.shutdownTimeoutMs) for it to finish; retry it on another instance.",
+        ),
+      );
+      await gateway.drain(1_000);
+    }
+    await http?.close();
+    await stdio?.close();
+    await gateway.close();
+    await probes?.close();
+    loaded.secrets.close();
+    logger.info("stopped");
+    logger.flush();
+    setTimeout(() => process.exit(0), 50).unref();
+  };
+  process.once("SIGTERM", () => void shutdown("SIGTERM"));
+  process.once("SIGINT", () => void shutdown("SIGINT"));
+
+  // Loaded while the backends start, not after.
+  const transports = Promise.all([
+    options.http ? import("../server/http/serve.ts") : undefined,
+    useStdio ? import("../server/stdio/serve.ts") : undefined,
+    options.probePort ? import("../server/http/probes.ts") : undefined,
+  ]);
+  await gateway.start();
+  const [httpModule, stdioModule, probesModule] = await transports;
+  if (options.http && httpModule) {
+    const httpConfig = config.server.http;
+    const where = await withDefaultHost(options.http);
+    try {
+      http = await httpModule.serveGatewayOnHttp(gateway, { ...httpConfig, ...where });
+    } catch (error) {
+      // The backends are already running: stop them rather than leave them to notice a closed stdin.
+      stopping = true;
+      await gateway.close();
+      logger.flush();
+      throw listenFailure(error, where);
+    }
+    logger.info(
+      {
+        url: http.url,
+        connect: {
+          claudeCode: `claude mcp add --transport http switchboard ${http.url}`,
+          anyClient: `Streamable HTTP endpoint: ${http.url}`,
+        },
+      },
+      "listening",
+    );
+  }
+  if (options.probePort && probesModule) {
+    const where = await withDefaultHost(options.probePort);
+    try {
+      probes = await probesModule.serveProbes(gateway, where);
+    } catch (error) {
+      stopping = true;
+      await http?.close();
+      await gateway.close();
+      logger.flush();
+      throw listenFailure(error, where, "--probe-port");
+    }
+    logger.info({ url: probes.url }, "serving probes and metrics");
+  }
+  if (stdioModule) {
+    stdio = stdioModule.serveGatewayOnStdio(gateway, () => void shutdown("stdin closed"));
+    logger.info("serving MCP on stdio");
+  }
+}
+
+/** Node's wording ("listen EADDRINUSE: address already in use") names the problem but not the way out. */
+function listenFailure(error: unknown, where: { host: string; port: number }, flag = "--http"): Error {
+  const at = `${where.host.includes(":") ? `[${where.host}]` : where.host}:${where.port}`;
+  const advice: Record<string, string> = {
+    EADDRINUSE: `the port is in use. Stop what holds it, or pick another port with ${flag}`,
+    EACCES: `permission denied (ports below 1024 need privileges). Pick another port with ${flag}`,
+    EADDRNOTAVAIL:
+      "no network interface has that address. Use 127.0.0.1, 0.0.0.0 or an address of this machine",
+    ENOTFOUND: "the host name does not resolve. Use an IP address or a known host name",
+  };
+  const reason = errnoAdvice(error, advice) ?? describeError(error);
+  return new Error(`cannot listen on ${at}: ${reason}.`, { cause: error });
+}
+
+/** `[host:]port` as written; a host left out is filled in by `withDefaultHost` once the config is loaded. */
+function parseHostPort(value: string): HostPort {
+  const match = /^(?:(\[[^\]]+\]|[^:]+):)?(\d{1,5})$/.exec(value);
+  const port = match ? Number(match[2]) : Number.NaN;
+  if (!match || port > 65535) {
+    throw new InvalidArgumentError(
+      `Expected [host:]port with a port from 0 to 65535, e.g. 8931, 127.0.0.1:8931 or [::1]:8931.`,
+    );
+  }
+  const host = match[1]?.replace(/^\[|\]$/g, "");
+  return host === undefined ? { port } : { host, port };
+}
+
+interface HostPort {
+  readonly host?: string;
+  readonly port: number;
+}
+
+/** A listening address without a host takes the default of `server.http.host` (loopback). */
+async function withDefaultHost(where: HostPort): Promise<{ host: string; port: number }> {
+  if (where.host !== undefined) return { host: where.host, port: where.port };
+  const [{ httpServerSchema }, { defaultOf }] = await Promise.all([
+    import("../config/schema.ts"),
+    import("../config/primitives.ts"),
+  ]);
+  return { host: defaultOf(httpServerSchema.shape.host), port: where.port };
+}
