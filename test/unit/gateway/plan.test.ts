@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { validateConfig } from "../../../src/config/load.ts";
+import { validateConfig } from "../../../src/config/validate.ts";
 import { buildPlan, diffPlans } from "../../../src/gateway/plan.ts";
 
 const plan = (document: unknown) => buildPlan(validateConfig(document, { env: {} }));
