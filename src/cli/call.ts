@@ -17,8 +17,9 @@ export function addCallCommand(program: Command): void {
     .action(async (tool: string, jsonArgs: string, opts: { config: string; logLevel?: LogLevel }) => {
       const args = parseToolArguments(tool, jsonArgs);
       try {
+        // A local call, so the principal of local (stdio) clients: auth.stdioPrincipal, else anonymous.
         const result = await withGateway(opts.config, opts.logLevel, (gateway) =>
-          gateway.callTool(tool, args),
+          gateway.callTool(tool, args, { principal: gateway.stdioPrincipal, transport: "stdio" }),
         );
         process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
         if (result.isError) process.exitCode = EXIT_FAILURE;

@@ -13,11 +13,16 @@ import type { Logger } from "../observability/logger.ts";
 
 /** A loaded config and the secrets it references, kept fresh and known for redaction. */
 export interface Loaded {
-  readonly config: Config;
-  readonly secrets: SecretResolver;
+  /** The config running now: a reload replaces it (see reload.ts). */
+  config: Config;
+  secrets: SecretResolver;
   readonly baseDir: string;
   /** Makes the logger the secrets resolver reports refresh failures to. */
   setLogger(logger: Logger): void;
+  /** Every secret value to redact: this config's, and those of the configs a reload replaced. */
+  secretValues(): readonly string[];
+  /** Takes a reloaded config and its secrets; `retired` are the resolvers of the configs before. */
+  adopt(next: Loaded, retired: readonly SecretResolver[]): void;
 }
 
 export async function loadConfig(path: string): Promise<Loaded> {
@@ -30,7 +35,21 @@ export async function loadConfig(path: string): Promise<Loaded> {
   const secrets = createSecretResolver({ baseDir, logger: () => logger });
   try {
     const config = await loadConfigFile(path, { secrets });
-    return { config, secrets, baseDir, setLogger: (l) => (logger = l) };
+    let retired: readonly SecretResolver[] = [];
+    const loaded: Loaded = {
+      config,
+      secrets,
+      baseDir,
+      setLogger: (l) => (logger = l),
+      secretValues: () => [...loaded.secrets.values(), ...retired.flatMap((r) => r.values())],
+      adopt(next, before) {
+        loaded.config = next.config;
+        loaded.secrets = next.secrets;
+        retired = before;
+        if (logger) next.setLogger(logger);
+      },
+    };
+    return loaded;
   } catch (error) {
     secrets.close();
     throw error;
@@ -41,7 +60,7 @@ export async function loggerFor(loaded: Loaded, level: LogLevel | undefined): Pr
   const { createLogger } = await import("../observability/logger.ts");
   const logger = createLogger({
     level: level ?? loaded.config.logging.level,
-    redactValues: () => loaded.secrets.values(),
+    redactValues: () => loaded.secretValues(),
   });
   loaded.setLogger(logger);
   return logger;
@@ -50,7 +69,7 @@ export async function loggerFor(loaded: Loaded, level: LogLevel | undefined): Pr
 export async function createGateway(loaded: Loaded, logger: Logger): Promise<Gateway> {
   const { Gateway } = await import("../gateway/gateway.ts");
   return new Gateway(loaded.config, logger, undefined, {
-    secretValues: () => loaded.secrets.values(),
+    secretValues: () => loaded.secretValues(),
     baseDir: loaded.baseDir,
   });
 }

@@ -13,6 +13,7 @@ import { addCallCommand } from "./call.ts";
 import { addCheckCommand, addToolsCommand } from "./check.ts";
 import { EXIT_USAGE } from "./exit.ts";
 import { addHealthCommand } from "./health.ts";
+import { addReloadCommand } from "./reload.ts";
 import { addServeCommand } from "./serve.ts";
 
 export function buildProgram(): Command {
@@ -42,6 +43,7 @@ export function buildProgram(): Command {
   addToolsCommand(program);
   addCallCommand(program);
   addHealthCommand(program);
+  addReloadCommand(program);
   addAuditCommands(program);
   return program;
 }

@@ -12,6 +12,7 @@ import type { StdioServing } from "../server/stdio/serve.ts";
 import { fail } from "./exit.ts";
 import { createGateway, loadConfig, loggerFor } from "./gateway-session.ts";
 import { configOption, logLevelOption } from "./options.ts";
+import type { ConfigReloads } from "./reload.ts";
 
 export function addServeCommand(program: Command): void {
   program
@@ -44,6 +45,7 @@ interface ServeOptions {
 async function serve(options: ServeOptions): Promise<void> {
   const loaded = await loadConfig(options.config);
   const config = loaded.config;
+  let reloads: ConfigReloads | undefined;
   const logger = await loggerFor(loaded, options.logLevel);
   const gateway = await createGateway(loaded, logger);
   // Without a transport flag the gateway serves stdio: that is how MCP clients launch a local server.
@@ -57,6 +59,7 @@ async function serve(options: ServeOptions): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info({ reason, inFlight: gateway.inFlight }, "shutting down");
+    reloads?.close();
     http?.stopAccepting();
     const drained = await gateway.drain(config.gateway.shutdownTimeoutMs);
     if (!drained) {
@@ -91,14 +94,23 @@ async function serve(options: ServeOptions): Promise<void> {
     options.http ? import("../server/http/serve.ts") : undefined,
     useStdio ? import("../server/stdio/serve.ts") : undefined,
     options.probePort ? import("../server/http/probes.ts") : undefined,
+    import("./reload.ts"),
   ]);
-  await gateway.start();
-  const [httpModule, stdioModule, probesModule] = await transports;
+  // Clients are served at once: the backends start meanwhile, and a client's first list waits for
+  // them within gateway.startupWaitMs; servers that come up later are announced with list_changed.
+  const started = gateway.start();
+  const [httpModule, stdioModule, probesModule, reloadModule] = await transports;
+  reloads = reloadModule?.startConfigReloads(options.config, loaded, gateway, logger);
   if (options.http && httpModule) {
     const httpConfig = config.server.http;
     const where = await withDefaultHost(options.http);
     try {
-      http = await httpModule.serveGatewayOnHttp(gateway, { ...httpConfig, ...where });
+      const reload = reloads ? (trigger: string) => (reloads as ConfigReloads).reload(trigger) : undefined;
+      http = await httpModule.serveGatewayOnHttp(gateway, {
+        ...httpConfig,
+        ...where,
+        ...(reload ? { reload } : {}),
+      });
     } catch (error) {
       // The backends are already running: stop them rather than leave them to notice a closed stdin.
       stopping = true;
@@ -134,6 +146,7 @@ async function serve(options: ServeOptions): Promise<void> {
     stdio = stdioModule.serveGatewayOnStdio(gateway, () => void shutdown("stdin closed"));
     logger.info("serving MCP on stdio");
   }
+  await started;
 }
 
 /** Node's wording ("listen EADDRINUSE: address already in use") names the problem but not the way out. */

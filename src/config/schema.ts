@@ -191,6 +191,19 @@ export const gatewaySchema = z.strictObject({
    * announced with list_changed. Default 1 000.
    */
   startupWaitMs: durationMs().default(1_000),
+  /**
+   * Reloading the config while the gateway runs (also on SIGHUP and `switchboard reload`): `watch`
+   * the file for changes; `debounceMs` lets an editor's save (several writes, a rename) settle into
+   * one reload. Default { watch: true, debounceMs: 300 }.
+   */
+  reload: z
+    .strictObject({
+      /** Watch the config file and reload it when its content changes. Default true. */
+      watch: z.boolean().default(true),
+      /** How long the file must stay unchanged before a reload, in ms. Default 300. */
+      debounceMs: durationMs().default(300),
+    })
+    .prefault({}),
   /** How long SIGTERM waits for calls in flight before closing, in ms. Default 10 000. */
   shutdownTimeoutMs: durationMs().default(10_000),
 });
@@ -214,6 +227,19 @@ export const httpServerSchema = z.strictObject({
   allowedOrigins: z.array(nonEmpty()).default([]),
   /** A 2025-era session unused this long is closed, in ms. Default 1 800 000 (30 min). */
   sessionIdleTimeoutMs: durationMs().default(1_800_000),
+  /**
+   * Who may use the gateway's administration endpoints (`POST /admin/reload`): with `auth`
+   * configured, a principal with one of `roles`; and from loopback only unless `allowRemote`.
+   * Default { roles: ["admin"], allowRemote: false }.
+   */
+  admin: z
+    .strictObject({
+      /** Roles that may administer the gateway. Default ["admin"]. */
+      roles: z.array(nonEmpty()).default(["admin"]),
+      /** Accept administration from addresses other than loopback (behind auth only). Default false. */
+      allowRemote: z.boolean().default(false),
+    })
+    .prefault({}),
 });
 
 export const loggingSchema = z.strictObject({

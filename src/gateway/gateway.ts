@@ -35,6 +35,7 @@ import { recordUnknownTool } from "./audit-policy.ts";
 import { type BackendFactoryDeps, createBackend } from "./backend-factory.ts";
 import type { Catalog } from "./catalog.ts";
 import { InFlightRequests, withoutSignature } from "./chains.ts";
+import { ConfigStatus } from "./config-status.ts";
 import { LiveCatalog } from "./live-catalog.ts";
 import type { Observability } from "./observe.ts";
 import { Outbound } from "./outbound.ts";
@@ -84,6 +85,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   readonly observability: Observability;
   /** One record per call (config `audit`); disabled unless configured. */
   readonly audit: AuditLog;
+  /** Whether the running config is the file's (see config-status.ts). */
+  readonly configStatus = new ConfigStatus();
   /** The plan running now and what was built from it; a reload swaps it whole. */
   #state: PlanState;
   readonly #outbound: Outbound;
@@ -139,7 +142,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       config,
       logger,
       () => this.#state.entries.map((e) => e.backend).filter((b) => !(b instanceof GatewayToolsBackend)),
-      options,
+      { ...options, extraChecks: [this.configStatus.check()] },
     );
     this.store = services.store;
     this.audit = services.audit;
@@ -224,8 +227,18 @@ export class Gateway extends EventEmitter<GatewayEvents> {
    * every other server keeps its backend; policies, access rules, limits and auth swap at once for
    * the next requests. Reloads run one at a time. See reload.ts.
    */
-  reload(config: Config): Promise<ReloadReport> {
-    return this.#reloader.apply(config);
+  async reload(config: Config): Promise<ReloadReport> {
+    const report = await this.#reloader.apply(config);
+    this.configStatus.applied(report);
+    this.observability.metrics?.configReloaded("applied");
+    this.logger.info({ ...report }, "config reloaded");
+    return report;
+  }
+
+  /** A reload was refused (the file did not load or validate): the running config stays. */
+  reloadRefused(reason: string): void {
+    this.configStatus.refused(reason);
+    this.observability.metrics?.configReloaded("invalid");
   }
 
   get catalog(): Catalog {

@@ -7,12 +7,15 @@ import type { SpanExporter } from "@opentelemetry/sdk-trace-base";
 import { type AuditLog, createAuditLog } from "../audit/index.ts";
 import type { Config } from "../config/schema.ts";
 import type { Backend, Store } from "../core/types.ts";
+import type { HealthCheck } from "../observability/health.ts";
 import type { Logger } from "../observability/logger.ts";
 import { failClosedUses, openStore } from "../stores/index.ts";
 import { createObservability, type Observability } from "./observe.ts";
 
 export interface ServicesOptions {
   readonly spanExporter?: SpanExporter | undefined;
+  /** More checks for the health report. */
+  readonly extraChecks?: readonly HealthCheck[] | undefined;
   readonly secretValues?: (() => readonly string[]) | undefined;
   readonly baseDir?: string | undefined;
 }
@@ -41,9 +44,12 @@ export function openServices(
     ...(options.baseDir ? { baseDir: options.baseDir } : {}),
   });
   const observability = createObservability(config.observability, {
-    extraChecks: audit.enabled
-      ? [{ name: "audit", kind: "store", required: true, run: async () => audit.health() }]
-      : [],
+    extraChecks: [
+      ...(audit.enabled
+        ? [{ name: "audit", kind: "store" as const, required: true, run: async () => audit.health() }]
+        : []),
+      ...(options.extraChecks ?? []),
+    ],
     logger,
     store,
     backends,

@@ -49,6 +49,7 @@ export interface MetricFamilies {
   readonly breaker: Gauge<string>;
   readonly backendUp: Gauge<string>;
   readonly storeUp: Gauge<string>;
+  readonly reloads: Counter<string>;
 }
 
 /** What the scrape-time gauges read: the pools registered now, and the store's health reader. */
@@ -112,6 +113,12 @@ export function createMetricFamilies(
       "scope",
     ]),
     restarts: counter("backend_restarts_total", "Times a backend came back up after being down.", ["server"]),
+    reloads: counter(
+      "config_reloads_total",
+      "Config reloads by outcome: applied, or invalid (the file was refused and the gateway kept running " +
+        "the config it had).",
+      ["outcome"],
+    ),
     retries: counter("retries_total", "Retried attempts of tool calls.", ["server", "tool"]),
     budgetExhausted: counter(
       "retry_budget_exhausted_total",

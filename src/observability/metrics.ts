@@ -128,6 +128,8 @@ export interface Metrics {
   setBackendUp(server: string, up: boolean): void;
   /** Counts one restart (a reconnect after the backend went down). */
   backendRestarted(server: string): void;
+  /** Counts one config reload, applied or refused as invalid. */
+  configReloaded(outcome: "applied" | "invalid"): void;
   /** Sets `breaker_state`, e.g. at start from `PolicyRuntime.breakerStates()`; events keep it current. */
   setBreakerState(server: string, state: BreakerState): void;
   /** Reads a backend's pool on every scrape; returns the function that stops it. */
@@ -221,6 +223,10 @@ class PrometheusMetrics implements Metrics {
 
   backendRestarted(server: string): void {
     this.#count(this.#families.restarts, server);
+  }
+
+  configReloaded(outcome: "applied" | "invalid"): void {
+    this.#families.reloads.labels(outcome).inc();
   }
 
   setBreakerState(server: string, state: BreakerState): void {

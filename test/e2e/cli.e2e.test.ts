@@ -214,6 +214,20 @@ describe("switchboard tools and call", { concurrency: true }, () => {
     assert.deepEqual(JSON.parse(result.stdout), { content: [{ type: "text", text: "hi" }] });
   });
 
+  test("call: runs as the principal of local clients (auth.stdioPrincipal), under its access rules", async () => {
+    const file = writeConfig({
+      mcpServers: { fx: fixtureServer() },
+      auth: { stdioPrincipal: { id: "ops", roles: ["operator"] } },
+      access: { rules: [{ roles: ["operator"], allow: ["fx__echo"] }] },
+    });
+    const allowed = await runCli(["call", "fx__echo", '{"message":"as ops"}', "--config", file]);
+    assertExitCode(allowed, 0);
+    assert.deepEqual(JSON.parse(allowed.stdout), { content: [{ type: "text", text: "as ops" }] });
+    const denied = await runCli(["call", "fx__fail", "{}", "--config", file]);
+    assertExitCode(denied, 1);
+    assert.match(denied.stdout, /Access denied: principal 'ops' may not call tool 'fx__fail'/);
+  });
+
   test("call: an isError result is printed, exit 1", async () => {
     const result = await runCli(
       ["call", "fx__fail", '{"reason":"nope"}', "--config", validConfig],

@@ -20,12 +20,23 @@ export const REFERENCE = {
   memory: join(ROOT, "node_modules/@modelcontextprotocol/server-memory/dist/index.js"),
 };
 
-/** Writes a config object to a fresh temporary directory and returns its path. */
+/**
+ * Writes a config object to a fresh temporary directory and returns its path. Unless the config says
+ * otherwise, a client's first list waits up to 30 s for the servers still starting (the default is 1 s,
+ * and a test's fixture servers start slower than that on a loaded machine): a test about something
+ * else should not see a half-started gateway. Tests about start-up set `gateway.startupWaitMs`.
+ */
 export function writeConfig(config: unknown, name = "switchboard.json"): string {
   const dir = mkdtempSync(join(tmpdir(), "switchboard-test-"));
   const file = join(dir, name);
-  writeFileSync(file, typeof config === "string" ? config : JSON.stringify(config, null, 2));
+  writeFileSync(file, typeof config === "string" ? config : JSON.stringify(withTestDefaults(config), null, 2));
   return file;
+}
+
+function withTestDefaults(config: unknown): unknown {
+  if (typeof config !== "object" || config === null || Array.isArray(config)) return config;
+  const gateway = (config as { gateway?: Record<string, unknown> }).gateway ?? {};
+  return { ...config, gateway: { startupWaitMs: 30_000, ...gateway } };
 }
 
 /**
@@ -154,12 +165,16 @@ export async function startHttpGateway(
   );
   const logs = new LogWatcher(child.stderr as NodeJS.ReadableStream);
   const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+  const failed = exited.then((code) => {
+    throw new Error(`gateway exited with ${code} before it was ready:\n${logs.tail()}`);
+  });
   const listening = await Promise.race([
     logs.waitFor((l) => l.msg === "listening", 30_000, "the gateway to listen"),
-    exited.then((code) => {
-      throw new Error(`gateway exited with ${code} before listening:\n${logs.tail()}`);
-    }),
+    failed,
   ]);
+  // The gateway listens at once; "gateway ready" follows once every server has had its first start
+  // attempt (or gateway.startupTimeoutMs passed). Tests start from there, as they always have.
+  await Promise.race([logs.waitFor((l) => l.msg === "gateway ready", 60_000, "the gateway to be ready"), failed]);
   return {
     child,
     logs,

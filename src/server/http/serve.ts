@@ -26,12 +26,15 @@ import { oneLine } from "../../protocol/message-shape.ts";
 import { forwardNotifications } from "../../protocol/notifications.ts";
 import { createServerFactory } from "../../protocol/sdk-server.ts";
 import {
+  type Authenticator,
   createAuthenticator,
   httpAuthEnabled,
   protectedResourceMetadata,
   RESOURCE_METADATA_PATH,
   resourceMetadataUrl,
 } from "../../security/auth.ts";
+import type { AuthConfig } from "../../security/config.ts";
+import { ADMIN_PREFIX, type AdminOptions, type AdminReload, serveAdmin } from "./admin.ts";
 import {
   bodyProblem,
   containsInitialize,
@@ -61,6 +64,10 @@ export interface HttpOptions {
   readonly allowedHosts: readonly string[];
   readonly allowedOrigins: readonly string[];
   readonly sessionIdleTimeoutMs: number;
+  /** Who may use `/admin/…` (config `server.http.admin`). */
+  readonly admin: AdminOptions;
+  /** Reloads the config file (`POST /admin/reload`); absent for a gateway embedded without a file. */
+  readonly reload?: AdminReload | undefined;
 }
 
 export interface HttpServing {
@@ -94,16 +101,33 @@ export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions)
   const stopForwarding = forwardNotifications(gateway, live, [mcpHandler.notify]);
   const probes: Record<string, ProbeHandler> = probeRoutes(gateway);
   const guard = createGuards(options);
-  const authConfig = gateway.config.auth;
-  const authenticator =
-    authConfig && httpAuthEnabled(authConfig) ? createAuthenticator(authConfig) : undefined;
+  // The auth of the config running now: a reload swaps it for the next request (the JWKS cache of an
+  // authenticator lives as long as its config does).
+  let authFor: { config: AuthConfig | undefined; authenticator: Authenticator | undefined } = {
+    config: undefined,
+    authenticator: undefined,
+  };
+  let authKnown = false;
+  const currentAuth = () => {
+    const config = gateway.config.auth;
+    if (!authKnown || authFor.config !== config) {
+      authKnown = true;
+      authFor = {
+        config,
+        authenticator: config && httpAuthEnabled(config) ? createAuthenticator(config) : undefined,
+      };
+    }
+    return authFor;
+  };
   /** This endpoint as clients reach it: the configured resource, else from the request's Host. */
   const resourceUrl = (req: IncomingMessage) =>
-    authConfig?.resourceMetadata?.resource ?? `http://${req.headers.host ?? "localhost"}${options.path}`;
+    gateway.config.auth?.resourceMetadata?.resource ??
+    `http://${req.headers.host ?? "localhost"}${options.path}`;
   const metadataPaths = new Set([RESOURCE_METADATA_PATH, `${RESOURCE_METADATA_PATH}${options.path}`]);
 
   /** Who is calling, or the answer that refuses the request. */
   const admit = async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
+    const { authenticator } = currentAuth();
     if (!authenticator) {
       attachFacts(req, ANONYMOUS);
       return true;
@@ -284,6 +308,16 @@ export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions)
       if (!(await admit(req, res))) return;
       return handleMcp(req, res);
     }
+    if (path.startsWith(ADMIN_PREFIX)) {
+      if (!(await admit(req, res))) return;
+      return serveAdmin(req, res, path, principalOfRequest(req), {
+        options: options.admin,
+        authenticated: currentAuth().authenticator !== undefined,
+        logger: log,
+        reload: options.reload,
+      });
+    }
+    const authConfig = gateway.config.auth;
     if (authConfig && metadataPaths.has(path) && (req.method === "GET" || req.method === "HEAD")) {
       res
         .writeHead(200, { "content-type": "application/json", "cache-control": "max-age=300" })

@@ -15,7 +15,8 @@ import type { FastPath, GatewayStdioTransport } from "./transport.ts";
 export function createToolCallFastPath(
   gateway: Gateway,
   transport: GatewayStdioTransport,
-  principal: Principal,
+  /** The principal of stdio clients, read at each call (a reload may change it). */
+  principal: () => Principal,
   /** The instance the SDK pins to the connection, once the client has initialized. */
   pinnedServer: () => Server | undefined,
 ): FastPath {
@@ -29,7 +30,7 @@ export function createToolCallFastPath(
     const token = request.meta?.progressToken as string | number | undefined;
     try {
       const answer = await answerToolCall(gateway, request, {
-        principal,
+        principal: principal(),
         transport: "stdio",
         signal: controller.signal,
         logLevel: connectionLogLevel(server),

@@ -19,8 +19,9 @@ export interface StdioServing {
 
 export function serveGatewayOnStdio(gateway: Gateway, onClientGone: () => void): StdioServing {
   const live = new LiveServers();
-  const principal = gateway.stdioPrincipal;
-  const factory = createServerFactory(gateway, { principalOf: () => principal, transport: "stdio" });
+  // Read at each request: a reload may change auth.stdioPrincipal.
+  const principal = () => gateway.stdioPrincipal;
+  const factory = createServerFactory(gateway, { principalOf: principal, transport: "stdio" });
   const stopForwarding = forwardNotifications(gateway, live);
   const transport = new GatewayStdioTransport();
   // The instance the SDK pins to the connection: the plain path projects results through its codec,
@@ -29,7 +30,7 @@ export function serveGatewayOnStdio(gateway: Gateway, onClientGone: () => void):
   transport.fastPath = createToolCallFastPath(gateway, transport, principal, () => pinned);
   const handle = serveStdio(
     (context) => {
-      const server = factory(context, principal);
+      const server = factory(context, principal());
       live.add(server);
       pinned = server;
       return server;
