@@ -168,6 +168,8 @@ export async function startHttpGateway(
   const failed = exited.then((code) => {
     throw new Error(`gateway exited with ${code} before it was ready:\n${logs.tail()}`);
   });
+  // Raced below only until the gateway is ready; its exit later (at stop) is no failure.
+  failed.catch(() => undefined);
   const listening = await Promise.race([
     logs.waitFor((l) => l.msg === "listening", 30_000, "the gateway to listen"),
     failed,
