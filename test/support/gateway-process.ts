@@ -29,7 +29,10 @@ export const REFERENCE = {
 export function writeConfig(config: unknown, name = "switchboard.json"): string {
   const dir = mkdtempSync(join(tmpdir(), "switchboard-test-"));
   const file = join(dir, name);
-  writeFileSync(file, typeof config === "string" ? config : JSON.stringify(withTestDefaults(config), null, 2));
+  writeFileSync(
+    file,
+    typeof config === "string" ? config : JSON.stringify(withTestDefaults(config), null, 2),
+  );
   return file;
 }
 
@@ -163,6 +166,10 @@ export async function startHttpGateway(
     ["--import", "tsx", CLI, "serve", "--config", configPath, "--http", "127.0.0.1:0", ...extraArgs],
     { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } },
   );
+  // A test file that dies (timeout, crash) must not leave its gateway listening behind it.
+  const killOrphan = () => child.kill("SIGKILL");
+  process.once("exit", killOrphan);
+  child.once("exit", () => process.off("exit", killOrphan));
   const logs = new LogWatcher(child.stderr as NodeJS.ReadableStream);
   const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
   const failed = exited.then((code) => {
@@ -176,7 +183,10 @@ export async function startHttpGateway(
   ]);
   // The gateway listens at once; "gateway ready" follows once every server has had its first start
   // attempt (or gateway.startupTimeoutMs passed). Tests start from there, as they always have.
-  await Promise.race([logs.waitFor((l) => l.msg === "gateway ready", 60_000, "the gateway to be ready"), failed]);
+  await Promise.race([
+    logs.waitFor((l) => l.msg === "gateway ready", 60_000, "the gateway to be ready"),
+    failed,
+  ]);
   return {
     child,
     logs,
