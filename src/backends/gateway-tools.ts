@@ -28,13 +28,19 @@ export interface GatewayToolsSources {
    * What the caller may see: the health of the servers, and the statistics of the tools, that its
    * access rules let it use (a client never learns of what it cannot call).
    */
-  readonly maySeeServer: (principal: Principal, server: string) => boolean;
-  readonly maySeeTool: (principal: Principal, exposedName: string) => boolean;
+  readonly maySeeServer: (principal: Principal, server: string, profile?: string) => boolean;
+  readonly maySeeTool: (principal: Principal, exposedName: string, profile?: string) => boolean;
 }
 
 const READ_ONLY = { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false };
 
-type GatewayTool = ToolSpec<Record<string, unknown>, Principal>;
+/** Who asks, and at which endpoint (a profile sees only its own servers and tools). */
+interface Caller {
+  readonly principal: Principal;
+  readonly profile?: string | undefined;
+}
+
+type GatewayTool = ToolSpec<Record<string, unknown>, Caller>;
 
 function gatewayTools(sources: GatewayToolsSources): GatewayTool[] {
   const health = defineTool({
@@ -44,9 +50,9 @@ function gatewayTools(sources: GatewayToolsSources): GatewayTool[] {
       "backend's, the store's and the process's check with its latency. The same report as GET /healthz.",
     args: z.strictObject({}),
     annotations: { title: "Gateway health", ...READ_ONLY },
-    run: async (_args, principal: Principal) => {
+    run: async (_args, caller: Caller) => {
       const report = visibleReport(await sources.report(), (server) =>
-        sources.maySeeServer(principal, server),
+        sources.maySeeServer(caller.principal, server, caller.profile),
       );
       return report as unknown as Record<string, unknown>;
     },
@@ -60,10 +66,10 @@ function gatewayTools(sources: GatewayToolsSources): GatewayTool[] {
       tool: z.string().optional().describe('An exposed tool name, or a prefix with "*" (e.g. "db__*").'),
     }),
     annotations: { title: "Gateway metrics", ...READ_ONLY },
-    run: async (args, principal: Principal) => {
+    run: async (args, caller: Caller) => {
       const tools = Object.fromEntries(
         Object.entries(sources.toolStats()).filter(
-          ([name]) => matches(name, args.tool) && sources.maySeeTool(principal, name),
+          ([name]) => matches(name, args.tool) && sources.maySeeTool(caller.principal, name, caller.profile),
         ),
       );
       return { tools };
@@ -72,7 +78,7 @@ function gatewayTools(sources: GatewayToolsSources): GatewayTool[] {
   return [...(sources.health ? [health] : []), ...(sources.metrics ? [metrics] : [])];
 }
 
-export class GatewayToolsBackend extends ToolsOnlyBackend<Record<string, unknown>, Principal> {
+export class GatewayToolsBackend extends ToolsOnlyBackend<Record<string, unknown>, Caller> {
   readonly #catalog: BackendCatalog;
 
   constructor(name: string, sources: GatewayToolsSources, logger?: Logger) {
@@ -91,7 +97,7 @@ export class GatewayToolsBackend extends ToolsOnlyBackend<Record<string, unknown
 
   async callTool(call: ToolCall, ctx: CallContext): Promise<CallToolResult> {
     const { spec, args } = this.prepare(call);
-    const body = await spec.run(args, ctx.principal);
+    const body = await spec.run(args, ctx);
     return { content: [{ type: "text", text: JSON.stringify(body, null, 2) }], structuredContent: body };
   }
 

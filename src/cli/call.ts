@@ -1,10 +1,9 @@
 /** `switchboard call`: one tool call through a gateway started from the config, its result as JSON. */
 import type { Command } from "commander";
-import type { LogLevel } from "../config/log-levels.ts";
 import { describeError } from "../core/errors.ts";
 import { EXIT_FAILURE, fail, UsageError } from "./exit.ts";
-import { withGateway } from "./gateway-session.ts";
-import { configOption, logLevelOption } from "./options.ts";
+import { type OneShotOptions, withGateway } from "./gateway-session.ts";
+import { configOption, logLevelOption, profileOption } from "./options.ts";
 
 export function addCallCommand(program: Command): void {
   program
@@ -13,13 +12,18 @@ export function addCallCommand(program: Command): void {
     .argument("<tool>", "exposed tool name, e.g. everything__echo")
     .argument("[json-args]", "arguments as a JSON object", "{}")
     .addOption(configOption())
+    .addOption(profileOption("call the tool as a client of this profile's endpoint (config profiles)"))
     .addOption(logLevelOption())
-    .action(async (tool: string, jsonArgs: string, opts: { config: string; logLevel?: LogLevel }) => {
+    .action(async (tool: string, jsonArgs: string, opts: OneShotOptions) => {
       const args = parseToolArguments(tool, jsonArgs);
       try {
         // A local call, so the principal of local (stdio) clients: auth.stdioPrincipal, else anonymous.
-        const result = await withGateway(opts.config, opts.logLevel, (gateway) =>
-          gateway.callTool(tool, args, { principal: gateway.stdioPrincipal, transport: "stdio" }),
+        const result = await withGateway(opts, (gateway) =>
+          gateway.callTool(tool, args, {
+            principal: gateway.stdioPrincipal,
+            transport: "stdio",
+            ...(opts.profile !== undefined ? { profile: opts.profile } : {}),
+          }),
         );
         process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
         if (result.isError) process.exitCode = EXIT_FAILURE;

@@ -3,11 +3,10 @@
  * secret in it) and what its servers offer once connected (the aggregated catalog).
  */
 import type { Command } from "commander";
-import type { LogLevel } from "../config/log-levels.ts";
 import type { Config } from "../config/schema.ts";
 import { EXIT_FAILURE, fail } from "./exit.ts";
-import { loadConfig, withGateway } from "./gateway-session.ts";
-import { configOption, logLevelOption } from "./options.ts";
+import { loadConfig, type OneShotOptions, withGateway } from "./gateway-session.ts";
+import { configOption, logLevelOption, profileOption } from "./options.ts";
 import { formatTable, oneLine } from "./table.ts";
 
 export function addCheckCommand(program: Command): void {
@@ -55,22 +54,21 @@ export function addToolsCommand(program: Command): void {
     .description("connect to the servers and print the aggregated catalog (exit 1 if a server is not up)")
     .addOption(configOption())
     .option("--json", "print JSON (tools, resources, resource templates, prompts)")
+    .addOption(profileOption("print what this profile's endpoint offers (config profiles)"))
     .addOption(logLevelOption())
-    .action(async (opts: { config: string; json?: boolean; logLevel?: LogLevel }) => {
+    .action(async (opts: OneShotOptions & { json?: boolean }) => {
       try {
-        await withGateway(opts.config, opts.logLevel, async (gateway) => {
-          const catalog = gateway.catalog;
+        await withGateway(opts, async (gateway) => {
+          // What the endpoint offers, before anyone's access rules: the whole catalog, or a profile's.
+          const visibility = gateway.visibilityFor(opts.profile);
           if (opts.json) {
-            const out = {
-              tools: catalog.tools(),
-              resources: catalog.resources(),
-              resourceTemplates: catalog.resourceTemplates(),
-              prompts: catalog.prompts(),
-            };
-            process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+            process.stdout.write(`${JSON.stringify(visibility.offered(), null, 2)}\n`);
             return;
           }
-          const rows = catalog.toolRoutes().map((r) => ({
+          const offered = gateway.catalog
+            .toolRoutes()
+            .filter((r) => visibility.offers(r.server, r.exposedName));
+          const rows = offered.map((r) => ({
             tool: r.exposedName,
             server: r.server,
             description: oneLine(r.definition.description ?? "", 70),

@@ -10,6 +10,7 @@ import type { Config } from "../config/schema.ts";
 import type { SecretResolver } from "../config/secrets/resolver.ts";
 import type { Gateway } from "../gateway/gateway.ts";
 import type { Logger } from "../observability/logger.ts";
+import { checkProfileOption } from "./options.ts";
 
 /** A loaded config and the secrets it references, kept fresh and known for redaction. */
 export interface Loaded {
@@ -74,13 +75,18 @@ export async function createGateway(loaded: Loaded, logger: Logger): Promise<Gat
   });
 }
 
+export interface OneShotOptions {
+  readonly config: string;
+  readonly logLevel?: LogLevel | undefined;
+  /** A profile of the config (`--profile`), checked before any server starts. */
+  readonly profile?: string | undefined;
+}
+
 /** Starts a gateway from the config, runs `run` on it, and closes it whatever happens. */
-export async function withGateway<T>(
-  configPath: string,
-  logLevel: LogLevel | undefined,
-  run: (g: Gateway) => Promise<T>,
-) {
-  const loaded = await loadConfig(configPath);
+export async function withGateway<T>(options: OneShotOptions, run: (g: Gateway) => Promise<T>) {
+  const loaded = await loadConfig(options.config);
+  if (options.profile !== undefined) checkProfileOption(loaded.config, options.profile);
+  const logLevel = options.logLevel;
   const logger = await loggerFor(loaded, logLevel ?? "warn");
   const gateway = await createGateway(loaded, logger);
   try {

@@ -25,7 +25,7 @@ export function addHealthCommand(program: Command): void {
       try {
         const report = opts.url
           ? await fetchHealth(opts.url)
-          : await withGateway(opts.config, opts.logLevel, (gateway) => gateway.observability.health.report());
+          : await withGateway(opts, (gateway) => gateway.observability.health.report());
         if (opts.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
         else {
           const { healthRows } = await import("../observability/health.ts");

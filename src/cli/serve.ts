@@ -11,7 +11,7 @@ import type { HttpServing } from "../server/http/serve.ts";
 import type { StdioServing } from "../server/stdio/serve.ts";
 import { fail } from "./exit.ts";
 import { createGateway, loadConfig, loggerFor } from "./gateway-session.ts";
-import { configOption, logLevelOption } from "./options.ts";
+import { checkProfileOption, configOption, logLevelOption, profileOption } from "./options.ts";
 import type { ConfigReloads } from "./reload.ts";
 
 export function addServeCommand(program: Command): void {
@@ -30,6 +30,9 @@ export function addServeCommand(program: Command): void {
       "also serve /livez, /readyz, /healthz and /metrics on this port (for --stdio; with --http they are there already)",
       parseHostPort,
     )
+    .addOption(
+      profileOption("serve one profile's view on stdio (config profiles); HTTP serves each at <path>/<name>"),
+    )
     .addOption(logLevelOption())
     .action((opts: ServeOptions) => serve(opts).catch(fail));
 }
@@ -39,12 +42,14 @@ interface ServeOptions {
   stdio?: boolean;
   http?: HostPort;
   probePort?: HostPort;
+  profile?: string;
   logLevel?: LogLevel;
 }
 
 async function serve(options: ServeOptions): Promise<void> {
   const loaded = await loadConfig(options.config);
   const config = loaded.config;
+  if (options.profile !== undefined) checkProfileOption(config, options.profile);
   let reloads: ConfigReloads | undefined;
   const logger = await loggerFor(loaded, options.logLevel);
   const gateway = await createGateway(loaded, logger);
@@ -143,7 +148,9 @@ async function serve(options: ServeOptions): Promise<void> {
     logger.info({ url: probes.url }, "serving probes and metrics");
   }
   if (stdioModule) {
-    stdio = stdioModule.serveGatewayOnStdio(gateway, () => void shutdown("stdin closed"));
+    stdio = stdioModule.serveGatewayOnStdio(gateway, () => void shutdown("stdin closed"), {
+      profile: options.profile,
+    });
     logger.info("serving MCP on stdio");
   }
   await started;

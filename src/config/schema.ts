@@ -18,27 +18,23 @@ import { DEFAULT_TIMEOUT_MS, policySetSchema } from "../policies/config.ts";
 import { accessSchema, argumentLimitsSchema, authSchema, signingSchema } from "../security/config.ts";
 import { storeConfigSchema } from "../stores/config.ts";
 import {
-  DEFAULT_LOG_LEVEL,
   delayMs,
   durationMs,
   GLOB_OPTIONS,
   glob,
   headerMap,
-  httpPath,
   httpUrl,
   type LogLevel,
-  logLevel,
   nonEmpty,
   nonNegativeInt,
-  positiveInt,
-  separator,
   serverName,
   text,
   toolPrefix,
 } from "./primitives.ts";
+import { checkProfiles, profilesSchema } from "./profiles.ts";
+import { gatewaySchema, httpServerSchema, loggingSchema } from "./settings.ts";
 
-/** Paths the HTTP server answers itself (probes and metrics); the MCP endpoint cannot shadow them. */
-const RESERVED_HTTP_PATHS = ["/healthz", "/livez", "/readyz", "/metrics"];
+export { gatewaySchema, httpServerSchema, loggingSchema } from "./settings.ts";
 
 export const toolFilterSchema = z.strictObject({
   /**
@@ -174,79 +170,6 @@ const serversSchema = z.record(serverName("server"), serverSchema, {
       : undefined,
 });
 
-export const gatewaySchema = z.strictObject({
-  /** The server name reported to clients. Default "switchboard". */
-  name: nonEmpty().default("switchboard"),
-  /** Between a server's prefix and a tool name. Default "__". */
-  separator: separator().default("__"),
-  /**
-   * How long one server's start may take (an MCP server's first connection), and how long the gateway
-   * waits for all of them before it logs which are not up, in ms. Clients are served meanwhile (see
-   * `startupWaitMs`). Default 30 000.
-   */
-  startupTimeoutMs: durationMs().default(30_000),
-  /**
-   * How long a client's first list (and a call to a tool not listed yet) waits for servers that are
-   * still starting, in ms. The gateway answers `initialize` at once; servers that come up later are
-   * announced with list_changed. Default 1 000.
-   */
-  startupWaitMs: durationMs().default(1_000),
-  /**
-   * Reloading the config while the gateway runs (also on SIGHUP and `switchboard reload`): `watch`
-   * the file for changes; `debounceMs` lets an editor's save (several writes, a rename) settle into
-   * one reload. Default { watch: true, debounceMs: 300 }.
-   */
-  reload: z
-    .strictObject({
-      /** Watch the config file and reload it when its content changes. Default true. */
-      watch: z.boolean().default(true),
-      /** How long the file must stay unchanged before a reload, in ms. Default 300. */
-      debounceMs: durationMs().default(300),
-    })
-    .prefault({}),
-  /** How long SIGTERM waits for calls in flight before closing, in ms. Default 10 000. */
-  shutdownTimeoutMs: durationMs().default(10_000),
-});
-
-export const httpServerSchema = z.strictObject({
-  /** Interface to listen on; loopback unless you mean to expose the gateway. Default "127.0.0.1". */
-  host: nonEmpty().default("127.0.0.1"),
-  /** Port; 0 takes any free port. Default 8931. */
-  port: z.number().int().min(0).max(65_535).default(8931),
-  /** Path of the MCP endpoint. Default "/mcp". */
-  path: httpPath()
-    .refine((path) => !RESERVED_HTTP_PATHS.includes(path), {
-      error: `cannot be one of the probe and metrics paths (${RESERVED_HTTP_PATHS.join(", ")})`,
-    })
-    .default("/mcp"),
-  /** Largest request body accepted, in bytes. Default 4 194 304 (4 MiB). */
-  maxBodyBytes: positiveInt().default(4 * 1024 * 1024),
-  /** Host header values accepted besides the localhost forms ("*" for any). Default []. */
-  allowedHosts: z.array(nonEmpty()).default([]),
-  /** Origin values accepted besides the localhost forms ("*" for any). Default []. */
-  allowedOrigins: z.array(nonEmpty()).default([]),
-  /** A 2025-era session unused this long is closed, in ms. Default 1 800 000 (30 min). */
-  sessionIdleTimeoutMs: durationMs().default(1_800_000),
-  /**
-   * Who may use the gateway's administration endpoints (`POST /admin/reload`): with `auth`
-   * configured, a principal with one of `roles`; and from loopback only unless `allowRemote`.
-   * Default { roles: ["admin"], allowRemote: false }.
-   */
-  admin: z
-    .strictObject({
-      /** Roles that may administer the gateway. Default ["admin"]. */
-      roles: z.array(nonEmpty()).default(["admin"]),
-      /** Accept administration from addresses other than loopback (behind auth only). Default false. */
-      allowRemote: z.boolean().default(false),
-    })
-    .prefault({}),
-});
-
-export const loggingSchema = z.strictObject({
-  /** Least severe level written (to stderr, always). Default "info". */
-  level: logLevel().default(DEFAULT_LOG_LEVEL),
-});
-
 /**
  * Top-level keys Claude Desktop keeps in claude_desktop_config.json next to `mcpServers`: app settings
  * that mean nothing to a gateway. They are accepted with any value and dropped, so the file works
@@ -315,6 +238,12 @@ const configObjectSchema = z.strictObject({
    * reaches its backend. Default { maxBytes 1 MiB, maxStringLength 256 KiB, maxDepth 64 }.
    */
   argumentLimits: argumentLimitsSchema.prefault({}),
+  /**
+   * Named endpoints, each a view of the gateway for a team: its servers and tools, and its own auth,
+   * access rules and policies where it says so (see config/profiles.ts). Served at
+   * `<server.http.path>/<name>`. Default {}.
+   */
+  profiles: profilesSchema,
 });
 
 /** The server name of the gateway's own tools; reserved while any of them is on. */
@@ -411,6 +340,7 @@ function checkConfig(config: ParsedConfig, ctx: z.RefinementCtx): void {
     });
   }
   const gatewayToolsOn = config.gatewayTools.health || config.gatewayTools.metrics;
+  checkProfiles(config.profiles, new Set([...all.map(([name]) => name), GATEWAY_TOOLS_SERVER]), ctx);
   for (const [name, , section] of all) {
     if (!gatewayToolsOn || name !== GATEWAY_TOOLS_SERVER) continue;
     ctx.addIssue({

@@ -133,6 +133,8 @@ export interface CallContext {
   readonly client?: CallerChannel;
   /** How the call arrived, for the audit log; absent for calls made in code. */
   readonly transport?: "stdio" | "http";
+  /** The profile whose endpoint the call came to (config `profiles`); absent for the default one. */
+  readonly profile?: string;
 }
 
 export type CallHandler = (call: ToolCall, ctx: CallContext) => Promise<ChainResult>;

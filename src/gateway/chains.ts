@@ -27,6 +27,8 @@ import type { Observability } from "./observe.ts";
 import type { Route } from "./route.ts";
 
 export interface ChainDeps {
+  /** The endpoint the chains are for ("" for the default one): its own policies apply. */
+  readonly profile: string;
   readonly policies: PolicyRuntime;
   readonly observability: Observability;
   readonly audit: AuditLog;
@@ -119,7 +121,7 @@ export class Chains {
     const isTool = route.kind === "tools/call";
     const binding = { exposedName: route.name, server: route.server, tool: route.tool };
     const configured = deps.policies
-      .entriesFor(binding)
+      .entriesFor(binding, deps.profile)
       .filter((entry) => isTool || (entry.name !== "fallback" && entry.name !== "invalidate"));
     // Arguments are checked after the rate limit (a flood of invalid calls is still limited) and
     // before everything that would store or send them.

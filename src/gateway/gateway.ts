@@ -41,6 +41,7 @@ import type { Observability } from "./observe.ts";
 import { Outbound } from "./outbound.ts";
 import { buildPlan, type Plan } from "./plan.ts";
 import { type PlanState, planState, type ServerEntry } from "./plan-state.ts";
+import { unknownProfile } from "./profiles.ts";
 import { Reloader, type ReloadReport } from "./reload.ts";
 import { ReplicaSync } from "./replica-sync.ts";
 import {
@@ -52,14 +53,15 @@ import {
   toolRequest,
 } from "./requests.ts";
 import type { Route } from "./route.ts";
-import { contextOf, type RequestOptions, RunningRequests, startedWithin } from "./running.ts";
+import { contextOf, type RequestOptions, RunningRequests } from "./running.ts";
 import { ServerEvents } from "./server-events.ts";
 import { openServices, type ServicesOptions } from "./services.ts";
+import { reportStartup, startedWithin } from "./startup.ts";
 
 export type { RequestOptions } from "./running.ts";
 
 import { ClientSessions, type Holder } from "./sessions.ts";
-import { Visibility } from "./visibility.ts";
+import type { Visibility } from "./visibility.ts";
 
 export type { ReloadReport } from "./reload.ts";
 export type { Holder } from "./sessions.ts";
@@ -90,7 +92,6 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   /** The plan running now and what was built from it; a reload swaps it whole. */
   #state: PlanState;
   readonly #outbound: Outbound;
-  #visibility: Visibility;
   readonly #sessions: ClientSessions;
   readonly #sync: ReplicaSync;
   readonly #replica: string | undefined;
@@ -125,10 +126,12 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       gatewayTools: {
         report: () => this.observability.health.report(),
         toolStats: () => this.observability.toolStats.snapshot(),
-        maySeeServer: (principal, server) => this.maySeeServer(principal, server),
-        maySeeTool: (principal, exposedName) => {
+        maySeeServer: (principal, server, profile) => this.maySeeServer(principal, server, profile),
+        maySeeTool: (principal, exposedName, profile) => {
           const route = this.#catalog.toolRoute(exposedName);
-          return route !== undefined && this.#visibility.mayCall(principal, exposedName, route.server);
+          return (
+            route !== undefined && this.visibilityFor(profile).mayCall(principal, exposedName, route.server)
+          );
         },
       },
     };
@@ -168,12 +171,13 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       logger,
       ownerOf: (uri) => this.#catalog.resourceOwner(uri),
       servers: () => this.#state.entries,
-      checkRead: (principal, uri, server) => this.access?.check(principal, uri, server, "resource"),
-      maySeeServer: (principal, server) => this.maySeeServer(principal, server),
+      offers: (holder, server) => this.#state.visibilityFor(holder.profile ?? "")?.offers(server) ?? false,
+      checkRead: (holder, uri, server) =>
+        this.visibilityFor(holder.profile).checkRead(holder.principal, uri, server),
+      maySeeServer: (holder, server) => this.maySeeServer(holder.principal, server, holder.profile),
     });
     this.observability.metrics?.subscribe(this.policies);
     this.#state = planState(plan, entries, this.#stateDeps());
-    this.#visibility = this.#newVisibility();
     this.#events = new ServerEvents({
       logger,
       policies: this.policies,
@@ -245,23 +249,30 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     return this.#catalog.current;
   }
 
-  /** What one principal may see: a client never learns of what it cannot call (config `access`). */
-  get visibility(): Visibility {
-    return this.#visibility;
+  /**
+   * What a principal may see at an endpoint ("" the default one, else a profile's): a client never
+   * learns of what it cannot call. Throws for a profile the running config does not have.
+   */
+  visibilityFor(profile = ""): Visibility {
+    const visibility = this.#state.visibilityFor(profile);
+    if (!visibility) throw unknownProfile(profile);
+    return visibility;
   }
 
   /**
-   * Whether the principal may see anything of `server`: one of its tools or prompts, or its resources.
-   * Log messages and statistics of a server go only to those who may.
+   * Whether the principal may see anything of `server` at an endpoint: one of its tools or prompts, or
+   * its resources. Log messages and statistics of a server go only to those who may.
    */
-  maySeeServer(principal: Principal, server: string): boolean {
-    return this.#visibility.maySeeServer(principal, server);
+  maySeeServer(principal: Principal, server: string, profile = ""): boolean {
+    return this.#state.visibilityFor(profile)?.maySeeServer(principal, server) ?? false;
   }
 
-  /** Whether some server offers `uri` and the principal may read that server's resources. */
-  mayReadResource(principal: Principal, uri: string): boolean {
+  /** Whether some server offers `uri` at an endpoint and the principal may read its resources. */
+  mayReadResource(principal: Principal, uri: string, profile = ""): boolean {
     const entry = this.#catalog.resourceOwner(uri);
-    return entry !== undefined && this.#visibility.mayRead(principal, entry.name);
+    return (
+      entry !== undefined && (this.#state.visibilityFor(profile)?.mayRead(principal, entry.name) ?? false)
+    );
   }
 
   /**
@@ -295,26 +306,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     );
     await Promise.all([startedWithin(started, this.config.gateway.startupTimeoutMs), storeReady]);
     this.#rebuildCatalog();
-    const down = this.#state.entries.filter((e) => e.backend.state !== "up");
-    for (const entry of down) {
-      const backend = entry.backend as Backend & { lastError?: string; gaveUp?: boolean };
-      this.logger.warn(
-        { server: entry.name, state: backend.state, reason: backend.lastError ?? backend.state },
-        backend.gaveUp
-          ? `server "${entry.name}" is not up and will not be retried; serving the others`
-          : `server "${entry.name}" is not up yet; serving the others and retrying it in the background`,
-      );
-    }
-    this.logger.info(
-      {
-        servers: this.#state.entries.length,
-        up: this.#state.entries.length - down.length,
-        tools: this.#catalog.current.tools().length,
-        resources: this.#catalog.current.resources().length,
-        prompts: this.#catalog.current.prompts().length,
-      },
-      "gateway ready",
-    );
+    reportStartup(this.logger, this.#state.entries, this.#catalog.current);
   }
 
   /** One tools/call. Request-level failures throw (JSON-RPC errors); call failures return isError. */
@@ -337,7 +329,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   }
 
   readResource(uri: string, options: RequestOptions = {}): Promise<ReadResourceResult> {
-    return this.#request(() => resourceRequest(this.#catalog, uri), options);
+    return this.#request((offers) => resourceRequest(this.#catalog, uri, offers), options);
   }
 
   getPrompt(
@@ -345,11 +337,11 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     args: Record<string, string> | undefined,
     options: RequestOptions = {},
   ): Promise<GetPromptResult> {
-    return this.#request(() => promptRequest(this.#catalog, name, args), options);
+    return this.#request((offers) => promptRequest(this.#catalog, name, args, offers), options);
   }
 
   complete(params: CompleteRequestParams, options: RequestOptions = {}): Promise<CompleteResult> {
-    return this.#request(() => completionRequest(this.#catalog, params), options);
+    return this.#request((offers) => completionRequest(this.#catalog, params, offers), options);
   }
 
   // What clients hold on the shared backends (sessions.ts).
@@ -417,7 +409,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     try {
       // A tool not listed yet may be a server's that is still starting: wait for it, within bounds.
       if (!this.#catalog.toolRoute(name)) await this.#startup;
-      routed = toolRequest(this.#catalog, name, args);
+      routed = toolRequest(this.#catalog, name, args, this.visibilityFor(ctx.profile).offers);
     } catch (error) {
       if (this.audit.enabled) {
         await recordUnknownTool(
@@ -441,16 +433,18 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   }
 
   /** A request of another kind than tools/call: its failures are JSON-RPC errors, redacted. */
-  #request<R>(routed: () => Routed, options: RequestOptions): Promise<R> {
+  #request<R>(routed: (offers: Visibility["offers"]) => Routed, options: RequestOptions): Promise<R> {
     return this.#outbound.redacting(async () => {
-      const { route, call } = routed();
+      const { route, call } = routed(this.visibilityFor(options.profile).offers);
       return (await this.#run(route, call, contextOf(options))) as R;
     });
   }
 
-  /** Runs one request through its route's chain. */
+  /** Runs one request through its route's chain, at the endpoint it came to. */
   #run(route: Route, call: ToolCall, ctx: CallContext): Promise<ChainResult> {
-    return this.#running.run(this.#state.chains.handlerFor(route), call, ctx);
+    const chains = this.#state.chainsFor(ctx.profile ?? "");
+    if (!chains) throw unknownProfile(ctx.profile ?? "");
+    return this.#running.run(chains.handlerFor(route), call, ctx);
   }
 
   #stateDeps() {
@@ -462,15 +456,9 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       store: this.store,
       replica: this.#replica,
       inFlight: this.#inFlightRequests,
+      catalog: () => this.#catalog.current,
+      templateServer: (uriTemplate: string) => this.#catalog.templateOwner(uriTemplate)?.name,
     };
-  }
-
-  #newVisibility(): Visibility {
-    return new Visibility(
-      this.#state.access,
-      () => this.#catalog.current,
-      (uriTemplate) => this.#catalog.templateOwner(uriTemplate)?.name,
-    );
   }
 
   /** Makes `plan` and `entries` the running ones, at once, and tells clients what changed. */
@@ -478,7 +466,6 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     const before = this.#state;
     this.policies.reconfigure(plan.policies);
     this.#state = planState(plan, entries, this.#stateDeps());
-    this.#visibility = this.#newVisibility();
     for (const entry of entries) {
       if (before.byName.get(entry.name)?.backend === entry.backend) continue;
       // A backend that came with this plan: what its events said before it was current counts now.
@@ -494,8 +481,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   /** Rebuilds the aggregated catalog and returns which exposed lists changed. */
   #rebuildCatalog(): ListChanged {
     const changed = this.#catalog.rebuild();
-    this.#state.chains.reset();
-    this.#visibility.reset();
+    this.#state.catalogChanged();
     // Only what really differs is announced: a backend's list_changed that changes nothing we expose
     // (a filtered-out tool, say) stays quiet.
     if (changed.tools || changed.resources || changed.prompts) this.emit("listChanged", changed);

@@ -12,10 +12,12 @@ import { type AccessControl, createAccessControl } from "../security/access.ts";
 import { createArgumentValidator } from "../security/arguments.ts";
 import { stdioPrincipal } from "../security/auth.ts";
 import { createSignatureVerifier } from "../security/signing.ts";
-import type { ServerNaming } from "./catalog.ts";
+import type { Catalog, ServerNaming } from "./catalog.ts";
 import { Chains, type InFlightRequests } from "./chains.ts";
 import type { Observability } from "./observe.ts";
 import type { Plan } from "./plan.ts";
+import { viewsOf } from "./profiles.ts";
+import { Visibility } from "./visibility.ts";
 
 export interface ServerEntry {
   readonly name: string;
@@ -33,7 +35,12 @@ export interface PlanState {
   readonly access: AccessControl | undefined;
   /** The principal of local stdio clients (config `auth.stdioPrincipal`, else anonymous). */
   readonly stdioPrincipal: Principal;
-  readonly chains: Chains;
+  /** The chains of an endpoint ("" for the default one); undefined for a profile the plan has not. */
+  chainsFor(profile: string): Chains | undefined;
+  /** What a principal may see at an endpoint ("" for the default one); undefined as above. */
+  visibilityFor(profile: string): Visibility | undefined;
+  /** The catalog changed: chains and visibility are worked out again. */
+  catalogChanged(): void;
 }
 
 export interface PlanStateDeps {
@@ -45,31 +52,58 @@ export interface PlanStateDeps {
   readonly replica: string | undefined;
   /** Requests in flight per server: one registry for every plan, so that a reload loses none. */
   readonly inFlight: InFlightRequests;
+  /** The aggregated catalog now, and the server of a resource template in it. */
+  readonly catalog: () => Catalog;
+  readonly templateServer: (uriTemplate: string) => string | undefined;
 }
 
 export function planState(plan: Plan, entries: readonly ServerEntry[], deps: PlanStateDeps): PlanState {
   const config = plan.config;
   const byName = new Map(entries.map((e) => [e.name, e]));
   const access = config.access ? createAccessControl(config.access) : undefined;
-  const chains = new Chains({
-    policies: deps.policies,
-    observability: deps.observability,
-    audit: deps.audit,
-    access,
-    signatures: config.signing ? createSignatureVerifier(config.signing, deps.store) : undefined,
-    validator: createArgumentValidator({
-      onCompileError: (schema, error) =>
-        deps.logger.warn(
-          { err: error, schema },
-          "a tool's inputSchema does not compile; its calls are passed on without argument validation",
-        ),
-    }),
-    argumentLimits: config.argumentLimits,
-    replica: deps.replica,
-    // The backends of this plan: a request on its chain reaches the backend it was routed to, even if
-    // a reload has since replaced that server's backend.
-    backendOf: (server) => (byName.get(server) as ServerEntry).backend,
-    inFlight: deps.inFlight,
+  const views = viewsOf(config, access);
+  const signatures = config.signing ? createSignatureVerifier(config.signing, deps.store) : undefined;
+  const validator = createArgumentValidator({
+    onCompileError: (schema, error) =>
+      deps.logger.warn(
+        { err: error, schema },
+        "a tool's inputSchema does not compile; its calls are passed on without argument validation",
+      ),
   });
-  return { plan, entries, byName, access, stdioPrincipal: stdioPrincipal(config.auth), chains };
+  const chains = new Map<string, Chains>();
+  const visibilities = new Map<string, Visibility>();
+  for (const [name, view] of views) {
+    visibilities.set(name, new Visibility(view, deps.catalog, deps.templateServer));
+    chains.set(
+      name,
+      new Chains({
+        profile: name,
+        policies: deps.policies,
+        observability: deps.observability,
+        audit: deps.audit,
+        access: view.access,
+        signatures,
+        validator,
+        argumentLimits: config.argumentLimits,
+        replica: deps.replica,
+        // The backends of this plan: a request on its chain reaches the backend it was routed to, even
+        // if a reload has since replaced that server's backend.
+        backendOf: (server) => (byName.get(server) as ServerEntry).backend,
+        inFlight: deps.inFlight,
+      }),
+    );
+  }
+  return {
+    plan,
+    entries,
+    byName,
+    access,
+    stdioPrincipal: stdioPrincipal(config.auth),
+    chainsFor: (profile) => chains.get(profile),
+    visibilityFor: (profile) => visibilities.get(profile),
+    catalogChanged() {
+      for (const c of chains.values()) c.reset();
+      for (const v of visibilities.values()) v.reset();
+    },
+  };
 }

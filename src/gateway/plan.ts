@@ -85,6 +85,12 @@ export function buildPlan(config: Config): Plan {
         allServers(config).map(([name, s]) => [name, { policies: s.policies, timeoutMs: s.timeoutMs }]),
       ),
       toolPolicies: config.toolPolicies,
+      profiles: Object.fromEntries(
+        Object.entries(config.profiles).map(([name, p]) => [
+          name,
+          { policies: p.policies, toolPolicies: p.toolPolicies },
+        ]),
+      ),
     },
   };
 }

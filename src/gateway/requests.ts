@@ -6,17 +6,31 @@ import { errorResult, GatewayError } from "../core/errors.ts";
 import type { CallToolResult, CompleteRequestParams, ToolCall } from "../core/types.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { LiveCatalog } from "./live-catalog.ts";
+import type { ProfileView } from "./profiles.ts";
 import { promptRoute, type Route, serverRoute } from "./route.ts";
+
+/** Whether the endpoint the request came to offers a server (and an exposed name of it): see profiles.ts. */
+type Offers = ProfileView["offers"];
 
 export interface Routed {
   readonly route: Route;
   readonly call: ToolCall;
 }
 
-/** A tool call, by exposed name (a tool hidden because its server is down still has its route). */
-export function toolRequest(catalog: LiveCatalog, name: string, args: Record<string, unknown>): Routed {
-  const route = catalog.toolRoute(name);
-  const removedWith = route ? undefined : catalog.removedServerOf(name);
+/**
+ * A tool call, by exposed name (a tool hidden because its server is down still has its route). A tool
+ * the endpoint does not offer is unknown there, with the same error.
+ */
+export function toolRequest(
+  catalog: LiveCatalog,
+  name: string,
+  args: Record<string, unknown>,
+  offers: Offers,
+): Routed {
+  const found = catalog.toolRoute(name);
+  const route = found && offers(found.server, name) ? found : undefined;
+  const removedFrom = found ? undefined : catalog.removedServerOf(name);
+  const removedWith = removedFrom !== undefined && offers(removedFrom, name) ? removedFrom : undefined;
   if (removedWith !== undefined) {
     throw new GatewayError(
       "unknown_tool",
@@ -61,9 +75,9 @@ export function toolFailure(name: string, error: unknown, requestId: string, log
   );
 }
 
-export function resourceRequest(catalog: LiveCatalog, uri: string): Routed {
+export function resourceRequest(catalog: LiveCatalog, uri: string, offers: Offers): Routed {
   const owner = catalog.resourceOwner(uri);
-  if (!owner) {
+  if (!owner || !offers(owner.name)) {
     throw new GatewayError("unknown_resource", `Resource "${uri}" is not offered by any connected server.`, {
       data: { uri },
     });
@@ -78,9 +92,10 @@ export function promptRequest(
   catalog: LiveCatalog,
   name: string,
   args: Record<string, string> | undefined,
+  offers: Offers,
 ): Routed {
   const prompt = catalog.current.prompt(name);
-  if (!prompt) {
+  if (!prompt || !offers(prompt.server, name)) {
     throw new GatewayError(
       "unknown_prompt",
       `Prompt "${name}" does not exist. List prompts to see what is available.`,
@@ -99,11 +114,15 @@ export function promptRequest(
  * `completion/complete`: a prompt reference is renamed to the backend's own prompt name; a resource
  * reference goes to the server that offers that template (or URI).
  */
-export function completionRequest(catalog: LiveCatalog, params: CompleteRequestParams): Routed {
+export function completionRequest(
+  catalog: LiveCatalog,
+  params: CompleteRequestParams,
+  offers: Offers,
+): Routed {
   const ref = params.ref;
   if (ref.type === "ref/prompt") {
     const prompt = catalog.current.prompt(ref.name);
-    if (!prompt) {
+    if (!prompt || !offers(prompt.server, ref.name)) {
       throw new GatewayError(
         "unknown_prompt",
         `Cannot complete arguments of prompt "${ref.name}": no such prompt. List prompts to see what is available.`,
@@ -117,7 +136,7 @@ export function completionRequest(catalog: LiveCatalog, params: CompleteRequestP
     };
   }
   const owner = catalog.templateOwner(ref.uri) ?? catalog.resourceOwner(ref.uri);
-  if (!owner) {
+  if (!owner || !offers(owner.name)) {
     throw new GatewayError(
       "unknown_resource",
       `Cannot complete arguments of resource "${ref.uri}": no connected server offers that resource ` +

@@ -25,6 +25,8 @@ export interface RequestOptions {
   /** The calling client, for backends that ask it for sampling or elicitation during a call. */
   readonly client?: CallerChannel;
   readonly transport?: "stdio" | "http";
+  /** The profile whose endpoint the request came to (config `profiles`); absent for the default one. */
+  readonly profile?: string;
 }
 
 export class RunningRequests {
@@ -88,17 +90,6 @@ export function contextOf(options: RequestOptions): CallContext {
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     ...(options.client ? { client: options.client } : {}),
     ...(options.transport ? { transport: options.transport } : {}),
+    ...(options.profile ? { profile: options.profile } : {}),
   };
-}
-
-/** Resolves when `started` does or when `ms` have passed, whichever is first. */
-export function startedWithin(started: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    started.then(() => undefined),
-    new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, ms);
-      timer.unref();
-    }),
-  ]).finally(() => clearTimeout(timer));
 }

@@ -13,6 +13,8 @@ import type { Logger } from "../observability/logger.ts";
  */
 export interface Holder {
   readonly principal: Principal;
+  /** The profile whose endpoint it came to (config `profiles`); absent for the default endpoint. */
+  readonly profile?: string | undefined;
 }
 
 /** A running server, as the sessions see it. */
@@ -27,9 +29,11 @@ export interface ClientSessionsDeps {
   readonly ownerOf: (uri: string) => SessionServer | undefined;
   /** Every running server. */
   readonly servers: () => readonly SessionServer[];
-  /** Throws the access error when the principal may not read the resources of `server`. */
-  readonly checkRead: (principal: Principal, uri: string, server: string) => void;
-  readonly maySeeServer: (principal: Principal, server: string) => boolean;
+  /** Whether the holder's endpoint offers `server` (a profile may not): what it does not, does not exist. */
+  readonly offers: (holder: Holder, server: string) => boolean;
+  /** Throws the access error when the holder's principal may not read the resources of `server`. */
+  readonly checkRead: (holder: Holder, uri: string, server: string) => void;
+  readonly maySeeServer: (holder: Holder, server: string) => boolean;
 }
 
 export class ClientSessions {
@@ -54,7 +58,7 @@ export class ClientSessions {
    */
   async subscribe(uri: string, holder: Holder): Promise<void> {
     const owner = this.#deps.ownerOf(uri);
-    if (!owner) {
+    if (!owner || !this.#deps.offers(holder, owner.name)) {
       throw new GatewayError(
         "unknown_resource",
         `Cannot subscribe to resource "${uri}": no connected server offers it. List resources to see what is available.`,
@@ -62,7 +66,7 @@ export class ClientSessions {
       );
     }
     // As for resources/read: a subscription delivers the resource's updates, so it needs the same right.
-    this.#deps.checkRead(holder.principal, uri, owner.name);
+    this.#deps.checkRead(holder, uri, owner.name);
     let holders = this.#subscriptions.get(uri);
     if (holders?.has(holder)) return;
     if (!holders) {
@@ -157,7 +161,7 @@ export class ClientSessions {
     let index: number | undefined;
     let unset = false;
     for (const [holder, level] of this.#logLevels) {
-      if (!this.#deps.maySeeServer(holder.principal, server)) continue;
+      if (!this.#deps.maySeeServer(holder, server)) continue;
       if (level === undefined) unset = true;
       else index = Math.min(index ?? MCP_LOG_LEVELS.length, MCP_LOG_LEVELS.indexOf(level));
     }

@@ -1,27 +1,41 @@
 /**
- * What one principal may see of the catalog (config `access`): a client never learns of what it
- * cannot call, in lists, in statistics and health, in log messages and resource updates.
+ * What one principal may see of the catalog at one endpoint (the default one or a profile's): what
+ * the endpoint offers, then what access rules allow. A client never learns of what it cannot call, in
+ * lists, in statistics and health, in log messages and resource updates.
  */
 import type { Principal, Prompt, Resource, ResourceTemplate, Tool } from "../core/types.ts";
 import type { AccessControl } from "../security/access.ts";
 import type { Catalog } from "./catalog.ts";
+import type { ProfileView } from "./profiles.ts";
+
+export interface OfferedCatalog {
+  readonly tools: readonly Tool[];
+  readonly resources: readonly Resource[];
+  readonly resourceTemplates: readonly ResourceTemplate[];
+  readonly prompts: readonly Prompt[];
+}
 
 /** More principal × server answers than this and the cache starts over (principals are unbounded). */
 const MAX_CACHED = 10_000;
 
 export class Visibility {
   readonly #access: AccessControl | undefined;
+  readonly #view: ProfileView;
+  /** The default endpoint: everything is offered, only access rules filter. */
+  readonly #whole: boolean;
   readonly #catalog: () => Catalog;
   /** The server of a resource template, as the catalog keeps it. */
   readonly #templateServer: (uriTemplate: string) => string | undefined;
   #servers = new Map<string, boolean>();
 
   constructor(
-    access: AccessControl | undefined,
+    view: ProfileView,
     catalog: () => Catalog,
     templateServer: (uriTemplate: string) => string | undefined,
   ) {
-    this.#access = access;
+    this.#view = view;
+    this.#access = view.access;
+    this.#whole = view.name === "";
     this.#catalog = catalog;
     this.#templateServer = templateServer;
   }
@@ -31,11 +45,22 @@ export class Visibility {
     this.#servers = new Map();
   }
 
+  /** What the endpoint offers, before anyone's access rules (`switchboard tools --profile`). */
+  offered(): OfferedCatalog {
+    const catalog = this.#catalog();
+    return {
+      tools: this.#tools(catalog),
+      resources: this.#resources(catalog),
+      resourceTemplates: this.#resourceTemplates(catalog),
+      prompts: this.#prompts(catalog),
+    };
+  }
+
   tools(principal: Principal): readonly Tool[] {
     const catalog = this.#catalog();
-    const tools = catalog.tools();
-    if (!this.#access) return tools;
-    return this.#access.filter(principal, tools, (tool) => ({
+    const offered = this.#tools(catalog);
+    if (!this.#access) return offered;
+    return this.#access.filter(principal, offered, (tool) => ({
       name: tool.name,
       server: catalog.tool(tool.name)?.server ?? "",
     }));
@@ -43,9 +68,9 @@ export class Visibility {
 
   prompts(principal: Principal): readonly Prompt[] {
     const catalog = this.#catalog();
-    const prompts = catalog.prompts();
-    if (!this.#access) return prompts;
-    return this.#access.filter(principal, prompts, (prompt) => ({
+    const offered = this.#prompts(catalog);
+    if (!this.#access) return offered;
+    return this.#access.filter(principal, offered, (prompt) => ({
       name: prompt.name,
       server: catalog.prompt(prompt.name)?.server ?? "",
     }));
@@ -53,52 +78,81 @@ export class Visibility {
 
   resources(principal: Principal): readonly Resource[] {
     const catalog = this.#catalog();
-    const resources = catalog.resources();
-    if (!this.#access) return resources;
-    return this.#access.filterResources(principal, resources, (r) => catalog.resourceServer(r.uri) ?? "");
+    const offered = this.#resources(catalog);
+    if (!this.#access) return offered;
+    return this.#access.filterResources(principal, offered, (r) => catalog.resourceServer(r.uri) ?? "");
   }
 
   resourceTemplates(principal: Principal): readonly ResourceTemplate[] {
-    const templates = this.#catalog().resourceTemplates();
-    if (!this.#access) return templates;
-    return this.#access.filterResources(
-      principal,
-      templates,
-      (t) => this.#templateServer(t.uriTemplate) ?? "",
-    );
+    const offered = this.#resourceTemplates(this.#catalog());
+    if (!this.#access) return offered;
+    return this.#access.filterResources(principal, offered, (t) => this.#templateServer(t.uriTemplate) ?? "");
   }
 
-  /** Whether the principal may call this exposed tool of `server`. */
+  #tools(catalog: Catalog): readonly Tool[] {
+    if (this.#whole) return catalog.tools();
+    return catalog.tools().filter((t) => this.#view.offers(catalog.tool(t.name)?.server ?? "", t.name));
+  }
+
+  #prompts(catalog: Catalog): readonly Prompt[] {
+    if (this.#whole) return catalog.prompts();
+    return catalog.prompts().filter((p) => this.#view.offers(catalog.prompt(p.name)?.server ?? "", p.name));
+  }
+
+  #resources(catalog: Catalog): readonly Resource[] {
+    if (this.#whole) return catalog.resources();
+    return catalog.resources().filter((r) => this.#view.offers(catalog.resourceServer(r.uri) ?? ""));
+  }
+
+  #resourceTemplates(catalog: Catalog): readonly ResourceTemplate[] {
+    if (this.#whole) return catalog.resourceTemplates();
+    return catalog
+      .resourceTemplates()
+      .filter((t) => this.#view.offers(this.#templateServer(t.uriTemplate) ?? ""));
+  }
+
+  /**
+   * Whether this endpoint offers `server`, and this exposed tool or prompt of it, at all (before access
+   * rules). What it does not offer does not exist for its clients.
+   */
+  readonly offers = (server: string, exposedName?: string): boolean => this.#view.offers(server, exposedName);
+
+  /** Whether the principal may call this exposed tool (or get this prompt) of `server` here. */
   mayCall(principal: Principal, exposedName: string, server: string): boolean {
+    if (!this.#view.offers(server, exposedName)) return false;
     return this.#access?.canCall(principal, exposedName, server) ?? true;
   }
 
-  /** Whether the principal may read the resources of `server`. */
+  /** Throws the access error when the principal may not read the resources of `server`. */
+  checkRead(principal: Principal, uri: string, server: string): void {
+    this.#access?.check(principal, uri, server, "resource");
+  }
+
+  /** Whether the principal may read the resources of `server` here. */
   mayRead(principal: Principal, server: string): boolean {
+    if (!this.#view.offers(server)) return false;
     return this.#access?.canReadServer(principal, server) ?? true;
   }
 
   /**
-   * Whether the principal may see anything of `server`: one of its tools or prompts, or its resources.
-   * Log messages and statistics of a server go only to those who may.
+   * Whether the principal may see anything of `server` here: one of its tools or prompts, or its
+   * resources. Log messages and statistics of a server go only to those who may.
    */
   maySeeServer(principal: Principal, server: string): boolean {
+    const view = this.#view;
+    if (!view.offers(server)) return false;
     const access = this.#access;
-    if (!access) return true;
+    if (!access && this.#whole) return true;
     const key = `${principal.id}\u0000${principal.roles.join("\u0001")}\u0000${server}`;
     let visible = this.#servers.get(key);
     if (visible === undefined) {
       const catalog = this.#catalog();
+      const mayCall = (name: string) =>
+        view.offers(server, name) && (access?.canCall(principal, name, server) ?? true);
       visible =
-        access.canReadServer(principal, server) ||
-        catalog
-          .toolRoutes()
-          .some((r) => r.server === server && access.canCall(principal, r.exposedName, server)) ||
-        catalog
-          .prompts()
-          .some(
-            (p) => catalog.prompt(p.name)?.server === server && access.canCall(principal, p.name, server),
-          );
+        (access?.canReadServer(principal, server) ?? true) ||
+        catalog.toolRoutes().some((r) => r.server === server && mayCall(r.exposedName)) ||
+        catalog.prompts().some((p) => catalog.prompt(p.name)?.server === server && mayCall(p.name));
       if (this.#servers.size >= MAX_CACHED) this.#servers.clear();
       this.#servers.set(key, visible);
     }

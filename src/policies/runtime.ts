@@ -32,7 +32,9 @@ import { BreakerSharing, CircuitBreaker, circuitBreakerPolicy } from "./circuit-
 import {
   compileToolRules,
   type EffectivePolicies,
+  mergePolicySets,
   type PolicyConfig,
+  type PolicySet,
   resolvePolicies,
   type ToolRule,
 } from "./config.ts";
@@ -85,7 +87,15 @@ export interface PolicyEntry {
 }
 
 /** What the runtime needs from the config: `policies` at three levels and each server's timeout. */
-export type PolicyRuntimeConfig = PolicyConfig;
+export type PolicyRuntimeConfig = PolicyConfig & {
+  /** Each profile's own policies and tool rules (config `profiles`). Default: none. */
+  readonly profiles?: Readonly<
+    Record<
+      string,
+      { readonly policies: PolicySet; readonly toolPolicies: Readonly<Record<string, PolicySet>> }
+    >
+  >;
+};
 
 export interface BreakerStatus {
   readonly server: string;
@@ -100,8 +110,8 @@ interface Chain {
 }
 
 export class PolicyRuntime extends EventEmitter<PolicyEventMap> {
-  #config: PolicyConfig;
-  #rules: readonly ToolRule[];
+  /** The policies of the default endpoint and of each profile, by profile name ("" for the default). */
+  #views = new Map<string, { readonly config: PolicyConfig; readonly rules: readonly ToolRule[] }>();
   readonly #deps: PolicyDeps;
   readonly #now: () => number;
   readonly #random: () => number;
@@ -119,8 +129,7 @@ export class PolicyRuntime extends EventEmitter<PolicyEventMap> {
 
   constructor(config: PolicyRuntimeConfig, deps: PolicyDeps) {
     super();
-    this.#config = config;
-    this.#rules = compileToolRules(config.toolPolicies);
+    this.#views = policyViews(config);
     this.#deps = deps;
     this.#now = deps.now ?? Date.now;
     this.#random = deps.random ?? Math.random;
@@ -136,8 +145,7 @@ export class PolicyRuntime extends EventEmitter<PolicyEventMap> {
    * numbers, so a rule that did not change keeps its buckets and its entries.
    */
   reconfigure(config: PolicyRuntimeConfig): void {
-    this.#config = config;
-    this.#rules = compileToolRules(config.toolPolicies);
+    this.#views = policyViews(config);
     this.#chains.clear();
     this.#matchers.clear();
   }
@@ -147,21 +155,28 @@ export class PolicyRuntime extends EventEmitter<PolicyEventMap> {
     return this.entriesFor(binding).map((entry) => entry.policy);
   }
 
-  /** `chainFor` with each policy's name, for a gateway that inserts its own policies between them. */
-  entriesFor(binding: ToolBinding): readonly PolicyEntry[] {
+  /**
+   * `chainFor` with each policy's name, for a gateway that inserts its own policies between them.
+   * `profile`: the endpoint the request came to, whose own policies (config `profiles`) apply.
+   */
+  entriesFor(binding: ToolBinding, profile = ""): readonly PolicyEntry[] {
     if (this.#closed) throw new GatewayError("internal", "The policy runtime is closed");
-    const known = this.#chains.get(binding.exposedName);
+    const key = `${profile}\u0000${binding.exposedName}`;
+    const known = this.#chains.get(key);
     if (known && known.binding.server === binding.server && known.binding.tool === binding.tool)
       return known.entries;
-    const entries = Object.freeze(this.#build(binding));
-    this.#chains.set(binding.exposedName, { binding, entries });
+    const entries = Object.freeze(this.#build(binding, profile));
+    this.#chains.set(key, { binding, entries });
     this.#seen.set(binding.exposedName, binding);
     return entries;
   }
 
   /** The merged policies of one tool (for diagnostics: what applies to this tool, and why). */
-  policiesFor(binding: Pick<ToolBinding, "exposedName" | "server">): EffectivePolicies {
-    return resolvePolicies(this.#config, this.#rules, binding.exposedName, binding.server);
+  policiesFor(binding: Pick<ToolBinding, "exposedName" | "server">, profile = ""): EffectivePolicies {
+    const view =
+      this.#views.get(profile) ??
+      (this.#views.get("") as { config: PolicyConfig; rules: readonly ToolRule[] });
+    return resolvePolicies(view.config, view.rules, binding.exposedName, binding.server);
   }
 
   /**
@@ -310,8 +325,8 @@ export class PolicyRuntime extends EventEmitter<PolicyEventMap> {
     return matches;
   }
 
-  #build(binding: ToolBinding): PolicyEntry[] {
-    const policies = this.policiesFor(binding);
+  #build(binding: ToolBinding, profile: string): PolicyEntry[] {
+    const policies = this.policiesFor(binding, profile);
     const env: PolicyEnv = {
       binding,
       store: this.#deps.store,
@@ -411,4 +426,25 @@ function longestCallMs(policies: EffectivePolicies, retried: boolean): number {
   const attempts = retry?.maxAttempts ?? 1;
   const queued = policies.bulkhead?.maxQueueWaitMs ?? 0;
   return queued + policies.timeoutMs * attempts + (attempts - 1) * (retry?.maxDelayMs ?? 0);
+}
+
+/**
+ * The policy config of the default endpoint and of each profile: a profile's `policies` replace the
+ * top-level ones key by key, and its `toolPolicies` come after the top-level rules (so that, for the
+ * same name, the profile's win); server policies stay as they are.
+ */
+function policyViews(
+  config: PolicyRuntimeConfig,
+): Map<string, { config: PolicyConfig; rules: readonly ToolRule[] }> {
+  const views = new Map<string, { config: PolicyConfig; rules: readonly ToolRule[] }>();
+  views.set("", { config, rules: compileToolRules(config.toolPolicies) });
+  for (const [name, profile] of Object.entries(config.profiles ?? {})) {
+    const derived: PolicyConfig = {
+      policies: mergePolicySets([config.policies, profile.policies]),
+      servers: config.servers,
+      toolPolicies: { ...config.toolPolicies, ...profile.toolPolicies },
+    };
+    views.set(name, { config: derived, rules: compileToolRules(derived.toolPolicies) });
+  }
+  return views;
 }

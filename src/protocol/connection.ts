@@ -12,6 +12,8 @@ import { passes } from "./leg.ts";
 export interface ConnectionState extends Holder {
   /** Who opened the connection; for a per-request instance, who made its request. */
   principal: Principal;
+  /** The profile whose endpoint it is (config `profiles`); undefined for the default endpoint. */
+  readonly profile: string | undefined;
   /** Set by a 2025-era client with `logging/setLevel`. */
   logLevel: LoggingLevel | undefined;
   readonly subscriptions: Set<string>;
@@ -38,7 +40,10 @@ type LogFromServer = { readonly server: string } & BackendLogMessage;
 export function wantsBackgroundLog(gateway: Gateway, server: Server, message: LogFromServer): boolean {
   const state = connections.get(server);
   if (state?.logLevel === undefined) return false;
-  return passes(message.level, state.logLevel) && gateway.maySeeServer(state.principal, message.server);
+  return (
+    passes(message.level, state.logLevel) &&
+    gateway.maySeeServer(state.principal, message.server, state.profile)
+  );
 }
 
 /** Whether this connection subscribed to `uri` (`resources/subscribe`). */

@@ -32,6 +32,8 @@ export interface ServerFactoryOptions {
   readonly principalOf?: (ctx: ServerContext) => Principal;
   /** How requests arrive, for the audit log. */
   readonly transport?: "stdio" | "http";
+  /** The profile this endpoint serves (config `profiles`); absent for the default endpoint. */
+  readonly profile?: string | undefined;
   /** `_meta` keys the transport learned elsewhere (HTTP headers); the request's own `_meta` wins. */
   readonly metaOf?: (ctx: ServerContext) => Readonly<Record<string, unknown>> | undefined;
 }
@@ -42,6 +44,7 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
   const info = { name: gateway.config.gateway.name, version: VERSION };
   const principalOf = options.principalOf ?? (() => ANONYMOUS);
   const transport = options.transport ?? "stdio";
+  const profile = options.profile;
   // Shared by every instance of this factory: a 2026-07-28 client's retry may arrive on a new instance.
   const rounds = new InputRounds(gateway);
 
@@ -66,6 +69,7 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
     });
     const state: ConnectionState = {
       principal: owner ?? ANONYMOUS,
+      profile,
       logLevel: undefined,
       subscriptions: new Set(),
     };
@@ -86,6 +90,7 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
     const siteOf = (ctx: ServerContext, leg?: Leg): CallSite => ({
       principal: principalOf(ctx),
       transport,
+      profile,
       signal: ctx.mcpReq.signal,
       headerMeta: options.metaOf?.(ctx),
       logLevel: logLevelOf(ctx),
@@ -101,7 +106,7 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
     // A client's first list waits (within gateway.startupWaitMs) for servers still starting.
     server.setRequestHandler("tools/list", async (_request, ctx) => {
       await gateway.settled();
-      return { tools: gateway.visibility.tools(principalOf(ctx)) as never };
+      return { tools: gateway.visibilityFor(profile).tools(principalOf(ctx)) as never };
     });
     server.setRequestHandler("tools/call", async (request, ctx) => {
       const call = {
@@ -142,11 +147,13 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
     });
     server.setRequestHandler("resources/list", async (_request, ctx) => {
       await gateway.settled();
-      return { resources: gateway.visibility.resources(principalOf(ctx)) as never };
+      return { resources: gateway.visibilityFor(profile).resources(principalOf(ctx)) as never };
     });
     server.setRequestHandler("resources/templates/list", async (_request, ctx) => {
       await gateway.settled();
-      return { resourceTemplates: gateway.visibility.resourceTemplates(principalOf(ctx)) as never };
+      return {
+        resourceTemplates: gateway.visibilityFor(profile).resourceTemplates(principalOf(ctx)) as never,
+      };
     });
     server.setRequestHandler(
       "resources/read",
@@ -157,7 +164,7 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
     );
     server.setRequestHandler("prompts/list", async (_request, ctx) => {
       await gateway.settled();
-      return { prompts: gateway.visibility.prompts(principalOf(ctx)) as never };
+      return { prompts: gateway.visibilityFor(profile).prompts(principalOf(ctx)) as never };
     });
     server.setRequestHandler(
       "prompts/get",

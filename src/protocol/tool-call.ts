@@ -34,6 +34,8 @@ export interface ToolCallRequest {
 export interface CallSite {
   readonly principal: Principal;
   readonly transport: "stdio" | "http";
+  /** The profile whose endpoint the call came to (config `profiles`); absent for the default one. */
+  readonly profile?: string | undefined;
   /** Aborted when the client cancels (or goes away): the backend request is cancelled with it. */
   readonly signal: AbortSignal;
   /** `_meta` keys the transport learned elsewhere (HTTP headers); the request's own `_meta` wins. */
@@ -72,6 +74,7 @@ export function callOptions(request: ToolCallRequest, site: CallSite): RequestOp
     requestId: String(request.id),
     ...(site.progress ? { onProgress: site.progress } : {}),
     ...(site.client ? { client: site.client } : {}),
+    ...(site.profile ? { profile: site.profile } : {}),
   };
 }
 

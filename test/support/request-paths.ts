@@ -324,14 +324,19 @@ function httpModern(name: string, url: () => string, headers: Record<string, str
 }
 
 /** A gateway over stdio, its own child process; `era` decides how it is spoken to. */
-function stdio(name: string, configPath: string, era: Era, env: Record<string, string>): RequestPath {
+function stdio(
+  name: string,
+  configPath: string,
+  era: Era,
+  { env = {}, stdioArgs = [] }: PathOptions,
+): RequestPath {
   return {
     name,
     transport: "stdio",
     era,
     async open() {
       const command = stdioGatewayCommand(configPath);
-      const child: ChildProcess = spawn(command.command, command.args, {
+      const child: ChildProcess = spawn(command.command, [...command.args, ...stdioArgs], {
         cwd: command.cwd,
         stdio: ["pipe", "pipe", "ignore"],
         env: { ...process.env, ...env },
@@ -422,6 +427,8 @@ export interface PathOptions {
   readonly headers?: Record<string, string>;
   /** Environment for stdio gateways (secrets the config reads). */
   readonly env?: Record<string, string>;
+  /** More arguments for stdio gateways' `serve --stdio` (`--profile dev`, say). */
+  readonly stdioArgs?: readonly string[];
 }
 
 /** Every request path of one gateway config: `httpUrl` is the running HTTP gateway's MCP endpoint. */
@@ -431,14 +438,13 @@ export function requestPaths(
   options: PathOptions = {},
 ): RequestPath[] {
   const headers = options.headers ?? {};
-  const env = options.env ?? {};
   return [
     httpSession("HTTP 2025 session, plain-JSON path", httpUrl, {}, headers),
     // A client that can be asked for elicitation keeps its calls on the SDK's streaming path.
     httpSession("HTTP 2025 session, SDK path", httpUrl, { elicitation: {} }, headers),
     httpModern("HTTP 2026-07-28", httpUrl, headers),
-    stdio("stdio 2025 session", configPath, "2025", env),
-    stdio("stdio 2026-07-28", configPath, "2026-07-28", env),
+    stdio("stdio 2025 session", configPath, "2025", options),
+    stdio("stdio 2026-07-28", configPath, "2026-07-28", options),
   ];
 }
 

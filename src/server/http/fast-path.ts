@@ -36,6 +36,7 @@ export function servePlainCall(
   res: ServerResponse,
   body: unknown,
   facts: RequestFacts,
+  profile: string | undefined,
 ): boolean {
   if (!isPlainObject(body)) return false;
   const request = plainToolCall(body);
@@ -45,7 +46,7 @@ export function servePlainCall(
   if (connectionLogLevel(session.server) !== undefined) return false;
   const controller = session.calls.start(request.id);
   if (!controller) return false;
-  void answer(gateway, session, res, request, facts, controller);
+  void answer(gateway, session, res, request, { facts, profile, controller });
   return true;
 }
 
@@ -54,8 +55,11 @@ async function answer(
   session: Session,
   res: ServerResponse,
   request: ToolCallRequest,
-  facts: RequestFacts,
-  controller: AbortController,
+  {
+    facts,
+    profile,
+    controller,
+  }: { facts: RequestFacts; profile: string | undefined; controller: AbortController },
 ): Promise<void> {
   // A client that goes away cancels its call, as on the SDK path.
   const onClose = () => {
@@ -67,6 +71,7 @@ async function answer(
     outcome = await answerToolCall(gateway, request, {
       principal: facts.principal,
       transport: "http",
+      profile,
       signal: controller.signal,
       headerMeta: facts.metaFromHeaders,
       project: (result, outputSchema) => session.server.projectCallToolResult(result, outputSchema),

@@ -16,24 +16,15 @@ import {
   type IncomingMessage,
   type ServerResponse,
 } from "node:http";
-import { toNodeHandler } from "@modelcontextprotocol/node";
-import { createMcpHandler } from "@modelcontextprotocol/server";
 import { describeError, JSON_RPC } from "../../core/errors.ts";
 import { ANONYMOUS, type Principal } from "../../core/types.ts";
 import type { Gateway } from "../../gateway/gateway.ts";
-import { LiveServers } from "../../protocol/connection.ts";
 import { oneLine } from "../../protocol/message-shape.ts";
-import { forwardNotifications } from "../../protocol/notifications.ts";
-import { createServerFactory } from "../../protocol/sdk-server.ts";
 import {
-  type Authenticator,
-  createAuthenticator,
-  httpAuthEnabled,
   protectedResourceMetadata,
   RESOURCE_METADATA_PATH,
   resourceMetadataUrl,
 } from "../../security/auth.ts";
-import type { AuthConfig } from "../../security/config.ts";
 import { ADMIN_PREFIX, type AdminOptions, type AdminReload, serveAdmin } from "./admin.ts";
 import {
   bodyProblem,
@@ -46,12 +37,12 @@ import {
   withListenedUris,
   withRawBody,
 } from "./body.ts";
-import { attachFacts, factsOf, factsOfRequest, principalOfContext, principalOfRequest } from "./facts.ts";
+import { type McpEndpoint, McpEndpoints } from "./endpoint.ts";
+import { attachFacts, factsOfRequest, principalOfRequest } from "./facts.ts";
 import { cancelPlainCall, servePlainCall } from "./fast-path.ts";
 import { createGuards, header, sendJsonRpcError, sendRefusal } from "./guards.ts";
 import { listenOn } from "./listen.ts";
 import { type ProbeHandler, probeRoutes } from "./probes.ts";
-import { Sessions } from "./sessions.ts";
 
 /** The longest shutdown waits for responses still being written after their calls finished. */
 const ANSWER_FLUSH_MS = 2_000;
@@ -82,58 +73,24 @@ export interface HttpServing {
 
 export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions): Promise<HttpServing> {
   const log = gateway.logger.child({ component: "http" });
-  const factory = createServerFactory(gateway, {
-    principalOf: principalOfContext,
-    metaOf: (ctx) => factsOf(ctx)?.metaFromHeaders,
-    transport: "http",
-  });
-  const live = new LiveServers();
-  const sessions = new Sessions(factory, live, log, options.sessionIdleTimeoutMs);
-  const mcpHandler = createMcpHandler(factory, {
-    legacy: "stateless",
-    maxRequestBodySize: options.maxBodyBytes,
-    onerror: (error) => log.debug({ err: describeError(error) }, "MCP request rejected"),
-  });
-  const modern = toNodeHandler(mcpHandler, {
-    maxRequestBodySize: options.maxBodyBytes,
-    onerror: (error) => log.error({ err: error }, "the MCP handler could not serve a request"),
-  });
-  const stopForwarding = forwardNotifications(gateway, live, [mcpHandler.notify]);
+  const endpoints = new McpEndpoints(gateway, options.path, options, log);
+  const defaultEndpoint = endpoints.at(options.path) as McpEndpoint;
   const probes: Record<string, ProbeHandler> = probeRoutes(gateway);
   const guard = createGuards(options);
-  // The auth of the config running now: a reload swaps it for the next request (the JWKS cache of an
-  // authenticator lives as long as its config does).
-  let authFor: { config: AuthConfig | undefined; authenticator: Authenticator | undefined } = {
-    config: undefined,
-    authenticator: undefined,
-  };
-  let authKnown = false;
-  const currentAuth = () => {
-    const config = gateway.config.auth;
-    if (!authKnown || authFor.config !== config) {
-      authKnown = true;
-      authFor = {
-        config,
-        authenticator: config && httpAuthEnabled(config) ? createAuthenticator(config) : undefined,
-      };
-    }
-    return authFor;
-  };
-  /** This endpoint as clients reach it: the configured resource, else from the request's Host. */
-  const resourceUrl = (req: IncomingMessage) =>
-    gateway.config.auth?.resourceMetadata?.resource ??
-    `http://${req.headers.host ?? "localhost"}${options.path}`;
-  const metadataPaths = new Set([RESOURCE_METADATA_PATH, `${RESOURCE_METADATA_PATH}${options.path}`]);
 
-  /** Who is calling, or the answer that refuses the request. */
-  const admit = async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
-    const { authenticator } = currentAuth();
+  /** Who is calling, or the answer that refuses the request (each endpoint has its own auth). */
+  const admit = async (
+    endpoint: McpEndpoint,
+    req: IncomingMessage,
+    res: ServerResponse,
+  ): Promise<boolean> => {
+    const authenticator = endpoint.authenticator;
     if (!authenticator) {
       attachFacts(req, ANONYMOUS);
       return true;
     }
     const result = await authenticator.authenticate(req.headers, {
-      resourceMetadataUrl: resourceMetadataUrl(resourceUrl(req)),
+      resourceMetadataUrl: resourceMetadataUrl(endpoint.resourceUrl(req)),
     });
     if (result.ok) {
       attachFacts(req, result.principal);
@@ -151,7 +108,8 @@ export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions)
     return false;
   };
 
-  const handleMcp = async (req: IncomingMessage, res: ServerResponse) => {
+  const handleMcp = async (endpoint: McpEndpoint, req: IncomingMessage, res: ServerResponse) => {
+    const sessions = endpoint.sessions;
     let body: unknown;
     let text: string | undefined;
     if (req.method === "POST") {
@@ -233,20 +191,20 @@ export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions)
             asked,
           );
         }
-        if (facts && servePlainCall(gateway, session, req, res, body, facts)) return;
+        if (facts && servePlainCall(gateway, session, req, res, body, facts, endpoint.profile)) return;
       }
       return session.transport.handleRequest(req, res, body);
     }
     if (req.method === "POST" && containsInitialize(body)) return sessions.open(req, res, body, principal);
     const listened = listenedUris(body);
     if (listened.length > 0) {
-      const allowed = listened.filter((uri) => gateway.mayReadResource(principal, uri));
+      const allowed = listened.filter((uri) => gateway.mayReadResource(principal, uri, endpoint.profile));
       // The SDK sends a stream every update of the URIs it names, whoever caused the backend to send
       // it: a URI this principal may not read is taken out of the request before the SDK sees it.
       if (allowed.length < listened.length) text = JSON.stringify(withListenedUris(body, allowed));
-      if (allowed.length > 0) holdSubscriptions(allowed, res, principal);
+      if (allowed.length > 0) holdSubscriptions(allowed, res, principal, endpoint.profile);
     }
-    return modern(withRawBody(req, text), res);
+    return endpoint.serveModern(withRawBody(req, text), res);
   };
 
   /**
@@ -277,8 +235,13 @@ export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions)
    * serves the stream and filters updates for it; the backends that own the URIs are subscribed for as
    * long as the stream stays open, so that they send the updates in the first place.
    */
-  const holdSubscriptions = (uris: readonly string[], res: ServerResponse, principal: Principal) => {
-    const holder = { principal };
+  const holdSubscriptions = (
+    uris: readonly string[],
+    res: ServerResponse,
+    principal: Principal,
+    profile: string | undefined,
+  ) => {
+    const holder = { principal, profile };
     for (const uri of uris) {
       gateway
         .subscribe(uri, holder)
@@ -296,7 +259,8 @@ export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions)
       return sendRefusal(res, refusal);
     }
     const path = (req.url ?? "/").split("?", 1)[0] ?? "/";
-    if (path === options.path) {
+    const endpoint = endpoints.at(path);
+    if (endpoint) {
       if (started && req.method === "POST" && header(req, "mcp-session-id") === undefined) {
         return sendJsonRpcError(
           res,
@@ -305,23 +269,27 @@ export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions)
           "The gateway is shutting down; retry on another instance.",
         );
       }
-      if (!(await admit(req, res))) return;
-      return handleMcp(req, res);
+      if (!(await admit(endpoint, req, res))) return;
+      return handleMcp(endpoint, req, res);
     }
     if (path.startsWith(ADMIN_PREFIX)) {
-      if (!(await admit(req, res))) return;
+      if (!(await admit(defaultEndpoint, req, res))) return;
       return serveAdmin(req, res, path, principalOfRequest(req), {
         options: options.admin,
-        authenticated: currentAuth().authenticator !== undefined,
+        authenticated: defaultEndpoint.authenticator !== undefined,
         logger: log,
         reload: options.reload,
       });
     }
-    const authConfig = gateway.config.auth;
-    if (authConfig && metadataPaths.has(path) && (req.method === "GET" || req.method === "HEAD")) {
+    // RFC 9728: the metadata of the resource at <path> is at /.well-known/oauth-protected-resource<path>.
+    const described = path.startsWith(RESOURCE_METADATA_PATH)
+      ? endpoints.forMetadataSuffix(path.slice(RESOURCE_METADATA_PATH.length))
+      : undefined;
+    const authConfig = described?.authConfig;
+    if (described && authConfig && (req.method === "GET" || req.method === "HEAD")) {
       res
         .writeHead(200, { "content-type": "application/json", "cache-control": "max-age=300" })
-        .end(JSON.stringify(protectedResourceMetadata(authConfig, resourceUrl(req))));
+        .end(JSON.stringify(protectedResourceMetadata(authConfig, described.resourceUrl(req))));
       return;
     }
     const probe = probes[path];
@@ -358,11 +326,9 @@ export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions)
       httpServer.close();
     },
     async close() {
-      stopForwarding();
       httpServer.close();
       await answersWritten();
-      await sessions.close();
-      await mcpHandler.close();
+      await endpoints.close();
       httpServer.closeAllConnections();
     },
   };

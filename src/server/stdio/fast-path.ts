@@ -19,6 +19,8 @@ export function createToolCallFastPath(
   principal: () => Principal,
   /** The instance the SDK pins to the connection, once the client has initialized. */
   pinnedServer: () => Server | undefined,
+  /** The profile served (`serve --stdio --profile`); undefined for the whole gateway. */
+  profile?: string,
 ): FastPath {
   // A 2025-era session is established once the client sends `notifications/initialized`; 2026-07-28
   // clients never send it, so their requests always take the SDK path (which handles their envelope).
@@ -32,6 +34,7 @@ export function createToolCallFastPath(
       const answer = await answerToolCall(gateway, request, {
         principal: principal(),
         transport: "stdio",
+        profile,
         signal: controller.signal,
         logLevel: connectionLogLevel(server),
         progress:

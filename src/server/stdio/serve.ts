@@ -17,17 +17,27 @@ export interface StdioServing {
   close(): Promise<void>;
 }
 
-export function serveGatewayOnStdio(gateway: Gateway, onClientGone: () => void): StdioServing {
+export interface StdioOptions {
+  /** Serve one profile's view of the gateway (config `profiles`) instead of the whole of it. */
+  readonly profile?: string | undefined;
+}
+
+export function serveGatewayOnStdio(
+  gateway: Gateway,
+  onClientGone: () => void,
+  options: StdioOptions = {},
+): StdioServing {
   const live = new LiveServers();
+  const profile = options.profile;
   // Read at each request: a reload may change auth.stdioPrincipal.
   const principal = () => gateway.stdioPrincipal;
-  const factory = createServerFactory(gateway, { principalOf: principal, transport: "stdio" });
+  const factory = createServerFactory(gateway, { principalOf: principal, transport: "stdio", profile });
   const stopForwarding = forwardNotifications(gateway, live);
   const transport = new GatewayStdioTransport();
   // The instance the SDK pins to the connection: the plain path projects results through its codec,
   // and takes the connection's log level and client channel from it.
   let pinned: Server | undefined;
-  transport.fastPath = createToolCallFastPath(gateway, transport, principal, () => pinned);
+  transport.fastPath = createToolCallFastPath(gateway, transport, principal, () => pinned, profile);
   const handle = serveStdio(
     (context) => {
       const server = factory(context, principal());
