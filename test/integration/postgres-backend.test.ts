@@ -18,12 +18,12 @@ import { after, before, describe, test } from "node:test";
 import { PGlite } from "@electric-sql/pglite";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import pg from "pg";
-import { type PostgresBackendInput, postgresBackendSchema } from "../../src/backends/builtin-config.ts";
 import {
   createPostgresBackend,
   type PostgresBackend,
   type PostgresBackendOptions,
-} from "../../src/backends/postgres.ts";
+} from "../../src/backends/postgres/backend.ts";
+import { type PostgresBackendInput, postgresBackendSchema } from "../../src/backends/postgres/config.ts";
 import { GatewayError } from "../../src/core/errors.ts";
 import { silentLogger } from "../../src/observability/logger.ts";
 import { context, errorMeta, recorder, textOf } from "../support/backend-harness.ts";
