@@ -2,7 +2,7 @@
  * PostgreSQL as a built-in backend (`type: "postgres"` under `backends:`), with four tools: `query`,
  * `transaction`, `list_tables` and `describe_table` (tools.ts, queries.ts). It runs over a `pg` pool
  * (server-driver.ts), or, with no `url`, over an embedded PostgreSQL (PGlite, embedded-driver.ts)
- * loaded with sample data, so a quick start has a database without a server.
+ * in a worker thread, loaded with sample data, so a quick start has a database without a server.
  *
  * Read-only is PostgreSQL's job, not ours: every call runs in a transaction of its own that the
  * server holds read-only (read-only.ts). Read-only protects the data, not the server, so a read-only
@@ -17,7 +17,6 @@
  * message (errors.ts); a database that cannot be reached is a thrown `backend_unavailable`, which the
  * gateway's policies treat as a failure. No message ever holds the connection string or its password.
  */
-import type { PGlite } from "@electric-sql/pglite";
 import { untilAborted } from "../../core/abort.ts";
 import { GatewayError } from "../../core/errors.ts";
 import {
@@ -33,6 +32,7 @@ import { ToolsOnlyBackend, urlRedactor } from "../base.ts";
 import { type ReconnectOptions, reconnectBackoff, reconnectDelay } from "../reconnect.ts";
 import type { PostgresBackendConfig } from "./config.ts";
 import type { Driver, PoolStats } from "./driver.ts";
+import type { EmbeddedDatabase } from "./embedded-database.ts";
 import { EmbeddedDriver } from "./embedded-driver.ts";
 import { isServerError } from "./errors.ts";
 import { privilegedWarning, refusalMessage } from "./privileges.ts";
@@ -48,7 +48,7 @@ export interface PostgresBackendOptions {
    * An embedded database to use instead of creating one (no `url`): the caller owns it and closes it.
    * Backends given the same instance take turns on it, as they must on a single connection.
    */
-  readonly embedded?: PGlite;
+  readonly embedded?: EmbeddedDatabase;
   /** Backoff between attempts to reach a database that is down. Default: the config's `restart` default. */
   readonly reconnect?: ReconnectOptions;
 }

@@ -25,8 +25,8 @@ export const postgresBackendSchema = z
     type: z.literal("postgres"),
     /**
      * postgres://user:password@host:port/database (postgresql:// too; `?sslmode=` as libpq reads it).
-     * Default: none, and the backend runs an embedded PostgreSQL (PGlite) in the gateway's process,
-     * with sample data, so a quick start needs no database server.
+     * Default: none, and the backend runs an embedded PostgreSQL (PGlite) in a worker thread of the
+     * gateway's process, with sample data, so a quick start needs no database server.
      */
     url: postgresUrl().optional(),
     /**
@@ -61,8 +61,9 @@ export const postgresBackendSchema = z
     /**
      * A statement that runs longer than this, in ms, is cancelled on the server: PostgreSQL's own
      * `statement_timeout` is set in every transaction, and the gateway cancels the statement itself
-     * (and closes its connection) if SQL lifted that setting. The embedded database cannot enforce
-     * it. Default 30 000.
+     * (and closes its connection) if SQL lifted that setting. The embedded database cannot cancel a
+     * statement: when it does not answer within this, its worker is ended and the database started
+     * again (in memory: from its sample data; with dataDir: from the folder). Default 30 000.
      */
     statementTimeoutMs: durationMs().default(30_000),
     /** Rows returned per statement; more are cut off and the result says `truncated: true`. Default 1 000. */

@@ -121,15 +121,20 @@ export function describeFailure(failure: StatementFailed | undefined, context: F
     };
   }
   if (cause instanceof StatementTimedOut) {
+    const limit = `the limit of database backend "${server}" (statementTimeoutMs)`;
     return {
-      text:
-        `${which} ran longer than ${cause.limitMs} ms, the limit of database backend "${server}" ` +
-        "(statementTimeoutMs), so Switchboard cancelled it on the server (SQLSTATE 57014 query_canceled). " +
-        `Narrow the query or add an index.${undone}`,
+      text: cause.restarted
+        ? `${index === undefined ? "The call" : which} ran longer than ${cause.limitMs} ms, ${limit}: the ` +
+          "embedded database stopped answering, so Switchboard ended it and started it again (in memory: " +
+          "from its sample data; with dataDir: from the folder). Narrow the query, and leave out what PGlite " +
+          `cannot run, such as COPY … PROGRAM.${undone}`
+        : `${which} ran longer than ${cause.limitMs} ms, ${limit}, so Switchboard cancelled it on the ` +
+          `server (SQLSTATE 57014 query_canceled). Narrow the query or add an index.${undone}`,
       data: {
         sqlstate: "57014",
         condition: "query_canceled",
         reason: "statement_timeout",
+        ...(cause.restarted ? { restarted: true } : {}),
         ...(many && index !== undefined ? { statement: index + 1 } : {}),
       },
     };

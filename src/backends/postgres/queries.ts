@@ -198,7 +198,8 @@ export class Queries {
     readOnly: boolean,
     work: (run: Run) => Promise<void>,
   ): Promise<StatementFailed | undefined> {
-    // The embedded database cannot be interrupted, so it gets no limit to hold.
+    // PGlite has no statement_timeout and no cancel: the embedded database holds the limit itself,
+    // by ending its worker (embedded-database.ts).
     const statementTimeoutMs = this.#driver.embedded ? undefined : this.#config.statementTimeoutMs;
     return runInTransaction(this.#driver, signal, { readOnly, statementTimeoutMs }, work);
   }

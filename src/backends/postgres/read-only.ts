@@ -75,14 +75,15 @@ export async function runInTransaction(
       await work(run);
     } catch (error) {
       const failure = error instanceof StatementFailed ? error : new StatementFailed(error);
-      if (failure.cause instanceof TransactionEnded) {
-        // Whatever it left behind (session settings made before a COMMIT) must not reach another call.
+      // Whatever a statement that ended the transaction left behind (session settings made before a
+      // COMMIT) must not reach another call; a stopped statement's connection is closed, which
+      // rolls back.
+      if (failure.cause instanceof TransactionEnded || failure.cause instanceof StatementTimedOut) {
         destroy = true;
         return failure;
       }
-      // A stopped connection is closed, which rolls back; anything else is rolled back and reset.
+      // Anything else is rolled back and reset.
       if (guard.stopped === undefined) await lease.finish(false);
-      if (failure.cause instanceof StatementTimedOut) return failure;
       if (!isServerError(failure.cause) || isUnavailable(failure.cause.code)) throw failure.cause;
       return failure;
     }
@@ -96,6 +97,9 @@ export async function runInTransaction(
     return undefined;
   } catch (error) {
     destroy = true;
+    // The embedded database stopped answering to a statement of our own (the ROLLBACK after a
+    // statement PGlite cannot run): the caller's SQL did it, and is told so like any statement.
+    if (error instanceof StatementTimedOut) return new StatementFailed(error);
     throw error;
   } finally {
     signal.removeEventListener("abort", onAbort);
