@@ -89,8 +89,9 @@ export class EmbeddedDatabase {
     return this.#inTransaction;
   }
 
-  /** Opens the database, unless it is open. */
+  /** Opens the database, unless it is open; after `close`, opens it anew. */
   async start(): Promise<void> {
+    this.#closed = false;
     if (!this.#worker) await this.#start();
   }
 
@@ -102,7 +103,9 @@ export class EmbeddedDatabase {
     timeoutMs: number,
   ): Promise<EmbeddedRows> {
     const answer = await this.#request({ id: this.#nextId++, op: "query", sql, params, limit }, timeoutMs);
-    return (answer.ok && answer.rows) || { fields: [], rows: [], total: 0, command: null, rowCount: null };
+    if (!answer.ok || !answer.rows)
+      throw new Error("the embedded PostgreSQL (PGlite) sent no rows for a query");
+    return answer.rows;
   }
 
   /** Statements of the gateway's own, several at once if need be. */
@@ -152,6 +155,10 @@ export class EmbeddedDatabase {
 
   #stalled(worker: Worker, limitMs: number): void {
     if (this.#worker !== worker) return;
+    if (this.#closed) {
+      this.#end(worker, new Error("the embedded PostgreSQL (PGlite) is closed"));
+      return;
+    }
     this.#log.warn(
       { limitMs },
       "the embedded PostgreSQL (PGlite) did not answer within statementTimeoutMs; ending it and starting it again",

@@ -97,7 +97,7 @@ export async function runInTransaction(
     return undefined;
   } catch (error) {
     destroy = true;
-    // The embedded database stopped answering to a statement of our own (the ROLLBACK after a
+    // The embedded database stopped answering to a statement of our own (the reset after a
     // statement PGlite cannot run): the caller's SQL did it, and is told so like any statement.
     if (error instanceof StatementTimedOut) return new StatementFailed(error);
     throw error;
