@@ -34,6 +34,7 @@ import type {
   ToolCall,
 } from "../core/types.ts";
 import type { Logger } from "../observability/logger.ts";
+import { DEFAULT_TIMEOUT_MS } from "../policies/config.ts";
 import { noPrompt, noResource } from "./tools-only.ts";
 
 export interface BackendBaseOptions {
@@ -330,13 +331,11 @@ export abstract class ToolsOnlyBackend<R = CallToolResult, C = undefined> extend
 // ─── helpers ────────────────────────────────────────────────────────────────────────────────────
 
 /**
- * How long a built-in's call may take when its config does not say (the config schema's server
- * `timeoutMs` default, for backends built without it, as in tests).
+ * How long a built-in's call may take: its config's `timeoutMs`, or, for a backend built without one
+ * (as in tests), the default the config schema gives it.
  */
-const DEFAULT_CALL_TIMEOUT_MS = 60_000;
-
 export function callTimeoutOf(config: { readonly timeoutMs?: number | undefined }): number {
-  return config.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
+  return config.timeoutMs ?? DEFAULT_TIMEOUT_MS;
 }
 
 /** The signals of one call: its caller's, the backend's own timeout, and either (what the work listens to). */

@@ -3,6 +3,21 @@
  * the PostgreSQL backend's probes and the Redis backend's reconnects (through ioredis' retryStrategy).
  * One formula, so that replicas that lost a server together do not all come back in step.
  */
+import { RESTART_DEFAULTS } from "../config/schema.ts";
+
+/** The backoff of a backend that reconnects by itself; what it leaves out is the config's `restart` default. */
+export interface ReconnectOptions {
+  readonly initialDelayMs?: number;
+  readonly maxDelayMs?: number;
+}
+
+/** `options` with the config's `restart` defaults filled in. */
+export function reconnectBackoff(options: ReconnectOptions = {}): Required<ReconnectOptions> {
+  return {
+    initialDelayMs: options.initialDelayMs ?? RESTART_DEFAULTS.initialDelayMs,
+    maxDelayMs: options.maxDelayMs ?? RESTART_DEFAULTS.maxDelayMs,
+  };
+}
 
 /** Exponential backoff with "equal jitter": half the step is fixed, half random, so restarts spread out. */
 export function backoffDelay(

@@ -9,9 +9,9 @@
 import picomatch from "picomatch";
 import { z } from "zod";
 import { auditConfigSchema } from "../audit/config.ts";
-import { postgresBackendSchema } from "../backends/builtin-config.ts";
 import { filesystemBackendSchema } from "../backends/filesystem/config.ts";
 import { httpBackendSchema } from "../backends/http/config.ts";
+import { postgresBackendSchema } from "../backends/postgres/config.ts";
 import { redisBackendSchema } from "../backends/redis/config.ts";
 import { gatewayToolsSchema, observabilitySchema, unknownRequiredServers } from "../observability/config.ts";
 import { DEFAULT_TIMEOUT_MS, policySetSchema } from "../policies/config.ts";

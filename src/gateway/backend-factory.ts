@@ -58,7 +58,7 @@ function builtin(name: string, backend: BuiltinBackendConfig, deps: BackendFacto
       return new LazyBackend(
         name,
         async () =>
-          (await import("../backends/postgres.ts")).createPostgresBackend(name, backend, logger, {
+          (await import("../backends/postgres/backend.ts")).createPostgresBackend(name, backend, logger, {
             reconnect,
           }),
         (loaded) => deps.metrics()?.registerPoolStats(name, () => loaded.stats()),

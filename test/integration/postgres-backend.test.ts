@@ -15,15 +15,15 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { PGlite } from "@electric-sql/pglite";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import pg from "pg";
-import { type PostgresBackendInput, postgresBackendSchema } from "../../src/backends/builtin-config.ts";
 import {
   createPostgresBackend,
   type PostgresBackend,
   type PostgresBackendOptions,
-} from "../../src/backends/postgres.ts";
+} from "../../src/backends/postgres/backend.ts";
+import { type PostgresBackendInput, postgresBackendSchema } from "../../src/backends/postgres/config.ts";
+import { EmbeddedDatabase } from "../../src/backends/postgres/embedded-database.ts";
 import { GatewayError } from "../../src/core/errors.ts";
 import { silentLogger } from "../../src/observability/logger.ts";
 import { context, errorMeta, recorder, textOf } from "../support/backend-harness.ts";
@@ -760,11 +760,12 @@ describeWithService(POSTGRES, "PostgreSQL backend (server)", (adminUrl) => {
 
 describe("PostgreSQL backend (embedded PGlite)", () => {
   const schema = uniqueName("pglite_backend");
-  let db: PGlite;
+  // Shared by the backends of the suite, as a host program may share one.
+  const db = new EmbeddedDatabase({ sampleData: false, readOnly: false }, silentLogger());
+  const ADMIN_TIMEOUT_MS = 30_000;
 
   before(async () => {
-    db = await PGlite.create();
-    await db.exec(fixtures(schema));
+    await db.exec(fixtures(schema), ADMIN_TIMEOUT_MS);
   });
 
   after(async () => {
@@ -774,7 +775,10 @@ describe("PostgreSQL backend (embedded PGlite)", () => {
   postgresSuite(
     {
       embedded: true,
-      admin: async (sql) => (await db.query<Record<string, unknown>>(sql)).rows,
+      admin: async (sql) => {
+        const { fields, rows } = await db.query(sql, [], 1_000, ADMIN_TIMEOUT_MS);
+        return rows.map((row) => Object.fromEntries(fields.map((field, i) => [field.name, row[i]])));
+      },
       base: () => ({ type: "postgres", sampleData: false }),
       options: () => ({ embedded: db }),
     },
@@ -801,7 +805,7 @@ describe("PostgreSQL backend (embedded PGlite)", () => {
         // It runs as a superuser, yet nothing leaves its own file system.
         const file = await query("SELECT pg_read_file('/etc/hostname')");
         assert.equal(file.isError, true, textOf(file));
-        // (COPY … PROGRAM is left out: PGlite cannot run programs, and after trying it stalls.)
+        // (COPY … PROGRAM, which PGlite cannot run, has a test of its own below.)
         // The write lands in its own /tmp, in memory.
         await query(`COPY (SELECT 1) TO '${marker}'`);
         assert.equal(existsSync(marker), false, `${db.name}: no file was written on this machine`);
@@ -815,6 +819,62 @@ describe("PostgreSQL backend (embedded PGlite)", () => {
       }
     } finally {
       await Promise.all(backends.map((db) => db.close()));
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  test("a statement PGlite cannot run ends at statementTimeoutMs, and the database starts again: in memory from its sample data, with dataDir from the folder", async () => {
+    const limitMs = 1_000;
+    const program = join(tmpdir(), uniqueName("pglite_program"));
+    const dataDir = mkdtempSync(join(tmpdir(), "sb-pglite-"));
+    const writer = (name: string, extra: Overrides) =>
+      createPostgresBackend(
+        name,
+        postgresBackendSchema.parse({
+          type: "postgres",
+          readOnly: false,
+          statementTimeoutMs: limitMs,
+          ...extra,
+        }),
+        silentLogger(),
+      );
+    // Both write a customer first: kept in the folder, gone from memory.
+    const cases = [
+      { backend: writer("mem", {}), customers: 5 },
+      { backend: writer("dir", { dataDir }), customers: 6 },
+    ];
+    try {
+      for (const { backend, customers } of cases) {
+        const states = recorder();
+        await backend.start(states.events);
+        const query = (sql: string) =>
+          backend.callTool({ server: backend.name, tool: "query", args: { sql } }, context());
+        const added = await query(
+          "INSERT INTO customers (name, email, country) VALUES ('Barbara Liskov', 'barbara@example.com', 'US')",
+        );
+        assert.notEqual(added.isError, true, textOf(added));
+        const sent = performance.now();
+        const stalled = await query(`COPY (SELECT 1) TO PROGRAM 'touch ${program}'`);
+        const ms = performance.now() - sent;
+        assert.equal(stalled.isError, true, textOf(stalled));
+        assert.equal(errorMeta(stalled).reason, "statement_timeout");
+        assert.equal(errorMeta(stalled).restarted, true);
+        assert.match(textOf(stalled), /started it again/);
+        assert.ok(
+          ms >= limitMs && ms < limitMs + 10_000,
+          `${backend.name}: ended at its deadline (${ms} ms)`,
+        );
+        assert.equal(existsSync(program), false, "no program ran on this machine");
+        const counted = await query("SELECT count(*)::int AS n FROM customers");
+        assert.deepEqual(
+          (counted.structuredContent as { rows: unknown[] }).rows,
+          [{ n: customers }],
+          backend.name,
+        );
+        assert.equal(backend.state, "up", "a restart is not an outage");
+      }
+    } finally {
+      await Promise.all(cases.map(({ backend }) => backend.close()));
       rmSync(dataDir, { recursive: true, force: true });
     }
   });

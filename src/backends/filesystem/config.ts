@@ -3,12 +3,12 @@
  * every server shares are merged in by config/schema.ts.
  */
 import { z } from "zod";
-import { positiveInt } from "../config.ts";
+import { nonEmpty, positiveInt } from "../config.ts";
 
 export const filesystemBackendSchema = z.strictObject({
   type: z.literal("filesystem"),
   /** The folder exposed; a relative path resolves against the working directory. Must exist. Required. */
-  root: z.string().min(1),
+  root: nonEmpty(),
   /** Only list, read, stat and search; false adds write, move and delete. Default true. */
   readOnly: z.boolean().default(true),
   /** Most bytes one read returns (larger files are read in ranges); also the largest file searched by content. Default 1 048 576 (1 MiB). */
@@ -24,7 +24,7 @@ export const filesystemBackendSchema = z.strictObject({
       /** Files one search looks at before it stops and says so. Default 10 000. */
       maxFiles: positiveInt().default(10_000),
       /** Folder names a search never descends into. Default [".git", "node_modules"]. */
-      skipDirs: z.array(z.string().min(1)).default([".git", "node_modules"]),
+      skipDirs: z.array(nonEmpty()).default([".git", "node_modules"]),
     })
     .prefault({}),
 });

@@ -38,7 +38,11 @@ export type { HttpBackendConfig, HttpEndpointConfig } from "./config.ts";
 export interface HttpBackendOptions {
   /** How host names become addresses. Default: the system resolver. Tests inject their own. */
   readonly resolve?: Resolver;
-  /** Receives the per-origin breakers' events (DESIGN rule 5); they are logged either way. */
+  /**
+   * Receives the per-origin breakers' events (the same events the pipeline's breakers emit), for
+   * whoever embeds the backend to watch an origin being cut off and let back; they are logged either
+   * way.
+   */
   readonly emit?: Emit;
   /** The clock for the breakers, in ms. Default `Date.now`. */
   readonly now?: () => number;

@@ -6,17 +6,21 @@
 import { Ajv } from "ajv";
 import { z } from "zod";
 import { circuitBreakerSchema } from "../../policies/config.ts";
-import { positiveInt, urlWith } from "../config.ts";
+import {
+  durationMs,
+  headerMap,
+  hmacSecret,
+  httpUrl,
+  nonEmpty,
+  nonNegativeInt,
+  positiveInt,
+  toolName,
+} from "../config.ts";
 import { parseHostPattern } from "./ssrf.ts";
 
 export const HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] as const;
 export type HttpMethod = (typeof HTTP_METHODS)[number];
 const httpMethodSchema = z.enum(HTTP_METHODS);
-
-const headerMapSchema = z.record(
-  z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, { error: "is not a valid HTTP header name" }),
-  z.string(),
-);
 
 const hostPatternSchema = z.string().refine((value) => parseHostPattern(value) !== undefined, {
   error:
@@ -29,9 +33,7 @@ export const TEMPLATE_PLACEHOLDER = /\{(\$args|[A-Za-z_][A-Za-z0-9_]*)\}/g;
 
 export const httpEndpointSchema = z.strictObject({
   /** The tool's name on this backend (the server prefix is added as for any tool). Required. */
-  name: z
-    .string()
-    .regex(/^[a-zA-Z0-9_-]{1,64}$/, { error: 'may only contain letters, digits, "_" and "-" (1-64)' }),
+  name: toolName(),
   /** Shown to the model. Default: the method and path. */
   description: z.string().optional(),
   /** JSON Schema of the tool's arguments. Default: an object with no properties. */
@@ -39,11 +41,11 @@ export const httpEndpointSchema = z.strictObject({
   /** Default "GET". */
   method: httpMethodSchema.default("GET"),
   /** Under `baseUrl`, e.g. "/users/{id}"; each `{param}` is filled from the arguments, URL-encoded. Required. */
-  path: z.string().min(1),
+  path: nonEmpty(),
   /** Query parameters; values may be or contain `{param}` (a missing optional argument drops the key). Default {}. */
   query: z.record(z.string(), z.string()).default({}),
   /** Extra request headers; values may contain `{param}`. Default {}. */
-  headers: headerMapSchema.default({}),
+  headers: headerMap().default({}),
   /**
    * JSON body template: a string that is exactly `{param}` becomes that argument's value (any JSON
    * type), `{$args}` all the arguments; placeholders inside longer strings are interpolated.
@@ -64,7 +66,7 @@ export const httpBackendSchema = z
      * Requests given a `path` go under this URL, and absolute URLs under it are allowed, e.g.
      * "https://api.example.com/v1/". Default: none (then only hosts in `allowHosts`).
      */
-    baseUrl: urlWith(["https:", "http:"], "https://api.example.com/v1/").optional(),
+    baseUrl: httpUrl("https://api.example.com/v1/").optional(),
     /**
      * More hosts absolute URLs may reach: "api.example.com", "*.example.com" (subdomains only), IP
      * literals, or "*" (any public host), each with an optional ":port" (without one, any port).
@@ -80,7 +82,7 @@ export const httpBackendSchema = z
      */
     allowPrivateHosts: z.array(hostPatternSchema).default([]),
     /** Sent with every request, over the caller's; dropped when a redirect leaves the origin. Default {}. */
-    headers: headerMapSchema.default({}),
+    headers: headerMap().default({}),
     /** Methods the `fetch` tool may use. Default: all of GET HEAD POST PUT PATCH DELETE OPTIONS. */
     methods: z
       .array(httpMethodSchema)
@@ -89,11 +91,11 @@ export const httpBackendSchema = z
     /** Keep-alive connections per origin (one undici Pool per origin). Default 10. */
     connections: positiveInt().max(1_024).default(10),
     /** Time to establish a connection (TCP and TLS), in ms. Default 10 000. */
-    connectTimeoutMs: positiveInt().default(10_000),
+    connectTimeoutMs: durationMs().default(10_000),
     /** Largest response body read, in bytes; the read is aborted past it. Default 1 048 576 (1 MiB). */
     maxResponseBytes: positiveInt().default(1_048_576),
     /** Redirects followed, each checked like the first request; 0 returns a 3xx as it is. Default 5. */
-    maxRedirects: z.number().int().min(0).max(20).default(5),
+    maxRedirects: nonNegativeInt().max(20).default(5),
     /** A status outside 2xx makes the result isError. Default true. */
     errorOnStatus: z.boolean().default(true),
     /** Offer the generic `fetch` tool. Default true. */
@@ -114,8 +116,8 @@ export const httpBackendSchema = z
      */
     signRequests: z
       .strictObject({
-        keyId: z.string().min(1),
-        secret: z.string().min(32, { error: "must be at least 32 characters" }),
+        keyId: nonEmpty(),
+        secret: hmacSecret(),
       })
       .optional(),
   })

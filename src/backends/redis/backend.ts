@@ -26,7 +26,7 @@ import {
 } from "../../core/types.ts";
 import type { Logger } from "../../observability/logger.ts";
 import { structuredResult, ToolsOnlyBackend, urlRedactor } from "../base.ts";
-import { reconnectDelay } from "../reconnect.ts";
+import { type ReconnectOptions, reconnectBackoff, reconnectDelay } from "../reconnect.ts";
 import { REDIS_WRITE_COMMANDS, type RedisBackendConfig } from "./config.ts";
 import { Keyspace, type Output } from "./keyspace.ts";
 import { readTools } from "./read-tools.ts";
@@ -35,8 +35,8 @@ import { writeTools } from "./write-tools.ts";
 export type { RedisBackendConfig, RedisWriteCommand } from "./config.ts";
 
 export interface RedisBackendOptions {
-  /** Backoff between reconnects. Default 100 ms doubling up to 10 s. */
-  readonly reconnect?: { readonly initialDelayMs?: number; readonly maxDelayMs?: number };
+  /** Backoff between reconnects. Default: the config's `restart` default. */
+  readonly reconnect?: ReconnectOptions;
 }
 
 export function createRedisBackend(
@@ -68,8 +68,7 @@ export class RedisBackend extends ToolsOnlyBackend<Output> {
     this.readOnly = config.readOnly;
     this.#config = config;
     this.#where = describeRedis(config.url);
-    const initialDelayMs = options.reconnect?.initialDelayMs ?? 100;
-    const maxDelayMs = options.reconnect?.maxDelayMs ?? 10_000;
+    const { initialDelayMs, maxDelayMs } = reconnectBackoff(options.reconnect);
     this.#redis = new Redis(config.url, {
       lazyConnect: true,
       connectionName: `switchboard:${name}`,

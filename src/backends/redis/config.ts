@@ -3,7 +3,7 @@
  * shares (enabled, prefix, tools, timeoutMs, policies) are merged in by config/schema.ts.
  */
 import { z } from "zod";
-import { positiveInt, urlWith } from "../config.ts";
+import { durationMs, positiveInt, redisUrl } from "../config.ts";
 
 /**
  * Write commands a Redis backend can be allowed, each exposed as a tool of the same name when listed
@@ -32,7 +32,7 @@ export const redisBackendSchema = z
   .strictObject({
     type: z.literal("redis"),
     /** redis://[user:password@]host[:port][/db], or rediss:// for TLS. Required. */
-    url: urlWith(["redis:", "rediss:"], "redis://127.0.0.1:6379"),
+    url: redisUrl(),
     /**
      * The backend sees only keys under this prefix: tools take and return keys without it, and SCAN
      * patterns match after it. Default "" (every key of the database).
@@ -61,17 +61,13 @@ export const redisBackendSchema = z
     /** Bytes of one string value returned; longer values are cut and marked truncated. Default 65 536. */
     maxValueBytes: positiveInt().default(65_536),
     /** How long connecting may take, in ms. Default 5 000. */
-    connectTimeoutMs: positiveInt().default(5_000),
+    connectTimeoutMs: durationMs().default(5_000),
     /** A command unanswered this long fails and the connection is replaced, in ms. Default 5 000. */
-    commandTimeoutMs: positiveInt().default(5_000),
+    commandTimeoutMs: durationMs().default(5_000),
   })
-  .superRefine((config, ctx) => {
-    if (!config.readOnly || config.allowCommands.length === 0) return;
-    ctx.addIssue({
-      code: "custom",
-      path: ["allowCommands"],
-      message: "write commands need readOnly: false; set it, or remove allowCommands",
-    });
+  .refine((config) => !config.readOnly || config.allowCommands.length === 0, {
+    path: ["allowCommands"],
+    error: "write commands need readOnly: false; set it, or remove allowCommands",
   });
 
 export type RedisBackendConfig = z.output<typeof redisBackendSchema>;

@@ -10,7 +10,7 @@ import {
   DEADLINE_GRACE_MS,
   StatementGuard,
   StatementTimedOut,
-} from "../../../src/backends/postgres-deadline.ts";
+} from "../../../src/backends/postgres/deadline.ts";
 
 /** Lets promise callbacks run (setImmediate is not faked). */
 async function flush(): Promise<void> {

@@ -1,26 +1,23 @@
 /**
- * The PostgreSQL backend's config block (`type: "postgres"` under `backends:`). The other built-ins
- * keep theirs in their folders (`redis/config.ts`, `http/config.ts`, `filesystem/config.ts`), and so
- * will PostgreSQL once its backend moves into `postgres/`. The extensions every server shares
- * (enabled, prefix, tools, timeoutMs, policies) are merged in by config/schema.ts.
+ * The PostgreSQL backend's config block (`type: "postgres"` under `backends:`). The extensions every
+ * server shares (enabled, prefix, tools, timeoutMs, restart, policies) are merged in by
+ * config/schema.ts.
  *
  * Secrets: URLs may hold passwords, so no message here ever repeats a URL.
  */
 import { z } from "zod";
-import { positiveInt, urlWith } from "./config.ts";
-
-// ─── postgres ─────────────────────────────────────────────────────────────────────────────────
+import { durationMs, nonEmpty, positiveInt, postgresUrl } from "../config.ts";
 
 export const postgresPoolSchema = z.strictObject({
   /** Most connections open at once (pg `max`). Calls beyond it wait for a free one. Default 10. */
   max: positiveInt().max(1_000).default(10),
   /** An idle connection is closed after this long, in ms (pg `idleTimeoutMillis`). Default 10 000. */
-  idleTimeoutMs: positiveInt().default(10_000),
+  idleTimeoutMs: durationMs().default(10_000),
   /**
    * How long opening a connection, or waiting for a free one when all `max` are busy, may take, in ms
    * (pg `connectionTimeoutMillis`). Default 5 000.
    */
-  connectTimeoutMs: positiveInt().default(5_000),
+  connectTimeoutMs: durationMs().default(5_000),
 });
 
 export const postgresBackendSchema = z
@@ -28,16 +25,16 @@ export const postgresBackendSchema = z
     type: z.literal("postgres"),
     /**
      * postgres://user:password@host:port/database (postgresql:// too; `?sslmode=` as libpq reads it).
-     * Default: none, and the backend runs an embedded PostgreSQL (PGlite) in the gateway's process,
-     * with sample data, so a quick start needs no database server.
+     * Default: none, and the backend runs an embedded PostgreSQL (PGlite) in a worker thread of the
+     * gateway's process, with sample data, so a quick start needs no database server.
      */
-    url: urlWith(["postgres:", "postgresql:"], "postgres://app@127.0.0.1:5432/app").optional(),
+    url: postgresUrl().optional(),
     /**
      * Embedded database only: the directory PGlite keeps its files in, created when missing. A
      * read-only backend loads it at start and serves a copy in memory, so that no SQL can write to
      * the folder. Default: none, in memory (lost when the gateway stops).
      */
-    dataDir: z.string().min(1).optional(),
+    dataDir: nonEmpty().optional(),
     /**
      * Embedded database only: load the sample schema (customers, products, orders) when the database
      * has no tables of its own yet. Default true.
@@ -64,10 +61,11 @@ export const postgresBackendSchema = z
     /**
      * A statement that runs longer than this, in ms, is cancelled on the server: PostgreSQL's own
      * `statement_timeout` is set in every transaction, and the gateway cancels the statement itself
-     * (and closes its connection) if SQL lifted that setting. The embedded database cannot enforce
-     * it. Default 30 000.
+     * (and closes its connection) if SQL lifted that setting. The embedded database cannot cancel a
+     * statement: when it does not answer within this, its worker is ended and the database started
+     * again (in memory: from its sample data; with dataDir: from the folder). Default 30 000.
      */
-    statementTimeoutMs: positiveInt().default(30_000),
+    statementTimeoutMs: durationMs().default(30_000),
     /** Rows returned per statement; more are cut off and the result says `truncated: true`. Default 1 000. */
     maxRows: positiveInt().max(1_000_000).default(1_000),
     /**
@@ -78,13 +76,9 @@ export const postgresBackendSchema = z
     /** Statements one `transaction` call may hold. Default 100. */
     maxStatements: positiveInt().max(10_000).default(100),
   })
-  .superRefine((config, ctx) => {
-    if (config.url === undefined || config.dataDir === undefined) return;
-    ctx.addIssue({
-      code: "custom",
-      path: ["dataDir"],
-      message: "dataDir is for the embedded database only; remove it, or remove url to use the embedded one",
-    });
+  .refine((config) => config.url === undefined || config.dataDir === undefined, {
+    path: ["dataDir"],
+    error: "dataDir is for the embedded database only; remove it, or remove url to use the embedded one",
   });
 
 export type PostgresBackendConfig = z.output<typeof postgresBackendSchema>;

@@ -28,9 +28,15 @@ export interface Stoppable {
 /** A statement ran past the limit and the gateway stopped it. */
 export class StatementTimedOut extends Error {
   readonly limitMs: number;
-  constructor(limitMs: number, cause?: unknown) {
+  /**
+   * It was stopped by ending the whole database and starting it again: the embedded one, which
+   * cannot cancel a statement (embedded-database.ts).
+   */
+  readonly restarted: boolean;
+  constructor(limitMs: number, cause?: unknown, options: { readonly restarted?: boolean } = {}) {
     super(`the statement ran longer than ${limitMs} ms`, { cause });
     this.limitMs = limitMs;
+    this.restarted = options.restarted ?? false;
   }
 }
 
