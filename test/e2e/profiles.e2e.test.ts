@@ -131,6 +131,76 @@ describe("profiles: one gateway, an endpoint per team", () => {
     }
   });
 
+  test("resources follow their servers; prompts are selected like tools; outside reads are unknown", async () => {
+    const dev = await connectHttpClient(`${http.url}/dev`, { name: "profiles-dev-resources" });
+    const ops = await connectHttpClient(`${http.url}/ops`, {
+      name: "profiles-ops-resources",
+      headers: { "x-api-key": OPS_KEY },
+    });
+    try {
+      // Both servers offer the same document; the first in the file, a, owns it.
+      const [doc] = (await dev.listResources()).resources;
+      assert.ok(doc, "dev (server a) lists a's document");
+      const [contents] = (await dev.readResource({ uri: doc.uri })).contents;
+      assert.equal(contents && "text" in contents ? contents.text : undefined, "the document");
+      assert.deepEqual(
+        (await dev.listPrompts()).prompts.map((p) => p.name),
+        ["a__greet"],
+      );
+      // ops offers b__* and a__echo: b's prompt, and a's resources (its server a is offered).
+      assert.deepEqual(
+        (await ops.listPrompts()).prompts.map((p) => p.name),
+        ["b__greet"],
+      );
+      const refused = await dev
+        .getPrompt({ name: "b__greet", arguments: { who: "x" } })
+        .catch((e: Error) => e);
+      const missing = await dev
+        .getPrompt({ name: "zz__greet", arguments: { who: "x" } })
+        .catch((e: Error) => e);
+      assert.ok(refused instanceof Error && missing instanceof Error);
+      assert.equal(refused.message.replace("b__greet", "zz__greet"), missing.message);
+    } finally {
+      await Promise.all([dev.close(), ops.close()]);
+    }
+    const writers = writeConfig({ ...config, profiles: { b_only: { servers: ["b"] } } });
+    const gateway = await startHttpGateway(writers);
+    const bOnly = await connectHttpClient(`${gateway.url}/b_only`, { name: "profiles-b-only" });
+    try {
+      assert.deepEqual((await bOnly.listResources()).resources, [], "a's document is not b's");
+      const read = await bOnly.readResource({ uri: "fixture://doc" }).catch((e: Error) => e);
+      assert.ok(read instanceof Error);
+      assert.match(read.message, /is not offered by any connected server/);
+    } finally {
+      await bOnly.close();
+      await gateway.stop();
+    }
+  });
+
+  test("switchboard call --profile calls through the profile", async () => {
+    const inside = await runCli([
+      "call",
+      "a__echo",
+      '{"message":"in"}',
+      "--config",
+      configPath,
+      "--profile",
+      "dev",
+    ]);
+    assertExitCode(inside, 0);
+    const outside = await runCli([
+      "call",
+      "b__echo",
+      '{"message":"out"}',
+      "--config",
+      configPath,
+      "--profile",
+      "dev",
+    ]);
+    assertExitCode(outside, 1);
+    assert.match(outside.stderr, /Tool "b__echo" does not exist/);
+  });
+
   test("a profile's own auth: ops wants its key, the other endpoints do not", async () => {
     assert.equal(await initializeStatus(`${http.url}/ops`), 401);
     assert.equal(await initializeStatus(`${http.url}/ops`, { "x-api-key": "wrong" }), 401);

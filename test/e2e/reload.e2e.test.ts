@@ -33,6 +33,8 @@ const base: Doc = {
   toolPolicies: {
     // The rule under test for "a limit whose rule did not change keeps its buckets".
     a__env: { rateLimit: { capacity: 5, refillPerMinute: 0.001 } },
+    // And "a cache whose rule did not change keeps its entries".
+    a__echo: { cache: { ttlMs: 600_000, cacheable: true } },
   },
 };
 const configPath = writeConfig(base);
@@ -192,11 +194,16 @@ describe("reloading the config under load", () => {
     };
     assert.equal(health.checks.config.status, "degraded");
     assert.match(health.checks.config.detail, /config stale/);
+    const ready = await fetch(new URL("/readyz", http.url));
+    assert.equal(ready.status, 200, "a replica with a refused file stays ready: it serves the config it had");
+    const readiness = (await ready.json()) as { config?: { stale: boolean; reason: string } };
+    assert.equal(readiness.config?.stale, true);
+    assert.match(String(readiness.config?.reason), /mcpServers\.a\.command/);
     const metrics = await (await fetch(new URL("/metrics", http.url))).text();
     assert.match(metrics, /switchboard_config_reloads_total\{outcome="invalid"\} 1/);
   });
 
-  test("a rate limit whose rule did not change keeps its state across a reload: exactly N calls pass", async () => {
+  test("a rate limit and a cache whose rules did not change keep their state across a reload", async () => {
     const side = sides[0] as Side;
     const allowed = async (n: number) => {
       let ok = 0;
@@ -204,11 +211,18 @@ describe("reloading the config under load", () => {
       return ok;
     };
     const first = await allowed(3);
+    const probe = { message: `cached-${Date.now()}` };
+    assert.equal(
+      (await call(side, "a__echo", probe))._meta?.["switchboard/source"],
+      undefined,
+      "a miss first",
+    );
     const since = mark();
     // Any change will do; the limit's rule stays as it is.
     write({ ...base, mcpServers: { ...base.mcpServers }, policies: { timeout: 30_000 } });
     await reloaded(since, "a policy elsewhere changed");
     const second = await allowed(5);
+    assert.equal((await call(side, "a__echo", probe))._meta?.["switchboard/source"], "cache", "still cached");
     assert.equal(
       first + second,
       5,

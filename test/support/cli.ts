@@ -8,7 +8,7 @@ import { spawn } from "node:child_process";
 import { CLI, ROOT } from "./gateway-process.ts";
 
 /** How long one command may run before it is killed and the test fails. */
-export const CLI_TIMEOUT_MS = 30_000;
+export const CLI_TIMEOUT_MS = 60_000;
 
 export interface CliRun {
   readonly code: number | null;

@@ -1,7 +1,7 @@
 /**
  * Kubernetes-style probes. `/livez`: the process answers. `/readyz`: the gateway accepts calls (not
  * shutting down, every required backend up, and its store serves every use configured to fail
- * closed). `/healthz`: the health checker's full report as JSON.
+ * closed), and whether the config it runs is stale. `/healthz`: the health checker's full report.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { Gateway } from "../../gateway/gateway.ts";
@@ -40,8 +40,12 @@ export function probeRoutes(gateway: Gateway): Record<string, ProbeHandler> {
     "/livez": (_req, res) => send(res, 200, { status: "ok" }),
     "/readyz": async (_req, res) => {
       const reasons = await readinessProblems(gateway);
-      if (reasons.length === 0) send(res, 200, { status: "ready" });
-      else send(res, 503, { status: "not ready", reason: reasons.join("; "), reasons });
+      // A refused config file leaves the replica ready (it serves the config it had; a bad file rolled
+      // out everywhere must not take every replica out of the load balancer), but says so.
+      const stale = gateway.configStatus.state.stale;
+      const config = stale ? { config: { stale: true, reason: stale.reason, refusedAt: stale.at } } : {};
+      if (reasons.length === 0) send(res, 200, { status: "ready", ...config });
+      else send(res, 503, { status: "not ready", reason: reasons.join("; "), reasons, ...config });
     },
     "/healthz": async (_req, res) => {
       const report = await health.report();
