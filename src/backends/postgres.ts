@@ -32,7 +32,7 @@
  * holds the connection string or its password.
  */
 
-import { PGlite, types as pgliteTypes } from "@electric-sql/pglite";
+import type { PGlite } from "@electric-sql/pglite";
 import pg from "pg";
 import { z } from "zod";
 import { untilAborted } from "../core/abort.ts";
@@ -646,7 +646,8 @@ function pgliteCodecs(db: PGlite): {
   serializers: Record<number, (value: unknown) => string>;
 } {
   const oids = new Set<number>();
-  for (const key of [...Object.keys(pgliteTypes.parsers), ...Object.keys(db.parsers)]) {
+  // An instance's parsers start as a copy of PGlite's defaults, so its keys name every type it knows.
+  for (const key of Object.keys(db.parsers)) {
     const oid = Number(key);
     if (Number.isInteger(oid)) oids.add(oid);
   }
@@ -779,6 +780,7 @@ class EmbeddedDriver implements Driver {
     if (this.#db) return Promise.resolve(this.#db);
     this.#opening ??= (async () => {
       const started = performance.now();
+      const { PGlite } = await loadPglite();
       let db = this.#config.dataDir
         ? await PGlite.create({ dataDir: this.#config.dataDir })
         : await PGlite.create();
@@ -808,6 +810,28 @@ class EmbeddedDriver implements Driver {
       this.#opening = undefined;
     });
     return this.#opening;
+  }
+}
+
+/**
+ * PGlite weighs about 27 MB installed and serves only the embedded database, which is meant for
+ * trials: it is an optional peer dependency, loaded when an embedded database opens.
+ */
+async function loadPglite(): Promise<typeof import("@electric-sql/pglite")> {
+  try {
+    return await import("@electric-sql/pglite");
+  } catch (error) {
+    const missing =
+      (error as NodeJS.ErrnoException).code === "ERR_MODULE_NOT_FOUND" &&
+      String((error as Error).message).includes("'@electric-sql/pglite'");
+    if (!missing) throw error;
+    throw new GatewayError(
+      "backend_unavailable",
+      "The embedded PostgreSQL (a postgres backend without url) needs the package @electric-sql/pglite, " +
+        "which is not installed. Install it next to mcp-switchboard (npm install @electric-sql/pglite), " +
+        "or give the backend the url of a PostgreSQL server.",
+      { cause: error },
+    );
   }
 }
 

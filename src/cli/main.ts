@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 /**
  * The `switchboard` command. The only module that prints to stdout or calls process.exit.
  *
@@ -15,7 +16,7 @@ import type { Config } from "../config/schema.ts";
 import type { SecretResolver } from "../config/secrets.ts";
 import { describeError, GatewayError } from "../core/errors.ts";
 import type { Gateway } from "../gateway/gateway.ts";
-import type { Logger } from "../observability/logger.ts";
+import type { LogFormat, Logger } from "../observability/logger.ts";
 import type { ProbeServing } from "../server/http/probes.ts";
 import type { HttpServing } from "../server/http/serve.ts";
 import type { StdioServing } from "../server/stdio/serve.ts";
@@ -128,10 +129,15 @@ async function loadConfig(path: string): Promise<Loaded> {
   }
 }
 
-async function loggerFor(loaded: Loaded, level: LogLevel | undefined): Promise<Logger> {
+async function loggerFor(
+  loaded: Loaded,
+  level: LogLevel | undefined,
+  format?: LogFormat | undefined,
+): Promise<Logger> {
   const { createLogger } = await load.logger();
   const logger = createLogger({
     level: level ?? loaded.config.logging.level,
+    ...(format ? { format } : {}),
     redactValues: () => loaded.secrets.values(),
   });
   loaded.setLogger(logger);
@@ -152,12 +158,13 @@ interface ServeOptions {
   http?: HostPort;
   probePort?: HostPort;
   logLevel?: LogLevel;
+  logFormat?: LogFormat;
 }
 
 async function serve(options: ServeOptions): Promise<void> {
   const loaded = await loadConfig(options.config);
   const config = loaded.config;
-  const logger = await loggerFor(loaded, options.logLevel);
+  const logger = await loggerFor(loaded, options.logLevel, options.logFormat);
   const gateway = await createGateway(loaded, logger);
   // Without a transport flag the gateway serves stdio: that is how MCP clients launch a local server.
   const useStdio = options.stdio === true || options.http === undefined;
@@ -224,6 +231,7 @@ async function serve(options: ServeOptions): Promise<void> {
         url: http.url,
         connect: {
           claudeCode: `claude mcp add --transport http switchboard ${http.url}`,
+          claudeCodeStdio: `claude mcp add switchboard -- npx -y mcp-switchboard serve --config ${resolvePath(options.config)} --stdio`,
           anyClient: `Streamable HTTP endpoint: ${http.url}`,
         },
       },
@@ -295,6 +303,11 @@ export function buildProgram(): Command {
     );
   const logLevelOption = () =>
     new Option("--log-level <level>", "log level (overrides the config)").choices(LOG_LEVELS);
+  const logFormatOption = () =>
+    new Option(
+      "--log-format <format>",
+      "log lines on stderr: pretty (readable) or json (default: pretty on a terminal, else json)",
+    ).choices(["pretty", "json"] satisfies LogFormat[]);
 
   program
     .command("serve")
@@ -312,6 +325,7 @@ export function buildProgram(): Command {
       parseHostPort,
     )
     .addOption(logLevelOption())
+    .addOption(logFormatOption())
     .action((opts: ServeOptions) => serve(opts).catch(fail));
 
   program
