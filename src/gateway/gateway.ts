@@ -6,7 +6,7 @@
  */
 import { EventEmitter } from "node:events";
 import type { SpanExporter } from "@opentelemetry/sdk-trace-base";
-import { type AuditLog, createAuditLog } from "../audit/index.ts";
+import { type AuditLog, type AuditSink, createAuditLog } from "../audit/index.ts";
 import { GatewayToolsBackend } from "../backends/gateway-tools.ts";
 import type { Config } from "../config/schema.ts";
 import type { GatewayError } from "../core/errors.ts";
@@ -47,7 +47,7 @@ import { Chains } from "./chains.ts";
 import { LiveCatalog } from "./live-catalog.ts";
 import { createObservability, type Observability } from "./observe.ts";
 import { Outbound } from "./outbound.ts";
-import { buildPlan, type Plan } from "./plan.ts";
+import { buildPlan, namingOf, type Plan } from "./plan.ts";
 import { ReplicaSync } from "./replica-sync.ts";
 import {
   completionRequest,
@@ -77,6 +77,10 @@ export interface GatewayOptions {
   readonly baseDir?: string;
   /** Names this replica in audit records, when several share a sink. Default: none. */
   readonly replica?: string;
+  /** The store to use instead of the one config `store` describes; the gateway closes it. */
+  readonly store?: Store;
+  /** Audit sinks besides those of config `audit` (auditing is on when there are any); closed with it. */
+  readonly auditSinks?: readonly AuditSink[];
 }
 
 export interface GatewayEvents {
@@ -142,7 +146,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       () => this.#catalog.current,
       (uriTemplate) => this.#catalog.templateOwner(uriTemplate)?.name,
     );
-    const entries = this.#plan.servers.map((server) => ({
+    const planned = this.#plan.servers.map((server) => ({
       name: server.name,
       naming: server.naming,
       backend:
@@ -164,13 +168,20 @@ export class Gateway extends EventEmitter<GatewayEvents> {
           },
         }),
     }));
+    // A backend the config does not name is served under its own name, like a server with no settings.
+    const embedded = (backends ?? [])
+      .filter((backend) => !planned.some((entry) => entry.name === backend.name))
+      .map((backend) => ({ name: backend.name, naming: namingOf(backend.name, undefined), backend }));
+    const entries = [...planned, ...embedded];
     this.#entries = entries;
     this.#byName = new Map(entries.map((e) => [e.name, e]));
     // Opened here, connected in start(): the policy runtime needs its store from the start.
-    this.store = openStore(config.store, {
-      onListenerError: ({ channel, error }) =>
-        logger.error({ err: error, channel }, "a handler of a store message threw"),
-    });
+    this.store =
+      options.store ??
+      openStore(config.store, {
+        onListenerError: ({ channel, error }) =>
+          logger.error({ err: error, channel }, "a handler of a store message threw"),
+      });
     const store = this.store;
     this.policies = new PolicyRuntime(this.#plan.policies, {
       store,
@@ -199,6 +210,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       logger,
       ...(options.secretValues ? { secretValues: options.secretValues } : {}),
       ...(options.baseDir ? { baseDir: options.baseDir } : {}),
+      ...(options.auditSinks ? { sinks: options.auditSinks } : {}),
     });
     const audit = this.audit;
     this.observability = createObservability(config.observability, {
