@@ -24,9 +24,9 @@ import { Gateway as GatewayImpl, type GatewayOptions } from "./gateway/gateway.t
 import type { RequestOptions } from "./gateway/running.ts";
 import { createLogger, type Logger } from "./observability/logger.ts";
 import { createGatewayHttpHandler, type HandlerOptions } from "./server/http/handler.ts";
-import { type ProbeServing, serveProbes as serveProbesOf } from "./server/http/probes.ts";
-import { type HttpServing, serveGatewayOnHttp } from "./server/http/serve.ts";
-import { type StdioServing, serveGatewayOnStdio } from "./server/stdio/serve.ts";
+import { serveProbes as serveProbesOf } from "./server/http/probes.ts";
+import { serveGatewayOnHttp } from "./server/http/serve.ts";
+import { serveGatewayOnStdio } from "./server/stdio/serve.ts";
 
 /** What a program holds on a gateway made by `createGateway`. */
 export interface Gateway {
@@ -178,7 +178,28 @@ export interface ServeHttpOptions extends HttpHandlerOptions {
   readonly port?: number;
 }
 
-export type { HttpServing, ProbeServing, StdioServing };
+// The serving handles as the public API describes them, declared here so that the package's type
+// declarations do not lead into the server modules (and the drivers' types they reach).
+
+export interface HttpServing {
+  /** The MCP endpoint, e.g. http://127.0.0.1:8931/mcp. */
+  readonly url: string;
+  readonly port: number;
+  /** Stops accepting new connections; calls in flight go on (call before `gateway.drain`). */
+  stopAccepting(): void;
+  /** Closes the server and its sessions; call after `gateway.drain`, before `gateway.close`. */
+  close(): Promise<void>;
+}
+
+export interface StdioServing {
+  close(): Promise<void>;
+}
+
+export interface ProbeServing {
+  /** e.g. http://127.0.0.1:9090 */
+  readonly url: string;
+  close(): Promise<void>;
+}
 
 /**
  * Serves the gateway on an HTTP server of its own: the MCP endpoint (Streamable HTTP, both protocol
