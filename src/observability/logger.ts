@@ -65,7 +65,7 @@ function prettyStderr(): DestinationStream {
     translateTime: "SYS:HH:MM:ss.l",
     ignore: "pid,hostname,name,server",
     messageFormat: "{if server}[{server}] {end}{msg}",
-    // Fields besides the message stay on the line, as JSON, so one event is one line.
+    // Fields besides the message stay on its line, as JSON; an error's details follow below it.
     singleLine: true,
   });
 }
