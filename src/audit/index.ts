@@ -63,6 +63,8 @@ export interface AuditLogOptions {
   readonly baseDir?: string;
   /** Where DATABASE_URL is read for a postgres sink without `url`. Default process.env. */
   readonly env?: Environment;
+  /** Sinks a host program made, besides the configured ones; auditing is on when there are any. */
+  readonly sinks?: readonly AuditSink[];
 }
 
 export interface AuditLog {
@@ -86,11 +88,14 @@ export interface AuditLog {
 }
 
 export function createAuditLog(config: AuditConfig, options: AuditLogOptions): AuditLog {
-  if (!config.enabled) return disabledLog();
+  const given = options.sinks ?? [];
+  if (!config.enabled && given.length === 0) return disabledLog();
   const env = options.env ?? process.env;
   const baseDir = options.baseDir ?? process.cwd();
-  const built = config.sinks.map((sink, index) => buildSink(sink, index, { ...options, env, baseDir }));
-  const sinks = built.map((b) => b.sink);
+  const built = config.enabled
+    ? config.sinks.map((sink, index) => buildSink(sink, index, { ...options, env, baseDir }))
+    : [];
+  const sinks = [...built.map((b) => b.sink), ...given];
   const redactor = createRedactor({
     rules: config.redact,
     omitArguments: config.omitArguments,

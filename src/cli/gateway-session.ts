@@ -9,7 +9,7 @@ import type { LogLevel } from "../config/log-levels.ts";
 import type { Config } from "../config/schema.ts";
 import type { SecretResolver } from "../config/secrets/resolver.ts";
 import type { Gateway } from "../gateway/gateway.ts";
-import type { Logger } from "../observability/logger.ts";
+import type { LogFormat, Logger } from "../observability/logger.ts";
 import { checkProfileOption } from "./options.ts";
 
 /** A loaded config and the secrets it references, kept fresh and known for redaction. */
@@ -57,11 +57,16 @@ export async function loadConfig(path: string): Promise<Loaded> {
   }
 }
 
-export async function loggerFor(loaded: Loaded, level: LogLevel | undefined): Promise<Logger> {
+export async function loggerFor(
+  loaded: Loaded,
+  level: LogLevel | undefined,
+  format?: LogFormat | undefined,
+): Promise<Logger> {
   const { createLogger } = await import("../observability/logger.ts");
   const logger = createLogger({
     level: level ?? loaded.config.logging.level,
     redactValues: () => loaded.secretValues(),
+    ...(format ? { format } : {}),
   });
   loaded.setLogger(logger);
   return logger;

@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 /**
  * The `switchboard` command. The cli/ folder is the only code that prints to stdout or calls
  * process.exit; exit codes and error lines are in exit.ts, each command (group) in a file of its own.

@@ -2,6 +2,7 @@
 import { Option } from "commander";
 import { LOG_LEVELS } from "../config/log-levels.ts";
 import type { Config } from "../config/schema.ts";
+import type { LogFormat } from "../observability/logger.ts";
 import { UsageError } from "./exit.ts";
 
 export function configOption(): Option {
@@ -27,4 +28,11 @@ export function checkProfileOption(config: Config, profile: string): void {
     `profile "${profile}" is not in the config; ` +
       (names.length > 0 ? `its profiles are ${names.join(", ")}.` : "it has no profiles (config profiles)."),
   );
+}
+
+export function logFormatOption(): Option {
+  return new Option(
+    "--log-format <format>",
+    "log lines on stderr: pretty (readable) or json (default: pretty on a terminal, else json)",
+  ).choices(["pretty", "json"] satisfies LogFormat[]);
 }

@@ -4,14 +4,16 @@
  * SIGINT drain the calls in flight (up to gateway.shutdownTimeoutMs), then stop everything and exit 0.
  */
 import { type Command, InvalidArgumentError } from "commander";
+import { resolve as resolvePath } from "node:path";
 import type { LogLevel } from "../config/log-levels.ts";
 import { describeError, errnoAdvice, GatewayError } from "../core/errors.ts";
 import type { ProbeServing } from "../server/http/probes.ts";
+import type { LogFormat } from "../observability/logger.ts";
 import type { HttpServing } from "../server/http/serve.ts";
 import type { StdioServing } from "../server/stdio/serve.ts";
 import { fail } from "./exit.ts";
 import { createGateway, loadConfig, loggerFor } from "./gateway-session.ts";
-import { checkProfileOption, configOption, logLevelOption, profileOption } from "./options.ts";
+import { checkProfileOption, configOption, logFormatOption, logLevelOption, profileOption } from "./options.ts";
 import type { ConfigReloads } from "./reload.ts";
 
 export function addServeCommand(program: Command): void {
@@ -34,6 +36,7 @@ export function addServeCommand(program: Command): void {
       profileOption("serve one profile's view on stdio (config profiles); HTTP serves each at <path>/<name>"),
     )
     .addOption(logLevelOption())
+    .addOption(logFormatOption())
     .action((opts: ServeOptions) => serve(opts).catch(fail));
 }
 
@@ -44,6 +47,7 @@ interface ServeOptions {
   probePort?: HostPort;
   profile?: string;
   logLevel?: LogLevel;
+  logFormat?: LogFormat;
 }
 
 async function serve(options: ServeOptions): Promise<void> {
@@ -51,7 +55,7 @@ async function serve(options: ServeOptions): Promise<void> {
   const config = loaded.config;
   if (options.profile !== undefined) checkProfileOption(config, options.profile);
   let reloads: ConfigReloads | undefined;
-  const logger = await loggerFor(loaded, options.logLevel);
+  const logger = await loggerFor(loaded, options.logLevel, options.logFormat);
   const gateway = await createGateway(loaded, logger);
   // Without a transport flag the gateway serves stdio: that is how MCP clients launch a local server.
   const useStdio = options.stdio === true || options.http === undefined;
@@ -128,6 +132,7 @@ async function serve(options: ServeOptions): Promise<void> {
         url: http.url,
         connect: {
           claudeCode: `claude mcp add --transport http switchboard ${http.url}`,
+          claudeCodeStdio: `claude mcp add switchboard -- npx -y mcp-switchboard serve --config ${resolvePath(options.config)} --stdio`,
           anyClient: `Streamable HTTP endpoint: ${http.url}`,
         },
       },

@@ -25,6 +25,7 @@ import type {
   Principal,
   ReadResourceResult,
   Store,
+  Tool,
   ToolCall,
 } from "../core/types.ts";
 import type { Logger } from "../observability/logger.ts";
@@ -39,8 +40,8 @@ import { ConfigStatus } from "./config-status.ts";
 import { LiveCatalog } from "./live-catalog.ts";
 import type { Observability } from "./observe.ts";
 import { Outbound } from "./outbound.ts";
-import { buildPlan, type Plan } from "./plan.ts";
-import { type PlanState, planState, type ServerEntry } from "./plan-state.ts";
+import { buildPlan, namingOf, type Plan } from "./plan.ts";
+import { EMBEDDED, type PlanState, planState, type ServerEntry } from "./plan-state.ts";
 import { unknownProfile } from "./profiles.ts";
 import { Reloader, type ReloadReport } from "./reload.ts";
 import { ReplicaSync } from "./replica-sync.ts";
@@ -135,12 +136,17 @@ export class Gateway extends EventEmitter<GatewayEvents> {
         },
       },
     };
-    const entries = plan.servers.map((server) => ({
+    const entries: ServerEntry[] = plan.servers.map((server) => ({
       name: server.name,
       naming: server.naming,
       launchKey: server.launchKey,
       backend: backends?.find((b) => b.name === server.name) ?? createBackend(server, this.#backendDeps),
     }));
+    // A backend the config does not name is served under its own name, like a server with no settings.
+    for (const backend of backends ?? []) {
+      if (entries.some((entry) => entry.name === backend.name)) continue;
+      entries.push({ name: backend.name, naming: namingOf(backend.name, undefined), launchKey: EMBEDDED, backend });
+    }
     const services = openServices(
       config,
       logger,
@@ -257,6 +263,11 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     const visibility = this.#state.visibilityFor(profile);
     if (!visibility) throw unknownProfile(profile);
     return visibility;
+  }
+
+  /** The tools a principal may see and call at an endpoint, under their exposed names. */
+  toolsFor(principal: Principal, profile = ""): readonly Tool[] {
+    return this.visibilityFor(profile).tools(principal);
   }
 
   /**

@@ -19,6 +19,12 @@ import type { Plan } from "./plan.ts";
 import { viewsOf } from "./profiles.ts";
 import { Visibility } from "./visibility.ts";
 
+/**
+ * The launch key of a backend the embedding program gave that the config does not name: it is not in
+ * any plan, so every reload keeps it as it is.
+ */
+export const EMBEDDED = "embedded";
+
 export interface ServerEntry {
   readonly name: string;
   readonly naming: ServerNaming;

@@ -14,7 +14,7 @@ import type { Backend } from "../core/types.ts";
 import type { Logger } from "../observability/logger.ts";
 import { canonicalJson } from "../stores/canonical-json.ts";
 import { buildPlan, diffPlans, type Plan, type PlannedServer } from "./plan.ts";
-import type { PlanState, ServerEntry } from "./plan-state.ts";
+import { EMBEDDED, type PlanState, type ServerEntry } from "./plan-state.ts";
 
 export interface ReloadReport {
   readonly added: readonly string[];
@@ -88,6 +88,10 @@ export class Reloader {
       const kept = running.byName.get(server.name) as ServerEntry;
       return { ...kept, naming: server.naming };
     });
+    // Backends the embedding program gave, which no config names, stay.
+    for (const entry of running.entries) {
+      if (entry.launchKey === EMBEDDED && !entries.some((e) => e.name === entry.name)) entries.push(entry);
+    }
     deps.swap(next, entries);
 
     // What left the plan drains its requests in flight, then stops.

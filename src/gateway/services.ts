@@ -4,7 +4,7 @@
  * not replace them; a change to their config takes effect at the next start.
  */
 import type { SpanExporter } from "@opentelemetry/sdk-trace-base";
-import { type AuditLog, createAuditLog } from "../audit/index.ts";
+import { type AuditLog, type AuditSink, createAuditLog } from "../audit/index.ts";
 import type { Config } from "../config/schema.ts";
 import type { Backend, Store } from "../core/types.ts";
 import type { HealthCheck } from "../observability/health.ts";
@@ -18,6 +18,10 @@ export interface ServicesOptions {
   readonly extraChecks?: readonly HealthCheck[] | undefined;
   readonly secretValues?: (() => readonly string[]) | undefined;
   readonly baseDir?: string | undefined;
+  /** The store to use instead of the one config `store` describes; the gateway closes it. */
+  readonly store?: Store | undefined;
+  /** Audit sinks besides those of config `audit` (auditing is on when there are any); closed with it. */
+  readonly auditSinks?: readonly AuditSink[] | undefined;
 }
 
 export interface Services {
@@ -34,14 +38,17 @@ export function openServices(
   options: ServicesOptions,
 ): Services {
   // Opened here, connected at start: the policy runtime needs its store from the start.
-  const store = openStore(config.store, {
-    onListenerError: ({ channel, error }) =>
-      logger.error({ err: error, channel }, "a handler of a store message threw"),
-  });
+  const store =
+    options.store ??
+    openStore(config.store, {
+      onListenerError: ({ channel, error }) =>
+        logger.error({ err: error, channel }, "a handler of a store message threw"),
+    });
   const audit = createAuditLog(config.audit, {
     logger,
     ...(options.secretValues ? { secretValues: options.secretValues } : {}),
     ...(options.baseDir ? { baseDir: options.baseDir } : {}),
+    ...(options.auditSinks ? { sinks: options.auditSinks } : {}),
   });
   const observability = createObservability(config.observability, {
     extraChecks: [

@@ -6,13 +6,13 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { describe, test } from "node:test";
-import { CLI, fixtureServer, LogWatcher, ROOT, writeConfig } from "../support/gateway-process.ts";
+import { CLI_ARGS, fixtureServer, LogWatcher, ROOT, writeConfig } from "../support/gateway-process.ts";
 
 const config = writeConfig({ mcpServers: { fx: fixtureServer() } });
 
 /** Starts `serve` with `args`, waits for the log line `msg`, returns its `url` and stops the gateway. */
 async function urlLogged(args: string[], msg: string): Promise<string> {
-  const child = spawn(process.execPath, ["--import", "tsx", CLI, "serve", "--config", config, ...args], {
+  const child = spawn(process.execPath, [...CLI_ARGS, "serve", "--config", config, ...args], {
     cwd: ROOT,
     stdio: ["pipe", "pipe", "pipe"],
   });

@@ -11,7 +11,7 @@ import { describe, test } from "node:test";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { assertExitCode, type CliRun, runCli } from "../support/cli.ts";
-import { CLI, fixtureServer, ROOT, writeConfig } from "../support/gateway-process.ts";
+import { CLI_ARGS, fixtureServer, ROOT, writeConfig } from "../support/gateway-process.ts";
 
 const VERSION = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version;
 
@@ -344,7 +344,7 @@ describe("switchboard usage", { concurrency: true }, () => {
     await client.connect(
       new StdioClientTransport({
         command: process.execPath,
-        args: ["--import", "tsx", CLI, "serve", "--config", validConfig],
+        args: [...CLI_ARGS, "serve", "--config", validConfig],
         cwd: ROOT,
         env: { ...(process.env as Record<string, string>), ...secretEnv },
         stderr: "ignore",

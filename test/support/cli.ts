@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { CLI, ROOT } from "./gateway-process.ts";
+import { CLI_ARGS, ROOT } from "./gateway-process.ts";
 
 /** How long one command may run before it is killed and the test fails. */
 export const CLI_TIMEOUT_MS = 60_000;
@@ -25,7 +25,7 @@ export function runCli(
   env: Record<string, string | undefined> = {},
 ): Promise<CliRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", CLI, ...args], {
+    const child = spawn(process.execPath, [...CLI_ARGS, ...args], {
       cwd: ROOT,
       env: { ...process.env, ...env },
       stdio: ["ignore", "pipe", "pipe"],

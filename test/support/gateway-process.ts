@@ -1,16 +1,27 @@
 /**
  * Runs the real `switchboard` CLI as a child process for end-to-end tests, and waits on its JSON log
- * lines (stderr) instead of sleeping.
+ * lines (stderr) instead of sleeping. The CLI is the build in dist/, what users run (`npm test`
+ * builds it first); SWITCHBOARD_TEST_SOURCES=1 runs src/ through tsx instead, a fast path while
+ * developing.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { after } from "node:test";
 
 export const ROOT = resolve(import.meta.dirname, "../..");
-export const CLI = join(ROOT, "src/cli/main.ts");
+const FROM_SOURCES = process.env.SWITCHBOARD_TEST_SOURCES === "1";
+export const CLI = join(ROOT, FROM_SOURCES ? "src/cli/main.ts" : "dist/cli/main.js");
+/** The node arguments that run the CLI (before its own arguments). */
+export const CLI_ARGS: readonly string[] = FROM_SOURCES ? ["--import", "tsx", CLI] : [CLI];
+if (!existsSync(CLI)) {
+  throw new Error(
+    `${CLI} is missing: e2e tests run the built CLI. Run \`npm run build\` first (\`npm test\` does), ` +
+      "or set SWITCHBOARD_TEST_SOURCES=1 to run the sources through tsx.",
+  );
+}
 export const FIXTURE = join(ROOT, "test/fixtures/fixture-server.ts");
 export const HTTP_FIXTURE = join(ROOT, "test/fixtures/http-server.ts");
 
@@ -163,7 +174,7 @@ export async function startHttpGateway(
 ): Promise<RunningGateway> {
   const child = spawn(
     process.execPath,
-    ["--import", "tsx", CLI, "serve", "--config", configPath, "--http", "127.0.0.1:0", ...extraArgs],
+    [...CLI_ARGS, "serve", "--config", configPath, "--http", "127.0.0.1:0", ...extraArgs],
     { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } },
   );
   // A test file that dies (timeout, crash) must not leave its gateway listening behind it.
@@ -203,7 +214,7 @@ export async function startHttpGateway(
 export function stdioGatewayCommand(configPath: string): { command: string; args: string[]; cwd: string } {
   return {
     command: process.execPath,
-    args: ["--import", "tsx", CLI, "serve", "--config", configPath, "--stdio"],
+    args: [...CLI_ARGS, "serve", "--config", configPath, "--stdio"],
     cwd: ROOT,
   };
 }

@@ -6,7 +6,7 @@
  * (embedded-database.ts).
  */
 import { parentPort, workerData } from "node:worker_threads";
-import { PGlite, types } from "@electric-sql/pglite";
+import type { PGlite } from "@electric-sql/pglite";
 import type {
   EmbeddedAnswer,
   EmbeddedError,
@@ -22,7 +22,31 @@ const HAS_OWN_TABLES_SQL = `SELECT EXISTS (
     AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
 ) AS found`;
 
+/**
+ * PGlite is an optional peer dependency (27 MB, for trials): loaded only when an embedded database
+ * opens, with what to do when it is not installed.
+ */
+async function loadPglite(): Promise<typeof import("@electric-sql/pglite")> {
+  try {
+    return await import("@electric-sql/pglite");
+  } catch (error) {
+    const missing =
+      (error as NodeJS.ErrnoException).code === "ERR_MODULE_NOT_FOUND" &&
+      String((error as Error).message).includes("'@electric-sql/pglite'");
+    if (!missing) throw error;
+    throw new Error(
+      "The embedded PostgreSQL (a postgres backend without url) needs the package @electric-sql/pglite, " +
+        "which is not installed. Install it next to mcp-switchboard (npm install @electric-sql/pglite), " +
+        "or give the backend the url of a PostgreSQL server.",
+    );
+  }
+}
+
+const pglite = await loadPglite().catch((error: unknown) => error as Error);
+
 async function open(options: EmbeddedOpenOptions): Promise<{ db: PGlite; loadedSampleData: boolean }> {
+  if (pglite instanceof Error) throw pglite;
+  const { PGlite } = pglite;
   let db = options.dataDir ? await PGlite.create({ dataDir: options.dataDir }) : await PGlite.create();
   let loadedSampleData = false;
   try {
@@ -58,7 +82,8 @@ function textCodecs(db: PGlite): {
 } {
   const parsers: Record<number, (text: string) => string> = {};
   const serializers: Record<number, (value: unknown) => string> = {};
-  for (const key of [...Object.keys(types.parsers), ...Object.keys(db.parsers)]) {
+  // An instance's parsers start as a copy of PGlite's defaults, so its keys name every type it knows.
+  for (const key of Object.keys(db.parsers)) {
     const oid = Number(key);
     if (!Number.isInteger(oid)) continue;
     parsers[oid] = (text) => text;

@@ -1,64 +1,15 @@
 /**
- * The HTTP face of the gateway: the MCP endpoint (Streamable HTTP, both protocol eras) and the probe
- * endpoints, on one `node:http` server.
- *
- * Era routing:
- * - 2026-07-28 requests are stateless: each is served by `createMcpHandler` on a fresh per-request
- *   instance, so any replica can answer any request.
- * - 2025-era clients open a session with `initialize` (see sessions.ts).
- *
- * Guards before anything is parsed (guards.ts): headers that must not repeat, Host and Origin checks
- * against DNS rebinding, authentication, a body limit, and a JSON-RPC parse error for malformed JSON.
+ * The gateway on an HTTP server of its own: the request handler (handler.ts) on a `node:http` server,
+ * listening where the config or the command line says.
  */
-import {
-  createServer,
-  type Server as HttpServer,
-  type IncomingMessage,
-  type ServerResponse,
-} from "node:http";
-import { describeError, JSON_RPC } from "../../core/errors.ts";
-import { ANONYMOUS, type Principal } from "../../core/types.ts";
+import { createServer, type Server as HttpServer } from "node:http";
 import type { Gateway } from "../../gateway/gateway.ts";
-import { oneLine } from "../../protocol/message-shape.ts";
-import {
-  protectedResourceMetadata,
-  RESOURCE_METADATA_PATH,
-  resourceMetadataUrl,
-} from "../../security/auth.ts";
-import { ADMIN_PREFIX, type AdminOptions, type AdminReload, serveAdmin } from "./admin.ts";
-import {
-  bodyProblem,
-  containsInitialize,
-  isJsonContentType,
-  isListen,
-  listenedUris,
-  readBody,
-  requestIdOf,
-  withListenedUris,
-  withRawBody,
-} from "./body.ts";
-import { type McpEndpoint, McpEndpoints } from "./endpoint.ts";
-import { attachFacts, factsOfRequest, principalOfRequest } from "./facts.ts";
-import { cancelPlainCall, servePlainCall } from "./fast-path.ts";
-import { createGuards, header, sendJsonRpcError, sendRefusal } from "./guards.ts";
+import { createGatewayHttpHandler, type HandlerOptions } from "./handler.ts";
 import { listenOn } from "./listen.ts";
-import { type ProbeHandler, probeRoutes } from "./probes.ts";
 
-/** The longest shutdown waits for responses still being written after their calls finished. */
-const ANSWER_FLUSH_MS = 2_000;
-
-export interface HttpOptions {
+export interface HttpOptions extends HandlerOptions {
   readonly host: string;
   readonly port: number;
-  readonly path: string;
-  readonly maxBodyBytes: number;
-  readonly allowedHosts: readonly string[];
-  readonly allowedOrigins: readonly string[];
-  readonly sessionIdleTimeoutMs: number;
-  /** Who may use `/admin/…` (config `server.http.admin`). */
-  readonly admin: AdminOptions;
-  /** Reloads the config file (`POST /admin/reload`); absent for a gateway embedded without a file. */
-  readonly reload?: AdminReload | undefined;
 }
 
 export interface HttpServing {
@@ -72,247 +23,8 @@ export interface HttpServing {
 }
 
 export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions): Promise<HttpServing> {
-  const log = gateway.logger.child({ component: "http" });
-  const endpoints = new McpEndpoints(gateway, options.path, options, log);
-  const defaultEndpoint = endpoints.at(options.path) as McpEndpoint;
-  const probes: Record<string, ProbeHandler> = probeRoutes(gateway);
-  const guard = createGuards(options);
-
-  /** Who is calling, or the answer that refuses the request (each endpoint has its own auth). */
-  const admit = async (
-    endpoint: McpEndpoint,
-    req: IncomingMessage,
-    res: ServerResponse,
-  ): Promise<boolean> => {
-    const authenticator = endpoint.authenticator;
-    if (!authenticator) {
-      attachFacts(req, ANONYMOUS);
-      return true;
-    }
-    const result = await authenticator.authenticate(req.headers, {
-      resourceMetadataUrl: resourceMetadataUrl(endpoint.resourceUrl(req)),
-    });
-    if (result.ok) {
-      attachFacts(req, result.principal);
-      return true;
-    }
-    log.info({ status: result.status, error: result.error }, `request refused: ${result.description}`);
-    res.shouldKeepAlive = req.method !== "POST" || req.readableEnded;
-    res
-      .writeHead(result.status, {
-        "content-type": "application/json",
-        "www-authenticate": result.wwwAuthenticate,
-        "cache-control": "no-store",
-      })
-      .end(JSON.stringify({ error: result.error, error_description: result.description }));
-    return false;
-  };
-
-  const handleMcp = async (endpoint: McpEndpoint, req: IncomingMessage, res: ServerResponse) => {
-    const sessions = endpoint.sessions;
-    let body: unknown;
-    let text: string | undefined;
-    if (req.method === "POST") {
-      // One content-type rule for every path (the SDK's, which the plain paths would otherwise skip).
-      if (!isJsonContentType(req)) {
-        res.shouldKeepAlive = false;
-        return sendJsonRpcError(
-          res,
-          415,
-          JSON_RPC.SERVER_ERROR,
-          "Unsupported Media Type: Content-Type must be application/json",
-        );
-      }
-      const read = await readBody(req, options.maxBodyBytes);
-      if (read.kind === "aborted") {
-        // The client hung up mid-upload, or node:http refused the body's framing: nobody to answer.
-        log.debug("request body aborted by the client");
-        res.destroy();
-        return;
-      }
-      if (read.kind === "too_large") {
-        if (!read.drained) res.shouldKeepAlive = false;
-        return sendJsonRpcError(
-          res,
-          413,
-          JSON_RPC.INVALID_REQUEST,
-          `Request body is larger than the limit of ${options.maxBodyBytes} bytes (server.http.maxBodyBytes).`,
-        );
-      }
-      text = read.text;
-      try {
-        body = JSON.parse(read.text);
-      } catch (error) {
-        return sendJsonRpcError(
-          res,
-          400,
-          JSON_RPC.PARSE_ERROR,
-          `Parse error: the body is not valid JSON (${oneLine(describeError(error))}).`,
-        );
-      }
-      const problem = bodyProblem(body);
-      // An invalid request is an HTTP 400; invalid params of a valid request are answered like any
-      // other JSON-RPC error, with 200.
-      if (problem) {
-        const status = problem.code === JSON_RPC.INVALID_PARAMS ? 200 : 400;
-        return sendJsonRpcError(res, status, problem.code, problem.message, problem.id);
-      }
-      // Listen streams stay open until the client leaves; only answers are worth waiting for at shutdown.
-      if (!isListen(body)) trackAnswer(res);
-    }
-    const facts = factsOfRequest(req);
-    const principal = facts?.principal ?? principalOfRequest(req);
-    const sessionId = header(req, "mcp-session-id");
-    if (sessionId !== undefined) {
-      const session = sessions.find(sessionId, principal);
-      if (!session) {
-        return sendJsonRpcError(
-          res,
-          404,
-          JSON_RPC.SESSION_NOT_FOUND,
-          `Session "${sessionId}" not found: it expired or the gateway restarted. Start a new session with initialize.`,
-        );
-      }
-      if (req.method === "POST") {
-        if (cancelPlainCall(session, body)) {
-          res.writeHead(202).end();
-          return;
-        }
-        // Draining: what the session already asked is answered, anything new is refused, as it is
-        // without a session; notifications and responses (cancellations, answers to the server's own
-        // requests) still go through.
-        const asked = requestIdOf(body);
-        if (gateway.closing && asked !== undefined) {
-          return sendJsonRpcError(
-            res,
-            503,
-            JSON_RPC.INTERNAL_ERROR,
-            "The gateway is shutting down; retry on another instance.",
-            asked,
-          );
-        }
-        if (facts && servePlainCall(gateway, session, req, res, body, facts, endpoint.profile)) return;
-      }
-      return session.transport.handleRequest(req, res, body);
-    }
-    if (req.method === "POST" && containsInitialize(body)) return sessions.open(req, res, body, principal);
-    const listened = listenedUris(body);
-    if (listened.length > 0) {
-      const allowed = listened.filter((uri) => gateway.mayReadResource(principal, uri, endpoint.profile));
-      // The SDK sends a stream every update of the URIs it names, whoever caused the backend to send
-      // it: a URI this principal may not read is taken out of the request before the SDK sees it.
-      if (allowed.length < listened.length) text = JSON.stringify(withListenedUris(body, allowed));
-      if (allowed.length > 0) holdSubscriptions(allowed, res, principal, endpoint.profile);
-    }
-    return endpoint.serveModern(withRawBody(req, text), res);
-  };
-
-  /**
-   * POST exchanges still being answered. A call the gateway has finished (drain counts calls, not
-   * responses) may still be writing its result; shutdown lets it, instead of closing the session
-   * under it and leaving the client to time out.
-   */
-  const answering = new Set<Promise<void>>();
-  const trackAnswer = (res: ServerResponse) => {
-    const done = new Promise<void>((resolve) => res.once("close", resolve));
-    answering.add(done);
-    void done.then(() => answering.delete(done));
-  };
-  const answersWritten = async () => {
-    if (answering.size === 0) return;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      Promise.allSettled(answering),
-      new Promise((resolve) => {
-        timer = setTimeout(resolve, ANSWER_FLUSH_MS);
-      }),
-    ]);
-    clearTimeout(timer);
-  };
-
-  /**
-   * 2026-07-28 clients subscribe to resources by naming them on a `subscriptions/listen` stream. The SDK
-   * serves the stream and filters updates for it; the backends that own the URIs are subscribed for as
-   * long as the stream stays open, so that they send the updates in the first place.
-   */
-  const holdSubscriptions = (
-    uris: readonly string[],
-    res: ServerResponse,
-    principal: Principal,
-    profile: string | undefined,
-  ) => {
-    const holder = { principal, profile };
-    for (const uri of uris) {
-      gateway
-        .subscribe(uri, holder)
-        .catch((error: unknown) =>
-          log.debug({ uri, err: describeError(error) }, "a listen stream named a resource no server offers"),
-        );
-    }
-    res.once("close", () => gateway.release(holder));
-  };
-
-  const route = async (req: IncomingMessage, res: ServerResponse, started: boolean) => {
-    const refusal = guard(req);
-    if (refusal) {
-      log.warn(refusal.log, `request refused: ${refusal.reason}`);
-      return sendRefusal(res, refusal);
-    }
-    const path = (req.url ?? "/").split("?", 1)[0] ?? "/";
-    const endpoint = endpoints.at(path);
-    if (endpoint) {
-      if (started && req.method === "POST" && header(req, "mcp-session-id") === undefined) {
-        return sendJsonRpcError(
-          res,
-          503,
-          JSON_RPC.INTERNAL_ERROR,
-          "The gateway is shutting down; retry on another instance.",
-        );
-      }
-      if (!(await admit(endpoint, req, res))) return;
-      return handleMcp(endpoint, req, res);
-    }
-    if (path.startsWith(ADMIN_PREFIX)) {
-      if (!(await admit(defaultEndpoint, req, res))) return;
-      return serveAdmin(req, res, path, principalOfRequest(req), {
-        options: options.admin,
-        authenticated: defaultEndpoint.authenticator !== undefined,
-        logger: log,
-        reload: options.reload,
-      });
-    }
-    // RFC 9728: the metadata of the resource at <path> is at /.well-known/oauth-protected-resource<path>.
-    const described = path.startsWith(RESOURCE_METADATA_PATH)
-      ? endpoints.forMetadataSuffix(path.slice(RESOURCE_METADATA_PATH.length))
-      : undefined;
-    const authConfig = described?.authConfig;
-    if (described && authConfig && (req.method === "GET" || req.method === "HEAD")) {
-      res
-        .writeHead(200, { "content-type": "application/json", "cache-control": "max-age=300" })
-        .end(JSON.stringify(protectedResourceMetadata(authConfig, described.resourceUrl(req))));
-      return;
-    }
-    const probe = probes[path];
-    if (probe) {
-      if (req.method === "GET" || req.method === "HEAD") return probe(req, res);
-      res
-        .writeHead(405, { "content-type": "application/json", allow: "GET, HEAD" })
-        .end(JSON.stringify({ error: `${req.method} is not allowed on ${path}; use GET.` }));
-      return;
-    }
-    res
-      .writeHead(404, { "content-type": "application/json" })
-      .end(JSON.stringify({ error: `Not found: ${path}. The MCP endpoint is ${options.path}.` }));
-  };
-
-  const httpServer: HttpServer = createServer((req, res) => {
-    route(req, res, gateway.closing).catch((error) => {
-      log.error({ err: error }, "unexpected error while serving an HTTP request");
-      if (!res.headersSent)
-        sendJsonRpcError(res, 500, JSON_RPC.INTERNAL_ERROR, "Internal error; see the gateway log.");
-      else res.destroy();
-    });
-  });
+  const handler = createGatewayHttpHandler(gateway, options);
+  const httpServer: HttpServer = createServer((req, res) => handler.handle(req, res));
   httpServer.headersTimeout = 30_000;
   httpServer.requestTimeout = 0; // SSE streams and long tool calls are legitimate; idle sockets time out below.
   httpServer.keepAliveTimeout = 5_000;
@@ -327,8 +39,7 @@ export async function serveGatewayOnHttp(gateway: Gateway, options: HttpOptions)
     },
     async close() {
       httpServer.close();
-      await answersWritten();
-      await endpoints.close();
+      await handler.close();
       httpServer.closeAllConnections();
     },
   };
