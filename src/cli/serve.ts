@@ -3,17 +3,24 @@
  * Streamable HTTP, or both, with probes and metrics on a port of their own for --stdio. SIGTERM and
  * SIGINT drain the calls in flight (up to gateway.shutdownTimeoutMs), then stop everything and exit 0.
  */
-import { type Command, InvalidArgumentError } from "commander";
+
 import { resolve as resolvePath } from "node:path";
+import { type Command, InvalidArgumentError } from "commander";
 import type { LogLevel } from "../config/log-levels.ts";
 import { describeError, errnoAdvice, GatewayError } from "../core/errors.ts";
-import type { ProbeServing } from "../server/http/probes.ts";
 import type { LogFormat } from "../observability/logger.ts";
+import type { ProbeServing } from "../server/http/probes.ts";
 import type { HttpServing } from "../server/http/serve.ts";
 import type { StdioServing } from "../server/stdio/serve.ts";
 import { fail } from "./exit.ts";
 import { createGateway, loadConfig, loggerFor } from "./gateway-session.ts";
-import { checkProfileOption, configOption, logFormatOption, logLevelOption, profileOption } from "./options.ts";
+import {
+  checkProfileOption,
+  configOption,
+  logFormatOption,
+  logLevelOption,
+  profileOption,
+} from "./options.ts";
 import type { ConfigReloads } from "./reload.ts";
 
 export function addServeCommand(program: Command): void {

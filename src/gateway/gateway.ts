@@ -145,7 +145,12 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     // A backend the config does not name is served under its own name, like a server with no settings.
     for (const backend of backends ?? []) {
       if (entries.some((entry) => entry.name === backend.name)) continue;
-      entries.push({ name: backend.name, naming: namingOf(backend.name, undefined), launchKey: EMBEDDED, backend });
+      entries.push({
+        name: backend.name,
+        naming: namingOf(backend.name, undefined),
+        launchKey: EMBEDDED,
+        backend,
+      });
     }
     const services = openServices(
       config,
