@@ -21,7 +21,10 @@
  *   --timeout <ms>      bound on the whole run, installs and start-ups included (default 900000)
  *   --cache <dir>       where Node 22 and the suite are installed (see conformance-toolchain.ts)
  *   --json <file>       also write the results as JSON
- *   --markdown          print the table as Markdown (the README's table is made with it)
+ *   --markdown          print the table as Markdown
+ *   --readme <file>     check that the table between the conformance-next markers of <file> (README.md)
+ *                       is the one this run produced; fail (exit 1) if it is not
+ *   --write-readme <file>  write it there instead (both need a full run: every target, wire and scenario)
  *   --keep              keep the suite's checks.json files (their directory is printed)
  *   --verbose           print the suite's and npm's own output
  *
@@ -34,7 +37,7 @@
  * 2 when the run itself could not be done (install, start-up, timeout, bad usage).
  */
 import type { ChildProcess } from "node:child_process";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import {
@@ -70,6 +73,7 @@ interface Options {
   cache: string;
   json?: string;
   markdown: boolean;
+  readme?: { file: string; write: boolean };
   keep: boolean;
   verbose: boolean;
 }
@@ -94,7 +98,7 @@ interface Row {
 const USAGE =
   "usage: scripts/conformance-next.ts [--target fixture|gateway|gateway-legacy]... " +
   "[--wire 2025-11-25|2026-07-28|extension]... [--scenario <name>]... [--timeout <ms>] [--cache <dir>] " +
-  "[--json <file>] [--markdown] [--keep] [--verbose]";
+  "[--json <file>] [--markdown] [--readme <file> | --write-readme <file>] [--keep] [--verbose]";
 
 function parseArgs(argv: string[]): Options {
   const options: Options = {
@@ -150,6 +154,10 @@ function parseArgs(argv: string[]): Options {
       case "--markdown":
         options.markdown = true;
         break;
+      case "--readme":
+      case "--write-readme":
+        options.readme = { file: value(i++, arg), write: arg === "--write-readme" };
+        break;
       case "--keep":
         options.keep = true;
         break;
@@ -162,6 +170,9 @@ function parseArgs(argv: string[]): Options {
       default:
         throw new UsageError(`unknown argument ${arg}\n${USAGE}`);
     }
+  }
+  if (options.readme && options.targets.length + options.wires.length + options.scenarios.length > 0) {
+    throw new UsageError("--readme and --write-readme need a full run: drop --target, --wire and --scenario");
   }
   if (options.targets.length === 0) options.targets = [...TARGETS];
   if (options.wires.length === 0) options.wires = [...WIRES];
@@ -320,6 +331,58 @@ function printResults(rows: Row[], options: Options, tools: Toolchain): boolean 
   return clean;
 }
 
+const README_BEGIN = "<!-- conformance-next:begin -->";
+const README_END = "<!-- conformance-next:end -->";
+
+/** The README's version of a cell: the outcome without check counts, which say more than a reader needs. */
+function readmeCell(cell: Cell | undefined): string {
+  if (cell === undefined) return "";
+  const warn = cell.warnings > 0 ? ` (${cell.warnings} warning${cell.warnings > 1 ? "s" : ""})` : "";
+  if (cell.outcome === "known") return "known failure";
+  if (cell.outcome === "skip") return "skipped";
+  if (cell.outcome === "pass") return `pass${warn}`;
+  return "FAIL";
+}
+
+function readmeTable(rows: Row[], tools: Toolchain): string {
+  const header = ["scenario", "wire", ...TARGETS.map((t) => TARGET_LABELS[t])];
+  const lines = rows.map((row) => [
+    `\`${row.scenario}\``,
+    row.wire,
+    ...TARGETS.map((t) => readmeCell(row.cells[t])),
+  ]);
+  return [
+    README_BEGIN,
+    `<!-- @modelcontextprotocol/conformance ${tools.suiteVersion}; written by scripts/conformance-next.ts --write-readme -->`,
+    "",
+    formatMarkdownTable(header, lines),
+    "",
+    README_END,
+  ].join("\n");
+}
+
+/** Checks (or writes) the README's table; false when the README says something this run did not find. */
+async function syncReadme(readme: { file: string; write: boolean }, table: string): Promise<boolean> {
+  const path = resolve(readme.file);
+  const text = await readFile(path, "utf8");
+  const begin = text.indexOf(README_BEGIN);
+  const end = text.indexOf(README_END);
+  if (begin < 0 || end < begin)
+    throw new Error(`${readme.file} has no ${README_BEGIN} ... ${README_END} block`);
+  const current = text.slice(begin, end + README_END.length);
+  if (current === table) return true;
+  if (readme.write) {
+    await writeFile(path, text.slice(0, begin) + table + text.slice(end + README_END.length));
+    process.stdout.write(`\nconformance: wrote the table into ${readme.file}\n`);
+    return true;
+  }
+  process.stdout.write(
+    `\nconformance: the table in ${readme.file} is not what this run found; update it with\n` +
+      `  npm run conformance:next -- --write-readme ${readme.file}\n`,
+  );
+  return false;
+}
+
 async function main(): Promise<number> {
   let options: Options;
   try {
@@ -366,7 +429,8 @@ async function main(): Promise<number> {
         if (cell) row.cells[target] = judgeGateway(cell, row, target);
       }
     }
-    const clean = printResults(rows, options, tools);
+    let clean = printResults(rows, options, tools);
+    if (options.readme) clean = (await syncReadme(options.readme, readmeTable(rows, tools))) && clean;
     if (options.json !== undefined) {
       const summary = { suite: tools.suiteVersion, node: tools.nodeVersion, targets: options.targets, rows };
       await writeFile(resolve(options.json), `${JSON.stringify(summary, null, 2)}\n`);

@@ -24,7 +24,7 @@ const run = promisify(execFile);
 
 /** The suite this script runs: the newest pre-release of @modelcontextprotocol/conformance. */
 export const NEXT_SUITE_VERSION = "0.2.0-alpha.12";
-/** The Node major the suite requires (its `engines`, and its dependencies'). */
+/** The Node major the suite needs: it calls `fs.globSync`, and a dependency declares `node >=22`. */
 export const NEXT_NODE_MAJOR = 22;
 
 export interface Toolchain {
