@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { ROOT, type RunningGateway, startHttpGateway } from "../support/gateway-process.ts";
+import { eventually, ROOT, type RunningGateway, startHttpGateway } from "../support/gateway-process.ts";
 
 interface SseEvent {
   id?: string;
@@ -135,11 +135,23 @@ describe("resumable SSE streams (2025-era sessions)", () => {
     await stream.cancel();
 
     const { accept: _, "content-type": __, ...session } = headers;
-    const resumed = await fetch(gateway.url, {
-      headers: { ...session, accept: "text/event-stream", "last-event-id": priming.id as string },
-    });
-    assert.equal(resumed.status, 200);
-    const replay = sseReader(resumed.body as ReadableStream<Uint8Array>);
+    // The gateway notices the dropped connection a moment later; until then the stream is still open on
+    // its side and a reconnection is refused with 409, as a client that retries after `retry` ms finds.
+    let resumed: Response | undefined;
+    await eventually(
+      async () => {
+        resumed = await fetch(gateway.url, {
+          headers: { ...session, accept: "text/event-stream", "last-event-id": priming.id as string },
+        });
+        if (resumed.status !== 409) return true;
+        await resumed.text();
+        return false;
+      },
+      10_000,
+      "the gateway to let the dropped stream be resumed",
+    );
+    assert.equal(resumed?.status, 200);
+    const replay = sseReader(resumed?.body as ReadableStream<Uint8Array>);
     for (;;) {
       const event = await replay.next();
       const message = JSON.parse(event.data) as { id?: number; result?: { content: { text: string }[] } };
