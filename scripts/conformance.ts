@@ -21,19 +21,24 @@
  * A scenario passes when none of its checks is FAILURE; WARNING checks (SHOULD-level advice) are counted
  * and shown but do not fail it, which is how the suite's own exit code treats them too.
  */
-import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import type { ChildProcess } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
-
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-/** The gateway's config, by the protocol era its backend connection to the fixture speaks. */
-const GATEWAY_CONFIGS = {
-  modern: "test/fixtures/conformance.yaml",
-  legacy: "test/fixtures/conformance-legacy.yaml",
-} as const;
+import {
+  type BackendEra,
+  type Check,
+  countChecks,
+  formatTable,
+  readChecks,
+  reportCrash,
+  runToEnd,
+  startFixture,
+  startGateway,
+  stopChild,
+  UsageError,
+} from "./conformance-common.ts";
 
 /** Scenarios the suite (0.1.13) puts in its "pending" suite: run by `--suite all` and `--suite pending`. */
 const PENDING_SCENARIOS = new Set(["json-schema-2020-12", "server-sse-polling"]);
@@ -50,7 +55,7 @@ type Target = "gateway" | "direct" | "url";
 interface Options {
   target: Target;
   /** Which era the gateway's connection to the fixture speaks (gateway target only). */
-  backend: keyof typeof GATEWAY_CONFIGS;
+  backend: BackendEra;
   url?: string;
   scenarios: string[];
   suite: "all" | "active" | "pending";
@@ -58,13 +63,6 @@ interface Options {
   json?: string;
   keep: boolean;
   verbose: boolean;
-}
-
-interface Check {
-  id: string;
-  status: "SUCCESS" | "FAILURE" | "WARNING" | "INFO" | string;
-  description?: string;
-  errorMessage?: string;
 }
 
 interface ScenarioResult {
@@ -76,8 +74,6 @@ interface ScenarioResult {
   failures: string[];
   note?: string;
 }
-
-class UsageError extends Error {}
 
 const USAGE =
   "usage: scripts/conformance.ts [<url> | --direct | --legacy-backend] [--scenario <name>]... " +
@@ -158,171 +154,23 @@ function parseArgs(argv: string[]): Options {
   return options;
 }
 
-/** Children this script started; all are stopped on every way out. */
-const children = new Set<ChildProcess>();
-
-function signalChild(child: ChildProcess, signal: NodeJS.Signals): void {
-  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
-  try {
-    // Each child leads its own process group, so this also reaches what it spawned (the gateway's backends).
-    process.kill(-child.pid, signal);
-  } catch {
-    child.kill(signal);
-  }
-}
-
-async function stopChild(child: ChildProcess, graceMs = 5_000): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((done) => child.once("exit", () => done()));
-  signalChild(child, "SIGTERM");
-  const timer = setTimeout(() => signalChild(child, "SIGKILL"), graceMs);
-  await exited;
-  clearTimeout(timer);
-  children.delete(child);
-}
-
-function startChild(command: string, args: string[]): ChildProcess {
-  const child = spawn(command, args, { cwd: ROOT, stdio: ["pipe", "pipe", "pipe"], detached: true });
-  children.add(child);
-  child.once("exit", () => children.delete(child));
-  return child;
-}
-
-process.on("exit", () => {
-  for (const child of children) signalChild(child, "SIGKILL");
-});
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.once(signal, () => {
-    void Promise.allSettled([...children].map((c) => stopChild(c, 2_000))).finally(() =>
-      process.exit(signal === "SIGINT" ? 130 : 143),
-    );
-  });
-}
-
-/** Keeps the last lines a child wrote, to explain a failed start without flooding the terminal. */
-function tail(lines: string[], line: string, max = 40): void {
-  lines.push(line);
-  if (lines.length > max) lines.shift();
-}
-
-/**
- * Starts a server and waits for its JSON log line `{"msg":"listening","url":...}` on stderr. The gateway
- * and conformance-http.ts both print it, so one parser serves both.
- */
-async function startServer(
-  command: string,
-  args: string[],
-  deadline: AbortSignal,
-): Promise<{ child: ChildProcess; url: string }> {
-  const child = startChild(command, args);
-  const recent: string[] = [];
-  return new Promise((resolvePromise, reject) => {
-    let buffer = "";
-    const fail = (why: string) => {
-      cleanup();
-      void stopChild(child);
-      reject(
-        new Error(`${why}\n--- last output of ${[command, ...args].join(" ")} ---\n${recent.join("\n")}`),
-      );
-    };
-    const onData = (chunk: Buffer) => {
-      buffer += chunk.toString("utf8");
-      for (let nl = buffer.indexOf("\n"); nl >= 0; nl = buffer.indexOf("\n")) {
-        const line = buffer.slice(0, nl).trim();
-        buffer = buffer.slice(nl + 1);
-        if (line === "") continue;
-        tail(recent, line);
-        let record: unknown;
-        try {
-          record = JSON.parse(line);
-        } catch {
-          continue;
-        }
-        const r = record as { msg?: unknown; url?: unknown };
-        if (r.msg === "listening" && typeof r.url === "string") {
-          cleanup();
-          // Keep draining stderr so a chatty server never blocks on a full pipe.
-          child.stderr?.on("data", () => {});
-          resolvePromise({ child, url: r.url });
-          return;
-        }
-      }
-    };
-    const onExit = (code: number | null, signal: NodeJS.Signals | null) =>
-      fail(`server exited before listening (code ${code}, signal ${signal})`);
-    const onAbort = () => fail("server did not report listening before the deadline");
-    const cleanup = () => {
-      child.stderr?.off("data", onData);
-      child.off("exit", onExit);
-      deadline.removeEventListener("abort", onAbort);
-    };
-    child.stdout?.on("data", (chunk: Buffer) => tail(recent, chunk.toString("utf8").trimEnd()));
-    child.stderr?.on("data", onData);
-    child.once("exit", onExit);
-    child.once("error", (error) => fail(`could not start: ${error.message}`));
-    if (deadline.aborted) onAbort();
-    else deadline.addEventListener("abort", onAbort, { once: true });
-  });
-}
-
 function conformanceBin(): string {
   const require = createRequire(import.meta.url);
   return join(dirname(require.resolve("@modelcontextprotocol/conformance/package.json")), "dist", "index.js");
 }
 
-async function runSuite(
+function runSuite(
   args: string[],
   deadline: AbortSignal,
   verbose: boolean,
 ): Promise<{ code: number | null; output: string }> {
-  const child = startChild(process.execPath, [conformanceBin(), ...args]);
-  child.stdin?.end();
-  let output = "";
-  const collect = (chunk: Buffer) => {
-    const text = chunk.toString("utf8");
-    if (verbose) process.stderr.write(text);
-    // The output only matters when the suite itself breaks; a bounded copy is enough to explain that.
-    output = (output + text).slice(-200_000);
-  };
-  child.stdout?.on("data", collect);
-  child.stderr?.on("data", collect);
-  const onAbort = () => void stopChild(child, 2_000);
-  deadline.addEventListener("abort", onAbort, { once: true });
-  const code = await new Promise<number | null>((done) => {
-    child.once("exit", (c) => done(c));
-    child.once("error", () => done(null));
-  });
-  deadline.removeEventListener("abort", onAbort);
-  return { code, output };
-}
-
-/** Exit codes 0 and 1 are the suite's verdicts; anything else means it broke, and its output says why. */
-function reportCrash(run: { code: number | null; output: string }): void {
-  if (run.code === 0 || run.code === 1) return;
-  process.stderr.write(
-    `conformance: the suite exited with ${run.code}; its last output:\n${run.output.slice(-4_000)}\n`,
-  );
+  return runToEnd(process.execPath, [conformanceBin(), ...args], deadline, verbose);
 }
 
 async function listScenarios(deadline: AbortSignal): Promise<string[]> {
   const { code, output } = await runSuite(["list", "--server"], deadline, false);
   if (code !== 0) throw new Error(`conformance list failed (exit ${code}):\n${output}`);
   return [...output.matchAll(/^\s+-\s+(\S+)\s*$/gm)].map((m) => m[1] as string);
-}
-
-/** The suite writes <out>/server-<scenario>-<ISO time with : and . as ->/checks.json per scenario. */
-const RESULT_DIR = /^server-(.+)-\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}-\d{3}Z$/;
-
-async function readChecks(outDir: string): Promise<Map<string, Check[]>> {
-  const results = new Map<string, Check[]>();
-  for (const entry of await readdir(outDir, { withFileTypes: true })) {
-    const match = entry.isDirectory() ? RESULT_DIR.exec(entry.name) : null;
-    if (match === null) continue;
-    const raw = await readFile(join(outDir, entry.name, "checks.json"), "utf8").catch(() => undefined);
-    if (raw === undefined) continue;
-    results.set(match[1] as string, JSON.parse(raw) as Check[]);
-  }
-  return results;
 }
 
 function judge(scenario: string, checks: Check[] | undefined, target: Target): ScenarioResult {
@@ -338,17 +186,17 @@ function judge(scenario: string, checks: Check[] | undefined, target: Target): S
       note: known ?? "no result written",
     };
   }
-  const failures = checks.filter((c) => c.status === "FAILURE");
+  const counts = countChecks(checks);
   const result: ScenarioResult = {
     scenario,
-    outcome: failures.length === 0 ? "pass" : known ? "known" : "fail",
-    passed: checks.filter((c) => c.status === "SUCCESS").length,
-    failed: failures.length,
-    warnings: checks.filter((c) => c.status === "WARNING").length,
-    failures: failures.map((c) => `${c.id}: ${c.errorMessage ?? c.description ?? "failed"}`),
+    outcome: counts.failed === 0 ? "pass" : known ? "known" : "fail",
+    passed: counts.passed,
+    failed: counts.failed,
+    warnings: counts.warnings,
+    failures: counts.failures,
   };
   if (known !== undefined)
-    result.note = failures.length === 0 ? `known gateway failure, but passed: ${known}` : known;
+    result.note = counts.failed === 0 ? `known gateway failure, but passed: ${known}` : known;
   if (PENDING_SCENARIOS.has(scenario))
     result.note = result.note ? `pending; ${result.note}` : "pending in the suite";
   return result;
@@ -362,15 +210,7 @@ function printTable(results: ScenarioResult[]): void {
     String(r.warnings),
     r.note ?? "",
   ]);
-  const header = ["scenario", "result", "checks", "warnings", "note"];
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => (row[i] as string).length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => c.padEnd(widths[i] as number))
-      .join("  ")
-      .trimEnd();
-  process.stdout.write(`${line(header)}\n${line(widths.map((w) => "-".repeat(w)))}\n`);
-  for (const row of rows) process.stdout.write(`${line(row)}\n`);
+  process.stdout.write(`${formatTable(["scenario", "result", "checks", "warnings", "note"], rows)}\n`);
   for (const r of results) {
     for (const failure of r.failures) process.stdout.write(`  ${r.scenario}: ${failure}\n`);
   }
@@ -391,28 +231,9 @@ async function main(): Promise<number> {
   try {
     let url = options.url;
     if (options.target === "gateway") {
-      const started = await startServer(
-        process.execPath,
-        [
-          "--import",
-          "tsx",
-          "src/cli/main.ts",
-          "serve",
-          "--config",
-          GATEWAY_CONFIGS[options.backend],
-          "--http",
-          "127.0.0.1:0",
-        ],
-        deadline,
-      );
-      ({ child: server, url } = started);
+      ({ child: server, url } = await startGateway(options.backend, deadline));
     } else if (options.target === "direct") {
-      const started = await startServer(
-        process.execPath,
-        ["--import", "tsx", "test/fixtures/conformance-http.ts", "0", "--exit-with-stdin"],
-        deadline,
-      );
-      ({ child: server, url } = started);
+      ({ child: server, url } = await startFixture(deadline));
     }
     if (url === undefined) throw new Error("no URL to test");
     const label =

@@ -70,7 +70,8 @@ function message(answer: Answer): {
 } {
   const type = answer.headers.get("content-type") ?? "";
   if (type.startsWith("text/event-stream")) {
-    const data = answer.text.split("\n").find((line) => line.startsWith("data: "));
+    // The first event with data: a resumable stream opens with a priming event whose data is empty.
+    const data = answer.text.split("\n").find((line) => line.startsWith("data: ") && line.trim() !== "data:");
     assert.ok(data, `an SSE answer with a data line: ${answer.text}`);
     return JSON.parse(data.slice("data: ".length));
   }

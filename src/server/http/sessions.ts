@@ -2,6 +2,10 @@
  * 2025-era Streamable HTTP sessions: each a `NodeStreamableHTTPServerTransport` kept in memory, found
  * again by its `Mcp-Session-Id`, owned by the principal that opened it, and closed when idle. Sessions
  * live on the replica that created them (run replicas behind sticky sessions for 2025-era clients).
+ *
+ * Each session keeps a bounded record of the SSE events it sent (event-store.ts): its streams open with
+ * a priming event and a `retry` interval, and a client that lost a stream resumes it with
+ * `Last-Event-ID` (2025-11-25 clients and later; the SDK primes no stream for older ones).
  */
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
@@ -12,6 +16,12 @@ import type { Logger } from "../../observability/logger.ts";
 import type { LiveServers } from "../../protocol/connection.ts";
 import { InFlightCalls } from "../../protocol/in-flight.ts";
 import type { ServerFactory } from "../../protocol/sdk-server.ts";
+import { BoundedEventStore, type EventStoreLimits } from "./event-store.ts";
+
+/** What one session keeps for resumption: enough for the streams of a few calls, not a transcript. */
+const SESSION_EVENTS: EventStoreLimits = { maxEventsPerStream: 100, maxBytes: 1024 * 1024 };
+/** How long a client whose stream dropped waits before it reconnects (the SSE `retry` field). */
+const RECONNECT_AFTER_MS = 1_000;
 
 export interface Session {
   readonly id: string;
@@ -69,6 +79,8 @@ export class Sessions {
     const calls = new InFlightCalls();
     const transport = new NodeStreamableHTTPServerTransport({
       sessionIdGenerator: () => randomUUID(),
+      eventStore: new BoundedEventStore(SESSION_EVENTS),
+      retryInterval: RECONNECT_AFTER_MS,
       onsessioninitialized: (id) => {
         this.#sessions.set(id, { id, transport, server, principal, calls, lastSeen: Date.now() });
         this.#log.debug({ session: id }, "session opened");
