@@ -27,6 +27,7 @@ import {
   type LogLevel,
   nonEmpty,
   nonNegativeInt,
+  positiveInt,
   serverName,
   text,
   toolPrefix,
@@ -98,6 +99,28 @@ const serverExtensions = {
   policies: policySetSchema.prefault({}),
 };
 
+/**
+ * What only MCP servers take: whether their clients share one connection to them (the default), or
+ * each client session gets its own, for stateful servers (memory, sequential thinking) whose state must
+ * not pass from one client to another. See backends/isolated.ts.
+ */
+const mcpServerExtensions = {
+  /**
+   * "shared": one process (or remote session) for every client. "session": one per client session,
+   * started at its first call and stopped when the session ends or idles. Default "shared".
+   */
+  isolation: z.enum(["shared", "session"]).default("shared"),
+  /** Bounds of isolation "session". Default { max: 16, idleTimeoutMs: 600 000 }. */
+  sessionLimits: z
+    .strictObject({
+      /** Sessions with a process of their own at once; a new session beyond is refused. Default 16. */
+      max: positiveInt().default(16),
+      /** A session's process unused this long is stopped (its state with it). Default 600 000 (10 min). */
+      idleTimeoutMs: durationMs().default(600_000),
+    })
+    .prefault({}),
+};
+
 const stdioServerSchema = z.strictObject({
   /** Optional, as in Claude Desktop files. Default "stdio". */
   type: z.literal("stdio").default("stdio"),
@@ -118,6 +141,7 @@ const stdioServerSchema = z.strictObject({
   /** Working directory of the process. Default: the gateway's. */
   cwd: nonEmpty().optional(),
   ...serverExtensions,
+  ...mcpServerExtensions,
 });
 
 const remoteServerSchema = z.strictObject({
@@ -130,6 +154,7 @@ const remoteServerSchema = z.strictObject({
   /** Sent with every request, e.g. Authorization. Default {}. */
   headers: headerMap().default({}),
   ...serverExtensions,
+  ...mcpServerExtensions,
 });
 
 const serverSchema = z.discriminatedUnion("type", [stdioServerSchema, remoteServerSchema], {

@@ -135,6 +135,11 @@ export interface CallContext {
   readonly transport?: "stdio" | "http";
   /** The profile whose endpoint the call came to (config `profiles`); absent for the default one. */
   readonly profile?: string;
+  /**
+   * The client session the request belongs to (a stdio connection, a 2025-era HTTP session; for a
+   * 2026-07-28 client, its principal): servers with `isolation: "session"` run once per session.
+   */
+  readonly session?: string;
 }
 
 export type CallHandler = (call: ToolCall, ctx: CallContext) => Promise<ChainResult>;
@@ -225,6 +230,8 @@ export interface Backend {
    */
   refreshLists?(changed: ListChanged): Promise<void>;
   health(signal: AbortSignal): Promise<HealthResult>;
+  /** A client session ended: what the backend kept for it alone goes (see backends/isolated.ts). */
+  releaseSession?(session: string): void;
   close(): Promise<void>;
 }
 

@@ -3,6 +3,7 @@
  * supervised), a built-in (loaded with its driver only when it starts), or the gateway's own tools.
  */
 import { GatewayToolsBackend, type GatewayToolsSources } from "../backends/gateway-tools.ts";
+import { IsolatedBackend } from "../backends/isolated.ts";
 import { LazyBackend } from "../backends/lazy.ts";
 import { McpBackend, type McpTransportConfig } from "../backends/mcp/backend.ts";
 import type { BuiltinBackendConfig, ServerConfig } from "../config/schema.ts";
@@ -27,17 +28,22 @@ export interface BackendFactoryDeps {
 export function createBackend(server: PlannedServer, deps: BackendFactoryDeps): Backend {
   const source = server.source;
   switch (source.kind) {
-    case "mcp":
-      return new McpBackend({
-        name: server.name,
-        transport: transportOf(source.config),
-        timeoutMs: source.config.timeoutMs,
-        restart: source.config.restart,
-        connectTimeoutMs: deps.connectTimeoutMs,
-        logger: deps.logger,
-        clientInfo: deps.clientInfo,
-        redact: deps.redact,
-      });
+    case "mcp": {
+      const make = () =>
+        new McpBackend({
+          name: server.name,
+          transport: transportOf(source.config),
+          timeoutMs: source.config.timeoutMs,
+          restart: source.config.restart,
+          connectTimeoutMs: deps.connectTimeoutMs,
+          logger: deps.logger,
+          clientInfo: deps.clientInfo,
+          redact: deps.redact,
+        });
+      return source.config.isolation === "session"
+        ? new IsolatedBackend(server.name, make, source.config.sessionLimits, deps.logger)
+        : make();
+    }
     case "builtin":
       return builtin(server.name, source.config, deps);
     case "gateway-tools":

@@ -39,6 +39,11 @@ export interface ChainDeps {
   readonly replica: string | undefined;
   /** The backend of a server, as it runs now. */
   readonly backendOf: (server: string) => Backend;
+  /**
+   * Servers run once per client session (`isolation: "session"`): their results depend on the
+   * session's state, so none is cached, whatever the rules say.
+   */
+  readonly perSession: ReadonlySet<string>;
   readonly inFlight: InFlightRequests;
 }
 
@@ -122,7 +127,8 @@ export class Chains {
     const binding = { exposedName: route.name, server: route.server, tool: route.tool };
     const configured = deps.policies
       .entriesFor(binding, deps.profile)
-      .filter((entry) => isTool || (entry.name !== "fallback" && entry.name !== "invalidate"));
+      .filter((entry) => isTool || (entry.name !== "fallback" && entry.name !== "invalidate"))
+      .filter((entry) => entry.name !== "cache" || !deps.perSession.has(route.server));
     // Arguments are checked after the rate limit (a flood of invalid calls is still limited) and
     // before everything that would store or send them.
     const limits = configured.findIndex((entry) => entry.name !== "rateLimit");

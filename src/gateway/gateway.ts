@@ -381,9 +381,12 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     this.#sessions.attach(holder);
   }
 
-  /** Forgets a holder's subscriptions and log level, when its connection closes. */
+  /** Forgets a holder's subscriptions and log level, and its session's servers, when its connection closes. */
   release(holder: Holder): void {
     this.#sessions.release(holder);
+    const session = holder.session;
+    if (session !== undefined)
+      for (const entry of this.#state.entries) entry.backend.releaseSession?.(session);
   }
 
   /** Waits for in-flight requests to finish, up to `deadlineMs`. Resolves true when all finished. */

@@ -76,6 +76,11 @@ export function planState(plan: Plan, entries: readonly ServerEntry[], deps: Pla
         "a tool's inputSchema does not compile; its calls are passed on without argument validation",
       ),
   });
+  const perSession = new Set(
+    plan.servers
+      .filter((s) => s.source.kind === "mcp" && s.source.config.isolation === "session")
+      .map((s) => s.name),
+  );
   const chains = new Map<string, Chains>();
   const visibilities = new Map<string, Visibility>();
   for (const [name, view] of views) {
@@ -95,6 +100,7 @@ export function planState(plan: Plan, entries: readonly ServerEntry[], deps: Pla
         // The backends of this plan: a request on its chain reaches the backend it was routed to, even
         // if a reload has since replaced that server's backend.
         backendOf: (server) => (byName.get(server) as ServerEntry).backend,
+        perSession,
         inFlight: deps.inFlight,
       }),
     );

@@ -27,6 +27,8 @@ export interface RequestOptions {
   readonly transport?: "stdio" | "http";
   /** The profile whose endpoint the request came to (config `profiles`); absent for the default one. */
   readonly profile?: string;
+  /** The client session it belongs to (see CallContext.session). */
+  readonly session?: string;
 }
 
 export class RunningRequests {
@@ -91,5 +93,6 @@ export function contextOf(options: RequestOptions): CallContext {
     ...(options.client ? { client: options.client } : {}),
     ...(options.transport ? { transport: options.transport } : {}),
     ...(options.profile ? { profile: options.profile } : {}),
+    ...(options.session ? { session: options.session } : {}),
   };
 }

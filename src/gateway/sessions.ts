@@ -15,6 +15,8 @@ export interface Holder {
   readonly principal: Principal;
   /** The profile whose endpoint it came to (config `profiles`); absent for the default endpoint. */
   readonly profile?: string | undefined;
+  /** The client session it is (see CallContext.session), when it is one. */
+  readonly session?: string | undefined;
 }
 
 /** A running server, as the sessions see it. */

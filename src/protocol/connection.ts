@@ -14,6 +14,8 @@ export interface ConnectionState extends Holder {
   principal: Principal;
   /** The profile whose endpoint it is (config `profiles`); undefined for the default endpoint. */
   readonly profile: string | undefined;
+  /** A long-lived connection's own id (see CallContext.session); undefined for a per-request instance. */
+  readonly session: string | undefined;
   /** Set by a 2025-era client with `logging/setLevel`. */
   logLevel: LoggingLevel | undefined;
   readonly subscriptions: Set<string>;
@@ -28,6 +30,11 @@ export function registerConnection(server: Server, state: ConnectionState): void
 /** The log level a 2025-era connection asked for with `logging/setLevel`, if it did. */
 export function connectionLogLevel(server: Server): LoggingLevel | undefined {
   return connections.get(server)?.logLevel;
+}
+
+/** The client session of a long-lived connection (see CallContext.session). */
+export function connectionSession(server: Server): string | undefined {
+  return connections.get(server)?.session;
 }
 
 type LogFromServer = { readonly server: string } & BackendLogMessage;

@@ -7,6 +7,7 @@
  * The low-level `Server` is used rather than `McpServer` because the gateway does not declare tools
  * with schemas of its own: it forwards lists and calls verbatim.
  */
+import { randomUUID } from "node:crypto";
 import {
   type ElicitRequestFormParams,
   type ElicitRequestURLParams,
@@ -70,6 +71,7 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
     const state: ConnectionState = {
       principal: owner ?? ANONYMOUS,
       profile,
+      session: owner ? randomUUID() : undefined,
       logLevel: undefined,
       subscriptions: new Set(),
     };
@@ -86,11 +88,18 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
         ? ((envelopeOf(ctx)[LOG_LEVEL_META_KEY] as LoggingLevel | undefined) ?? null)
         : state.logLevel;
 
+    /**
+     * The client session of a request: the connection's own; a 2026-07-28 client has none, so its
+     * principal stands for it.
+     */
+    const sessionOf = (ctx: ServerContext): string => state.session ?? `principal:${principalOf(ctx).id}`;
+
     /** What this request's path contributes to a call (see protocol/tool-call.ts). */
     const siteOf = (ctx: ServerContext, leg?: Leg): CallSite => ({
       principal: principalOf(ctx),
       transport,
       profile,
+      session: sessionOf(ctx),
       signal: ctx.mcpReq.signal,
       headerMeta: options.metaOf?.(ctx),
       logLevel: logLevelOf(ctx),

@@ -36,6 +36,8 @@ export interface CallSite {
   readonly transport: "stdio" | "http";
   /** The profile whose endpoint the call came to (config `profiles`); absent for the default one. */
   readonly profile?: string | undefined;
+  /** The client session the call belongs to (see CallContext.session). */
+  readonly session?: string | undefined;
   /** Aborted when the client cancels (or goes away): the backend request is cancelled with it. */
   readonly signal: AbortSignal;
   /** `_meta` keys the transport learned elsewhere (HTTP headers); the request's own `_meta` wins. */
@@ -75,6 +77,7 @@ export function callOptions(request: ToolCallRequest, site: CallSite): RequestOp
     ...(site.progress ? { onProgress: site.progress } : {}),
     ...(site.client ? { client: site.client } : {}),
     ...(site.profile ? { profile: site.profile } : {}),
+    ...(site.session ? { session: site.session } : {}),
   };
 }
 

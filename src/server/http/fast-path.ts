@@ -12,7 +12,7 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Gateway } from "../../gateway/gateway.ts";
-import { connectionLogLevel } from "../../protocol/connection.ts";
+import { connectionLogLevel, connectionSession } from "../../protocol/connection.ts";
 import { cancelledRequestId, plainToolCall } from "../../protocol/in-flight.ts";
 import { answerToolCall, responseMessage, type ToolCallRequest } from "../../protocol/tool-call.ts";
 import type { RequestFacts } from "./facts.ts";
@@ -72,6 +72,7 @@ async function answer(
       principal: facts.principal,
       transport: "http",
       profile,
+      session: connectionSession(session.server),
       signal: controller.signal,
       headerMeta: facts.metaFromHeaders,
       project: (result, outputSchema) => session.server.projectCallToolResult(result, outputSchema),

@@ -7,7 +7,7 @@
 import type { Server } from "@modelcontextprotocol/server";
 import type { Principal } from "../../core/types.ts";
 import type { Gateway } from "../../gateway/gateway.ts";
-import { connectionClient, connectionLogLevel } from "../../protocol/connection.ts";
+import { connectionClient, connectionLogLevel, connectionSession } from "../../protocol/connection.ts";
 import { cancelledRequestId, InFlightCalls, plainToolCall } from "../../protocol/in-flight.ts";
 import { answerToolCall, responseMessage, type ToolCallRequest } from "../../protocol/tool-call.ts";
 import type { FastPath, GatewayStdioTransport } from "./transport.ts";
@@ -35,6 +35,7 @@ export function createToolCallFastPath(
         principal: principal(),
         transport: "stdio",
         profile,
+        session: connectionSession(server),
         signal: controller.signal,
         logLevel: connectionLogLevel(server),
         progress:

@@ -1,0 +1,258 @@
+/**
+ * A server run once per client session (config `isolation: "session"`), for stateful servers (a
+ * memory, a scratchpad, sequential thinking) whose state must not pass from one client to another.
+ *
+ * A primary instance, started with the gateway, answers for the catalog, health, resource
+ * subscriptions and the requests that belong to no session (`switchboard call`, a program embedding
+ * the gateway). Each client session gets an instance of its own at its first request: a process per
+ * session for a stdio server, an MCP session of its own for a remote one, each with its own restart
+ * rules (those of the server). It stops when the session ends (`release`) or has been idle for
+ * `sessionLimits.idleTimeoutMs`; at most `sessionLimits.max` run at once, and a session beyond is
+ * refused with what to do.
+ *
+ * What an instance sends reaches its own session only: a log message or a question to the client
+ * (sampling, elicitation) during a call goes to that call's client; a log message outside any call is
+ * dropped (there is no one else it belongs to), and its list changes and resource updates are not
+ * forwarded (the primary's are: every instance runs the same server).
+ */
+import { GatewayError } from "../core/errors.ts";
+import type {
+  Backend,
+  BackendCatalog,
+  BackendEvents,
+  BackendLogMessage,
+  BackendState,
+  CallContext,
+  CallToolResult,
+  CompleteRequestParams,
+  CompleteResult,
+  GetPromptResult,
+  HealthResult,
+  ListChanged,
+  LoggingLevel,
+  ReadResourceResult,
+  ToolCall,
+} from "../core/types.ts";
+import type { Logger } from "../observability/logger.ts";
+
+export interface SessionLimits {
+  readonly max: number;
+  readonly idleTimeoutMs: number;
+}
+
+interface SessionInstance {
+  readonly backend: Backend;
+  /** Its requests in flight: its messages go to their clients. */
+  readonly calls: Set<CallContext>;
+  started: Promise<void>;
+  lastUsed: number;
+}
+
+export class IsolatedBackend implements Backend {
+  readonly name: string;
+  readonly #primary: Backend;
+  readonly #make: () => Backend;
+  readonly #limits: SessionLimits;
+  readonly #logger: Logger;
+  readonly #sessions = new Map<string, SessionInstance>();
+  #sweep: NodeJS.Timeout | undefined;
+  #logLevel: LoggingLevel | undefined;
+  #closed = false;
+
+  constructor(name: string, make: () => Backend, limits: SessionLimits, logger: Logger) {
+    this.name = name;
+    this.#make = make;
+    this.#primary = make();
+    this.#limits = limits;
+    this.#logger = logger.child({ server: name });
+  }
+
+  get state(): BackendState {
+    return this.#primary.state;
+  }
+
+  /** Client sessions with an instance of their own now. */
+  get sessions(): number {
+    return this.#sessions.size;
+  }
+
+  async start(events: BackendEvents): Promise<void> {
+    const every = Math.min(60_000, Math.max(1_000, this.#limits.idleTimeoutMs / 4));
+    this.#sweep = setInterval(() => this.#reapIdle(), every);
+    this.#sweep.unref();
+    await this.#primary.start(events);
+  }
+
+  catalog(): BackendCatalog {
+    return this.#primary.catalog();
+  }
+
+  callTool(call: ToolCall, ctx: CallContext): Promise<CallToolResult> {
+    return this.#run(ctx, (backend) => backend.callTool(call, ctx));
+  }
+
+  readResource(uri: string, ctx: CallContext): Promise<ReadResourceResult> {
+    return this.#run(ctx, (backend) => backend.readResource(uri, ctx));
+  }
+
+  getPrompt(
+    name: string,
+    args: Record<string, string> | undefined,
+    ctx: CallContext,
+  ): Promise<GetPromptResult> {
+    return this.#run(ctx, (backend) => backend.getPrompt(name, args, ctx));
+  }
+
+  complete(params: CompleteRequestParams, ctx: CallContext): Promise<CompleteResult> {
+    return this.#run(ctx, (backend) =>
+      backend.complete ? backend.complete(params, ctx) : Promise.resolve({ completion: { values: [] } }),
+    );
+  }
+
+  async subscribeResource(uri: string): Promise<void> {
+    await this.#primary.subscribeResource?.(uri);
+  }
+
+  async unsubscribeResource(uri: string): Promise<void> {
+    await this.#primary.unsubscribeResource?.(uri);
+  }
+
+  async setLogLevel(level: LoggingLevel): Promise<void> {
+    this.#logLevel = level;
+    await Promise.all(
+      [this.#primary, ...[...this.#sessions.values()].map((s) => s.backend)].map((b) =>
+        b.setLogLevel?.(level),
+      ),
+    );
+  }
+
+  async refreshLists(changed: ListChanged): Promise<void> {
+    await this.#primary.refreshLists?.(changed);
+  }
+
+  health(signal: AbortSignal): Promise<HealthResult> {
+    return this.#primary.health(signal);
+  }
+
+  /** The client session ended: its instance stops, its state with it. */
+  releaseSession(session: string): void {
+    const instance = this.#sessions.get(session);
+    if (!instance) return;
+    this.#sessions.delete(session);
+    this.#stop(session, instance, "its client session ended");
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#sweep);
+    const instances = [...this.#sessions.values()];
+    this.#sessions.clear();
+    await Promise.allSettled([this.#primary.close(), ...instances.map((s) => s.backend.close())]);
+  }
+
+  async #run<T>(ctx: CallContext, work: (backend: Backend) => Promise<T>): Promise<T> {
+    if (ctx.session === undefined) return work(this.#primary);
+    const instance = this.#instanceFor(ctx.session);
+    instance.calls.add(ctx);
+    instance.lastUsed = Date.now();
+    try {
+      await instance.started;
+      return await work(instance.backend);
+    } finally {
+      instance.calls.delete(ctx);
+      instance.lastUsed = Date.now();
+    }
+  }
+
+  #instanceFor(session: string): SessionInstance {
+    const known = this.#sessions.get(session);
+    if (known) return known;
+    if (this.#closed) {
+      throw new GatewayError(
+        "backend_unavailable",
+        `Server "${this.name}" is stopping; retry on another instance.`,
+      );
+    }
+    if (this.#sessions.size >= this.#limits.max) this.#reapIdle();
+    if (this.#sessions.size >= this.#limits.max) {
+      throw new GatewayError(
+        "backend_unavailable",
+        `Server "${this.name}" already runs ${this.#limits.max} client sessions, each with a process of its own ` +
+          `(isolation "session", sessionLimits.max). Retry once a session ends, or raise sessionLimits.max.`,
+        { data: { server: this.name, max: this.#limits.max } },
+      );
+    }
+    const backend = this.#make();
+    const instance: SessionInstance = {
+      backend,
+      calls: new Set(),
+      started: Promise.resolve(),
+      lastUsed: Date.now(),
+    };
+    instance.started = backend.start(this.#eventsOf(session, instance)).then(async () => {
+      if (this.#logLevel !== undefined) await backend.setLogLevel?.(this.#logLevel);
+    });
+    this.#sessions.set(session, instance);
+    this.#logger.debug(
+      { session: this.#sessions.size },
+      `started an instance of server "${this.name}" for a client session`,
+    );
+    return instance;
+  }
+
+  /** What an instance reports goes to its own session's calls, and nowhere else. */
+  #eventsOf(session: string, instance: SessionInstance): BackendEvents {
+    const callerOf = (signal?: AbortSignal): CallContext | undefined => {
+      let latest: CallContext | undefined;
+      for (const call of instance.calls) {
+        if (signal !== undefined) {
+          if (call.signal === signal) return call;
+          continue;
+        }
+        latest = call;
+      }
+      return latest;
+    };
+    return {
+      state: (state, reason) =>
+        this.#logger.debug(
+          { state, reason },
+          `an instance of server "${this.name}" for a client session is ${state}`,
+        ),
+      listChanged: () => undefined,
+      resourceUpdated: () => undefined,
+      log: (message: BackendLogMessage) => {
+        const [only, ...others] = instance.calls;
+        const logger = message.logger ? `${this.name}/${message.logger}` : this.name;
+        if (only && others.length === 0 && only.client?.log({ ...message, logger })) return;
+        this.#logger.debug(
+          { session, level: message.level },
+          "dropped a log message of a session's instance sent outside any call",
+        );
+      },
+      callerOf,
+    };
+  }
+
+  #reapIdle(): void {
+    const cutoff = Date.now() - this.#limits.idleTimeoutMs;
+    for (const [session, instance] of this.#sessions) {
+      if (instance.calls.size > 0 || instance.lastUsed > cutoff) continue;
+      this.#sessions.delete(session);
+      this.#stop(
+        session,
+        instance,
+        `it was idle for ${this.#limits.idleTimeoutMs} ms (sessionLimits.idleTimeoutMs)`,
+      );
+    }
+  }
+
+  #stop(_session: string, instance: SessionInstance, why: string): void {
+    this.#logger.debug(`stopping an instance of server "${this.name}" for a client session: ${why}`);
+    instance.backend
+      .close()
+      .catch((error: unknown) =>
+        this.#logger.warn({ err: error }, `could not stop an instance of server "${this.name}" cleanly`),
+      );
+  }
+}
