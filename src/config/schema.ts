@@ -102,6 +102,21 @@ const serverExtensions = {
   policies: policySetSchema.prefault({}),
 };
 
+/**
+ * What an MCP server is told when it asks for roots (`roots/list`) outside a tool call (during one,
+ * the calling client's own roots are forwarded). Default [] (none): the server is given an empty list.
+ */
+const rootsSchema = z
+  .array(
+    z.strictObject({
+      /** A `file://` URI, as MCP requires of roots. */
+      uri: z.string().startsWith("file://", { error: 'a root is a file:// URI, e.g. "file:///srv/project"' }),
+      /** A name for people. Optional. */
+      name: nonEmpty().optional(),
+    }),
+  )
+  .default([]);
+
 const stdioServerSchema = z.strictObject({
   /** Optional, as in Claude Desktop files. Default "stdio". */
   type: z.literal("stdio").default("stdio"),
@@ -121,6 +136,7 @@ const stdioServerSchema = z.strictObject({
     .default({}),
   /** Working directory of the process. Default: the gateway's. */
   cwd: nonEmpty().optional(),
+  roots: rootsSchema,
   ...serverExtensions,
 });
 
@@ -133,6 +149,7 @@ const remoteServerSchema = z.strictObject({
   url: httpUrl("https://example.com/mcp"),
   /** Sent with every request, e.g. Authorization. Default {}. */
   headers: headerMap().default({}),
+  roots: rootsSchema,
   ...serverExtensions,
 });
 

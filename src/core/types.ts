@@ -12,11 +12,13 @@ import type {
   ElicitRequestParams,
   ElicitResult,
   GetPromptResult,
+  ListRootsResult,
   LoggingLevel,
   Prompt,
   ReadResourceResult,
   Resource,
   ResourceTemplateType as ResourceTemplate,
+  Root,
   Tool,
 } from "@modelcontextprotocol/client";
 
@@ -30,11 +32,13 @@ export type {
   ElicitRequestParams,
   ElicitResult,
   GetPromptResult,
+  ListRootsResult,
   LoggingLevel,
   Prompt,
   ReadResourceResult,
   Resource,
   ResourceTemplate,
+  Root,
   Tool,
 };
 
@@ -109,6 +113,11 @@ export interface CallerChannel {
   ): Promise<CreateMessageResult | CreateMessageResultWithTools>;
   /** Asks the user (`elicitation/create`); `requestedSchema` reaches the client unchanged. */
   elicit(params: ElicitRequestParams, signal: AbortSignal): Promise<ElicitResult>;
+  /**
+   * The client's roots (`roots/list`); undefined when the client did not declare the roots
+   * capability, so that the backend answers from its config instead.
+   */
+  listRoots(signal: AbortSignal): Promise<ListRootsResult | undefined>;
   /**
    * A log message about this call, filtered by the level the client asked for. False when the call
    * was already answered (a message that came just after its result): it is then no longer the
@@ -238,6 +247,13 @@ export interface Backend {
    */
   refreshLists?(changed: ListChanged): Promise<void>;
   health(signal: AbortSignal): Promise<HealthResult>;
+  /**
+   * What the server said about itself for its clients' model (`instructions` of its initialize or
+   * discover result), if anything: the gateway passes it on under the server's name.
+   */
+  instructions?(): string | undefined;
+  /** A client of the gateway said its roots changed (`notifications/roots/list_changed`). */
+  rootsListChanged?(): void;
   close(): Promise<void>;
 }
 

@@ -36,6 +36,7 @@ export function createBackend(server: PlannedServer, deps: BackendFactoryDeps): 
         connectTimeoutMs: deps.connectTimeoutMs,
         logger: deps.logger,
         clientInfo: deps.clientInfo,
+        roots: source.config.roots,
         redact: deps.redact,
       });
     case "builtin":
