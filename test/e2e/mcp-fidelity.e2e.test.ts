@@ -135,6 +135,38 @@ describe("a Switchboard behind a Switchboard, 2026-07-28 between them", () => {
   });
 });
 
+test("instructions of a server a client may not see are left out, for both eras", async () => {
+  const gateway = await startHttpGateway(
+    writeConfig({
+      mcpServers: {
+        fx: fixtureServer({}, { FIXTURE_INSTRUCTIONS: INSTRUCTIONS }),
+        plain: fixtureServer({}, { FIXTURE_INSTRUCTIONS: "Plain things." }),
+      },
+      access: { rules: [{ allow: ["server:plain"] }] },
+    }),
+  );
+  try {
+    const expected = `${GATEWAY_SENTENCE}\n\n## plain\nPlain things.`;
+    const legacy = await connectV1(gateway.url);
+    try {
+      assert.equal(legacy.getInstructions(), expected);
+    } finally {
+      await legacy.close();
+    }
+    const modern = new ClientV2({ name: "fidelity-modern", version: "1" }, {
+      versionNegotiation: { mode: { pin: "2026-07-28" } },
+    } as never);
+    await modern.connect(new HttpV2(new URL(gateway.url)));
+    try {
+      assert.equal(modern.getInstructions(), expected);
+    } finally {
+      await modern.close();
+    }
+  } finally {
+    await gateway.stop();
+  }
+});
+
 describe("roots", () => {
   let gateway: RunningGateway;
   before(async () => {

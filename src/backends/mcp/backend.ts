@@ -318,6 +318,8 @@ export class McpBackend extends BackendBase {
     if (this.state === "up" && this.#client) return this.#client;
     const restart = this.#restart;
     if (restart) {
+      // Someone is waiting for it now: the restart must happen even if nothing else keeps the process.
+      this.#restartTimer?.ref();
       await untilAborted(restart.done, signal);
       if (this.state === "up" && this.#client) return this.#client;
     }
