@@ -33,7 +33,8 @@ const dir = mkdtempSync(join(tmpdir(), "switchboard-stdio-start-"));
 const spawned: number[] = [];
 
 after(() => {
-  // Whatever a failing test left behind.
+  // Whatever a failing test left behind, including processes of a test that failed before it read them.
+  for (let i = 1; i <= files; i++) pidsIn(join(dir, `pids-${i}`));
   for (const pid of spawned) {
     try {
       process.kill(pid, "SIGKILL");
