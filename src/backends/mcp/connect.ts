@@ -71,7 +71,7 @@ export async function connect(
     first.transport.received === 0;
   if (exitedOnProbe) {
     options.log.info(
-      { reason: first.stderr.explain(describeError(first.error)) },
+      { reason: first.stderr.explain(exitedEarly(first) ?? describeError(first.error)) },
       "the server exited before answering server/discover; starting it again with initialize only",
     );
     const second = await attempt(options, "legacy", stop);
@@ -143,8 +143,19 @@ function failed(
     ? `did not finish its handshake within ${options.timeoutMs} ms`
     : stop.aborted
       ? "the gateway stopped while it was starting"
-      : describeError(attempt.error);
+      : (exitedEarly(attempt) ?? describeError(attempt.error));
   return { ok: false, reason: attempt.stderr.explain(why), stderr: attempt.stderr.lines, era };
+}
+
+/**
+ * A process that exited before its handshake was done is said so, with how it ended, rather than as
+ * what the SDK saw of it (a closed connection, a probe cut off).
+ */
+function exitedEarly(attempt: Extract<Attempt, { ok: false }>): string | undefined {
+  const transport = attempt.transport;
+  if (!(transport instanceof BackendStdioTransport) || !transport.exited) return undefined;
+  if (!/closed/i.test(describeError(attempt.error))) return undefined;
+  return `the process exited (${transport.exitStatus}) before it finished its handshake`;
 }
 
 /**

@@ -70,6 +70,7 @@ export class BackendStdioTransport implements Transport {
   #corked = false;
   #received = 0;
   #exited = false;
+  #exitStatus: string | undefined;
   #closing: Promise<void> | undefined;
 
   constructor(params: StdioServerParams) {
@@ -96,6 +97,11 @@ export class BackendStdioTransport implements Transport {
     return this.#exited;
   }
 
+  /** How the process ended ("exit code 1", "signal SIGKILL"), once it has. */
+  get exitStatus(): string | undefined {
+    return this.#exitStatus;
+  }
+
   start(): Promise<void> {
     if (this.#process) throw new Error("BackendStdioTransport already started");
     if (this.#closing) return Promise.reject(new Error("the transport was closed before it started"));
@@ -113,8 +119,9 @@ export class BackendStdioTransport implements Transport {
         this.onerror?.(error);
       });
       child.once("spawn", () => resolve());
-      child.once("exit", () => {
+      child.once("exit", (code, signal) => {
         this.#exited = true;
+        this.#exitStatus = signal ? `signal ${signal}` : `exit code ${code}`;
       });
       child.once("close", () => {
         this.#exited = true;
