@@ -103,6 +103,22 @@ describe("stdio servers: one process, one bounded start, nothing left behind", (
     assert.equal(pidsIn(file).length, 1, `one process for one server: ${readFileSync(file, "utf8")}`);
   });
 
+  test("a server that exits on server/discover is started again at once with initialize only", async () => {
+    const file = pidFile();
+    const config = writeConfig({
+      mcpServers: { fx: fixtureServer({}, { FIXTURE_PID_FILE: file, FIXTURE_EXIT_ON_UNKNOWN: "1" }) },
+    });
+    const run = await runCli(["tools", "--config", config, "--log-level", "info"]);
+    assertExitCode(run, 0);
+    assert.match(run.stdout, /fx__echo/);
+    assert.match(
+      run.stderr,
+      /the process exited \(exit code 4\) before it finished its handshake; its stderr ended with: fixture: exiting on an unknown request \(server\/discover\).*starting it again with initialize only/,
+    );
+    assert.match(run.stderr, /"protocol":"2025-11-25".*"msg":"server up"/);
+    assert.equal(pidsIn(file).length, 2, "the process that exited, and the one that serves");
+  });
+
   test("a server that never answers: the start ends at startupTimeoutMs, its stderr is logged, its process is gone", async () => {
     const file = pidFile();
     const startupTimeoutMs = 2_000;
