@@ -20,9 +20,11 @@ import {
   fixtureServer,
   LogWatcher,
   ROOT,
+  startHttpGateway,
   stdioGatewayCommand,
   writeConfigRemovedAfterSuite,
 } from "../support/gateway-process.ts";
+import { connectHttpClient } from "../support/mcp-client.ts";
 
 const SILENT = join(ROOT, "test/fixtures/silent-server.ts");
 /** What the CLI itself takes to start and stop (tsx, loading modules) on a loaded two-core machine. */
@@ -103,20 +105,42 @@ describe("stdio servers: one process, one bounded start, nothing left behind", (
     assert.equal(pidsIn(file).length, 1, `one process for one server: ${readFileSync(file, "utf8")}`);
   });
 
-  test("a server that exits on server/discover is started again at once with initialize only", async () => {
+  test("a server that exits on server/discover is started again at once with initialize only, and from then on", async () => {
     const file = pidFile();
     const config = writeConfig({
-      mcpServers: { fx: fixtureServer({}, { FIXTURE_PID_FILE: file, FIXTURE_EXIT_ON_UNKNOWN: "1" }) },
+      mcpServers: {
+        fx: {
+          ...fixtureServer({}, { FIXTURE_PID_FILE: file, FIXTURE_EXIT_ON_UNKNOWN: "1" }),
+          restart: { initialDelayMs: 50, maxDelayMs: 100 },
+        },
+      },
     });
-    const run = await runCli(["tools", "--config", config, "--log-level", "info"]);
-    assertExitCode(run, 0);
-    assert.match(run.stdout, /fx__echo/);
-    assert.match(
-      run.stderr,
-      /the process exited \(exit code 4\) before it finished its handshake; its stderr ended with: fixture: exiting on an unknown request \(server\/discover\).*starting it again with initialize only/,
-    );
-    assert.match(run.stderr, /"protocol":"2025-11-25".*"msg":"server up"/);
-    assert.equal(pidsIn(file).length, 2, "the process that exited, and the one that serves");
+    const gateway = await startHttpGateway(config);
+    try {
+      const retried = await gateway.logs.waitFor(
+        (l) => l.server === "fx" && typeof l.msg === "string" && l.msg.includes("starting it again"),
+      );
+      assert.match(
+        String(retried.reason),
+        /^the process exited \(exit code 4\) before it finished its handshake; its stderr ended with: fixture: exiting on an unknown request \(server\/discover\)/,
+      );
+      const up = await gateway.logs.waitFor((l) => l.server === "fx" && l.msg === "server up");
+      assert.equal(up.protocol, "2025-11-25");
+      assert.equal(pidsIn(file).length, 2, "the process that exited, and the one that serves");
+
+      // A restart goes straight to initialize: one more process, not two.
+      const client = await connectHttpClient(gateway.url, { name: "stdio-start" });
+      try {
+        await client.callTool({ name: "fx__crash", arguments: {} });
+      } finally {
+        await client.close();
+      }
+      await gateway.logs.waitFor((l) => l.server === "fx" && l.msg === "server up" && l !== up);
+      assert.equal(pidsIn(file).length, 3, "one process for the restart");
+      assert.equal(gateway.logs.lines.filter((l) => l === retried || l.msg === retried.msg).length, 1);
+    } finally {
+      await gateway.stop();
+    }
   });
 
   test("a server that never answers: the start ends at startupTimeoutMs, its stderr is logged, its process is gone", async () => {
