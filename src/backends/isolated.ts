@@ -130,6 +130,14 @@ export class IsolatedBackend implements Backend {
     await this.#primary.refreshLists?.(changed);
   }
 
+  instructions(): string | undefined {
+    return this.#primary.instructions?.();
+  }
+
+  rootsListChanged(): void {
+    for (const backend of this.#all()) backend.rootsListChanged?.();
+  }
+
   health(signal: AbortSignal): Promise<HealthResult> {
     return this.#primary.health(signal);
   }
@@ -148,6 +156,10 @@ export class IsolatedBackend implements Backend {
     const instances = [...this.#sessions.values()];
     this.#sessions.clear();
     await Promise.allSettled([this.#primary.close(), ...instances.map((s) => s.backend.close())]);
+  }
+
+  #all(): Backend[] {
+    return [this.#primary, ...[...this.#sessions.values()].map((s) => s.backend)];
   }
 
   async #run<T>(ctx: CallContext, work: (backend: Backend) => Promise<T>): Promise<T> {

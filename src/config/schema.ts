@@ -100,9 +100,24 @@ const serverExtensions = {
 };
 
 /**
- * What only MCP servers take: whether their clients share one connection to them (the default), or
- * each client session gets its own, for stateful servers (memory, sequential thinking) whose state must
- * not pass from one client to another. See backends/isolated.ts.
+ * What an MCP server is told when it asks for roots (`roots/list`) outside a tool call (during one,
+ * the calling client's own roots are forwarded). Default [] (none): the server is given an empty list.
+ */
+const rootsSchema = z
+  .array(
+    z.strictObject({
+      /** A `file://` URI, as MCP requires of roots. */
+      uri: z.string().startsWith("file://", { error: 'a root is a file:// URI, e.g. "file:///srv/project"' }),
+      /** A name for people. Optional. */
+      name: nonEmpty().optional(),
+    }),
+  )
+  .default([]);
+
+/**
+ * What only MCP servers take: their roots, and whether their clients share one connection to them (the
+ * default) or each client session gets its own, for stateful servers (memory, sequential thinking)
+ * whose state must not pass from one client to another (see backends/isolated.ts).
  */
 const mcpServerExtensions = {
   /**
@@ -119,6 +134,8 @@ const mcpServerExtensions = {
       idleTimeoutMs: durationMs().default(600_000),
     })
     .prefault({}),
+  /** Roots the server is given outside a tool call. Default []. */
+  roots: rootsSchema,
 };
 
 const stdioServerSchema = z.strictObject({

@@ -15,11 +15,13 @@ export type {
   ElicitRequestParams,
   ElicitResult,
   GetPromptResult,
+  ListRootsResult,
   LoggingLevel,
   Prompt,
   ReadResourceResult,
   Resource,
   ResourceTemplateType as ResourceTemplate,
+  Root,
   Tool,
 } from "@modelcontextprotocol/client";
 
@@ -94,6 +96,11 @@ export interface CallerChannel {
   ): Promise<Mcp.CreateMessageResult | Mcp.CreateMessageResultWithTools>;
   /** Asks the user (`elicitation/create`); `requestedSchema` reaches the client unchanged. */
   elicit(params: Mcp.ElicitRequestParams, signal: AbortSignal): Promise<Mcp.ElicitResult>;
+  /**
+   * The client's roots (`roots/list`); undefined when the client did not declare the roots
+   * capability, so that the backend answers from its config instead.
+   */
+  listRoots(signal: AbortSignal): Promise<Mcp.ListRootsResult | undefined>;
   /**
    * A log message about this call, filtered by the level the client asked for. False when the call
    * was already answered (a message that came just after its result): it is then no longer the
@@ -232,6 +239,13 @@ export interface Backend {
   health(signal: AbortSignal): Promise<HealthResult>;
   /** A client session ended: what the backend kept for it alone goes (see backends/isolated.ts). */
   releaseSession?(session: string): void;
+  /**
+   * What the server said about itself for its clients' model (`instructions` of its initialize or
+   * discover result), if anything: the gateway passes it on under the server's name.
+   */
+  instructions?(): string | undefined;
+  /** A client of the gateway said its roots changed (`notifications/roots/list_changed`). */
+  rootsListChanged?(): void;
   close(): Promise<void>;
 }
 

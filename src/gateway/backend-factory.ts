@@ -38,6 +38,7 @@ export function createBackend(server: PlannedServer, deps: BackendFactoryDeps): 
           connectTimeoutMs: deps.connectTimeoutMs,
           logger: deps.logger,
           clientInfo: deps.clientInfo,
+          roots: source.config.roots,
           redact: deps.redact,
         });
       return source.config.isolation === "session"

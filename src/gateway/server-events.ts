@@ -112,7 +112,11 @@ export class ServerEvents {
     }
     this.#lastState.set(server.name, state);
     if (state === "up" || state === "down") {
-      if (state === "up") void deps.policies.invalidateServer(server.name);
+      if (state === "up") {
+        void deps.policies.invalidateServer(server.name);
+        // A circuit opened while it was down need not wait out openMs: the server is back.
+        deps.policies.backendUp(server.name);
+      }
       deps.rebuildCatalog();
       if (state === "up") deps.sessions.restore(server);
     }

@@ -11,11 +11,16 @@
  * breaker's epoch), so a slow call from before the circuit opened cannot close it, and a late
  * failure from before a recovery cannot reopen it.
  *
+ * A restart is not an outage: a failure the backend's supervisor explains (the server process died
+ * and is being restarted: `backend_unavailable` with `data.restarting`) is not counted, and when the
+ * backend is up again (`backendUp`) an open circuit lets trial calls through at once instead of
+ * after the rest of `openMs`.
+ *
  * With `shared: true` the circuit is shared by the replicas that share a store (BreakerSharing):
  * transitions to open and to closed travel between them; open → half-open does not, since every
  * replica derives it from the same opening time, so each replica lets its own trial calls through.
  */
-import { CircuitOpen, describeError } from "../core/errors.ts";
+import { CircuitOpen, describeError, GatewayError } from "../core/errors.ts";
 import type { Policy, Store, Unsubscribe } from "../core/types.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { CircuitBreakerOptions } from "./config.ts";
@@ -180,6 +185,12 @@ export class CircuitBreaker {
     if (ticket.probe && ticket.epoch === this.#epoch && this.#state === "half-open") this.#probes--;
   }
 
+  /** The backend came back up after being down: an open circuit lets trial calls through now. */
+  backendUp(): void {
+    if (this.#state === "open")
+      this.#transition("half-open", "the server is up again; letting trial calls through");
+  }
+
   #halfOpenIfDue(): void {
     if (this.#state === "open" && this.#now() >= this.#openedAt + this.options.openMs) {
       this.#transition("half-open", `open for ${this.options.openMs} ms; letting trial calls through`);
@@ -224,7 +235,8 @@ export function circuitBreakerPolicy(breaker: CircuitBreaker, env: PolicyEnv): P
       result = await next(call, ctx);
     } catch (error) {
       const kind = failureKind(error, ctx.signal);
-      if (kind === "error" || kind === "timeout") breaker.failure(ticket, describeError(error));
+      if (restarting(error)) breaker.ignore(ticket);
+      else if (kind === "error" || kind === "timeout") breaker.failure(ticket, describeError(error));
       else breaker.ignore(ticket);
       throw error;
     }
@@ -233,6 +245,13 @@ export function circuitBreakerPolicy(breaker: CircuitBreaker, env: PolicyEnv): P
     else breaker.success(ticket);
     return result;
   };
+}
+
+/** A failure its backend's supervisor already explains and repairs: the process died, a restart is under way. */
+function restarting(error: unknown): boolean {
+  return (
+    error instanceof GatewayError && error.code === "backend_unavailable" && error.data.restarting === true
+  );
 }
 
 /** The store channel on which replicas announce transitions of shared circuits. */

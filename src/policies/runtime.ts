@@ -237,6 +237,11 @@ export class PolicyRuntime extends EventEmitter<PolicyEventMap> {
     return total;
   }
 
+  /** A server's backend is up again after being down: its open circuits let trial calls through now. */
+  backendUp(server: string): void {
+    for (const breaker of this.#breakers.values()) if (breaker.server === server) breaker.backendUp();
+  }
+
   /** The state of every circuit breaker, for health reporting. */
   breakerStates(): BreakerStatus[] {
     return [...this.#breakers.values()].map((breaker) => {

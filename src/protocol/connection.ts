@@ -72,6 +72,8 @@ export function connectionClient(
     createMessage: (params, signal) => server.createMessage(params, { signal }),
     elicit: (params, signal) =>
       server.elicitInput(params as ElicitRequestFormParams | ElicitRequestURLParams, { signal }),
+    listRoots: async (signal) =>
+      server.getClientCapabilities()?.roots ? server.listRoots(undefined, { signal }) : undefined,
     log: (message) => {
       if (passes(message.level, connections.get(server)?.logLevel)) {
         write({ jsonrpc: "2.0", method: "notifications/message", params: { ...message } });

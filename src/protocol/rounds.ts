@@ -1,5 +1,5 @@
 /**
- * Sampling and elicitation for 2026-07-28 clients. Such a client cannot be sent requests: a server
+ * Sampling, elicitation and roots for 2026-07-28 clients. Such a client cannot be sent requests: a server
  * that needs input answers the call with an `input_required` result, and the client calls again with
  * the answers and the `requestState` it was given ("multi round-trip requests"). A backend, though,
  * asks in the middle of a running call, whatever its era. This module joins the two: the backend call
@@ -26,7 +26,14 @@ import type { Leg } from "./leg.ts";
 /** How long a suspended call waits for the client to come back with answers before it is cancelled. */
 const ANSWER_WAIT_MS = 5 * 60_000;
 
-type Method = "sampling/createMessage" | "elicitation/create";
+type Method = "sampling/createMessage" | "elicitation/create" | "roots/list";
+
+/** The key prefix of each kind of question in `inputRequests`. */
+const KEY_PREFIX: Record<Method, string> = {
+  "sampling/createMessage": "sampling",
+  "elicitation/create": "elicitation",
+  "roots/list": "roots",
+};
 
 interface Question {
   readonly method: Method;
@@ -168,6 +175,11 @@ class SuspendedCall {
         this.#ask("sampling/createMessage", params, signal) as ReturnType<CallerChannel["createMessage"]>,
       elicit: (params, signal) =>
         this.#ask("elicitation/create", params, signal) as ReturnType<CallerChannel["elicit"]>,
+      // A client without roots is not asked: the backend answers from its config instead.
+      listRoots: (signal) =>
+        declares(this.#ctx, "roots/list")
+          ? (this.#ask("roots/list", {}, signal) as ReturnType<CallerChannel["listRoots"]>)
+          : Promise.resolve(undefined),
       log: (message) => this.leg?.log(message) ?? false,
     };
   }
@@ -253,7 +265,7 @@ class SuspendedCall {
   #ask(method: Method, params: object, signal: AbortSignal): Promise<unknown> {
     assertCanAsk(this.#ctx, method, (params as { mode?: string }).mode);
     if (signal.aborted) return Promise.reject(signal.reason);
-    const key = `${method === "sampling/createMessage" ? "sampling" : "elicitation"}-${++this.#seq}`;
+    const key = `${KEY_PREFIX[method]}-${++this.#seq}`;
     return new Promise((resolve, reject) => {
       const onAbort = () => {
         this.#open.delete(key);
@@ -285,22 +297,29 @@ class SuspendedCall {
  * Whether a 2026-07-28 request's client declared what an embedded request needs; the SDK would
  * otherwise refuse the whole `input_required` result, leaving the backend waiting for an answer.
  */
-function assertCanAsk(ctx: ServerContext, method: string, mode?: string): void {
-  const declared = envelopeOf(ctx)[CLIENT_CAPABILITIES_META_KEY] as ClientCapabilities | undefined;
-  const ok =
-    method === "sampling/createMessage"
-      ? declared?.sampling !== undefined
-      : mode === "url"
-        ? declared?.elicitation?.url !== undefined
-        : declared?.elicitation !== undefined &&
-          (declared.elicitation.form !== undefined || declared.elicitation.url === undefined);
-  if (!ok) {
+function assertCanAsk(ctx: ServerContext, method: Method, mode?: string): void {
+  if (!declares(ctx, method, mode)) {
     throw new ProtocolError(
       ProtocolErrorCode.InvalidRequest,
       `The client that made this call did not declare the capability for ${method}` +
         (mode === "url" ? " (url mode)" : "") +
         ", so the question cannot be forwarded to it. Use a client that supports it.",
     );
+  }
+}
+
+function declares(ctx: ServerContext, method: Method, mode?: string): boolean {
+  const declared = envelopeOf(ctx)[CLIENT_CAPABILITIES_META_KEY] as ClientCapabilities | undefined;
+  switch (method) {
+    case "sampling/createMessage":
+      return declared?.sampling !== undefined;
+    case "roots/list":
+      return declared?.roots !== undefined;
+    case "elicitation/create":
+      return mode === "url"
+        ? declared?.elicitation?.url !== undefined
+        : declared?.elicitation !== undefined &&
+            (declared.elicitation.form !== undefined || declared.elicitation.url === undefined);
   }
 }
 

@@ -54,6 +54,10 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
    * transport that opens it; such a connection may set a log level and subscribe. Per-request
    * instances (2026-07-28) name their principal with each request instead.
    */
+  /** Who a per-request instance serves, from the authentication its request carries. */
+  const principalOfInstance = (context?: McpRequestContext): Principal =>
+    context?.authInfo ? principalOf({ http: { authInfo: context.authInfo } } as ServerContext) : ANONYMOUS;
+
   return function createServer(context?: McpRequestContext, owner?: Principal): Server {
     const era = context?.era ?? "legacy";
     const server = new GatewayServer(info, {
@@ -64,9 +68,7 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
         logging: {},
         completions: {},
       },
-      instructions:
-        "Switchboard gateway: tools from several MCP servers, named <server>" +
-        `${gateway.config.gateway.separator}<tool>.`,
+      instructions: instructionsFor(gateway, owner ?? principalOfInstance(context), profile),
     });
     const state: ConnectionState = {
       principal: owner ?? ANONYMOUS,
@@ -112,6 +114,10 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
     const requestOptions = (ctx: ServerContext): RequestOptions =>
       callOptions({ id: ctx.mcpReq.id, meta: ctx.mcpReq._meta, name: "" }, siteOf(ctx));
 
+    // Each server hears that its client's roots may have changed, and asks again if it cares.
+    server.setNotificationHandler("notifications/roots/list_changed", () => {
+      for (const backend of gateway.backends()) backend.rootsListChanged?.();
+    });
     // A client's first list waits (within gateway.startupWaitMs) for servers still starting.
     server.setRequestHandler("tools/list", async (_request, ctx) => {
       await gateway.settled();
@@ -146,7 +152,7 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
       }
       const answer = await answerToolCall(gateway, call, {
         ...siteOf(ctx, leg),
-        client: pushChannel(ctx, leg),
+        client: pushChannel(ctx, leg, server),
       });
       if (answer.kind === "result") return answer.result as never;
       if (answer.kind === "error")
@@ -218,14 +224,37 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
 }
 
 /**
+ * The gateway's own sentence, then what each server the principal may see told its clients, under the
+ * server's name. Read when an instance is made: at initialize for a 2025-era session, per request for
+ * 2026-07-28.
+ */
+function instructionsFor(gateway: Gateway, principal: Principal, profile: string | undefined): string {
+  const sections = [
+    "Switchboard gateway: tools from several MCP servers, named <server>" +
+      `${gateway.config.gateway.separator}<tool>.`,
+  ];
+  for (const backend of gateway.backends()) {
+    const text = backend.instructions?.()?.trim();
+    if (text && gateway.maySeeServer(principal, backend.name, profile))
+      sections.push(`## ${backend.name}\n${text}`);
+  }
+  return sections.join("\n\n");
+}
+
+/**
  * A 2025-era client is asked directly, with requests related to its call: over HTTP they travel on the
  * call's response stream and its answers come back on the same session.
  */
-function pushChannel(ctx: ServerContext, leg: Leg): CallerChannel {
+function pushChannel(ctx: ServerContext, leg: Leg, server: Server): CallerChannel {
   return {
     createMessage: (params, signal) => ctx.mcpReq.requestSampling(params, { signal }),
     elicit: (params, signal) =>
       ctx.mcpReq.elicitInput(params as ElicitRequestFormParams | ElicitRequestURLParams, { signal }),
+    // Related to the call, so that over HTTP it travels on the call's response stream.
+    listRoots: async (signal) =>
+      server.getClientCapabilities()?.roots
+        ? ctx.mcpReq.send({ method: "roots/list" }, { signal })
+        : undefined,
     log: (message) => leg.log(message),
   };
 }

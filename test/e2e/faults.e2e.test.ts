@@ -359,7 +359,7 @@ describe("faults of a stdio server behind the gateway", { timeout: 120_000 }, ()
     gatewayPid = gateway.child.pid as number;
     await gateway.logs.waitFor((l) => l.server === "faulty" && l.msg === "server up");
     await gateway.logs.waitFor((l) => l.server === "healthy" && l.msg === "server up");
-    // Version negotiation probes a short-lived sibling of each server: wait until they are reaped.
+    // Both servers are up: their processes are the gateway's only children.
     await eventually(
       () => childrenOf(gatewayPid).length === 2,
       15_000,

@@ -84,6 +84,7 @@ describe("Claude-compatible files", () => {
       command: "npx",
       args: ["-y", "@modelcontextprotocol/server-filesystem", "/tmp"],
       env: {},
+      roots: [],
       enabled: true,
       prefix: "fs",
       tools: { include: ["*"], exclude: [], rename: {}, descriptions: {} },

@@ -5,15 +5,16 @@
  * The backend is supervised: when the connection drops (a crashed child, a closed HTTP session) it
  * goes `down`, its lists empty, and it reconnects with exponential backoff and jitter until it is
  * closed. A server that never starts keeps retrying in the background without blocking the others.
- * Both protocol eras are spoken: the client probes with `server/discover` and falls back to the
- * 2025 `initialize` handshake for older servers.
+ * A restart is not an outage: calls made while a server that was up is being restarted wait for it
+ * (bounded by their own time limit), and the calls its death cut off are marked `restarting`, so that
+ * the circuit breaker does not count what the supervisor already explains and repairs.
+ *
+ * Both protocol eras are spoken, negotiated on the one connection (connect.ts): `server/discover`
+ * first, the 2025 `initialize` handshake for older servers. Health is checked with what the era has:
+ * `ping` on 2025-era connections, `server/discover` on 2026-07-28 ones.
  */
-import {
-  type Client,
-  type McpSubscription,
-  ProtocolError,
-  type Transport,
-} from "@modelcontextprotocol/client";
+import type { Client, McpSubscription, Root, Transport } from "@modelcontextprotocol/client";
+import { untilAborted } from "../../core/abort.ts";
 import { describeError, GatewayError } from "../../core/errors.ts";
 import {
   type BackendCatalog,
@@ -32,9 +33,11 @@ import {
 import type { Logger } from "../../observability/logger.ts";
 import { BackendBase } from "../base.ts";
 import { backoffDelay } from "../reconnect.ts";
-import { listAll, newClient, relist } from "./client.ts";
-import { CONNECTION_CLOSED, FastPath } from "./fast-path.ts";
-import { type McpTransportConfig, openTransport, StderrTail } from "./transport.ts";
+import { relist } from "./client.ts";
+import { connect, type EraHint } from "./connect.ts";
+import { translateFailure } from "./failures.ts";
+import { FastPath } from "./fast-path.ts";
+import type { McpTransportConfig, StderrTail } from "./transport.ts";
 
 export type { McpTransportConfig } from "./transport.ts";
 
@@ -54,6 +57,8 @@ export interface McpBackendOptions {
   readonly connectTimeoutMs: number;
   readonly logger: Logger;
   readonly clientInfo: { readonly name: string; readonly version: string };
+  /** The roots the server is given when it asks outside a call (config `roots`). Default: none. */
+  readonly roots?: readonly Root[];
   /**
    * Applied to what the server prints on stderr before it is kept for failure reasons, which reach
    * /healthz, the health tool and clients' errors, not only the (redacting) logger, and to health
@@ -68,6 +73,25 @@ const STABLE_UPTIME_MS = 10_000;
 /** For requests the gateway makes on its own, which no client can cancel. */
 const NEVER_ABORTED = new AbortController().signal;
 
+/** How long a health check waits for the server's answer. */
+const HEALTH_TIMEOUT_MS = 5_000;
+
+/** A restart underway, which calls wait for: settled when the server is up again or the restart failed. */
+interface Restart {
+  readonly done: Promise<void>;
+  readonly settle: (failure?: GatewayError) => void;
+}
+
+function newRestart(): Restart {
+  let settle!: (failure?: GatewayError) => void;
+  const done = new Promise<void>((resolve, reject) => {
+    settle = (failure) => (failure ? reject(failure) : resolve());
+  });
+  // Nobody may be waiting when it fails.
+  done.catch(() => undefined);
+  return { done, settle };
+}
+
 export class McpBackend extends BackendBase {
   readonly #options: McpBackendOptions;
   #client: Client | undefined;
@@ -77,7 +101,12 @@ export class McpBackend extends BackendBase {
   #attempt = 0;
   #upSince = 0;
   #gaveUp = false;
-  #stderr = new StderrTail();
+  /** How the next connection starts: negotiating the era, or (a server that exits on the probe) not. */
+  #era: EraHint = "negotiate";
+  /** The connection attempt in progress: aborted and awaited when the backend closes. */
+  #connecting: { readonly controller: AbortController; readonly done: Promise<unknown> } | undefined;
+  #restart: Restart | undefined;
+  #instructions: string | undefined;
   readonly #fast: FastPath;
   /** `subscriptions/listen` streams held for resource subscriptions on 2026-07-28 connections, by URI. */
   readonly #listens = new Map<string, { readonly client: Client; readonly subscription: McpSubscription }>();
@@ -97,8 +126,20 @@ export class McpBackend extends BackendBase {
     return this.#catalog;
   }
 
+  instructions(): string | undefined {
+    return this.#instructions;
+  }
+
+  /** 2025-era servers hear of it; a 2026-07-28 server asks for roots when it needs them. */
+  rootsListChanged(): void {
+    const client = this.#client;
+    if (!client || this.state !== "up" || client.getProtocolEra() === "modern") return;
+    client.sendRootsListChanged().catch((error: unknown) => {
+      this.log.debug({ err: describeError(error) }, "could not tell the server that the roots changed");
+    });
+  }
+
   async callTool(call: ToolCall, ctx: CallContext): Promise<CallToolResult> {
-    const client = this.#requireClient();
     const meta: Record<string, unknown> = { ...ctx.meta };
     let progressToken: string | undefined;
     if (ctx.onProgress) {
@@ -111,6 +152,7 @@ export class McpBackend extends BackendBase {
       ...(Object.keys(meta).length > 0 ? { _meta: meta } : {}),
     };
     try {
+      const client = await this.#clientFor(ctx.signal);
       if (this.#transport && client.getProtocolEra() === "legacy") {
         return await this.#fast.call(this.#transport, params, ctx.signal);
       }
@@ -132,8 +174,8 @@ export class McpBackend extends BackendBase {
   }
 
   async readResource(uri: string, ctx: CallContext): Promise<ReadResourceResult> {
-    const client = this.#requireClient();
     try {
+      const client = await this.#clientFor(ctx.signal);
       return (await client.readResource({ uri, ...metaParam(ctx) }, {
         signal: ctx.signal,
         timeout: this.#options.timeoutMs,
@@ -149,8 +191,8 @@ export class McpBackend extends BackendBase {
     args: Record<string, string> | undefined,
     ctx: CallContext,
   ): Promise<GetPromptResult> {
-    const client = this.#requireClient();
     try {
+      const client = await this.#clientFor(ctx.signal);
       return (await client.getPrompt(
         { name, ...(args ? { arguments: args } : {}), ...metaParam(ctx) },
         { signal: ctx.signal, timeout: this.#options.timeoutMs },
@@ -161,15 +203,15 @@ export class McpBackend extends BackendBase {
   }
 
   async complete(params: CompleteRequestParams, ctx: CallContext): Promise<CompleteResult> {
-    const client = this.#requireClient();
-    // A server without completions has no suggestions; an empty answer is what a client expects then.
-    if (!client.getServerCapabilities()?.completions) return { completion: { values: [] } };
     const { _meta: _ignored, ...rest } = params;
     const what =
       params.ref.type === "ref/prompt"
         ? `completion of prompt "${params.ref.name}"`
         : `completion of resource "${params.ref.uri}"`;
     try {
+      const client = await this.#clientFor(ctx.signal);
+      // A server without completions has no suggestions; an empty answer is what a client expects then.
+      if (!client.getServerCapabilities()?.completions) return { completion: { values: [] } };
       return await client.complete(
         { ...rest, ...metaParam(ctx) },
         { signal: ctx.signal, timeout: this.#options.timeoutMs },
@@ -185,9 +227,9 @@ export class McpBackend extends BackendBase {
    * the same notification handler either way.
    */
   async subscribeResource(uri: string): Promise<void> {
-    const client = this.#requireClient();
     const options = { timeout: this.#options.timeoutMs };
     try {
+      const client = this.#upClient();
       if (client.getProtocolEra() === "modern") {
         if (this.#listens.get(uri)?.client === client) return;
         const subscription = await client.listen({ resourceSubscriptions: [uri] }, options);
@@ -238,9 +280,12 @@ export class McpBackend extends BackendBase {
     if (this.state !== "up" || !client) {
       return { status: "unhealthy", detail: `not connected: ${this.lastError || this.state}` };
     }
+    // 2026-07-28 has no ping: asking the server what it is is what proves it answers.
+    const modern = client.getProtocolEra() === "modern";
+    const options = { signal, timeout: HEALTH_TIMEOUT_MS };
     return this.probe(
-      () => client.ping({ signal, timeout: 5_000 }),
-      (reason) => `ping failed: ${reason}`,
+      () => (modern ? client.discover(options) : client.ping(options)),
+      (reason) => `${modern ? "server/discover" : "ping"} failed: ${reason}`,
     );
   }
 
@@ -252,22 +297,51 @@ export class McpBackend extends BackendBase {
     this.#transport = undefined;
     this.#fast.failAll("the gateway is shutting down");
     clearTimeout(this.#restartTimer);
+    this.#restart?.settle(this.#unavailable());
+    this.#restart = undefined;
+    // An attempt in progress stops, and its process has exited, before the backend says it is closed.
+    const connecting = this.#connecting;
+    this.#connecting = undefined;
+    connecting?.controller.abort();
+    await connecting?.done;
     const client = this.#client;
     this.#client = undefined;
     this.#listens.clear();
     if (client) await client.close().catch(() => undefined);
   }
 
-  #requireClient(): Client {
-    if (this.state !== "up" || !this.#client) {
-      throw new GatewayError(
-        "backend_unavailable",
-        `Server "${this.name}" is not available (${this.lastError || this.state}). ` +
-          "Switchboard is reconnecting to it; try again shortly.",
-        { data: { server: this.name } },
-      );
+  /**
+   * The connection to call on: the current one, or, while a server that was up is being restarted,
+   * the next one (the wait ends with the caller's signal, or when the restart fails).
+   */
+  async #clientFor(signal: AbortSignal): Promise<Client> {
+    if (this.state === "up" && this.#client) return this.#client;
+    const restart = this.#restart;
+    if (restart) {
+      // Someone is waiting for it now: the restart must happen even if nothing else keeps the process.
+      this.#restartTimer?.ref();
+      await untilAborted(restart.done, signal);
+      if (this.state === "up" && this.#client) return this.#client;
     }
+    throw this.#unavailable();
+  }
+
+  /** The current connection, for requests that do not wait for a restart (subscriptions). */
+  #upClient(): Client {
+    if (this.state !== "up" || !this.#client) throw this.#unavailable();
     return this.#client;
+  }
+
+  #unavailable(): GatewayError {
+    const why = this.closed ? "the gateway is shutting down" : this.lastError || this.state;
+    return new GatewayError(
+      "backend_unavailable",
+      `Server "${this.name}" is not available (${why}). ` +
+        (this.closed
+          ? "Try again on another instance."
+          : "Switchboard is reconnecting to it; try again shortly."),
+      { data: { server: this.name } },
+    );
   }
 
   #translate(error: unknown, what: string, signal: AbortSignal): unknown {
@@ -280,28 +354,13 @@ export class McpBackend extends BackendBase {
       },
     );
     if (cancelled) return cancelled;
-    if (error instanceof GatewayError) return error;
-    // A JSON-RPC error from the server itself keeps its code and message, whatever its words say.
-    if (ProtocolError.isInstance(error) && error.code !== CONNECTION_CLOSED) return error;
-    const message = describeError(error);
-    if (/timed? ?out/i.test(message)) {
-      return new GatewayError(
-        "timeout",
-        `Server "${this.name}" did not answer ${what} within ${this.#options.timeoutMs} ms. ` +
-          "Raise timeoutMs for this server if the tool is slow, or check the server.",
-        { cause: error, data: { server: this.name, timeoutMs: this.#options.timeoutMs } },
-      );
-    }
-    if (/connection closed|not connected|transport closed|EPIPE/i.test(message) || this.state !== "up") {
-      return new GatewayError(
-        "backend_unavailable",
-        `Server "${this.name}" went away during ${what} (${message}). It is being restarted; try again shortly.`,
-        { cause: error, data: { server: this.name } },
-      );
-    }
-    // A JSON-RPC error from the server itself: keep its code and message so the client sees what the
-    // server said.
-    return error;
+    return translateFailure(error, {
+      server: this.name,
+      what,
+      timeoutMs: this.#options.timeoutMs,
+      up: this.state === "up",
+      restarting: this.#restart !== undefined,
+    });
   }
 
   // ─── supervision ────────────────────────────────────────────────────────────────────────────
@@ -309,46 +368,50 @@ export class McpBackend extends BackendBase {
   async #connect(): Promise<void> {
     if (this.closed) return;
     this.setState("starting");
-    const client = newClient({
-      server: this.name,
-      clientInfo: this.#options.clientInfo,
-      log: this.log,
-      events: () => this.events,
-      onChanged: (from, changed) => void this.#refresh(from, changed),
-    });
-    this.#stderr = new StderrTail();
-    const transport = openTransport(this.#options.transport, this.#stderr, this.log, (text) =>
-      this.redact(text),
+    const controller = new AbortController();
+    const attempt = connect(
+      {
+        server: this.name,
+        transport: this.#options.transport,
+        clientInfo: this.#options.clientInfo,
+        roots: this.#options.roots ?? [],
+        timeoutMs: this.#options.connectTimeoutMs,
+        log: this.log,
+        events: () => this.events,
+        onChanged: (from, changed) => void this.#refresh(from, changed),
+        onClosed: (client, stderr) => this.#onDisconnect(client, stderr.explain("connection closed"), stderr),
+        redact: (text) => this.redact(text),
+      },
+      this.#era,
+      controller.signal,
     );
-    let connected = false;
-    client.onclose = () => {
-      if (connected) this.#onDisconnect(client, this.#stderr.explain("connection closed"));
-    };
-    try {
-      await withTimeout(
-        (async () => {
-          await client.connect(transport);
-          this.#catalog = await listAll(client);
-        })(),
-        this.#options.connectTimeoutMs,
-        `did not finish its handshake within ${this.#options.connectTimeoutMs} ms`,
+    const connecting = { controller, done: attempt };
+    this.#connecting = connecting;
+    const outcome = await attempt;
+    if (this.#connecting === connecting) this.#connecting = undefined;
+    this.#era = outcome.era;
+    if (!outcome.ok) {
+      if (this.closed) return;
+      this.log.warn(
+        { err: outcome.reason, attempt: this.#attempt, stderr: outcome.stderr },
+        "server failed to start",
       );
-      connected = true;
-      this.#fast.intercept(transport, (message) => this.events?.log(message));
-      this.#transport = transport;
-    } catch (error) {
-      await client.close().catch(() => undefined);
-      const reason = this.#stderr.explain(describeError(error));
-      this.log.warn({ err: reason, attempt: this.#attempt }, "server failed to start");
-      this.setState("down", reason);
+      this.setState("down", outcome.reason);
+      this.#restart?.settle(this.#unavailable());
+      this.#restart = undefined;
       this.#scheduleRestart();
       return;
     }
+    const { client, transport, catalog } = outcome.connection;
     if (this.closed) {
       await client.close().catch(() => undefined);
       return;
     }
+    this.#fast.intercept(transport, (message) => this.events?.log(message));
+    this.#transport = transport;
+    this.#catalog = catalog;
     this.#client = client;
+    this.#instructions = client.getInstructions() || undefined;
     this.#upSince = Date.now();
     const version = client.getServerVersion();
     this.log.info(
@@ -362,6 +425,8 @@ export class McpBackend extends BackendBase {
       "server up",
     );
     this.setState("up");
+    this.#restart?.settle();
+    this.#restart = undefined;
   }
 
   async #refresh(client: Client, changed: ListChanged): Promise<void> {
@@ -377,16 +442,18 @@ export class McpBackend extends BackendBase {
     }
   }
 
-  #onDisconnect(client: Client, reason: string): void {
+  #onDisconnect(client: Client, reason: string, stderr: StderrTail): void {
     if (client !== this.#client || this.closed) return;
     this.#client = undefined;
     this.#transport = undefined;
-    this.#fast.failAll(reason);
     this.#catalog = EMPTY_CATALOG;
     if (Date.now() - this.#upSince > STABLE_UPTIME_MS) this.#attempt = 0;
-    this.log.warn({ reason }, "server went down");
+    this.log.warn({ reason, stderr: stderr.lines }, "server went down");
     this.setState("down", reason);
     this.#scheduleRestart();
+    // Before the calls in flight fail, so that their failures are marked as explained by the restart.
+    if (!this.#gaveUp) this.#restart ??= newRestart();
+    this.#fast.failAll(reason);
   }
 
   #scheduleRestart(): void {
@@ -414,12 +481,4 @@ export class McpBackend extends BackendBase {
 
 function metaParam(ctx: CallContext): { _meta?: Record<string, unknown> } {
   return Object.keys(ctx.meta).length > 0 ? { _meta: { ...ctx.meta } } : {};
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(message)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

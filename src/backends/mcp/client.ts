@@ -1,15 +1,22 @@
 /**
  * The SDK client as an MCP client backend uses it: both protocol eras (`server/discover` first, then
- * the 2025 `initialize` handshake), list changes reported to the backend, log and resource-update
- * notifications passed to the gateway, and the server's sampling and elicitation requests forwarded
- * to the client whose call caused them.
+ * the 2025 `initialize` handshake; see connect.ts), list changes reported to the backend, log and
+ * resource-update notifications passed to the gateway, and the server's sampling, elicitation and
+ * roots requests forwarded to the client whose call caused them (roots outside a call are answered
+ * from the server's config).
  *
  * On 2026-07-28 connections those requests come from the SDK fulfilling an `input_required` result,
  * inside `callScope` (see GatewayClient); on 2025-era connections they arrive on their own, and the
  * gateway picks the call by what is in flight on this server.
  */
 import { AsyncLocalStorage } from "node:async_hooks";
-import { Client, ProtocolError, ProtocolErrorCode } from "@modelcontextprotocol/client";
+import {
+  Client,
+  type ListRootsResult,
+  ProtocolError,
+  ProtocolErrorCode,
+  type Root,
+} from "@modelcontextprotocol/client";
 import { describeError } from "../../core/errors.ts";
 import {
   type BackendCatalog,
@@ -45,16 +52,27 @@ export interface ClientOptions {
   readonly events: () => BackendEvents | undefined;
   /** The server said these lists changed. */
   readonly onChanged: (client: Client, changed: ListChanged) => void;
+  /** The roots the server is given when it asks outside a call (config `roots`). */
+  readonly roots: readonly Root[];
+  /**
+   * "negotiate": `server/discover` first, on the connection itself, waiting at most `probeTimeoutMs`
+   * for its answer; "legacy": straight to `initialize`.
+   */
+  readonly era: "negotiate" | "legacy";
+  readonly probeTimeoutMs: number;
 }
 
 export function newClient(options: ClientOptions): Client {
   const { server, clientInfo, log, events } = options;
   const onChanged = (changed: ListChanged) => () => options.onChanged(client, changed);
   const client = new GatewayClient({ name: clientInfo.name, version: clientInfo.version }, {
-    versionNegotiation: { mode: "auto" },
+    versionNegotiation:
+      options.era === "negotiate"
+        ? { mode: "auto", probe: { timeoutMs: options.probeTimeoutMs } }
+        : undefined,
     // Declared so that servers may ask; each question goes to the client that made the call, which
-    // may still refuse it (see answerServerRequests).
-    capabilities: { sampling: {}, elicitation: { form: {}, url: {} } },
+    // may still refuse it (see answerServerRequests). Roots have an answer even outside a call.
+    capabilities: { sampling: {}, elicitation: { form: {}, url: {} }, roots: { listChanged: true } },
     listChanged: {
       tools: { autoRefresh: false, debounceMs: 20, onChanged: onChanged({ tools: true }) },
       prompts: { autoRefresh: false, debounceMs: 20, onChanged: onChanged({ prompts: true }) },
@@ -73,6 +91,7 @@ export function newClient(options: ClientOptions): Client {
     events()?.resourceUpdated(notification.params.uri);
   });
   answerServerRequests(client, server, events);
+  answerRoots(client, server, events, options.roots);
   client.onerror = (error) => log.debug({ err: describeError(error) }, "transport error");
   return client;
 }
@@ -150,6 +169,38 @@ function answerServerRequests(client: Client, server: string, events: () => Back
       caller.elicit(withoutProgressToken(request.params), signal),
     ),
   );
+}
+
+/**
+ * `roots/list`: during a call, the roots of the client that made it (when it offers roots); otherwise
+ * the server's configured roots, none by default.
+ */
+function answerRoots(
+  client: Client,
+  server: string,
+  events: () => BackendEvents | undefined,
+  configured: readonly Root[],
+): void {
+  client.setRequestHandler("roots/list", async (_request, ctx): Promise<ListRootsResult> => {
+    const call = events()?.callerOf?.(callScope.getStore());
+    if (call?.client) {
+      let answer: ListRootsResult | undefined;
+      try {
+        answer = await call.client.listRoots(AbortSignal.any([ctx.mcpReq.signal, call.signal]));
+      } catch (error) {
+        if (ProtocolError.isInstance(error)) throw error;
+        throw new ProtocolError(
+          ProtocolErrorCode.InternalError,
+          `The client that called server "${server}" did not answer roots/list: ${describeError(error)}`,
+        );
+      }
+      if (answer) {
+        call.notes.set(NOTE_ASKED_CLIENT, true);
+        return answer;
+      }
+    }
+    return { roots: configured.map((root) => ({ ...root })) };
+  });
 }
 
 /** The server's own progress token on a request to us means nothing to the client we forward it to. */

@@ -97,9 +97,9 @@ export class FastPath {
   failAll(reason: string): void {
     const pending = [...this.#pending.values()];
     this.#pending.clear();
-    for (const settle of pending) {
-      settle({ error: { code: CONNECTION_CLOSED, message: `connection closed (${reason})` } });
-    }
+    // The backend's reasons for a lost connection already say so ("connection closed; its stderr…").
+    const message = reason.startsWith("connection closed") ? reason : `connection closed (${reason})`;
+    for (const settle of pending) settle({ error: { code: CONNECTION_CLOSED, message } });
   }
 
   /** Takes raw responses, progress and log messages off `transport` before the SDK sees them. */

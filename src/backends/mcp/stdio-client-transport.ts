@@ -7,11 +7,11 @@
  * the parsed object. This transport parses each line once and sends every message written in one tick
  * with one write.
  *
- * It keeps the SDK transport's structural contract that the SDK's version negotiation relies on: the
- * spawn parameters as `_serverParams`, a constructor that takes them, and `_dispose` (signal-first
- * reaping) on its own prototype. With those, negotiation probes a disposable sibling process, as it
- * does for the SDK transport, instead of sending `server/discover` to the one process that serves the
- * session (some servers exit on any request before `initialize`).
+ * One process per connection: it deliberately lacks what the SDK's version negotiation looks for to
+ * spawn a disposable probe sibling (`_serverParams` and an own `_dispose`), so `server/discover` is
+ * sent to the process that then serves the session. A sibling would double every start, ignore the
+ * start-up bound, drop its stderr, and outlive a gateway that stops while it probes. The rare server
+ * that exits on a request before `initialize` is handled by the backend (connect.ts).
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { PassThrough, type Readable } from "node:stream";
@@ -59,8 +59,7 @@ export class BackendStdioTransport implements Transport {
   onclose?: () => void;
   onerror?: (error: Error) => void;
   onmessage?: (message: JSONRPCMessage) => void;
-  /** Read by the SDK's version negotiation to spawn a probe sibling; see the module comment. */
-  readonly _serverParams: StdioServerParams;
+  readonly #params: StdioServerParams;
 
   #process: ChildProcess | undefined;
   readonly #stderr: PassThrough | undefined;
@@ -69,9 +68,13 @@ export class BackendStdioTransport implements Transport {
   /** Set while the rest of a line over MAX_LINE_BYTES is skipped: its start, its end so far, its size. */
   #oversized: { head: Buffer; tail: Buffer; bytes: number } | undefined;
   #corked = false;
+  #received = 0;
+  #exited = false;
+  #exitStatus: string | undefined;
+  #closing: Promise<void> | undefined;
 
   constructor(params: StdioServerParams) {
-    this._serverParams = params;
+    this.#params = params;
     if ((params.stderr ?? "pipe") === "pipe") this.#stderr = new PassThrough();
   }
 
@@ -84,9 +87,25 @@ export class BackendStdioTransport implements Transport {
     return this.#process?.pid ?? null;
   }
 
+  /** How many messages the server has written so far. */
+  get received(): number {
+    return this.#received;
+  }
+
+  /** True once the process has exited (by itself or because it was closed). */
+  get exited(): boolean {
+    return this.#exited;
+  }
+
+  /** How the process ended ("exit code 1", "signal SIGKILL"), once it has. */
+  get exitStatus(): string | undefined {
+    return this.#exitStatus;
+  }
+
   start(): Promise<void> {
     if (this.#process) throw new Error("BackendStdioTransport already started");
-    const params = this._serverParams;
+    if (this.#closing) return Promise.reject(new Error("the transport was closed before it started"));
+    const params = this.#params;
     return new Promise((resolve, reject) => {
       const child = spawn(params.command, [...(params.args ?? [])], {
         env: { ...getDefaultEnvironment(), ...params.env },
@@ -100,7 +119,12 @@ export class BackendStdioTransport implements Transport {
         this.onerror?.(error);
       });
       child.once("spawn", () => resolve());
+      child.once("exit", (code, signal) => {
+        this.#exited = true;
+        this.#exitStatus = signal ? `signal ${signal}` : `exit code ${code}`;
+      });
       child.once("close", () => {
+        this.#exited = true;
         if (this.#process === child) this.#process = undefined;
         this.onclose?.();
       });
@@ -128,52 +152,48 @@ export class BackendStdioTransport implements Transport {
     return Promise.resolve();
   }
 
-  async close(): Promise<void> {
+  /**
+   * Stops the process and resolves once it has exited: `graceful` first ends its stdin and gives it
+   * EXIT_GRACE_MS to finish (a server that was serving); otherwise, and then, SIGTERM, and SIGKILL
+   * after EXIT_GRACE_MS more. Exit, not `close`, is awaited: a grandchild holding the pipes must not
+   * hold the gateway.
+   */
+  close(options: { readonly graceful?: boolean } = {}): Promise<void> {
+    // A second close (the SDK's, after the gateway's) waits for the same exit.
+    this.#closing ??= this.#stop(options.graceful !== false);
+    return this.#closing;
+  }
+
+  async #stop(graceful: boolean): Promise<void> {
     const child = this.#process;
     this.#process = undefined;
     if (child) {
-      const closed = new Promise<void>((resolve) => child.once("close", () => resolve()));
+      const running = () => child.exitCode === null && child.signalCode === null;
+      const exited = new Promise<void>((resolve) => {
+        if (!running()) resolve();
+        else child.once("exit", () => resolve());
+      });
       const within = (ms: number) =>
-        Promise.race([closed, new Promise<void>((resolve) => setTimeout(resolve, ms).unref())]);
+        Promise.race([exited, new Promise<void>((resolve) => setTimeout(resolve, ms).unref())]);
       try {
         child.stdin?.end();
       } catch {
         // already gone
       }
-      await within(EXIT_GRACE_MS);
-      if (child.exitCode === null && child.signalCode === null) {
+      if (graceful) await within(EXIT_GRACE_MS);
+      if (running()) {
         child.kill("SIGTERM");
         await within(EXIT_GRACE_MS);
       }
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      if (running()) {
+        child.kill("SIGKILL");
+        await exited;
+      }
+      child.stdout?.destroy();
+      child.stderr?.destroy();
     }
     this.#pending = [];
     this.#pendingBytes = 0;
-  }
-
-  /**
-   * Reaps a probe sibling of the SDK's version negotiation: signal first, awaiting `exit` (never
-   * `close`, which a grandchild holding the pipes could delay forever).
-   */
-  async _dispose(): Promise<void> {
-    const child = this.#process;
-    this.#process = undefined;
-    if (child && child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-      try {
-        child.stdin?.end();
-        child.kill("SIGTERM");
-      } catch {
-        // already gone
-      }
-      await Promise.race([exited, new Promise<void>((resolve) => setTimeout(resolve, 1_000).unref())]);
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-      await exited;
-    }
-    child?.stdout?.destroy();
-    child?.stdin?.destroy();
-    child?.stderr?.destroy();
-    this.#pending = [];
   }
 
   #onData(chunk: Buffer): void {
@@ -267,6 +287,7 @@ export class BackendStdioTransport implements Transport {
       return;
     }
     try {
+      this.#received++;
       this.onmessage?.(message as JSONRPCMessage);
     } catch (error) {
       this.onerror?.(error as Error);

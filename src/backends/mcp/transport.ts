@@ -27,21 +27,44 @@ export type McpTransportConfig =
       readonly headers: Readonly<Record<string, string>>;
     };
 
-/** How many stderr lines are kept to explain a failure. */
-const STDERR_TAIL_LINES = 3;
+/** How many of a server's last stderr lines are kept: enough to hold a whole stack trace. */
+const STDERR_KEPT_LINES = 40;
+/** How many of them a failure reason quotes when none names the error. */
+const STDERR_QUOTED_LINES = 3;
+/** Longer lines are cut: a reason must stay readable. */
+const STDERR_LINE_CHARS = 300;
+
+/**
+ * A line that names an error, as runtimes print it when a program dies: `TypeError: …`,
+ * `Error [ERR_MODULE_NOT_FOUND]: …`, `Uncaught SyntaxError: …`, Python's `ModuleNotFoundError: …`,
+ * Java's `Exception in thread "main" …`, Go's `panic: …`, Rust's `thread 'main' panicked at …`.
+ * Stack frames (`    at …`, `  File "…"`) never match: they are indented.
+ */
+const ERROR_LINE =
+  /^(?:Uncaught )?(?:(?:[A-Za-z_$][\w$.]*)?(?:Error|Exception)(?: \[[\w.-]+\])?|panic|fatal error): |^Exception in thread |^thread '.*' panicked at /;
 
 /** The last lines a server wrote to stderr since it was started. */
 export class StderrTail {
   #lines: string[] = [];
 
   add(line: string): void {
-    this.#lines.push(line.length > 300 ? `${line.slice(0, 300)}…` : line);
-    if (this.#lines.length > STDERR_TAIL_LINES) this.#lines.shift();
+    this.#lines.push(line.length > STDERR_LINE_CHARS ? `${line.slice(0, STDERR_LINE_CHARS)}…` : line);
+    if (this.#lines.length > STDERR_KEPT_LINES) this.#lines.shift();
   }
 
-  /** A failure reason with the server's last stderr lines, when it wrote any. */
+  /** The lines kept, oldest first: for the log, where the whole tail helps. */
+  get lines(): readonly string[] {
+    return this.#lines;
+  }
+
+  /**
+   * A failure reason with what the server's stderr says about it: the last line that names an error
+   * (the tail of a stack trace says where, not what), else its last few lines.
+   */
   explain(reason: string): string {
-    const tail = this.#lines.join(" | ");
+    const named = this.#lines.findLast((line) => ERROR_LINE.test(line));
+    if (named !== undefined) return `${reason}; its stderr said: ${named}`;
+    const tail = this.#lines.slice(-STDERR_QUOTED_LINES).join(" | ");
     return tail ? `${reason}; its stderr ended with: ${tail}` : reason;
   }
 }
@@ -69,7 +92,7 @@ export function openTransport(
     if (stderr) {
       createInterface({ input: stderr }).on("line", (line) => {
         if (!line.trim()) return;
-        tail.add(redact(line));
+        tail.add(redact(line.trimEnd()));
         log.info({ stderr: line }, "server stderr");
       });
     }

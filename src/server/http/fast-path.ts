@@ -7,7 +7,7 @@
  *
  * A plain JSON response is something Streamable HTTP allows for any request, so this path is taken
  * only when nothing else needs the request's stream: the client accepts JSON, asked for no progress,
- * declared neither sampling nor elicitation (a backend cannot ask it anything mid-call), and set no
+ * declared neither sampling, elicitation nor roots (a backend cannot ask it anything mid-call), and set no
  * log level (log messages about the call would go on that stream). Anything else goes to the SDK.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
@@ -43,6 +43,7 @@ export function servePlainCall(
   if (!request || request.meta?.progressToken !== undefined || !acceptsJson(req)) return false;
   const capabilities = session.server.getClientCapabilities();
   if (capabilities?.sampling !== undefined || capabilities?.elicitation !== undefined) return false;
+  if (capabilities?.roots !== undefined) return false;
   if (connectionLogLevel(session.server) !== undefined) return false;
   const controller = session.calls.start(request.id);
   if (!controller) return false;

@@ -1,7 +1,7 @@
 /**
  * The gateway's transport to stdio servers: whole messages out of any chunking, garbage on stdout
- * reported and skipped (the next message still arrives), writes of one tick in one batch, and the
- * structural contract the SDK's version negotiation reads.
+ * reported and skipped (the next message still arrives), writes of one tick in one batch, and none
+ * of what the SDK's version negotiation reads to spawn a probe sibling (one process per connection).
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
@@ -80,8 +80,31 @@ test("messages sent in one tick leave in one write; stderr is readable from cons
     [1, 2, 3, 4, 5],
   );
   assert.match(stderr.join(""), /^reads=1\n/, "the child read the five messages in one chunk");
-  assert.equal(typeof transport._serverParams.command, "string");
-  assert.ok(Object.hasOwn(BackendStdioTransport.prototype, "_dispose"));
+  assert.equal(transport.received, 5);
+  // What the SDK reads to probe on a disposable sibling process instead of this one.
+  assert.equal("_serverParams" in transport, false);
+  assert.equal(Object.hasOwn(BackendStdioTransport.prototype, "_dispose"), false);
   await transport.close();
+  assert.equal(transport.exited, true, "close resolves once the process has exited");
   await assert.rejects(transport.send({ jsonrpc: "2.0", id: 9, method: "ping" }), /Not connected/);
+});
+
+test("close stops a process that ignores the end of its stdin and SIGTERM, and resolves once it exited", async () => {
+  const transport = new BackendStdioTransport({
+    command: process.execPath,
+    args: [
+      "-e",
+      'process.on("SIGTERM", () => {}); process.stdin.resume(); setInterval(() => {}, 1000); console.error("up")',
+    ],
+  });
+  const up = new Promise<void>((resolve) => transport.stderr?.once("data", () => resolve()));
+  await transport.start();
+  await up;
+  const pid = transport.pid as number;
+  const started = performance.now();
+  await transport.close({ graceful: false });
+  const ms = performance.now() - started;
+  assert.equal(transport.exited, true);
+  assert.throws(() => process.kill(pid, 0), /ESRCH/, "the process is gone");
+  assert.ok(ms < 5_000, `SIGKILL follows SIGTERM within its grace (${Math.round(ms)} ms)`);
 });

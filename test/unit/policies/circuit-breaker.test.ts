@@ -223,4 +223,58 @@ describe("circuit breaker", () => {
       await handlerFor(b, next.handler)(callOf(b), makeCtx()).catch(() => undefined);
     assert.equal(events.breaker.length, 0);
   });
+
+  test("failures the supervisor explains (the process died, a restart is under way) do not count", async () => {
+    const { handlerFor, events } = makeRuntime({ policies: { circuitBreaker: { consecutiveFailures: 2 } } });
+    const b = binding("db__query");
+    const restarting = () =>
+      new GatewayError("backend_unavailable", "went away", { data: { server: "db", restarting: true } });
+    const next = fakeNext(() => {
+      throw restarting();
+    });
+    for (let i = 0; i < 5; i++)
+      await assert.rejects(handlerFor(b, next.handler)(callOf(b), makeCtx()), {
+        code: "backend_unavailable",
+      });
+    assert.equal(next.calls.length, 5, "every call reached the backend");
+    assert.equal(events.breaker.length, 0, "the circuit stayed closed");
+    // Other outages still count.
+    const failing = fakeNext(() => {
+      throw down();
+    });
+    for (let i = 0; i < 2; i++) await assert.rejects(handlerFor(b, failing.handler)(callOf(b), makeCtx()));
+    assert.equal(events.breaker.at(-1)?.to, "open");
+  });
+
+  test("an open circuit lets trial calls through as soon as its server is up again", async () => {
+    const { handlerFor, events, runtime } = makeRuntime({
+      policies: { circuitBreaker: { consecutiveFailures: 1, openMs: 30_000 } },
+    });
+    const b = binding("db__query");
+    let up = false;
+    const next = fakeNext(() => {
+      if (!up) throw down();
+      return text("ok");
+    });
+    await assert.rejects(handlerFor(b, next.handler)(callOf(b), makeCtx()));
+    await assert.rejects(handlerFor(b, next.handler)(callOf(b), makeCtx()), CircuitOpen);
+    runtime.backendUp("crm");
+    await assert.rejects(
+      handlerFor(b, next.handler)(callOf(b), makeCtx()),
+      CircuitOpen,
+      "another server's news",
+    );
+    up = true;
+    runtime.backendUp("db");
+    assert.deepEqual(events.breaker.at(-1), {
+      server: "db",
+      from: "open",
+      to: "half-open",
+      reason: "the server is up again; letting trial calls through",
+    });
+    assert.deepEqual(await handlerFor(b, next.handler)(callOf(b), makeCtx()), text("ok"));
+    assert.equal(events.breaker.at(-1)?.to, "closed", "the trial call closed it, long before openMs");
+    runtime.backendUp("db");
+    assert.equal(events.breaker.at(-1)?.to, "closed", "a closed circuit is left alone");
+  });
 });
