@@ -1,9 +1,9 @@
 /**
  * From a file to a frozen `Config`: read, parse (JSON or YAML, parse.ts), give VS Code's inputs their
  * values (client-formats.ts), fetch `${secret:…}` references, interpolate, map the keys of MCP
- * clients' files onto Switchboard's (client-formats.ts) and validate (validate.ts), freeze. Every failure is a GatewayError whose
- * message a person can act on without reading code: which file, which line or JSON path, what is
- * wrong, and what to do about it.
+ * clients' files onto Switchboard's (client-formats.ts) and validate (validate.ts), freeze. Every
+ * failure is a GatewayError whose message a person can act on without reading code: which file,
+ * which line or JSON path, what is wrong, and what to do about it.
  */
 import { readFile } from "node:fs/promises";
 import { dirname, resolve as resolvePath } from "node:path";

@@ -16,7 +16,10 @@ export interface ValidateConfigOptions {
   readonly env?: Environment;
   /** Resolvers for `${prefix:reference}` (see interpolate.ts). Default: none. */
   readonly resolvers?: Readonly<Record<string, ReferenceResolver>>;
-  /** Names the config in messages, usually its file; its name also tells which client wrote it. Default "<config>". */
+  /**
+   * Names the config in messages, usually its file; the file's name also tells which MCP client wrote
+   * it (client-formats.ts). Default "<config>".
+   */
   readonly source?: string;
   /**
    * Where a relative `envFile` is found, and what `${workspaceFolder}` is (the parent folder when this
