@@ -24,7 +24,7 @@ export function addCheckCommand(program: Command): void {
           import("../core/redact.ts"),
         ]);
         const summary = summarizeConfig(loaded.config);
-        const warnings = unsafeSettings(loaded.config);
+        const warnings = [...loaded.warnings.map((w) => w.message), ...unsafeSettings(loaded.config)];
         // The summary names no secret on purpose; redacting by value catches one pasted in a plain field.
         const print = (text: string) => process.stdout.write(redactSecrets(text, loaded.secrets.values()));
         if (opts.json) {

@@ -5,6 +5,7 @@
  * runs, never when the program is built: --help and usage errors do not pay for them.
  */
 import { dirname, resolve as resolvePath } from "node:path";
+import type { ConfigWarning } from "../config/client-formats.ts";
 import type { LogLevel } from "../config/log-levels.ts";
 import type { Config } from "../config/schema.ts";
 import type { SecretResolver } from "../config/secrets/resolver.ts";
@@ -18,6 +19,8 @@ export interface Loaded {
   config: Config;
   secrets: SecretResolver;
   readonly baseDir: string;
+  /** Keys of the file only an MCP client reads (e.g. autoApprove): logged at warn, printed by `check`. */
+  readonly warnings: readonly ConfigWarning[];
   /** Makes the logger the secrets resolver reports refresh failures to. */
   setLogger(logger: Logger): void;
   /** Every secret value to redact: this config's, and those of the configs a reload replaced. */
@@ -35,19 +38,24 @@ export async function loadConfig(path: string): Promise<Loaded> {
   let logger: Logger | undefined;
   const secrets = createSecretResolver({ baseDir, logger: () => logger });
   try {
-    const config = await loadConfigFile(path, { secrets });
+    const warnings: ConfigWarning[] = [];
+    const config = await loadConfigFile(path, { secrets, onWarning: (w) => warnings.push(w) });
     let retired: readonly SecretResolver[] = [];
     const loaded: Loaded = {
       config,
       secrets,
       baseDir,
+      warnings,
       setLogger: (l) => (logger = l),
       secretValues: () => [...loaded.secrets.values(), ...retired.flatMap((r) => r.values())],
       adopt(next, before) {
         loaded.config = next.config;
         loaded.secrets = next.secrets;
         retired = before;
-        if (logger) next.setLogger(logger);
+        if (logger) {
+          next.setLogger(logger);
+          logWarnings(logger, next.warnings);
+        }
       },
     };
     return loaded;
@@ -69,7 +77,12 @@ export async function loggerFor(
     ...(format ? { format } : {}),
   });
   loaded.setLogger(logger);
+  logWarnings(logger, loaded.warnings);
   return logger;
+}
+
+function logWarnings(logger: Logger, warnings: readonly ConfigWarning[]): void {
+  for (const warning of warnings) logger.warn({ key: warning.key, paths: warning.paths }, warning.message);
 }
 
 export async function createGateway(loaded: Loaded, logger: Logger): Promise<Gateway> {

@@ -1,8 +1,10 @@
 /**
- * The config layer: the value primitives, schema and types, `${VAR}` interpolation, loading and the
- * `check` summary.
+ * The config layer: the value primitives, schema and types, `${VAR}` interpolation, the config files
+ * of MCP clients, loading and the `check` summary.
  */
 
+export { CLIENT_ONLY_KEYS, type ConfigWarning } from "./client-formats.ts";
+export { INPUT_VARIABLE_PREFIX, inputVariable } from "./client-variables.ts";
 export {
   type Environment,
   formatPath,

@@ -7,6 +7,8 @@
  * - `${NAME:-default}`: the default when NAME is unset or empty, as in the shell; the default may
  *   itself hold references, and is only expanded when used. `${NAME:-}` is an empty string.
  * - `$${`: a literal `${`.
+ * - `${env:NAME}` and `${env:NAME:-default}`: the same as `${NAME}` and `${NAME:-default}`, as the
+ *   config files of Cursor, VS Code, Windsurf, Cline and Roo Code write a variable.
  * - `${prefix:reference}`: handed to the resolver registered for that prefix (e.g. `secret:`).
  *   Prefixes listed in `passThrough` (by default `secret`) are left as written for a later stage.
  *
@@ -57,6 +59,8 @@ export const VARIABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** `prefix:rest`, but not `NAME:-default`; prefixes are lower case so they never look like variables. */
 const PREFIXED = /^([a-z][a-z0-9_-]*):(?!-)([\s\S]*)$/;
 const DEFAULT_PASS_THROUGH = ["secret"];
+/** `${env:NAME}`: a variable, written the way editors' MCP config files write one. */
+const ENV_PREFIX = "env";
 
 /**
  * Interpolates every string in `document` and returns a new document. Throws a GatewayError
@@ -199,7 +203,16 @@ export type ReferenceBody =
  */
 export function parseReferenceBody(body: string): ReferenceBody {
   const prefixed = PREFIXED.exec(body);
-  if (prefixed) return { kind: "prefixed", prefix: prefixed[1] ?? "", reference: prefixed[2] ?? "" };
+  if (prefixed) {
+    const [, prefix = "", reference = ""] = prefixed;
+    // `env:` names a variable, so it is read as one, default included: one meaning, one code path.
+    if (prefix === ENV_PREFIX) return parseVariable(reference);
+    return { kind: "prefixed", prefix, reference };
+  }
+  return parseVariable(body);
+}
+
+function parseVariable(body: string): ReferenceBody {
   const separator = body.indexOf(":-");
   const name = separator === -1 ? body : body.slice(0, separator);
   if (!VARIABLE_NAME.test(name)) return { kind: "invalid" };
@@ -306,7 +319,8 @@ function describeMissing(missing: MissingVariable): string {
     : `environment variable ${missing.variable}`;
 }
 
-function isPlainObject(value: unknown): value is Record<string, unknown> {
+/** An object written as `{…}` in JSON or YAML: what the config walks into (a class instance it leaves). */
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
   if (typeof value !== "object" || value === null) return false;
   const prototype = Object.getPrototypeOf(value);
   return prototype === Object.prototype || prototype === null;

@@ -1,26 +1,30 @@
 /**
- * From a file to a frozen `Config`: read, parse (JSON or YAML, parse.ts), fetch `${secret:…}`
- * references, interpolate and validate (validate.ts), freeze. Every failure is a GatewayError whose
- * message a person can act on without reading code: which file, which line or JSON path, what is
- * wrong, and what to do about it.
+ * From a file to a frozen `Config`: read, parse (JSON or YAML, parse.ts), give VS Code's inputs their
+ * values (client-formats.ts), fetch `${secret:…}` references, interpolate, map the keys of MCP
+ * clients' files onto Switchboard's (client-formats.ts) and validate (validate.ts), freeze. Every
+ * failure is a GatewayError whose message a person can act on without reading code: which file,
+ * which line or JSON path, what is wrong, and what to do about it.
  */
 import { readFile } from "node:fs/promises";
 import { dirname, resolve as resolvePath } from "node:path";
 import { errnoAdvice, GatewayError } from "../core/errors.ts";
 import { redactSecrets } from "../core/redact.ts";
+import { prepareClientDocument } from "./client-formats.ts";
+import { withEditorVariables } from "./client-variables.ts";
 import type { ConfigIssue } from "./issue-messages.ts";
 import { type ConfigFormat, formatOf, parseText } from "./parse.ts";
 import type { Config } from "./schema.ts";
 import { findSecretReferences } from "./secrets/references.ts";
 import { createSecretResolver, type SecretResolver } from "./secrets/resolver.ts";
-import { type ValidateConfigOptions, validateConfig } from "./validate.ts";
+import { type ValidateConfigOptions, validateConfig, validateDocument } from "./validate.ts";
 
 export interface ParseConfigOptions extends ValidateConfigOptions {
   /** Default: from the extension of `source` (.json, .yaml, .yml), else "auto" (JSON, then YAML). */
   readonly format?: ConfigFormat;
 }
 
-export interface LoadConfigOptions extends Omit<ParseConfigOptions, "source"> {
+/** `source` and `baseDir` are the file and its folder. */
+export interface LoadConfigOptions extends Omit<ParseConfigOptions, "source" | "baseDir"> {
   /**
    * Fetches `${secret:env|file|exec:…}` references before interpolation, and keeps them (refreshed,
    * and listed for redaction) for the caller. Default: a resolver that fetches once, relative to the
@@ -39,11 +43,13 @@ export async function loadConfigFile(path: string, options: LoadConfigOptions = 
     throw new GatewayError("config_file", readFailure(file, error), { data: { source: file }, cause: error });
   }
   const format = options.format ?? formatOf(file);
-  const document = parseText(text, format, file);
-  const references = findSecretReferences(document, { env: options.env });
-  if (references.length === 0) return validateConfig(document, { ...options, source: file });
-  const secrets =
-    options.secrets ?? createSecretResolver({ ttlMs: 0, baseDir: dirname(file), env: options.env });
+  const baseDir = dirname(file);
+  const env = withEditorVariables(options.env ?? process.env, baseDir);
+  // A VS Code input becomes a secret reference, to be fetched with the others.
+  const document = prepareClientDocument(parseText(text, format, file), { env, source: file });
+  const references = findSecretReferences(document, { env });
+  if (references.length === 0) return validateDocument(document, { ...options, source: file, baseDir });
+  const secrets = options.secrets ?? createSecretResolver({ ttlMs: 0, baseDir, env: options.env });
   try {
     await secrets.resolveAll(references);
   } catch (error) {
@@ -53,9 +59,10 @@ export async function loadConfigFile(path: string, options: LoadConfigOptions = 
     if (!options.secrets) secrets.close();
   }
   try {
-    return validateConfig(document, {
+    return validateDocument(document, {
       ...options,
       source: file,
+      baseDir,
       resolvers: { ...options.resolvers, secret: secrets.resolver },
     });
   } catch (error) {

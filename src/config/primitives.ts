@@ -20,6 +20,12 @@ export const positiveInt = () => z.number().int().positive();
 /** A whole number, 0 or more: a count that may be none. */
 export const nonNegativeInt = () => z.number().int().min(0);
 
+/**
+ * Decimal numbers as people write them in settings; not "", " 1", "0x10", "1_000" or "Infinity",
+ * which Number() would accept or misread. How a string from `${VAR}` is judged to spell a number.
+ */
+export const DECIMAL_NUMBER = /^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$/;
+
 /** A duration in ms that must pass before something happens (a timeout, a TTL, a window): above 0. */
 export const durationMs = () => positiveInt();
 

@@ -3,8 +3,9 @@
  *
  * A Claude Desktop or Claude Code `mcpServers` file is a valid config as it is; everything else is a
  * Switchboard extension with a default. Objects are strict so that a misspelt key is an error with
- * its path rather than a setting silently ignored. The loader (load.ts) interpolates `${VAR}`
- * before this schema runs, so every string here is already final.
+ * its path rather than a setting silently ignored. The loader (load.ts) interpolates `${VAR}` and
+ * maps the keys other MCP clients write (client-formats.ts) before this schema runs, so every string
+ * here is already final and every server key Switchboard's own.
  */
 import picomatch from "picomatch";
 import { z } from "zod";

@@ -1,10 +1,14 @@
 /**
- * A parsed document to a frozen `Config`: interpolate `${VAR}`, validate against the one schema,
- * turn strings that spell numbers or booleans into them where the schema asks for one, freeze.
+ * A parsed document to a frozen `Config`: give VS Code's inputs their values, interpolate `${VAR}`, map
+ * the keys MCP clients write onto Switchboard's, validate against the one schema, turn strings that
+ * spell numbers or booleans into them where the schema asks for one, freeze.
  */
 import { GatewayError } from "../core/errors.ts";
+import { type ConfigWarning, normalizeClientFormats, prepareClientDocument } from "./client-formats.ts";
+import { withEditorVariables } from "./client-variables.ts";
 import { type Environment, interpolate, type ReferenceResolver } from "./interpolate.ts";
 import { describeIssue, type Issue, invalidConfig, toConfigIssues } from "./issue-messages.ts";
+import { DECIMAL_NUMBER } from "./primitives.ts";
 import { type Config, configSchema } from "./schema.ts";
 
 export interface ValidateConfigOptions {
@@ -12,13 +16,37 @@ export interface ValidateConfigOptions {
   readonly env?: Environment;
   /** Resolvers for `${prefix:reference}` (see interpolate.ts). Default: none. */
   readonly resolvers?: Readonly<Record<string, ReferenceResolver>>;
-  /** Names the config in messages, usually its file. Default "<config>". */
+  /**
+   * Names the config in messages, usually its file; the file's name also tells which MCP client wrote
+   * it (client-formats.ts). Default "<config>".
+   */
   readonly source?: string;
+  /**
+   * Where a relative `envFile` is found, and what `${workspaceFolder}` is (the parent folder when this
+   * is .vscode, .cursor or .roo). Default: the current directory; loadConfigFile: the file's folder.
+   */
+  readonly baseDir?: string;
+  /**
+   * Told, once the config is valid, of each key in it that only an MCP client reads (e.g. Cline's
+   * `autoApprove`), once per key. Default: nobody (the CLI logs them at warn; `check` prints them).
+   */
+  readonly onWarning?: (warning: ConfigWarning) => void;
 }
 
 /** Interpolates and validates an already parsed document (a file's contents, or an object in code). */
 export function validateConfig(document: unknown, options: ValidateConfigOptions = {}): Config {
   const source = options.source ?? "<config>";
+  const env = withEditorVariables(options.env ?? process.env, options.baseDir ?? process.cwd());
+  return validateDocument(prepareClientDocument(document, { env, source }), options);
+}
+
+/**
+ * `validateConfig` for a document `prepareClientDocument` has already seen: the loader runs that first,
+ * because a VS Code input becomes a secret reference that has to be fetched before interpolation.
+ */
+export function validateDocument(document: unknown, options: ValidateConfigOptions = {}): Config {
+  const source = options.source ?? "<config>";
+  const baseDir = options.baseDir ?? process.cwd();
   if (document === null || document === undefined) {
     throw invalidConfig(source, [
       {
@@ -29,35 +57,37 @@ export function validateConfig(document: unknown, options: ValidateConfigOptions
   }
   let interpolated: unknown;
   try {
-    interpolated = interpolate(document, { env: options.env, resolvers: options.resolvers });
+    interpolated = interpolate(document, {
+      env: withEditorVariables(options.env ?? process.env, baseDir),
+      resolvers: options.resolvers,
+    });
   } catch (error) {
     if (error instanceof GatewayError) error.data.source = source;
     throw error;
   }
+  const normalized = normalizeClientFormats(interpolated, { source, baseDir });
 
   const knownKeys = new WeakMap<readonly string[], readonly string[]>();
   const parse = () =>
-    configSchema.safeParse(interpolated, { error: (issue) => describeIssue(issue, knownKeys) });
+    configSchema.safeParse(normalized.document, { error: (issue) => describeIssue(issue, knownKeys) });
   let result = parse();
   // Each round can only turn strings into numbers or booleans, so it ends; a few rounds cover values
   // that a union or a refinement only reaches once the values before them are fixed.
   for (let round = 0; round < 3 && !result.success; round++) {
-    if (!coerceScalars(interpolated, result.error.issues, [])) break;
+    if (!coerceScalars(normalized.document, result.error.issues, [])) break;
     result = parse();
   }
   if (!result.success)
     throw invalidConfig(
       source,
-      result.error.issues.flatMap((issue) => toConfigIssues(issue, [], knownKeys)),
+      result.error.issues
+        .flatMap((issue) => toConfigIssues(issue, [], knownKeys))
+        .map((issue) => ({ ...issue, path: normalized.originalPath(issue.path) })),
     );
-  return deepFreeze(result.data);
+  const config = deepFreeze(result.data);
+  for (const warning of normalized.warnings) options.onWarning?.(warning);
+  return config;
 }
-
-/**
- * Decimal numbers as people write them in settings; not "", " 1", "0x10", "1_000" or "Infinity",
- * which Number() would accept or misread.
- */
-const NUMERIC = /^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$/;
 
 /**
  * Interpolation always yields strings, so `port: "${PORT:-8931}"` is the string "8931" however it is
@@ -83,7 +113,7 @@ function coerceScalars(document: unknown, issues: readonly Issue[], prefix: read
     if (typeof value !== "string") continue;
     let replacement: number | boolean | undefined;
     if (issue.expected === "number" || issue.expected === "int") {
-      if (NUMERIC.test(value)) replacement = Number(value);
+      if (DECIMAL_NUMBER.test(value)) replacement = Number(value);
     } else if (issue.expected === "boolean") {
       if (value === "true" || value === "false") replacement = value === "true";
     }
