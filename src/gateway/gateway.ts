@@ -177,6 +177,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       maySeeServer: (holder, server) => this.maySeeServer(holder.principal, server, holder.profile),
     });
     this.observability.metrics?.subscribe(this.policies);
+    this.observability.tracing.subscribe(this.policies);
     this.#state = planState(plan, entries, this.#stateDeps());
     this.#events = new ServerEvents({
       logger,

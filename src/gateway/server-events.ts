@@ -44,8 +44,11 @@ export interface ServerEventsDeps {
 
 export class ServerEvents {
   readonly #deps: ServerEventsDeps;
-  /** The last state each backend reported, to count restarts (down, then up again). */
-  readonly #lastState = new Map<string, BackendState>();
+  /**
+   * Servers that went down since they were last up. A restart is a server up again after it went
+   * down: backends pass through "starting" on the way back, so the state just before "up" says nothing.
+   */
+  readonly #wentDown = new Set<string>();
   /** Servers whose lists are being re-read because another replica said so: not announced again. */
   readonly #refreshing = new Set<string>();
 
@@ -104,13 +107,14 @@ export class ServerEvents {
   #onState(server: SessionServer, state: BackendState, reason?: string): void {
     const deps = this.#deps;
     deps.emit.backendState({ server: server.name, state, reason });
+    const restarted = state === "up" && this.#wentDown.delete(server.name);
+    if (state === "down") this.#wentDown.add(server.name);
+    else if (state === "stopped") this.#wentDown.delete(server.name);
     const metrics = deps.metrics();
     if (metrics) {
       metrics.setBackendUp(server.name, state === "up");
-      if (state === "up" && this.#lastState.get(server.name) === "down")
-        metrics.backendRestarted(server.name);
+      if (restarted) metrics.backendRestarted(server.name);
     }
-    this.#lastState.set(server.name, state);
     if (state === "up" || state === "down") {
       if (state === "up") void deps.policies.invalidateServer(server.name);
       deps.rebuildCatalog();
