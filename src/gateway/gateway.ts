@@ -182,6 +182,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     this.#events = new ServerEvents({
       logger,
       policies: this.policies,
+      store,
       sessions: this.#sessions,
       sync: this.#sync,
       metrics: () => this.observability.metrics,
