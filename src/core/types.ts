@@ -288,12 +288,29 @@ export interface Store {
   delete(key: string): MaybePromise<boolean>;
   /** Deletes every entry set with this tag; returns how many. Never scans keys. */
   invalidateTag(tag: string): MaybePromise<number>;
-  /** Atomically takes `n` tokens if available. `retryAfterMs` is the exact wait until they would be. */
+  /**
+   * Atomically takes `n` tokens if available. `retryAfterMs` is the exact wait until they would be,
+   * behind the tokens already reserved. With `maxWaitMs`, tokens that will be there within that wait
+   * are reserved instead of refused: `ok` is true, `retryAfterMs` is the wait before they may be used,
+   * and later takes queue behind them (see stores/contract.ts).
+   */
   takeTokens(
     key: string,
     bucket: { capacity: number; refillPerSec: number },
     n?: number,
+    options?: { readonly maxWaitMs?: number },
   ): MaybePromise<{ ok: boolean; retryAfterMs: number; remaining: number }>;
+  /**
+   * Gives back `n` tokens a take got (reserved, or taken at once) and will not use, `dueInMs` before
+   * they were due (0 for tokens taken at once). Takes reserved after them keep their turn, so the
+   * tokens those count on are not given back twice.
+   */
+  returnTokens(
+    key: string,
+    bucket: { capacity: number; refillPerSec: number },
+    n: number,
+    dueInMs: number,
+  ): MaybePromise<void>;
   /**
    * Takes the lock named `key` for `ttlMs` if no one holds it; undefined if someone does. Lock names
    * are their own namespace: `lock("k")` and `set("k")` do not touch each other.

@@ -40,8 +40,8 @@ import { ConfigStatus } from "./config-status.ts";
 import { LiveCatalog } from "./live-catalog.ts";
 import type { Observability } from "./observe.ts";
 import { Outbound } from "./outbound.ts";
-import { buildPlan, namingOf, type Plan } from "./plan.ts";
-import { EMBEDDED, type PlanState, planState, type ServerEntry } from "./plan-state.ts";
+import { buildPlan, type Plan } from "./plan.ts";
+import { entriesOf, type PlanState, planState, type ServerEntry } from "./plan-state.ts";
 import { unknownProfile } from "./profiles.ts";
 import { Reloader, type ReloadReport } from "./reload.ts";
 import { ReplicaSync } from "./replica-sync.ts";
@@ -136,22 +136,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
         },
       },
     };
-    const entries: ServerEntry[] = plan.servers.map((server) => ({
-      name: server.name,
-      naming: server.naming,
-      launchKey: server.launchKey,
-      backend: backends?.find((b) => b.name === server.name) ?? createBackend(server, this.#backendDeps),
-    }));
-    // A backend the config does not name is served under its own name, like a server with no settings.
-    for (const backend of backends ?? []) {
-      if (entries.some((entry) => entry.name === backend.name)) continue;
-      entries.push({
-        name: backend.name,
-        naming: namingOf(backend.name, undefined),
-        launchKey: EMBEDDED,
-        backend,
-      });
-    }
+    const entries = entriesOf(plan, backends ?? [], (server) => createBackend(server, this.#backendDeps));
     const services = openServices(
       config,
       logger,
@@ -188,10 +173,12 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       maySeeServer: (holder, server) => this.maySeeServer(holder.principal, server, holder.profile),
     });
     this.observability.metrics?.subscribe(this.policies);
+    this.observability.tracing.subscribe(this.policies);
     this.#state = planState(plan, entries, this.#stateDeps());
     this.#events = new ServerEvents({
       logger,
       policies: this.policies,
+      store,
       sessions: this.#sessions,
       sync: this.#sync,
       metrics: () => this.observability.metrics,

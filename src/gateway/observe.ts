@@ -95,7 +95,8 @@ export function createObservability(config: ObservabilityConfig, deps: Observabi
       let outcome: ReturnType<typeof outcomeOfResult> = "error";
       let failure: unknown;
       try {
-        const result = await next(call, inner);
+        // The policies' events while the call runs become events of its span.
+        const result = await tracing.withSpan(span, () => next(call, inner));
         outcome = outcomeOfResult(result);
         return result;
       } catch (error) {

@@ -15,7 +15,7 @@ import { createSignatureVerifier } from "../security/signing.ts";
 import type { Catalog, ServerNaming } from "./catalog.ts";
 import { Chains, type InFlightRequests } from "./chains.ts";
 import type { Observability } from "./observe.ts";
-import type { Plan } from "./plan.ts";
+import { namingOf, type Plan, type PlannedServer } from "./plan.ts";
 import { viewsOf } from "./profiles.ts";
 import { Visibility } from "./visibility.ts";
 
@@ -31,6 +31,34 @@ export interface ServerEntry {
   readonly backend: Backend;
   /** The planned server's launch settings, to tell a kept backend from one to restart. */
   readonly launchKey: string;
+}
+
+/**
+ * The entries of a plan's servers: the backend the embedding program gave under a server's name, else
+ * a new one; then the program's backends that no server names, each under its own name as a server
+ * with no settings.
+ */
+export function entriesOf(
+  plan: Plan,
+  given: readonly Backend[],
+  make: (server: PlannedServer) => Backend,
+): ServerEntry[] {
+  const entries: ServerEntry[] = plan.servers.map((server) => ({
+    name: server.name,
+    naming: server.naming,
+    launchKey: server.launchKey,
+    backend: given.find((b) => b.name === server.name) ?? make(server),
+  }));
+  for (const backend of given) {
+    if (entries.some((entry) => entry.name === backend.name)) continue;
+    entries.push({
+      name: backend.name,
+      naming: namingOf(backend.name, undefined),
+      launchKey: EMBEDDED,
+      backend,
+    });
+  }
+  return entries;
 }
 
 export interface PlanState {

@@ -1,8 +1,9 @@
 /**
- * What the gateway does when a running server speaks: its state changes (counted, cached results
- * dropped, the catalog rebuilt, subscriptions and log level restored after a reconnect), its lists
- * change (announced to the other replicas), it logs (to the caller of its one request in flight, else
- * to the clients that asked), a resource changes, or it asks the client of one of its requests.
+ * What the gateway does when a running server speaks: its state changes (counted, the catalog rebuilt,
+ * subscriptions and log level restored after a reconnect), its lists change (announced to the other
+ * replicas), it logs (to the caller of its one request in flight, else to the clients that asked), a
+ * resource changes, or it asks the client of one of its requests. When it comes up or its lists
+ * change, its cached results are dropped if, and only if, its definitions changed (server-definitions.ts).
  */
 import type {
   Backend,
@@ -11,17 +12,21 @@ import type {
   BackendState,
   CallContext,
   ListChanged,
+  Store,
 } from "../core/types.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import type { PolicyRuntime } from "../policies/runtime.ts";
 import type { ReplicaSync } from "./replica-sync.ts";
 import { serverRoute } from "./route.ts";
+import { ServerDefinitions } from "./server-definitions.ts";
 import type { ClientSessions, SessionServer } from "./sessions.ts";
 
 export interface ServerEventsDeps {
   readonly logger: Logger;
   readonly policies: PolicyRuntime;
+  /** Where the servers' definitions hashes are kept, shared by the replicas that share it. */
+  readonly store: Store;
   readonly sessions: ClientSessions;
   readonly sync: ReplicaSync;
   readonly metrics: () => Metrics | undefined;
@@ -44,13 +49,23 @@ export interface ServerEventsDeps {
 
 export class ServerEvents {
   readonly #deps: ServerEventsDeps;
-  /** The last state each backend reported, to count restarts (down, then up again). */
-  readonly #lastState = new Map<string, BackendState>();
+  /**
+   * Servers that went down since they were last up. A restart is a server up again after it went
+   * down: backends pass through "starting" on the way back, so the state just before "up" says nothing.
+   */
+  readonly #wentDown = new Set<string>();
   /** Servers whose lists are being re-read because another replica said so: not announced again. */
   readonly #refreshing = new Set<string>();
 
+  readonly #definitions: ServerDefinitions;
+
   constructor(deps: ServerEventsDeps) {
     this.#deps = deps;
+    this.#definitions = new ServerDefinitions({
+      store: deps.store,
+      logger: deps.logger,
+      invalidate: (server) => deps.policies.invalidateServer(server),
+    });
   }
 
   /**
@@ -104,16 +119,17 @@ export class ServerEvents {
   #onState(server: SessionServer, state: BackendState, reason?: string): void {
     const deps = this.#deps;
     deps.emit.backendState({ server: server.name, state, reason });
+    const restarted = state === "up" && this.#wentDown.delete(server.name);
+    if (state === "down") this.#wentDown.add(server.name);
+    else if (state === "stopped") this.#wentDown.delete(server.name);
     const metrics = deps.metrics();
     if (metrics) {
       metrics.setBackendUp(server.name, state === "up");
-      if (state === "up" && this.#lastState.get(server.name) === "down")
-        metrics.backendRestarted(server.name);
+      if (restarted) metrics.backendRestarted(server.name);
     }
-    this.#lastState.set(server.name, state);
     if (state === "up" || state === "down") {
       if (state === "up") {
-        void deps.policies.invalidateServer(server.name);
+        void this.#definitions.seen(server.name, server.backend.catalog());
         // A circuit opened while it was down need not wait out openMs: the server is back.
         deps.policies.backendUp(server.name);
       }
@@ -123,7 +139,7 @@ export class ServerEvents {
   }
 
   #onListChanged(server: SessionServer, changed: ListChanged): void {
-    void this.#deps.policies.invalidateServer(server.name);
+    void this.#definitions.seen(server.name, server.backend.catalog());
     const exposed = this.#deps.rebuildCatalog();
     if (!(exposed.tools || exposed.resources || exposed.prompts) || this.#refreshing.has(server.name)) return;
     void this.#deps.sync.announceListChanged(server.name, changed);

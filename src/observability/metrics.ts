@@ -23,12 +23,8 @@ import {
   type PoolCounts,
   processMetrics,
 } from "./metric-families.ts";
-import {
-  listenToPolicyEvents,
-  type PolicyEvent,
-  type PolicyEventSource,
-  recordPolicyEvent,
-} from "./policy-metrics.ts";
+import { listenToPolicyEvents, type PolicyEvent, type PolicyEventSource } from "./policy-events.ts";
+import { recordPolicyEvent } from "./policy-metrics.ts";
 
 /**
  * How a call ended, as the `outcome` label of calls_total and call_duration_seconds:

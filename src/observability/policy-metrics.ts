@@ -1,18 +1,11 @@
 /**
  * The policy events (breaker, limit, cache, retry, fallback, bulkhead) as metric updates: which
- * metric each event counts in, and with which labels.
+ * metric each event counts in, and with which labels. A call refused by an open circuit and a call
+ * that timed out are counted by the outcome of the call itself (`calls_total`), not here.
  */
-import type { EventEmitter } from "node:events";
 import type { Counter } from "prom-client";
-import type { PolicyEventMap } from "../policies/types.ts";
 import { BREAKER_VALUE, type MetricFamilies } from "./metric-families.ts";
-
-/** Anything that emits the policy events: the PolicyRuntime. */
-export type PolicyEventSource = Pick<EventEmitter<PolicyEventMap>, "on" | "off">;
-
-export type PolicyEvent = {
-  [K in keyof PolicyEventMap]: { event: K; payload: PolicyEventMap[K][0] };
-}[keyof PolicyEventMap];
+import type { PolicyEvent } from "./policy-events.ts";
 
 /** Adds `amount` to the child of `metric` for these label values. */
 export type AddToCounter = (metric: Counter<string>, amount: number, ...values: string[]) => void;
@@ -55,41 +48,8 @@ export function recordPolicyEvent(families: MetricFamilies, add: AddToCounter, e
       tally(families.bulkhead, server, tool, outcome);
       return;
     }
+    case "breakerRejected":
+    case "timeout":
+      return;
   }
-}
-
-/** Every policy event, as a record so that a new one fails to compile until it is listed here. */
-const POLICY_EVENTS = Object.keys({
-  breaker: true,
-  limit: true,
-  cache: true,
-  retry: true,
-  fallback: true,
-  bulkhead: true,
-} satisfies Record<keyof PolicyEventMap, true>) as (keyof PolicyEventMap)[];
-
-/** Calls `onEvent` for every policy event of `source`; returns the function that stops listening. */
-export function listenToPolicyEvents(
-  source: PolicyEventSource,
-  onEvent: (e: PolicyEvent) => void,
-): () => void {
-  const stops = POLICY_EVENTS.map((event) => listen(source, event, onEvent));
-  return () => {
-    for (const stop of stops) stop();
-  };
-}
-
-function listen<K extends keyof PolicyEventMap>(
-  source: PolicyEventSource,
-  event: K,
-  onEvent: (e: PolicyEvent) => void,
-): () => void {
-  // The payload's type is not narrowed by `event` inside a generic body, nor is the listener's that
-  // the typed emitter wants: the untyped view and the cast stand for what `K` guarantees.
-  const emitter = source as Pick<EventEmitter, "on" | "off">;
-  const listener = (payload: PolicyEventMap[K][0]) => onEvent({ event, payload } as PolicyEvent);
-  emitter.on(event, listener);
-  return () => {
-    emitter.off(event, listener);
-  };
 }

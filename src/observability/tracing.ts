@@ -8,7 +8,14 @@
  *
  * With tracing off, `createTracing` returns one shared no-op whose spans are a single frozen object:
  * a call allocates nothing and touches no context.
+ *
+ * The policies of a call report their steps as events of the policy runtime, not to a span (they know
+ * nothing of tracing). To put each step on the span of the call it belongs to, the gateway runs the
+ * rest of a call's chain inside `withSpan`, which keeps the span in an AsyncLocalStorage of this
+ * tracing's own (not OpenTelemetry's global context): an event raised anywhere in that call's async
+ * flow lands on its span. Only recording spans are kept, so unsampled calls pay nothing for it.
  */
+import { AsyncLocalStorage } from "node:async_hooks";
 import {
   type Attributes,
   ROOT_CONTEXT,
@@ -35,6 +42,8 @@ import { describeError, isGatewayError } from "../core/errors.ts";
 import { NOTES } from "../policies/types.ts";
 import { VERSION } from "../version.ts";
 import { TRACING_DEFAULTS } from "./config.ts";
+import { listenToPolicyEvents, type PolicyEventSource } from "./policy-events.ts";
+import { policySpanEvent } from "./policy-spans.ts";
 
 /** The W3C trace context to pass on to a backend (in its request `_meta` and HTTP headers). */
 export interface TraceCarrier {
@@ -83,6 +92,17 @@ export interface Tracing {
     headers?: HeaderBag,
     attributes?: Attributes,
   ): CallSpan;
+  /**
+   * Runs `run` with `span` as the active call span: policy events raised while it runs (in its whole
+   * async flow) become events of `span`. A nested call's own `withSpan` takes over inside it.
+   */
+  withSpan<T>(span: CallSpan, run: () => T): T;
+  /**
+   * Adds every policy event of `source` to the call span active where it was raised (see `withSpan`);
+   * events raised outside any call (a server's cache dropped when its lists change) are not traced.
+   * Returns the function that stops listening.
+   */
+  subscribe(source: PolicyEventSource): () => void;
   /** Exports what is buffered. Never rejects: a collector that is down loses those spans. */
   forceFlush(): Promise<void>;
   /**
@@ -130,6 +150,8 @@ const NOOP_SPAN: CallSpan = Object.freeze({
 export const NOOP_TRACING: Tracing = Object.freeze({
   enabled: false,
   startCallSpan: () => NOOP_SPAN,
+  withSpan: <T>(_span: CallSpan, run: () => T): T => run(),
+  subscribe: () => () => {},
   forceFlush: () => Promise.resolve(),
   shutdown: () => Promise.resolve(),
 });
@@ -163,6 +185,7 @@ class OtelTracing implements Tracing {
   readonly #provider: BasicTracerProvider;
   readonly #tracer: Tracer;
   readonly #onError: (error: unknown) => void;
+  readonly #active = new AsyncLocalStorage<CallSpan>();
 
   constructor(settings: TracingSettings, options: TracingOptions) {
     this.#onError = options.onError ?? (() => {});
@@ -224,6 +247,19 @@ class OtelTracing implements Tracing {
     return new OtelCallSpan(this.#tracer, span);
   };
 
+  withSpan<T>(span: CallSpan, run: () => T): T {
+    return span.recording ? this.#active.run(span, run) : run();
+  }
+
+  subscribe(source: PolicyEventSource): () => void {
+    return listenToPolicyEvents(source, (e) => {
+      const span = this.#active.getStore();
+      if (!span) return;
+      const { name, attributes } = policySpanEvent(e);
+      span.event(name, attributes);
+    });
+  }
+
   forceFlush(): Promise<void> {
     return this.#provider.forceFlush().catch(this.#onError);
   }
@@ -279,14 +315,8 @@ class OtelCallSpan implements CallSpan {
     if (typeof retries === "number") attributes["switchboard.retries"] = retries;
     const queuedMs = notes.get(NOTES.queuedMs);
     if (typeof queuedMs === "number") attributes["switchboard.queued_ms"] = queuedMs;
+    // The fallback's reasons are on its `fallback.answered` event (policy-spans.ts).
     this.#span.setAttributes(attributes);
-    const reasons = notes.get(NOTES.fallbackReasons);
-    if (Array.isArray(reasons)) {
-      this.#span.addEvent("fallback", {
-        "switchboard.fallback.reasons": reasons.map((reason) => String(reason)),
-        ...(typeof source === "string" ? { "switchboard.source": source } : {}),
-      });
-    }
   }
 
   end(outcome: string, error?: unknown): void {

@@ -229,7 +229,16 @@ export class CircuitBreaker {
 export function circuitBreakerPolicy(breaker: CircuitBreaker, env: PolicyEnv): Policy {
   const countIsError = breaker.options.countIsError;
   return (next) => async (call, ctx) => {
-    const ticket = breaker.enter(env.binding);
+    let ticket: BreakerTicket;
+    try {
+      ticket = breaker.enter(env.binding);
+    } catch (error) {
+      if (error instanceof CircuitOpen) {
+        const { server, exposedName: tool } = env.binding;
+        env.emit("breakerRejected", { server, tool, state: breaker.state, retryAt: error.retryAt });
+      }
+      throw error;
+    }
     let result: Awaited<ReturnType<typeof next>>;
     try {
       result = await next(call, ctx);

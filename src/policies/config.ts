@@ -146,10 +146,19 @@ export const rateLimitSchema = z
     refillPerSecond: z.number().min(0).optional(),
     /** Tokens added per minute. Give this or refillPerSecond. */
     refillPerMinute: z.number().min(0).optional(),
-    /** "reject": fail with rate_limited at once; "wait": sleep the computed wait, up to maxWaitMs. Default "reject". */
+    /**
+     * "reject": fail with rate_limited at once; "wait": take a place in line (first come, first
+     * served) and sleep until its turn, if that comes within maxWaitMs. Default "reject".
+     */
     mode: z.enum(["reject", "wait"]).default("reject"),
-    /** Longest wait in "wait" mode, in ms; a longer wait is rejected at once. Default 5 000. */
-    maxWaitMs: delayMs().default(5_000),
+    /**
+     * Longest wait in "wait" mode, in ms; a call whose turn (behind the calls already waiting) would
+     * come later is refused at once. Default 30 000: per-minute limits are common, and at 10/min one
+     * token comes every 6 s, so a shorter default would turn away the second waiter of a quiet tool;
+     * 30 s queues five callers there while staying well inside the 60 s that MCP clients commonly
+     * allow a request. Default 30 000.
+     */
+    maxWaitMs: delayMs().default(30_000),
   })
   .refine((limit) => (limit.refillPerSecond === undefined) !== (limit.refillPerMinute === undefined), {
     error: "give exactly one of refillPerSecond or refillPerMinute",

@@ -39,6 +39,7 @@ export function timeoutPolicy(timeoutMs: number, env: PolicyEnv): Policy {
       };
       const timer = setTimeout(() => {
         const error = timeoutError(env, timeoutMs);
+        env.emit("timeout", { server: env.binding.server, tool: env.binding.exposedName, timeoutMs });
         settle();
         controller.abort(error);
         reject(error);

@@ -102,8 +102,26 @@ export interface BulkheadEvent {
   readonly queued: number;
 }
 
+/** A call refused by an open (or busy half-open) circuit, without reaching the server. */
+export interface BreakerRejectedEvent {
+  readonly server: string;
+  readonly tool: string;
+  readonly state: BreakerState;
+  /** When the circuit lets a trial call through (epoch ms). */
+  readonly retryAt: number;
+}
+
+/** An attempt that ran out of time (the backend request was cancelled). */
+export interface TimeoutEvent {
+  readonly server: string;
+  readonly tool: string;
+  readonly timeoutMs: number;
+}
+
 export interface PolicyEventMap {
   breaker: [BreakerEvent];
+  breakerRejected: [BreakerRejectedEvent];
+  timeout: [TimeoutEvent];
   limit: [LimitEvent];
   cache: [CacheEvent];
   retry: [RetryEvent];

@@ -17,12 +17,19 @@ import { GatewayError } from "../core/errors.ts";
 import type { HealthResult, Store, StoreLock, StoreMessageHandler, Unsubscribe } from "../core/types.ts";
 import { MEMORY_STORE_DEFAULTS } from "./config.ts";
 import {
+  BUCKET_EPSILON,
   type BucketSpec,
   ChannelHandlers,
+  checkReturn,
   checkTake,
   checkTimeout,
   checkTtl,
+  fullAt,
+  giveBack,
+  refilled,
+  type TakeOptions,
   type TakeResult,
+  take,
   UnlockWaiters,
   warnListenerError,
 } from "./contract.ts";
@@ -103,10 +110,6 @@ class BucketTable {
 // Locks are held for the length of one backend call, so even a busy gateway holds few at a time
 // (and lru-cache allocates for its maximum up front).
 const MAX_LOCKS = 10_000;
-// Float sums of fractional refills can land a hair under a whole token at exactly the instant the
-// computed retryAfterMs said it would be there; this tolerance keeps "wait retryAfterMs, then take"
-// always succeeding without letting any meaningful fraction through.
-const EPSILON = 1e-9;
 
 export class MemoryStore implements Store {
   readonly #entries: LRUCache<string, Entry>;
@@ -189,41 +192,35 @@ export class MemoryStore implements Store {
     return count;
   }
 
-  takeTokens(key: string, bucket: BucketSpec, n = 1): TakeResult {
+  takeTokens(key: string, bucket: BucketSpec, n = 1, options: TakeOptions = {}): TakeResult {
     this.#open();
-    checkTake(bucket, n);
-    const { capacity, refillPerSec } = bucket;
-
+    checkTake(bucket, n, options);
     const now = this.#now();
+    const { tokens, ...result } = take(bucket, this.#tokens(key, bucket, now), n, options);
+    this.#keep(key, bucket, tokens, now);
+    return result;
+  }
+
+  returnTokens(key: string, bucket: BucketSpec, n: number, dueInMs: number): void {
+    this.#open();
+    checkReturn(bucket, n, dueInMs);
+    const now = this.#now();
+    this.#keep(key, bucket, giveBack(bucket, this.#tokens(key, bucket, now), n, dueInMs), now);
+  }
+
+  /** The tokens of a bucket now: a bucket not kept is full. */
+  #tokens(key: string, bucket: BucketSpec, now: number): number {
     const state = this.#buckets.get(key, now);
-    let tokens = capacity;
-    if (state) {
-      const elapsedMs = Math.max(0, now - state.at);
-      tokens = Math.min(capacity, state.tokens + (elapsedMs * refillPerSec) / 1000);
-    }
+    return state ? refilled(bucket, state.tokens, state.at, now) : bucket.capacity;
+  }
 
-    let ok = false;
-    let retryAfterMs = 0;
-    if (tokens + EPSILON >= n) {
-      ok = true;
-      tokens = Math.max(0, tokens - n);
-    } else if (n > capacity || refillPerSec === 0) {
-      retryAfterMs = Number.POSITIVE_INFINITY;
-    } else {
-      retryAfterMs = Math.ceil(((n - tokens) / refillPerSec) * 1000);
-    }
-
-    if (tokens + EPSILON >= capacity) {
+  #keep(key: string, bucket: BucketSpec, tokens: number, now: number): void {
+    if (tokens + BUCKET_EPSILON >= bucket.capacity) {
       // A full bucket is the same as no bucket: nothing to remember.
       this.#buckets.delete(key);
     } else {
-      const fullAt =
-        refillPerSec > 0
-          ? now + Math.ceil(((capacity - tokens) / refillPerSec) * 1000)
-          : Number.POSITIVE_INFINITY;
-      this.#buckets.set(key, { tokens, at: now, fullAt });
+      this.#buckets.set(key, { tokens, at: now, fullAt: fullAt(bucket, tokens, now) });
     }
-    return { ok, retryAfterMs, remaining: Math.floor(tokens + EPSILON) };
   }
 
   /** In-process: exclusive among the users of this store, i.e. within one replica. */

@@ -105,15 +105,18 @@ return {deleted, #members}
 `;
 
 /**
- * Token bucket, the same arithmetic as the memory store, on Redis' clock (TIME), so every replica
- * shares one clock and one bucket. A bucket that is full again is deleted (the same as no bucket),
- * and a partly drained one expires exactly when it would be full; one that never refills persists.
+ * Token bucket, the same arithmetic as the memory store (stores/contract.ts: `take`), on Redis' clock
+ * (TIME), so every replica shares one clock and one bucket. A take that may wait (maxWaitMs >= 0)
+ * reserves the tokens its turn brings within that wait, leaving the bucket below zero, so that takes
+ * from every replica queue first come, first served. A bucket that is full again is deleted (the same
+ * as no bucket), and a partly drained one (or one in debt) expires exactly when it would be full;
+ * one that never refills persists.
  *
- * KEYS[1] bucket key; ARGV: capacity, refillPerSec, n.
+ * KEYS[1] bucket key; ARGV: capacity, refillPerSec, n, maxWaitMs (-1: refuse rather than wait).
  * Returns {ok (1|0), retryAfterMs (-1: never), remaining whole tokens}.
  */
 const TAKE = `
-local capacity, rate, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local capacity, rate, n, maxWait = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local epsilon = 1e-9
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + tonumber(time[2]) / 1000
@@ -124,13 +127,19 @@ if state[1] and state[2] then
   tokens = math.min(capacity, tonumber(state[1]) + elapsed * rate / 1000)
 end
 local ok, retry = 0, 0
-if tokens + epsilon >= n then
+if n == 0 then
+  ok = 1
+elseif tokens + epsilon >= n then
   ok = 1
   tokens = math.max(0, tokens - n)
 elseif n > capacity or rate == 0 then
   retry = -1
 else
   retry = math.ceil((n - tokens) / rate * 1000)
+  if maxWait >= 0 and retry <= maxWait then
+    ok = 1
+    tokens = -retry * rate / 1000
+  end
 end
 if tokens + epsilon >= capacity then
   redis.call('DEL', KEYS[1])
@@ -142,7 +151,40 @@ else
     redis.call('PERSIST', KEYS[1])
   end
 end
-return {ok, retry, math.floor(tokens + epsilon)}
+return {ok, retry, math.max(0, math.floor(tokens + epsilon))}
+`;
+
+/**
+ * Gives back tokens a take reserved (or took) and will not use, as the memory store does
+ * (stores/contract.ts: `giveBack`): the debt beyond them belongs to reservations made after them,
+ * which keep their turn.
+ *
+ * KEYS[1] bucket key; ARGV: capacity, refillPerSec, n, dueInMs. Returns 1.
+ */
+const RETURN = `
+local capacity, rate, n, dueIn = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local epsilon = 1e-9
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + tonumber(time[2]) / 1000
+local state = redis.call('HMGET', KEYS[1], 'tk', 'ts')
+if not (state[1] and state[2]) then
+  return 1
+end
+local elapsed = math.max(0, now - tonumber(state[2]))
+local tokens = math.min(capacity, tonumber(state[1]) + elapsed * rate / 1000)
+local claimedAfter = math.max(0, -tokens - math.max(0, dueIn) * rate / 1000)
+tokens = math.min(capacity, tokens + math.max(0, n - claimedAfter))
+if tokens + epsilon >= capacity then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('HSET', KEYS[1], 'tk', string.format('%.17g', tokens), 'ts', string.format('%.17g', now))
+  if rate > 0 then
+    redis.call('PEXPIRE', KEYS[1], math.min(1e15, math.ceil((capacity - tokens) / rate * 1000)))
+  else
+    redis.call('PERSIST', KEYS[1])
+  end
+end
+return 1
 `;
 
 /**
@@ -166,6 +208,7 @@ export const SCRIPTS = {
   switchboardDelete: { lua: DELETE, numberOfKeys: 1 },
   switchboardInvalidate: { lua: INVALIDATE, numberOfKeys: 1 },
   switchboardTake: { lua: TAKE, numberOfKeys: 1 },
+  switchboardReturn: { lua: RETURN, numberOfKeys: 1 },
   switchboardRelease: { lua: RELEASE, numberOfKeys: 1 },
 } as const;
 
@@ -191,6 +234,14 @@ export interface ScriptCommands {
     capacity: string,
     refillPerSec: string,
     n: string,
+    maxWaitMs: string,
   ): Promise<[number, number, number]>;
+  switchboardReturn(
+    bucketKey: string,
+    capacity: string,
+    refillPerSec: string,
+    n: string,
+    dueInMs: string,
+  ): Promise<number>;
   switchboardRelease(lockKey: string, token: string, channel: string, key: string): Promise<number>;
 }

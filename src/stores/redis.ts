@@ -22,9 +22,11 @@ import type { HealthResult, Store, StoreLock, StoreMessageHandler, Unsubscribe }
 import { REDIS_STORE_DEFAULTS } from "./config.ts";
 import {
   type BucketSpec,
+  checkReturn,
   checkTake,
   checkTimeout,
   checkTtl,
+  type TakeOptions,
   type TakeResult,
   warnListenerError,
 } from "./contract.ts";
@@ -218,9 +220,9 @@ export class RedisStore extends EventEmitter<StoreEventMap> implements Store {
     }
   }
 
-  async takeTokens(key: string, bucket: BucketSpec, n = 1): Promise<TakeResult> {
+  async takeTokens(key: string, bucket: BucketSpec, n = 1, options: TakeOptions = {}): Promise<TakeResult> {
     this.#open();
-    checkTake(bucket, n);
+    checkTake(bucket, n, options);
     const { capacity, refillPerSec } = bucket;
     const [ok, retryAfterMs, remaining] = await this.#run("takeTokens", () =>
       this.#client.switchboardTake(
@@ -228,6 +230,7 @@ export class RedisStore extends EventEmitter<StoreEventMap> implements Store {
         String(capacity),
         String(refillPerSec),
         String(n),
+        String(options.maxWaitMs ?? -1),
       ),
     );
     return {
@@ -235,6 +238,20 @@ export class RedisStore extends EventEmitter<StoreEventMap> implements Store {
       retryAfterMs: retryAfterMs < 0 ? Number.POSITIVE_INFINITY : retryAfterMs,
       remaining,
     };
+  }
+
+  async returnTokens(key: string, bucket: BucketSpec, n: number, dueInMs: number): Promise<void> {
+    this.#open();
+    checkReturn(bucket, n, dueInMs);
+    await this.#run("returnTokens", () =>
+      this.#client.switchboardReturn(
+        `${this.#prefix}b:${key}`,
+        String(bucket.capacity),
+        String(bucket.refillPerSec),
+        String(n),
+        String(dueInMs),
+      ),
+    );
   }
 
   async lock(key: string, ttlMs: number): Promise<StoreLock | undefined> {

@@ -25,7 +25,7 @@ import type {
   Unsubscribe,
 } from "../core/types.ts";
 import { DEFAULT_STORE_ERROR_MODE, type StoreErrorMode, type StoreUse } from "./config.ts";
-import type { BucketSpec, TakeResult } from "./contract.ts";
+import type { BucketSpec, TakeOptions, TakeResult } from "./contract.ts";
 import type { StoreEventMap } from "./events.ts";
 import { createMemoryStore, type MemoryStore } from "./memory.ts";
 
@@ -159,12 +159,21 @@ export class ResilientStore extends EventEmitter<StoreEventMap> implements Store
     );
   }
 
-  takeTokens(key: string, bucket: BucketSpec, n?: number): Promise<TakeResult> {
+  takeTokens(key: string, bucket: BucketSpec, n?: number, options?: TakeOptions): Promise<TakeResult> {
     return this.#use(
       "rateLimits",
       "takeTokens",
-      () => this.primary.takeTokens(key, bucket, n),
-      () => this.#local.takeTokens(key, bucket, n),
+      () => this.primary.takeTokens(key, bucket, n, options),
+      () => this.#local.takeTokens(key, bucket, n, options),
+    );
+  }
+
+  returnTokens(key: string, bucket: BucketSpec, n: number, dueInMs: number): Promise<void> {
+    return this.#use(
+      "rateLimits",
+      "returnTokens",
+      () => this.primary.returnTokens(key, bucket, n, dueInMs),
+      () => this.#local.returnTokens(key, bucket, n, dueInMs),
     );
   }
 

@@ -202,7 +202,7 @@ describe("numbers and booleans from strings", () => {
       capacity: 5,
       refillPerSecond: 0.5,
       mode: "reject",
-      maxWaitMs: 5000,
+      maxWaitMs: 30000,
     });
     assert.ok(config.policies.retry);
     assert.equal(config.policies.retry.safe, true);

@@ -143,6 +143,8 @@ export function makeRuntime(setup: RuntimeSetup = {}) {
   );
   const events: { [K in keyof PolicyEventMap]: PolicyEventMap[K][0][] } = {
     breaker: [],
+    breakerRejected: [],
+    timeout: [],
     limit: [],
     cache: [],
     retry: [],

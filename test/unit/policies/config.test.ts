@@ -81,7 +81,7 @@ describe("policy set schema", () => {
       scope: "tool",
       perPrincipal: false,
       mode: "reject",
-      maxWaitMs: 5_000,
+      maxWaitMs: 30_000,
     });
   });
 

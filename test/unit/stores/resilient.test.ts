@@ -55,9 +55,13 @@ class FakePrimary extends EventEmitter<StoreEventMap> implements PrimaryStore {
     this.#check();
     return this.inner.invalidateTag(tag);
   }
-  async takeTokens(key: string, bucket: BucketSpec, n?: number) {
+  async takeTokens(key: string, bucket: BucketSpec, n?: number, options?: { maxWaitMs?: number }) {
     this.#check();
-    return this.inner.takeTokens(key, bucket, n);
+    return this.inner.takeTokens(key, bucket, n, options);
+  }
+  async returnTokens(key: string, bucket: BucketSpec, n: number, dueInMs: number) {
+    this.#check();
+    this.inner.returnTokens(key, bucket, n, dueInMs);
   }
   async lock(key: string, ttlMs: number) {
     this.#check();
