@@ -10,6 +10,7 @@ import { measureMemory } from "./memory.ts";
 import { type BackendKind, measureOverhead, type Scenario } from "./overhead.ts";
 import { measurePipeline, type PipelineReport } from "./pipeline.ts";
 import { measureRedis, type RedisReport } from "./redis.ts";
+import { measureReload, printReload } from "./reload.ts";
 import { measureScale } from "./scale.ts";
 import { measureSdkPassthrough } from "./sdk-passthrough.ts";
 
@@ -178,6 +179,10 @@ console.log(
     `${memory.sessions.sessions} sessions: ${memory.sessions.rssPerSessionKB.toFixed(1)} KB RSS each`,
 );
 
+console.log("\nconfig reload: 20 servers, 8 clients calling meanwhile");
+const reload = await measureReload();
+printReload(reload);
+
 /** A "higher is better" ratio with a target, as a summary line; ratios shown for information are left out. */
 function atLeast(r: { what: string; ratio: number; target?: number | undefined }): BenchRatio[] {
   return r.target === undefined
@@ -191,6 +196,7 @@ const summary: BenchRatio[] = [
   ...sdk.ratios,
   ...scale.ratios,
   ...memory.ratios,
+  ...reload.ratios,
 ];
 console.log(`\n${"summary".padEnd(64)} measured  target`);
 for (const r of summary) {
@@ -204,7 +210,7 @@ mkdirSync(out, { recursive: true });
 writeFileSync(
   join(out, "latest.json"),
   JSON.stringify(
-    { machine, total, warmup, overhead, ratios, pipeline, redis, sdk, scale, memory, summary },
+    { machine, total, warmup, overhead, ratios, pipeline, redis, sdk, scale, memory, reload, summary },
     null,
     2,
   ),
