@@ -389,7 +389,7 @@ describe("probes answer JSON", () => {
     assert.equal(health.body.status, "healthy");
     assert.equal(typeof health.body.inFlight, "number");
     const checks = health.body.checks as Record<string, { kind: string; required: boolean; status: string }>;
-    assert.deepEqual(Object.keys(checks).sort(), ["eventLoop", "fx", "heap", "store"]);
+    assert.deepEqual(Object.keys(checks).sort(), ["config", "eventLoop", "fx", "heap", "store"]);
     assert.equal(checks.fx?.kind, "backend");
     assert.equal(checks.fx?.status, "healthy");
     const head = await send(`${base}/healthz`, { method: "HEAD" });

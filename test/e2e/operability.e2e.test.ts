@@ -553,7 +553,7 @@ describe("probes and the health tool, with required backends that crash, hang an
 
     const healthy = await compare();
     assert.equal(healthy.status, "healthy");
-    assert.deepEqual(Object.keys(healthy.checks).sort(), ["eventLoop", "fx", "heap", "remote", "store"]);
+    assert.deepEqual(Object.keys(healthy.checks).sort(), ["config", "eventLoop", "fx", "heap", "remote", "store"]);
 
     remote.mode = "hang";
     try {
@@ -575,7 +575,7 @@ describe("probes and the health tool, with required backends that crash, hang an
     const rows = tableRows(healthy.stdout);
     assert.deepEqual(rows[0], ["check", "kind", "required", "status", "latency", "detail"]);
     const byName = new Map(rows.slice(1).map((r) => [r[0], r]));
-    assert.deepEqual([...byName.keys()].sort(), ["eventLoop", "fx", "heap", "remote", "store"]);
+    assert.deepEqual([...byName.keys()].sort(), ["config", "eventLoop", "fx", "heap", "remote", "store"]);
     assert.deepEqual(byName.get("fx")?.slice(0, 4), ["fx", "backend", "yes", "healthy"]);
     assert.deepEqual(byName.get("remote")?.slice(0, 4), ["remote", "backend", "yes", "healthy"]);
     assert.deepEqual(byName.get("store")?.slice(0, 4), ["store", "store", "no", "healthy"]);

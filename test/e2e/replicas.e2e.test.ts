@@ -22,7 +22,9 @@ describeWithRedis("three replicas sharing one Redis", (url) => {
   const prefix = uniquePrefix("replicas-e2e");
   const configPath = writeConfig({
     mcpServers: { fx: flakyServer() },
-    store: { type: "redis", url, keyPrefix: prefix },
+    // Redis stays up here: a command slowed past the 1 s default by a loaded test machine would count
+    // as an outage, and fail-open would rightly let each replica use its own buckets meanwhile.
+    store: { type: "redis", url, keyPrefix: prefix, commandTimeoutMs: 10_000 },
     toolPolicies: {
       fx__ping: { rateLimit: { scope: "global", capacity: 50, refillPerMinute: 0 } },
       fx__lookup: { cache: { ttlMs: 60_000 } },
