@@ -91,6 +91,8 @@ describe("Claude-compatible files", () => {
       timeoutMs: 60_000,
       restart: { initialDelayMs: 500, maxDelayMs: 30_000 },
       policies: {},
+      isolation: "shared",
+      sessionLimits: { max: 16, idleTimeoutMs: 600_000 },
     });
     assert.deepEqual(config.gateway, {
       name: "switchboard",
@@ -98,6 +100,7 @@ describe("Claude-compatible files", () => {
       startupTimeoutMs: 30_000,
       startupWaitMs: 1_000,
       shutdownTimeoutMs: 10_000,
+      reload: { watch: true, debounceMs: 300 },
     });
     assert.deepEqual(config.server.http, {
       host: "127.0.0.1",
@@ -107,6 +110,7 @@ describe("Claude-compatible files", () => {
       allowedHosts: [],
       allowedOrigins: [],
       sessionIdleTimeoutMs: 1_800_000,
+      admin: { roles: ["admin"], allowRemote: false },
     });
     assert.deepEqual(config.logging, { level: "info" });
     assert.deepEqual(config.policies, {});
