@@ -12,7 +12,7 @@ import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { ROOT, SDK_SERVER, writeBenchConfig } from "./lib/gateway.ts";
 import { HttpSessionRpc, type LoadResult, type RpcClient, runLoad, StdioRpc } from "./lib/load.ts";
-import { startServedProcess } from "./lib/process.ts";
+import { startHttpGateway } from "./lib/process.ts";
 
 const other = process.argv[2];
 if (!other) {
@@ -85,16 +85,7 @@ const scenarios: ScenarioRun[] = [
   {
     name: "HTTP 2025 sessions",
     async run(cli) {
-      const gateway = await startServedProcess([
-        cli,
-        "serve",
-        "--config",
-        plain,
-        "--http",
-        "127.0.0.1:0",
-        "--log-level",
-        "info",
-      ]);
+      const gateway = await startHttpGateway(plain, { cli: [cli] });
       const clients = Array.from({ length: CLIENTS }, () => new HttpSessionRpc(gateway.url));
       try {
         await Promise.all(clients.map((c) => c.initialize()));

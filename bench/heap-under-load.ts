@@ -12,9 +12,9 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { GATEWAY_ARGV, SDK_SERVER, writeBenchConfig } from "./lib/gateway.ts";
+import { SDK_SERVER, writeBenchConfig } from "./lib/gateway.ts";
 import { HttpSessionRpc, type RpcClient, runLoad } from "./lib/load.ts";
-import { delay, MB, rssBytes, startServedProcess } from "./lib/process.ts";
+import { delay, MB, rssBytes, startHttpGateway } from "./lib/process.ts";
 
 const calls = Number(process.env.BENCH_CALLS ?? 40_000);
 const clientCount = Number(process.env.BENCH_CLIENTS ?? 16);
@@ -41,18 +41,9 @@ interface Run {
  * RSS passes it (writing one costs memory of its own, so the peak is measured in a run without one).
  */
 async function run(snapshotAbove?: number): Promise<Run> {
-  const gateway = await startServedProcess([
-    "--heapsnapshot-signal=SIGUSR1",
-    `--diagnostic-dir=${dir}`,
-    ...GATEWAY_ARGV,
-    "serve",
-    "--config",
-    config,
-    "--http",
-    "127.0.0.1:0",
-    "--log-level",
-    "info",
-  ]);
+  const gateway = await startHttpGateway(config, {
+    nodeFlags: ["--heapsnapshot-signal=SIGUSR1", `--diagnostic-dir=${dir}`],
+  });
   const idle = rssBytes(gateway.pid);
   const clients = Array.from({ length: clientCount }, () => new HttpSessionRpc(gateway.url));
   await Promise.all(clients.map((c) => c.initialize()));

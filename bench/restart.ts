@@ -17,7 +17,7 @@ import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { ROOT, SDK_SERVER, writeBenchConfig } from "./lib/gateway.ts";
 import { HttpSessionRpc } from "./lib/load.ts";
-import { delay, descendants, startServedProcess } from "./lib/process.ts";
+import { delay, descendants, startHttpGateway } from "./lib/process.ts";
 
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 8);
 const AFTER_S = Number(process.env.BENCH_AFTER_S ?? 10);
@@ -49,16 +49,7 @@ interface Run {
 }
 
 async function measure(cli: string): Promise<Run> {
-  const gateway = await startServedProcess([
-    cli,
-    "serve",
-    "--config",
-    config,
-    "--http",
-    "127.0.0.1:0",
-    "--log-level",
-    "info",
-  ]);
+  const gateway = await startHttpGateway(config, { cli: [cli] });
   const clients = Array.from({ length: CLIENTS }, () => new HttpSessionRpc(gateway.url));
   try {
     await Promise.all(clients.map((c) => c.initialize()));

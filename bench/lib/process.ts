@@ -238,12 +238,25 @@ export async function startServedProcess(
  */
 export function startHttpGateway(
   config: string,
-  { gcHook = false, timeoutMs }: { gcHook?: boolean; timeoutMs?: number } = {},
+  {
+    gcHook = false,
+    timeoutMs,
+    nodeFlags = [],
+    cli = GATEWAY_ARGV,
+  }: {
+    gcHook?: boolean;
+    timeoutMs?: number;
+    /** More node flags (a heap-snapshot signal, say). */
+    nodeFlags?: readonly string[];
+    /** The node arguments that run the CLI: another build's, for A/B runs. Default: this one's. */
+    cli?: readonly string[];
+  } = {},
 ): Promise<ServedProcess> {
   return startServedProcess(
     [
       ...(gcHook ? GC_FLAGS : []),
-      ...GATEWAY_ARGV,
+      ...nodeFlags,
+      ...cli,
       "serve",
       "--config",
       config,

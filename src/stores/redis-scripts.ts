@@ -105,6 +105,21 @@ return {deleted, #members}
 `;
 
 /**
+ * Saves a bucket's state (`tokens` at `now`), shared by the scripts that change it: a full bucket is
+ * deleted, any other expires once it would have refilled (never, without refill).
+ */
+const SAVE_BUCKET = `if tokens + epsilon >= capacity then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('HSET', KEYS[1], 'tk', string.format('%.17g', tokens), 'ts', string.format('%.17g', now))
+  if rate > 0 then
+    redis.call('PEXPIRE', KEYS[1], math.min(1e15, math.ceil((capacity - tokens) / rate * 1000)))
+  else
+    redis.call('PERSIST', KEYS[1])
+  end
+end`;
+
+/**
  * Token bucket, the same arithmetic as the memory store (stores/contract.ts: `take`), on Redis' clock
  * (TIME), so every replica shares one clock and one bucket. A take that may wait (maxWaitMs >= 0)
  * reserves the tokens its turn brings within that wait, leaving the bucket below zero, so that takes
@@ -141,16 +156,7 @@ else
     tokens = -retry * rate / 1000
   end
 end
-if tokens + epsilon >= capacity then
-  redis.call('DEL', KEYS[1])
-else
-  redis.call('HSET', KEYS[1], 'tk', string.format('%.17g', tokens), 'ts', string.format('%.17g', now))
-  if rate > 0 then
-    redis.call('PEXPIRE', KEYS[1], math.min(1e15, math.ceil((capacity - tokens) / rate * 1000)))
-  else
-    redis.call('PERSIST', KEYS[1])
-  end
-end
+${SAVE_BUCKET}
 return {ok, retry, math.max(0, math.floor(tokens + epsilon))}
 `;
 
@@ -174,16 +180,7 @@ local elapsed = math.max(0, now - tonumber(state[2]))
 local tokens = math.min(capacity, tonumber(state[1]) + elapsed * rate / 1000)
 local claimedAfter = math.max(0, -tokens - math.max(0, dueIn) * rate / 1000)
 tokens = math.min(capacity, tokens + math.max(0, n - claimedAfter))
-if tokens + epsilon >= capacity then
-  redis.call('DEL', KEYS[1])
-else
-  redis.call('HSET', KEYS[1], 'tk', string.format('%.17g', tokens), 'ts', string.format('%.17g', now))
-  if rate > 0 then
-    redis.call('PEXPIRE', KEYS[1], math.min(1e15, math.ceil((capacity - tokens) / rate * 1000)))
-  else
-    redis.call('PERSIST', KEYS[1])
-  end
-end
+${SAVE_BUCKET}
 return 1
 `;
 
