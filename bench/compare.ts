@@ -10,8 +10,8 @@
  */
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { ROOT, SDK_SERVER, writeBenchConfig } from "./lib/gateway.ts";
-import { HttpSessionRpc, type LoadResult, type RpcClient, runLoad, StdioRpc } from "./lib/load.ts";
+import { ROOT, SDK_SERVER, startStdioGateway, writeBenchConfig } from "./lib/gateway.ts";
+import { HttpSessionRpc, type LoadResult, type RpcClient, runLoad } from "./lib/load.ts";
 import { startHttpGateway } from "./lib/process.ts";
 
 const other = process.argv[2];
@@ -61,8 +61,7 @@ const scenarios: ScenarioRun[] = [
   {
     name: "stdio, chain off",
     async run(cli) {
-      const gateway = new StdioRpc(process.execPath, [cli, "serve", "--config", plain, "--stdio"]);
-      await gateway.initialize();
+      const gateway = await startStdioGateway(plain, [cli]);
       try {
         return await runLoad(Array(CLIENTS).fill(gateway), echo, { total, warmup });
       } finally {
@@ -73,8 +72,7 @@ const scenarios: ScenarioRun[] = [
   {
     name: "stdio, chain on",
     async run(cli) {
-      const gateway = new StdioRpc(process.execPath, [cli, "serve", "--config", chained, "--stdio"]);
-      await gateway.initialize();
+      const gateway = await startStdioGateway(chained, [cli]);
       try {
         return await runLoad(Array(CLIENTS).fill(gateway), echo, { total, warmup });
       } finally {

@@ -28,9 +28,22 @@ export function writeBenchConfig(config: unknown, label = "bench"): string {
   return file;
 }
 
-/** Starts `switchboard serve --stdio` on `config` and completes the 2025 handshake. */
-export async function startStdioGateway(config: string): Promise<StdioRpc> {
-  const gateway = new StdioRpc(process.execPath, [...GATEWAY_ARGV, "serve", "--config", config, "--stdio"]);
+/**
+ * Starts `switchboard serve --stdio` on `config` (with `argv`, another build's CLI), completes the 2025
+ * handshake, and waits until the servers' tools are listed: the gateway answers at once and lists
+ * servers as they come up, and a benchmark measures calls, not start-up.
+ */
+export async function startStdioGateway(
+  config: string,
+  argv: readonly string[] = GATEWAY_ARGV,
+): Promise<StdioRpc> {
+  const gateway = new StdioRpc(process.execPath, [...argv, "serve", "--config", config, "--stdio"]);
   await gateway.initialize();
-  return gateway;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const { tools } = (await gateway.request("tools/list", {})) as { tools: { name: string }[] };
+    if (tools.some((tool) => !tool.name.startsWith("switchboard__"))) return gateway;
+    if (Date.now() > deadline) throw new Error(`no server's tools listed within 60 s (config ${config})`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }
