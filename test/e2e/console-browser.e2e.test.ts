@@ -31,6 +31,13 @@ declare const document: {
   querySelectorAll(selector: string): Iterable<PageElement>;
 };
 declare const window: { stillTheSamePage?: boolean };
+interface PageNode {
+  readonly parentElement: PageNode | null;
+}
+declare function getComputedStyle(node: PageNode): {
+  readonly color: string;
+  readonly backgroundColor: string;
+};
 
 const sha256 = (value: string) => createHash("sha256").update(value).digest("hex");
 const ADMIN_KEY = "console-admin-key-5c1f0e";
@@ -57,6 +64,30 @@ async function assertAccessible(page: Page, where: string): Promise<void> {
     return found;
   });
   assert.deepEqual(problems, [], `accessibility problems on ${where}`);
+}
+
+/**
+ * The WCAG contrast ratio of an element's text colour against the nearest background colour behind it.
+ * Sent as source text: the test runner's transform would add helpers the page does not have.
+ */
+async function contrastOf(page: Page, selector: string): Promise<number> {
+  return page.evaluate(`(() => {
+    function rgb(value) { return (value.match(/[\\d.]+/g) || []).map(Number); }
+    function channel(c) { const s = c / 255; return s <= 0.03928 ? s / 12.92 : ((s + 0.055) / 1.055) ** 2.4; }
+    function luminance(c) { return 0.2126 * channel(c[0]) + 0.7152 * channel(c[1]) + 0.0722 * channel(c[2]); }
+    const element = document.querySelector(${JSON.stringify(selector)});
+    if (!element) throw new Error("nothing matches " + ${JSON.stringify(selector)});
+    let node = element;
+    let background = "rgba(0, 0, 0, 0)";
+    while (node && (background === "rgba(0, 0, 0, 0)" || background === "transparent")) {
+      background = getComputedStyle(node).backgroundColor;
+      node = node.parentElement;
+    }
+    if (background === "rgba(0, 0, 0, 0)") background = "rgb(255, 255, 255)";
+    const a = luminance(rgb(getComputedStyle(element).color));
+    const b = luminance(rgb(background));
+    return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  })()`);
 }
 
 async function text(locator: Locator): Promise<string> {
@@ -136,6 +167,11 @@ test("the console in a real browser", async (t) => {
       }
       assert.match(await text(page.locator("#who")), /Signed in as ops/);
       await page.waitForSelector(".live-on");
+      // The credentials stay in this tab: another tab asks again.
+      const other = await context.newPage();
+      await other.goto(consoleUrl);
+      await other.getByLabel("API key or token").waitFor();
+      await other.close();
     });
 
     await t.test(
@@ -220,6 +256,19 @@ test("the console in a real browser", async (t) => {
       assert.match(requestId, /^[0-9a-f-]{36}$/);
       await assertAccessible(page, "try");
       await page.screenshot({ path: join(SHOTS, "try.png"), fullPage: true });
+
+      // Every kind of content shows as a client would see it.
+      await page.locator("#try-tool").selectOption("fixture__all_content");
+      await page.getByRole("button", { name: "Call", exact: true }).click();
+      await page.waitForSelector("#try-result .block-audio");
+      assert.equal(
+        await page.locator("#try-result .block-image img").getAttribute("alt"),
+        "Image returned by the tool (image/png)",
+      );
+      assert.match(await text(page.locator("#try-result .block-resource")), /fixture:\/\/doc[\s\S]*embedded/);
+      assert.match(await text(page.locator("#try-result .block-link")), /fixture:\/\/doc — doc/);
+      assert.match(await text(page.locator("#try-result")), /"ok": true/);
+      await assertAccessible(page, "try, every content type");
     });
 
     await t.test("an audit search finds that call", async () => {
@@ -238,6 +287,10 @@ test("the console in a real browser", async (t) => {
       await page.getByRole("button", { name: "Search" }).click();
       await page.waitForSelector('#audit-results [role="status"]:text("0 records found")');
       await page.getByLabel("Principal").fill("ops");
+      await page.getByLabel("From (local time)").fill("2999-01-01T00:00:00");
+      await page.getByRole("button", { name: "Search" }).click();
+      await page.waitForSelector('#audit-results [role="status"]:text("0 records found")');
+      await page.getByLabel("From (local time)").fill("2000-01-01T00:00:00");
       await page.getByRole("button", { name: "Search" }).click();
       await found.waitFor();
       await assertAccessible(page, "audit");
@@ -259,13 +312,24 @@ test("the console in a real browser", async (t) => {
       assert.equal(await text(page.locator("#tools thead th[aria-sort=descending]")), "Calls ▼");
       assert.equal(await page.locator("#tools tbody tr").first().getAttribute("data-tool"), "fixture__echo");
       assert.equal(await page.locator('#tools tr[data-tool^="shop__"]').count(), 0);
+      await page.getByRole("button", { name: "fixture__echo", exact: true }).click();
+      assert.match(
+        await text(page.locator("#tool-detail")),
+        /Which rules apply to fixture__echo[\s\S]*Set by: policiesfixture__echo/,
+      );
       await assertAccessible(page, "tools");
       await page.screenshot({ path: join(SHOTS, "tools.png") });
 
       await open(page, "resilience", "Resilience");
       await page.waitForSelector('#breakers tr[data-server="flaky"][data-state="open"]');
+      assert.match(
+        await text(page.locator('#breakers tr[data-server="flaky"] td').last()),
+        /^\d\d:\d\d:\d\d \(in \d+ min \d+ s\)$/,
+        "when the open breaker lets a trial call through",
+      );
       await page.waitForSelector("#buckets tr");
       assert.match(await text(page.locator("#buckets")), /fixture__stats/);
+      assert.match(await text(page.locator("#cache-ratio")), /^\d+(\.\d+)? % \(\d+ hits, 1 misses\)$/);
       await assertAccessible(page, "resilience");
       await page.screenshot({ path: join(SHOTS, "resilience.png") });
 
@@ -289,6 +353,26 @@ test("the console in a real browser", async (t) => {
       await page.keyboard.press("Enter");
       await page.waitForSelector('h1:text-is("Config")');
       assert.equal(await page.evaluate(() => document.activeElement?.id), "page-title");
+    });
+
+    await t.test("text has a contrast of at least 4.5:1 (WCAG AA)", async () => {
+      await open(page, "overview", "Overview");
+      await page.waitForSelector('#servers tr[data-state="down"]');
+      for (const selector of [
+        "h1",
+        ".hint",
+        'nav a[aria-current="page"]',
+        "nav a:not([aria-current])",
+        "#servers tbody td",
+        "#servers thead th",
+        ".badge-up",
+        ".badge-down",
+        ".chart-title",
+        ".live",
+      ]) {
+        const ratio = await contrastOf(page, selector);
+        assert.ok(ratio >= 4.5, `${selector}: contrast ${ratio.toFixed(2)}`);
+      }
     });
     assert.deepEqual(pageErrors, [], "no script error in the page");
   } finally {

@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { networkInterfaces } from "node:os";
 import { describe, test } from "node:test";
@@ -208,28 +209,26 @@ describe("console over HTTP", () => {
   });
 
   test("with auth: admin roles only; the config with its secrets redacted; the live stream", async () => {
-    const gateway = await startHttpGateway(
-      writeConfig({
-        server: { http: { console: { enabled: true } } },
-        auth: {
-          apiKeys: [
-            { id: "ops", sha256: sha256(ADMIN_KEY), roles: ["admin"] },
-            { id: "dev", sha256: sha256(USER_KEY) },
-          ],
-        },
-        toolPolicies: {
-          fixture__fail: { fallback: { chain: [{ static: { text: REFERENCE } }] } },
-        },
-        mcpServers: {
-          fixture: fixtureServer(
-            { args: [...fixtureServer().args, "--token", REFERENCE] },
-            { TOKEN: REFERENCE },
-          ),
-        },
-      }),
-      [],
-      { CONSOLE_TEST_SECRET: SECRET },
-    );
+    const file = writeConfig({
+      gateway: { reload: { watch: false } },
+      server: { http: { console: { enabled: true } } },
+      auth: {
+        apiKeys: [
+          { id: "ops", sha256: sha256(ADMIN_KEY), roles: ["admin"] },
+          { id: "dev", sha256: sha256(USER_KEY) },
+        ],
+      },
+      toolPolicies: {
+        fixture__fail: { fallback: { chain: [{ static: { text: REFERENCE } }] } },
+      },
+      mcpServers: {
+        fixture: fixtureServer(
+          { args: [...fixtureServer().args, "--token", REFERENCE] },
+          { TOKEN: REFERENCE },
+        ),
+      },
+    });
+    const gateway = await startHttpGateway(file, [], { CONSOLE_TEST_SECRET: SECRET });
     const admin = { "x-api-key": ADMIN_KEY };
     try {
       const none = await fetch(consoleUrl(gateway, "/console/api/config"));
@@ -261,16 +260,28 @@ describe("console over HTTP", () => {
       assert.equal(events[0]?.event, "snapshot");
       const snapshot = events[0]?.data as {
         principal: { id: string };
-        servers: { name: string; state: string; tools: number }[];
+        servers: { name: string; state: string; tools: number; protocolVersion?: string }[];
         series: unknown[];
       };
       assert.equal(snapshot.principal.id, "ops");
       const fixture = snapshot.servers.find((s) => s.name === "fixture");
       assert.equal(fixture?.state, "up");
+      assert.match(String(fixture?.protocolVersion), /^\d{4}-\d{2}-\d{2}$/, "the protocol version agreed");
       assert.ok((fixture?.tools ?? 0) > 5);
       assert.ok(Array.isArray(snapshot.series));
       const tick = events.find((e) => e.event === "tick")?.data as { point: { at: number; calls: number } };
       assert.equal(typeof tick.point.at, "number");
+
+      // A reload the gateway refused shows, with why, on the config page.
+      writeFileSync(file, '{ "mcpServers": { "fixture": { "command": 42 } } }');
+      const reload = await fetch(consoleUrl(gateway, "/admin/reload"), { method: "POST", headers: admin });
+      assert.equal(reload.status, 422);
+      const after = (await (
+        await fetch(consoleUrl(gateway, "/console/api/config"), { headers: admin })
+      ).json()) as {
+        reload: { stale?: { reason: string } };
+      };
+      assert.match(String(after.reload.stale?.reason), /mcpServers\.fixture\.command/);
     } finally {
       await gateway.stop();
     }
