@@ -9,9 +9,11 @@
  * - watched: one console is open (its live stream read and dropped), for information: then every call
  *   is told to the console's watcher.
  *
- * The ratio is the median over rounds of each round's blocks side by side, with the middle half of the
- * rounds as the noise. Run alone with `npx tsx bench/console.ts`; `npm run bench` runs it last.
+ * Throughput: the median over rounds of each round's blocks side by side, with the middle half of the
+ * rounds as the noise. Cost: the gateway process's CPU time per call, summed over each kind's blocks,
+ * which other processes on a shared machine move far less. Run alone with `npx tsx bench/console.ts`; `npm run bench` runs it last.
  */
+import { readFileSync } from "node:fs";
 import { LIGHT, writeBenchConfig } from "./lib/gateway.ts";
 import { HttpSessionRpc, type LoadResult, type RpcClient, runLoad } from "./lib/load.ts";
 import { type BenchRatio, type ServedProcess, startHttpGateway } from "./lib/process.ts";
@@ -38,6 +40,12 @@ export interface ConsoleReport {
   readonly watchedRatio: number;
   /** The middle half of the rounds' idle / disabled ratios: how much the machine's noise moves one. */
   readonly idleRatioSpread: readonly [number, number];
+  /**
+   * The gateway process's CPU time per call (user + system, summed over every block of a kind), in µs:
+   * what the console costs the gateway itself, far less moved by other processes on the machine than
+   * calls per second.
+   */
+  readonly cpuMicrosPerCall: Readonly<Record<Kind, number>>;
   readonly ratios: BenchRatio[];
 }
 
@@ -66,6 +74,14 @@ async function side(enabled: boolean, clients: number): Promise<Side> {
     sessions.push(client);
   }
   return { gateway, clients: sessions };
+}
+
+/** A process's CPU time so far (user + system), in ms, from /proc (clock ticks of 10 ms). */
+function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // After the command name: state is field 3, utime 14 and stime 15 (1-based, counting pid and name).
+  return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
 const echo = (client: RpcClient) =>
@@ -106,11 +122,14 @@ export async function measureConsole(options: ConsoleBenchOptions = {}): Promise
   const on = await side(true, clientCount);
   const off = await side(false, clientCount);
   const blocks: Record<Kind, LoadResult[]> = { idle: [], disabled: [], watched: [] };
+  const cpu: Record<Kind, number> = { idle: 0, disabled: 0, watched: 0 };
   const run = async (kind: Kind) => {
     const target = kind === "disabled" ? off : on;
     const stop = kind === "watched" ? await watch(on.gateway.url) : undefined;
     try {
+      const before = cpuMs(target.gateway.pid);
       blocks[kind].push(await runLoad(target.clients, echo, { total: calls, warmup: 0 }));
+      cpu[kind] += cpuMs(target.gateway.pid) - before;
     } finally {
       await stop?.();
     }
@@ -148,6 +167,10 @@ export async function measureConsole(options: ConsoleBenchOptions = {}): Promise
       ]),
     ) as Record<Kind, number>;
     const idleRatio = quantile(idleRatios, 0.5);
+    const cpuMicrosPerCall = Object.fromEntries(
+      kinds.map((kind) => [kind, (cpu[kind] * 1000) / (blocks[kind].length * calls)]),
+    ) as Record<Kind, number>;
+    const cpuRatio = cpuMicrosPerCall.idle / cpuMicrosPerCall.disabled;
     return {
       rounds,
       perSecond,
@@ -155,7 +178,14 @@ export async function measureConsole(options: ConsoleBenchOptions = {}): Promise
       idleRatio,
       watchedRatio: quantile(pairRatios("watched"), 0.5),
       idleRatioSpread: [quantile(idleRatios, 0.25), quantile(idleRatios, 0.75)],
+      cpuMicrosPerCall,
       ratios: [
+        {
+          what: "gateway CPU per call, console enabled and idle / disabled",
+          measured: cpuRatio,
+          target: "≤ 1.05",
+          ok: cpuRatio <= 1.05,
+        },
         {
           what: "calls/s, console enabled and idle / disabled",
           measured: idleRatio,
@@ -173,7 +203,8 @@ export async function measureConsole(options: ConsoleBenchOptions = {}): Promise
 export function printConsole(report: ConsoleReport): void {
   const row = (name: string, kind: Kind) =>
     console.log(
-      `${name.padEnd(26)} ${report.perSecond[kind].toFixed(0).padStart(8)} calls/s   p50 ${report.p50Ms[kind].toFixed(3)} ms`,
+      `${name.padEnd(26)} ${report.perSecond[kind].toFixed(0).padStart(8)} calls/s   p50 ${report.p50Ms[kind].toFixed(3)} ms` +
+        `   gateway CPU ${report.cpuMicrosPerCall[kind].toFixed(0)} µs/call`,
     );
   row("console disabled", "disabled");
   row("console enabled, idle", "idle");
@@ -181,7 +212,8 @@ export function printConsole(report: ConsoleReport): void {
   const [low, high] = report.idleRatioSpread;
   console.log(
     `idle / disabled ${report.idleRatio.toFixed(3)} (median of ${report.rounds} rounds; middle half ` +
-      `${low.toFixed(3)}–${high.toFixed(3)}); watched / disabled ${report.watchedRatio.toFixed(3)}`,
+      `${low.toFixed(3)}–${high.toFixed(3)}); watched / disabled ${report.watchedRatio.toFixed(3)}; ` +
+      `CPU per call idle / disabled ${(report.cpuMicrosPerCall.idle / report.cpuMicrosPerCall.disabled).toFixed(3)}`,
   );
 }
 
