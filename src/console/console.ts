@@ -64,6 +64,7 @@ export interface ConsoleOptions {
 
 export class GatewayConsole {
   readonly #gateway: Gateway;
+  readonly #logger: Logger;
   readonly #now: () => number;
   readonly #series: CallSeries;
   readonly #servers: ServerTracker;
@@ -76,6 +77,7 @@ export class GatewayConsole {
 
   constructor(gateway: Gateway, options: ConsoleOptions) {
     this.#gateway = gateway;
+    this.#logger = options.logger;
     this.#now = options.now ?? Date.now;
     this.#series = new CallSeries(gateway.observability.toolStats, this.#now);
     this.#servers = new ServerTracker({
@@ -180,9 +182,14 @@ export class GatewayConsole {
   }
 
   async #tick(): Promise<void> {
-    const point = this.#series.sample();
-    if (this.#streams.size === 0) return;
-    this.#streams.send("tick", await this.live(point));
+    try {
+      const point = this.#series.sample();
+      if (this.#streams.size === 0) return;
+      this.#streams.send("tick", await this.live(point));
+    } catch (error) {
+      // A figure that cannot be read this time must not take the gateway down; the next tick tries again.
+      this.#logger.warn({ err: error }, "the console could not update its figures");
+    }
   }
 
   readonly #onState = (event: BackendStateEvent): void => {
