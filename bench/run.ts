@@ -5,6 +5,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join, resolve } from "node:path";
+import { measureConsole, printConsole } from "./console.ts";
 import type { BenchRatio } from "./lib/process.ts";
 import { measureMemory } from "./memory.ts";
 import { type BackendKind, measureOverhead, type Scenario } from "./overhead.ts";
@@ -183,6 +184,10 @@ console.log("\nconfig reload: 20 servers, 8 clients calling meanwhile");
 const reload = await measureReload();
 printReload(reload);
 
+console.log("\nweb console: calls/s with the console enabled and idle vs. disabled, alternating rounds");
+const consoleCost = await measureConsole();
+printConsole(consoleCost);
+
 /** A "higher is better" ratio with a target, as a summary line; ratios shown for information are left out. */
 function atLeast(r: { what: string; ratio: number; target?: number | undefined }): BenchRatio[] {
   return r.target === undefined
@@ -197,6 +202,7 @@ const summary: BenchRatio[] = [
   ...scale.ratios,
   ...memory.ratios,
   ...reload.ratios,
+  ...consoleCost.ratios,
 ];
 console.log(`\n${"summary".padEnd(64)} measured  target`);
 for (const r of summary) {
@@ -210,7 +216,21 @@ mkdirSync(out, { recursive: true });
 writeFileSync(
   join(out, "latest.json"),
   JSON.stringify(
-    { machine, total, warmup, overhead, ratios, pipeline, redis, sdk, scale, memory, reload, summary },
+    {
+      machine,
+      total,
+      warmup,
+      overhead,
+      ratios,
+      pipeline,
+      redis,
+      sdk,
+      scale,
+      memory,
+      reload,
+      console: consoleCost,
+      summary,
+    },
     null,
     2,
   ),

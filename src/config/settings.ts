@@ -6,8 +6,8 @@ import { z } from "zod";
 import { DEFAULT_LOG_LEVEL } from "./log-levels.ts";
 import { durationMs, httpPath, logLevel, nonEmpty, positiveInt, separator } from "./primitives.ts";
 
-/** Paths the HTTP server answers itself (probes, metrics, administration); the MCP endpoint cannot shadow them. */
-const RESERVED_HTTP_PATHS = ["/healthz", "/livez", "/readyz", "/metrics", "/admin"];
+/** Paths the HTTP server answers itself (probes, metrics, administration, console); the MCP endpoint cannot shadow them. */
+const RESERVED_HTTP_PATHS = ["/healthz", "/livez", "/readyz", "/metrics", "/admin", "/console"];
 
 export const gatewaySchema = z.strictObject({
   /** The server name reported to clients. Default "switchboard". */
@@ -73,6 +73,17 @@ export const httpServerSchema = z.strictObject({
       roles: z.array(nonEmpty()).default(["admin"]),
       /** Accept administration from addresses other than loopback (behind auth only). Default false. */
       allowRemote: z.boolean().default(false),
+    })
+    .prefault({}),
+  /**
+   * The web console at `/console` on this listener: servers, tools, a tool to try, resilience state,
+   * the audit log and the config, live. Who may is as for `admin`: with `auth`, a principal with one of
+   * `admin.roles`; and from loopback only unless `admin.allowRemote`. Default { enabled: false }.
+   */
+  console: z
+    .strictObject({
+      /** Serve the console. Default false. */
+      enabled: z.boolean().default(false),
     })
     .prefault({}),
 });

@@ -237,6 +237,11 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     return report;
   }
 
+  /** `value` with every secret value of the config taken out: for what is shown outside a call (the console). */
+  redact<T>(value: T): T {
+    return this.#outbound.redact(value);
+  }
+
   /** A reload was refused (the file did not load or validate): the running config stays. */
   reloadRefused(reason: string): void {
     this.configStatus.refused(reason);

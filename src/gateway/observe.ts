@@ -19,7 +19,13 @@ import {
   storeCheck,
 } from "../observability/health.ts";
 import type { Logger } from "../observability/logger.ts";
-import { createMetrics, type Metrics, outcomeOfError, outcomeOfResult } from "../observability/metrics.ts";
+import {
+  type CallOutcome,
+  createMetrics,
+  type Metrics,
+  outcomeOfError,
+  outcomeOfResult,
+} from "../observability/metrics.ts";
 import { createToolStats, type ToolStats } from "../observability/tool-stats.ts";
 import { createTracing, type Tracing } from "../observability/tracing.ts";
 import { NOTES } from "../policies/types.ts";
@@ -38,12 +44,48 @@ export interface ObservabilityDeps {
   readonly extraChecks?: readonly HealthCheck[];
 }
 
+/** One call as it ended, for whoever watches calls (the console, while someone has it open). */
+export interface FinishedCall {
+  readonly route: Route;
+  readonly principal: string;
+  readonly outcome: CallOutcome;
+  readonly durationMs: number;
+  /** What the policies noted (cache, source, limit…; see NOTES). */
+  readonly notes: ReadonlyMap<string, unknown>;
+}
+
+/**
+ * Who watches calls as they end. Nobody, most of the time: then a call pays one size check, and no
+ * object is made for it.
+ */
+export class CallWatchers {
+  readonly #watchers = new Set<(call: FinishedCall) => void>();
+
+  get watched(): boolean {
+    return this.#watchers.size > 0;
+  }
+
+  /** Calls `watcher` for every call that ends from now on; returns the function that stops it. */
+  watch(watcher: (call: FinishedCall) => void): () => void {
+    this.#watchers.add(watcher);
+    return () => {
+      this.#watchers.delete(watcher);
+    };
+  }
+
+  tell(call: FinishedCall): void {
+    for (const watcher of this.#watchers) watcher(call);
+  }
+}
+
 export interface Observability {
   /** Undefined when `observability.metrics.enabled` is false. */
   readonly metrics: Metrics | undefined;
   readonly toolStats: ToolStats;
   readonly tracing: Tracing;
   readonly health: HealthChecker;
+  /** Calls as they end, for watchers that come and go (the console). */
+  readonly calls: CallWatchers;
   /** The outermost policy of one route's chain. */
   observe(route: Route): Policy;
   close(): Promise<void>;
@@ -78,6 +120,7 @@ export function createObservability(config: ObservabilityConfig, deps: Observabi
     ],
   });
   metrics?.registerStoreHealth(() => deps.store.health());
+  const calls = new CallWatchers();
 
   const observe =
     (route: Route): Policy =>
@@ -111,6 +154,9 @@ export function createObservability(config: ObservabilityConfig, deps: Observabi
           ? done(outcome, typeof source === "string" ? source : undefined)
           : performance.now() - started;
         if (route.kind === "tools/call") toolStats.record(route.name, ms, outcome);
+        if (calls.watched) {
+          calls.tell({ route, principal: ctx.principal.id, outcome, durationMs: ms, notes: ctx.notes });
+        }
       }
     };
 
@@ -119,6 +165,7 @@ export function createObservability(config: ObservabilityConfig, deps: Observabi
     toolStats,
     tracing,
     health,
+    calls,
     observe,
     async close() {
       health.close();

@@ -39,6 +39,13 @@ export interface ToolStats {
   snapshot(): Record<string, ToolSummary>;
   /** Drops a tool that is no longer exposed. */
   forget(tool: string): void;
+  /** Every tool's calls and errors since start, without the percentiles (nothing sorted). */
+  totals(): Map<string, { readonly count: number; readonly errors: number }>;
+  /**
+   * The durations of the tool's last `n` calls (at most `window`), oldest first: with `totals`, what a
+   * sampler needs for the percentiles of the calls since its previous reading.
+   */
+  latest(tool: string, n: number): Float64Array;
 }
 
 export function createToolStats(options: ToolStatsOptions = {}): ToolStats {
@@ -97,6 +104,23 @@ class WindowedToolStats implements ToolStats {
 
   forget(tool: string): void {
     this.#tools.delete(tool);
+  }
+
+  totals(): Map<string, { readonly count: number; readonly errors: number }> {
+    const out = new Map<string, { count: number; errors: number }>();
+    for (const [name, ring] of this.#tools) out.set(name, { count: ring.count, errors: ring.errors });
+    return out;
+  }
+
+  latest(tool: string, n: number): Float64Array {
+    const ring = this.#tools.get(tool);
+    const take = ring ? Math.max(0, Math.min(Math.floor(n), ring.filled)) : 0;
+    const out = new Float64Array(take);
+    if (!ring) return out;
+    // The ring's newest duration is just before `next`; the `take` before it, in order.
+    const start = (ring.next - take + this.window) % this.window;
+    for (let i = 0; i < take; i++) out[i] = ring.durations[(start + i) % this.window] as number;
+    return out;
   }
 }
 

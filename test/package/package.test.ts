@@ -64,7 +64,11 @@ before(async () => {
   );
   writeFileSync(join(app, "files", "hello.txt"), "hello from the installed package\n");
   // A built-in backend, so that serving needs nothing but the package.
-  writeFileSync(config, "mcpServers: {}\nbackends:\n  files: { type: filesystem, root: ./files }\n");
+  writeFileSync(
+    config,
+    "mcpServers: {}\nbackends:\n  files: { type: filesystem, root: ./files }\n" +
+      "server:\n  http:\n    console: { enabled: true }\n",
+  );
   await timed("install", () => inApp("npm", ["install", "--omit=dev", "--no-package-lock", tarball]));
 });
 
@@ -79,6 +83,9 @@ describe("the packed package, installed without development dependencies", () =>
     const files = stdout.split("\n").filter(Boolean);
     assert.ok(files.includes("package/dist/index.js") && files.includes("package/dist/index.d.ts"));
     assert.ok(files.includes("package/dist/cli/main.js"));
+    // The console's page, scripts and styles, which the build copies next to the compiled console.
+    assert.ok(files.includes("package/dist/console/static/index.html"));
+    assert.ok(files.includes("package/dist/console/static/app.js"));
     assert.deepEqual(
       files.filter((f) => f.startsWith("package/src/") || (f.endsWith(".ts") && !f.endsWith(".d.ts"))),
       [],
@@ -123,7 +130,7 @@ describe("the packed package, installed without development dependencies", () =>
     }
   });
 
-  test("serve answers a tool call over HTTP, and /livez", async () => {
+  test("serve answers a tool call over HTTP, /livez, and the console's files", async () => {
     const child = spawn(
       join(app, "node_modules/.bin/switchboard"),
       ["serve", "--config", config, "--http", "127.0.0.1:0"],
@@ -146,6 +153,9 @@ describe("the packed package, installed without development dependencies", () =>
         await client.close();
       }
       assert.equal((await fetch(new URL("/livez", url))).status, 200);
+      for (const path of ["/console/", "/console/app.js", "/console/console.css"]) {
+        assert.equal((await fetch(new URL(path, url))).status, 200, `${path} is served`);
+      }
     } finally {
       child.kill("SIGTERM");
     }

@@ -122,6 +122,11 @@ export class McpBackend extends BackendBase {
     return this.#gaveUp;
   }
 
+  /** The protocol version agreed with the server ("2026-07-28", "2025-11-25"…); undefined while not up. */
+  get protocolVersion(): string | undefined {
+    return this.state === "up" ? this.#client?.getNegotiatedProtocolVersion() : undefined;
+  }
+
   catalog(): BackendCatalog {
     return this.#catalog;
   }

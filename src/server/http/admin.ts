@@ -30,7 +30,8 @@ export interface AdminDeps {
   readonly reload: AdminReload | undefined;
 }
 
-function fromLoopback(req: IncomingMessage): boolean {
+/** Whether the request came from this host. */
+export function fromLoopback(req: IncomingMessage): boolean {
   const address = req.socket.remoteAddress ?? "";
   return address === "127.0.0.1" || address === "::1" || address.startsWith("::ffff:127.");
 }

@@ -12,6 +12,8 @@
  * against DNS rebinding, authentication, a body limit, and a JSON-RPC parse error for malformed JSON.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { GatewayConsole } from "../../console/console.ts";
+import { consoleNeedsPrincipal, isConsolePath, serveConsole } from "../../console/routes.ts";
 import { describeError, JSON_RPC } from "../../core/errors.ts";
 import { ANONYMOUS, type Principal } from "../../core/types.ts";
 import type { Gateway } from "../../gateway/gateway.ts";
@@ -53,6 +55,8 @@ export interface HandlerOptions {
   readonly admin: AdminOptions;
   /** Reloads the config file (`POST /admin/reload`); absent for a gateway embedded without a file. */
   readonly reload?: AdminReload | undefined;
+  /** The web console at /console (config `server.http.console`); off when absent. */
+  readonly console?: { readonly enabled: boolean } | undefined;
 }
 
 export interface GatewayHttpHandler {
@@ -71,6 +75,7 @@ export function createGatewayHttpHandler(gateway: Gateway, options: HandlerOptio
   const defaultEndpoint = endpoints.at(options.path) as McpEndpoint;
   const probes: Record<string, ProbeHandler> = probeRoutes(gateway);
   const guard = createGuards(options);
+  const webConsole = options.console?.enabled ? new GatewayConsole(gateway, { logger: log }) : undefined;
 
   /** Who is calling, or the answer that refuses the request (each endpoint has its own auth). */
   const admit = async (
@@ -280,6 +285,16 @@ export function createGatewayHttpHandler(gateway: Gateway, options: HandlerOptio
         reload: options.reload,
       });
     }
+    if (isConsolePath(path) && (webConsole || !next)) {
+      if (consoleNeedsPrincipal(path) && !(await admit(defaultEndpoint, req, res))) return;
+      return serveConsole(req, res, path, principalOfRequest(req), {
+        gateway,
+        console: webConsole,
+        admin: options.admin,
+        authenticated: defaultEndpoint.authenticator !== undefined,
+        logger: log,
+      });
+    }
     // RFC 9728: the metadata of the resource at <path> is at /.well-known/oauth-protected-resource<path>.
     const described = path.startsWith(RESOURCE_METADATA_PATH)
       ? endpoints.forMetadataSuffix(path.slice(RESOURCE_METADATA_PATH.length))
@@ -315,6 +330,7 @@ export function createGatewayHttpHandler(gateway: Gateway, options: HandlerOptio
       });
     },
     async close() {
+      webConsole?.close();
       await answersWritten();
       await endpoints.close();
     },
