@@ -40,8 +40,9 @@ import { ConfigStatus } from "./config-status.ts";
 import { LiveCatalog } from "./live-catalog.ts";
 import type { Observability } from "./observe.ts";
 import { Outbound } from "./outbound.ts";
-import { buildPlan, namingOf, type Plan } from "./plan.ts";
-import { EMBEDDED, type PlanState, planState, type ServerEntry } from "./plan-state.ts";
+import { DefinitionPins } from "./pinning.ts";
+import { buildPlan, type Plan } from "./plan.ts";
+import { entriesOf, type PlanState, planState, type ServerEntry } from "./plan-state.ts";
 import { unknownProfile } from "./profiles.ts";
 import { Reloader, type ReloadReport } from "./reload.ts";
 import { ReplicaSync } from "./replica-sync.ts";
@@ -58,6 +59,7 @@ import { contextOf, type RequestOptions, RunningRequests } from "./running.ts";
 import { ServerEvents } from "./server-events.ts";
 import { openServices, type ServicesOptions } from "./services.ts";
 import { reportStartup, startedWithin } from "./startup.ts";
+import { ownToolSources } from "./tool-search.ts";
 
 export type { RequestOptions } from "./running.ts";
 
@@ -90,6 +92,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   readonly audit: AuditLog;
   /** Whether the running config is the file's (see config-status.ts). */
   readonly configStatus = new ConfigStatus();
+  /** Tool definition pins (config `pinning`): what changed since it was pinned. */
+  readonly pins: DefinitionPins;
   /** The plan running now and what was built from it; a reload swaps it whole. */
   #state: PlanState;
   readonly #outbound: Outbound;
@@ -112,11 +116,13 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     const secretValues = options.secretValues ?? (() => []);
     this.#outbound = new Outbound(secretValues);
     const plan = buildPlan(config);
+    this.pins = new DefinitionPins(this, options.baseDir ?? process.cwd(), () => this.#rebuildCatalog());
     this.#catalog = new LiveCatalog(
       () => this.config.gateway.separator,
       () => this.#state.entries,
       (name) => this.#state.byName.get(name),
       logger,
+      (naming, catalog, separator) => this.pins.filter(naming, catalog, separator),
     );
     this.#backendDeps = {
       logger,
@@ -124,34 +130,14 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       connectTimeoutMs: config.gateway.startupTimeoutMs,
       redact: (text) => redactSecrets(text, secretValues()),
       metrics: () => this.observability.metrics,
-      gatewayTools: {
-        report: () => this.observability.health.report(),
-        toolStats: () => this.observability.toolStats.snapshot(),
-        maySeeServer: (principal, server, profile) => this.maySeeServer(principal, server, profile),
-        maySeeTool: (principal, exposedName, profile) => {
-          const route = this.#catalog.toolRoute(exposedName);
-          return (
-            route !== undefined && this.visibilityFor(profile).mayCall(principal, exposedName, route.server)
-          );
-        },
-      },
+      // The separator is read while the first plan's backends are made, before the gateway has a state.
+      gatewayTools: ownToolSources(
+        this,
+        this.#catalog,
+        () => (this.#state?.plan.config ?? config).gateway.separator,
+      ),
     };
-    const entries: ServerEntry[] = plan.servers.map((server) => ({
-      name: server.name,
-      naming: server.naming,
-      launchKey: server.launchKey,
-      backend: backends?.find((b) => b.name === server.name) ?? createBackend(server, this.#backendDeps),
-    }));
-    // A backend the config does not name is served under its own name, like a server with no settings.
-    for (const backend of backends ?? []) {
-      if (entries.some((entry) => entry.name === backend.name)) continue;
-      entries.push({
-        name: backend.name,
-        naming: namingOf(backend.name, undefined),
-        launchKey: EMBEDDED,
-        backend,
-      });
-    }
+    const entries = entriesOf(plan, backends ?? [], (server) => createBackend(server, this.#backendDeps));
     const services = openServices(
       config,
       logger,
@@ -314,9 +300,11 @@ export class Gateway extends EventEmitter<GatewayEvents> {
    */
   async start(): Promise<void> {
     const storeReady = this.#sync.connect();
-    const started = Promise.allSettled(
-      this.#state.entries.map((entry) => entry.backend.start(this.#events.for(entry))),
-    ).then(() => this.#rebuildCatalog());
+    const pinsRead = storeReady.then(() => this.pins.start(this.#state.entries.map((e) => e.name)));
+    const started = Promise.allSettled([
+      ...this.#state.entries.map((entry) => entry.backend.start(this.#events.for(entry))),
+      pinsRead,
+    ]).then(() => this.#rebuildCatalog());
     this.#startup = Promise.all([startedWithin(started, this.config.gateway.startupWaitMs), storeReady]).then(
       () => undefined,
     );
@@ -407,6 +395,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   async close(): Promise<void> {
     this.#closing = true;
     await this.#sync.close();
+    await this.pins.close();
     await Promise.allSettled(this.#state.entries.map((e) => e.backend.close()));
     await this.policies.close();
     await this.observability.close();

@@ -15,7 +15,7 @@ import { createSignatureVerifier } from "../security/signing.ts";
 import type { Catalog, ServerNaming } from "./catalog.ts";
 import { Chains, type InFlightRequests } from "./chains.ts";
 import type { Observability } from "./observe.ts";
-import type { Plan } from "./plan.ts";
+import { namingOf, type Plan, type PlannedServer } from "./plan.ts";
 import { viewsOf } from "./profiles.ts";
 import { Visibility } from "./visibility.ts";
 
@@ -31,6 +31,34 @@ export interface ServerEntry {
   readonly backend: Backend;
   /** The planned server's launch settings, to tell a kept backend from one to restart. */
   readonly launchKey: string;
+}
+
+/**
+ * The entries of a gateway's first plan: each planned server on the backend the embedding program
+ * gave under its name, else on one made for it. A backend the config does not name is served under its
+ * own name, like a server with no settings.
+ */
+export function entriesOf(
+  plan: Plan,
+  backends: readonly Backend[],
+  create: (server: PlannedServer) => Backend,
+): ServerEntry[] {
+  const entries: ServerEntry[] = plan.servers.map((server) => ({
+    name: server.name,
+    naming: server.naming,
+    launchKey: server.launchKey,
+    backend: backends.find((b) => b.name === server.name) ?? create(server),
+  }));
+  for (const backend of backends) {
+    if (entries.some((entry) => entry.name === backend.name)) continue;
+    entries.push({
+      name: backend.name,
+      naming: namingOf(backend.name, undefined),
+      launchKey: EMBEDDED,
+      backend,
+    });
+  }
+  return entries;
 }
 
 export interface PlanState {
