@@ -86,12 +86,12 @@ export class DefinitionPins {
   /** The write running for each server; another is queued by `#dirty`. */
   readonly #writing = new Map<string, Promise<void>>();
   readonly #dirty = new Set<string>();
-  /** Hashes of definitions already written to the pins store by this process. */
-  readonly #kept = new Set<string>();
   /** server, tool and hash of each change already reported, so that a rebuild does not repeat it. */
   readonly #reported = new Set<string>();
   readonly #changes = new Map<string, readonly ChangedTool[]>();
   readonly #cache = new WeakMap<Tool, Observed>();
+  /** Set by `start`, once the store is connected: pins read before would be this replica's memory's. */
+  #started = false;
   #closed = false;
 
   constructor(host: PinsHost, baseDir: string, changed: () => void) {
@@ -112,6 +112,7 @@ export class DefinitionPins {
    * pins are not read yet shows no tools in mode "block"). Does nothing while pinning is off.
    */
   async start(servers: readonly string[]): Promise<void> {
+    this.#started = true;
     const pinned = servers.filter((server) => this.modeOf(server) !== "off");
     if (pinned.length === 0) return;
     await Promise.all(pinned.map((server) => this.#load(server)));
@@ -135,7 +136,7 @@ export class DefinitionPins {
     this.#observed.set(server, observed);
     const current = this.#pins.get(server);
     if (current === undefined) {
-      void this.#load(server);
+      if (this.#started) void this.#load(server);
       return mode === "block" ? { ...catalog, tools: [] } : catalog;
     }
     const next = reconcile(current, observed.values());
@@ -293,13 +294,15 @@ export class DefinitionPins {
       do {
         this.#dirty.delete(server);
         const observed = [...(this.#observed.get(server)?.values() ?? [])];
-        const fresh = new Map(
-          observed.filter((o) => !this.#kept.has(o.record.hash)).map((o) => [o.record.hash, o.definition]),
-        );
-        // Definitions first: a pin whose definition is missing could not be diffed.
-        await store.keepDefinitions(fresh);
-        for (const hash of fresh.keys()) this.#kept.add(hash);
-        const stored = await store.update(server, (pins) => reconcile(pins, observed));
+        const definitions = new Map(observed.map((o) => [o.record.hash, o.definition]));
+        let written: ReadonlyMap<string, PinnedDefinition> = new Map();
+        const stored = await store.update(server, (pins) => {
+          const next = reconcile(pins, observed);
+          if (next) written = definitionsOf(pins, next, definitions);
+          return next;
+        });
+        // The definitions of what was just pinned or noted as changed, for `switchboard pins diff`.
+        await store.keepDefinitions(written);
         const before = this.#pins.get(server);
         this.#pins.set(server, stored);
         if (before === undefined || canonicalJson(before) !== canonicalJson(stored)) this.#changed();
@@ -363,6 +366,23 @@ export function reconcile(
     }
   }
   return next;
+}
+
+/** The definitions that pins `next` name and `pins` did not: those of new pins and of new changes. */
+function definitionsOf(
+  pins: ServerPins,
+  next: ServerPins,
+  definitions: ReadonlyMap<string, PinnedDefinition>,
+): Map<string, PinnedDefinition> {
+  const needed = new Map<string, PinnedDefinition>();
+  for (const [tool, pin] of Object.entries(next)) {
+    if (pins[tool] === pin) continue;
+    for (const hash of [pin.hash, pin.changed?.hash]) {
+      const definition = hash === undefined ? undefined : definitions.get(hash);
+      if (hash !== undefined && definition) needed.set(hash, definition);
+    }
+  }
+  return needed;
 }
 
 /** A server's pins with one tool's change approved: the definition seen becomes the pinned one. */
