@@ -12,6 +12,7 @@ import { measurePipeline, type PipelineReport } from "./pipeline.ts";
 import { measureRedis, type RedisReport } from "./redis.ts";
 import { measureScale } from "./scale.ts";
 import { measureSdkPassthrough } from "./sdk-passthrough.ts";
+import { measureToolSearch, printToolSearch } from "./tool-search.ts";
 
 const total = Number(process.env.BENCH_CALLS ?? 5_000);
 const warmup = Math.min(500, Math.ceil(total / 10));
@@ -170,6 +171,10 @@ console.log(
     `${(scale.many.toolsList.bytes / 1e6).toFixed(2)} MB; RSS ${scale.many.rssAfterLoadMB.toFixed(0)} MB`,
 );
 
+console.log("\ntool search: the catalog a client receives in full vs search mode, and search recall");
+const toolSearch = await measureToolSearch();
+printToolSearch(toolSearch);
+
 console.log("\nmemory of the gateway process (after a full GC)");
 const memory = await measureMemory();
 console.log(
@@ -190,6 +195,7 @@ const summary: BenchRatio[] = [
   ...pipeline.ratios.flatMap(atLeast),
   ...sdk.ratios,
   ...scale.ratios,
+  ...toolSearch.ratios,
   ...memory.ratios,
 ];
 console.log(`\n${"summary".padEnd(64)} measured  target`);
@@ -204,7 +210,7 @@ mkdirSync(out, { recursive: true });
 writeFileSync(
   join(out, "latest.json"),
   JSON.stringify(
-    { machine, total, warmup, overhead, ratios, pipeline, redis, sdk, scale, memory, summary },
+    { machine, total, warmup, overhead, ratios, pipeline, redis, sdk, scale, toolSearch, memory, summary },
     null,
     2,
   ),
