@@ -182,7 +182,9 @@ try {
   for (const tool of tools) {
     const server = String(tool._meta["switchboard/server"]);
     const { _meta, ...definition } = tool;
-    (servers[server] ??= []).push({ ...definition, name: String(_meta["switchboard/tool"]) });
+    const list = servers[server] ?? [];
+    list.push({ ...definition, name: String(_meta["switchboard/tool"]) });
+    servers[server] = list;
   }
   const file = join(ROOT, "bench/fixtures/tool-catalog.json");
   writeFileSync(file, `${JSON.stringify({ servers }, null, 1)}\n`);
