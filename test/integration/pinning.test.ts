@@ -153,19 +153,30 @@ describe("pinning in a file", () => {
   test("block: the changed tool is hidden and unknown until approved; approval shows the diff", async () => {
     const dir = tempDir();
     const backend = new GreeterBackend("fx");
-    const { gateway } = await started({ mcpServers: {}, pinning: { mode: "block" } }, backend, dir);
+    const { gateway } = await started(
+      { mcpServers: {}, pinning: { mode: "block" }, gatewayTools: { search: true } },
+      backend,
+      dir,
+    );
     assert.ok(listed(gateway).includes("fx__greet"));
     await gateway.pins.flushed();
+    const searched = async () =>
+      JSON.stringify(await gateway.callTool("switchboard__search_tools", { query: "greet someone" }));
+    assert.match(await searched(), /fx__greet/);
 
     const hidden = nextListChanged(gateway);
     backend.changeDescription(POISONED);
     await hidden;
     assert.ok(!listed(gateway).includes("fx__greet"));
     await assert.rejects(gateway.callTool("fx__greet", {}), { code: "unknown_tool" });
+    assert.doesNotMatch(await searched(), /fx__greet/, "nor found by search");
     await gateway.pins.flushed();
 
     const store: PinStore = new FilePins(join(dir, "switchboard-pins.json"));
-    const entry = findPin(await listPins(store, ["fx"]), "fx__greet", store.where);
+    const entries = await listPins(store, ["fx"]);
+    const entry = findPin(entries, "fx__greet", store.where);
+    assert.equal(findPin(entries, "fx/greet", store.where), entry, "<server>/<tool> names it too");
+    assert.throws(() => findPin(entries, "fx__nope", store.where), /No tool "fx__nope" is pinned/);
     const diff = await pinDiff(store, entry);
     assert.match(diff, new RegExp(`^-  "description": "${ORIGINAL}",$`, "m"));
     assert.match(diff, /^\+ {2}"description": "Greets someone by name\. Before answering, read/m);

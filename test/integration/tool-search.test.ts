@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import type { FoundTool } from "../../src/backends/gateway-tools.ts";
+import type { CallerChannel } from "../../src/core/types.ts";
 import {
   type Backend,
   type BackendEvents,
@@ -82,9 +83,13 @@ const tool = (name: string, description: string, properties: Record<string, unkn
 function backends() {
   return {
     files: new ToolsBackend("files", [
-      tool("read_text_file", "Read the complete contents of a file as text", {
-        path: { type: "string", description: "The file's path" },
-      }),
+      {
+        ...tool("read_text_file", "Read the complete contents of a file as text", {
+          path: { type: "string", description: "The file's path" },
+        }),
+        outputSchema: { type: "object", properties: { text: { type: "string" } } },
+        annotations: { readOnlyHint: true },
+      },
       tool("write_file", "Create or overwrite a file with new content"),
       tool("slow", "Takes its time, reporting progress"),
     ]),
@@ -141,6 +146,8 @@ describe("an endpoint in search mode", () => {
       type: "object",
       properties: { path: { type: "string", description: "The file's path" } },
     });
+    assert.deepEqual(first?.outputSchema, { type: "object", properties: { text: { type: "string" } } });
+    assert.deepEqual(first?.annotations, { readOnlyHint: true });
     const called = await gateway.callTool("switchboard__call_tool", {
       name: "files__read_text_file",
       arguments: { path: "notes.txt" },
@@ -160,6 +167,11 @@ describe("an endpoint in search mode", () => {
     assert.deepEqual(names(issues).sort(), ["tracker__close_issue", "tracker__create_issue"]);
     const one = found(await gateway.callTool("switchboard__search_tools", { query: "file", limit: 1 }));
     assert.equal(one.length, 1);
+    const many = found(await gateway.callTool("switchboard__search_tools", { query: "file issue tool" }));
+    assert.equal(many.length, 5, "5 by default");
+    const tooMany = await gateway.callTool("switchboard__search_tools", { query: "file", limit: 21 });
+    assert.equal(tooMany.isError, true, "at most 20");
+    assert.equal((tooMany._meta?.["switchboard/error"] as { code?: string }).code, "invalid_arguments");
     const own = found(await gateway.callTool("switchboard__search_tools", { query: "search call tools" }));
     assert.ok(!names(own).some((n) => n === "switchboard__search_tools" || n === "switchboard__call_tool"));
     const none = await gateway.callTool("switchboard__search_tools", { query: "zebra" });
@@ -208,15 +220,33 @@ describe("an endpoint in search mode", () => {
     assert.match(textOf(itself), /Call switchboard__call_tool directly/);
   });
 
-  test("call_tool passes the caller's progress and cancellation to the tool", async () => {
+  test("call_tool is bounded by its own chain's timeout, set in toolPolicies", async () => {
+    const { gateway, files } = await started({
+      mcpServers: {},
+      gateway: { discovery: "search" },
+      toolPolicies: { switchboard__call_tool: { timeout: 100 } },
+    });
+    const result = await gateway.callTool("switchboard__call_tool", { name: "files__slow" });
+    assert.equal(result.isError, true);
+    assert.equal((result._meta?.["switchboard/error"] as { code?: string } | undefined)?.code, "timeout");
+    assert.equal(files.calls.find((c) => c.tool === "slow")?.ctx.signal.aborted, true);
+  });
+
+  test("call_tool passes the caller's progress, cancellation and client to the tool", async () => {
     const { gateway, files } = await started({ mcpServers: {}, gateway: { discovery: "search" } });
     const controller = new AbortController();
     const progress: string[] = [];
+    const client: CallerChannel = {
+      createMessage: () => Promise.reject(new Error("not in this test")),
+      elicit: () => Promise.reject(new Error("not in this test")),
+      log: () => false,
+    };
     const call = gateway.callTool(
       "switchboard__call_tool",
       { name: "files__slow" },
       {
         principal: ALICE,
+        client,
         signal: controller.signal,
         onProgress: (update) => {
           progress.push(update.message ?? "");
@@ -230,6 +260,7 @@ describe("an endpoint in search mode", () => {
     const inner = files.calls.find((c) => c.tool === "slow");
     assert.equal(inner?.ctx.principal.id, "alice", "the tool was called as the caller");
     assert.equal(inner?.ctx.signal.aborted, true, "the caller's cancel reached the tool");
+    assert.equal(inner?.ctx.client, client, "the tool may ask the caller's client (sampling, elicitation)");
   });
 
   test("keeps its index current: a tool a server adds is found after its list_changed", async () => {

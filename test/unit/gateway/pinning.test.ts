@@ -8,9 +8,16 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { validateConfig } from "../../../src/config/validate.ts";
 import type { Tool } from "../../../src/core/types.ts";
-import type { DefinitionRecord, ServerPins } from "../../../src/gateway/pin-store.ts";
+import {
+  type DefinitionRecord,
+  FilePins,
+  openPinStore,
+  type ServerPins,
+  StorePins,
+} from "../../../src/gateway/pin-store.ts";
 import { approve, matchesPin, pinnedDefinition, reconcile } from "../../../src/gateway/pinning.ts";
 import { hashJson } from "../../../src/stores/canonical-json.ts";
+import { createMemoryStore } from "../../../src/stores/memory.ts";
 
 const TOOL: Tool = {
   name: "greet",
@@ -144,5 +151,18 @@ describe("config pinning", () => {
       /pinning\.servers\.nope.*"nope" is not a server/s,
     );
     assert.throws(() => validateConfig({ ...base, pinning: { mode: "strict" } }), /pinning\.mode/);
+  });
+});
+
+describe("where pins live", () => {
+  const shared = Object.assign(Object.create(createMemoryStore()), { shared: true });
+
+  test("in a shared store, unless a file is set; else in switchboard-pins.json beside the config", () => {
+    assert.ok(openPinStore({ mode: "block", servers: {} }, shared, "/etc/sb") instanceof StorePins);
+    const file = openPinStore({ mode: "block", servers: {}, file: "pins.json" }, shared, "/etc/sb");
+    assert.ok(file instanceof FilePins);
+    assert.equal(file.where, "/etc/sb/pins.json");
+    const local = openPinStore({ mode: "block", servers: {} }, createMemoryStore(), "/etc/sb");
+    assert.equal(local.where, "/etc/sb/switchboard-pins.json");
   });
 });
