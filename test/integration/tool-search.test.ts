@@ -122,6 +122,8 @@ const found = (result: CallToolResult): FoundTool[] => {
 };
 const textOf = (result: CallToolResult) => (result.content[0]?.type === "text" ? result.content[0].text : "");
 const names = (tools: readonly { name: string }[]) => tools.map((t) => t.name);
+const errorCode = (result: CallToolResult) =>
+  (result._meta?.["switchboard/error"] as { code?: string } | undefined)?.code;
 
 describe("an endpoint in search mode", () => {
   test("lists only the search tools and its always-on tools", async () => {
@@ -171,7 +173,7 @@ describe("an endpoint in search mode", () => {
     assert.equal(many.length, 5, "5 by default");
     const tooMany = await gateway.callTool("switchboard__search_tools", { query: "file", limit: 21 });
     assert.equal(tooMany.isError, true, "at most 20");
-    assert.equal((tooMany._meta?.["switchboard/error"] as { code?: string }).code, "invalid_arguments");
+    assert.equal(errorCode(tooMany), "invalid_arguments");
     const own = found(await gateway.callTool("switchboard__search_tools", { query: "search call tools" }));
     assert.ok(!names(own).some((n) => n === "switchboard__search_tools" || n === "switchboard__call_tool"));
     const none = await gateway.callTool("switchboard__search_tools", { query: "zebra" });
@@ -228,7 +230,7 @@ describe("an endpoint in search mode", () => {
     });
     const result = await gateway.callTool("switchboard__call_tool", { name: "files__slow" });
     assert.equal(result.isError, true);
-    assert.equal((result._meta?.["switchboard/error"] as { code?: string } | undefined)?.code, "timeout");
+    assert.equal(errorCode(result), "timeout");
     assert.equal(files.calls.find((c) => c.tool === "slow")?.ctx.signal.aborted, true);
   });
 
