@@ -96,7 +96,9 @@ describe("Claude-compatible files", () => {
       separator: "__",
       startupTimeoutMs: 30_000,
       startupWaitMs: 1_000,
+      reload: { watch: true, debounceMs: 300 },
       shutdownTimeoutMs: 10_000,
+      discovery: { mode: "full", alwaysOn: [] },
     });
     assert.deepEqual(config.server.http, {
       host: "127.0.0.1",
@@ -106,6 +108,7 @@ describe("Claude-compatible files", () => {
       allowedHosts: [],
       allowedOrigins: [],
       sessionIdleTimeoutMs: 1_800_000,
+      admin: { roles: ["admin"], allowRemote: false },
     });
     assert.deepEqual(config.logging, { level: "info" });
     assert.deepEqual(config.policies, {});
