@@ -80,6 +80,8 @@ export class DefinitionPins {
   /** This process's copy of each server's pins; a server not here has not been read yet. */
   readonly #pins = new Map<string, ServerPins>();
   readonly #loading = new Map<string, Promise<void>>();
+  /** Servers whose pins are to be read again once the read in flight ends. */
+  readonly #readAgain = new Set<string>();
   readonly #retryMs = new Map<string, number>();
   /** The definitions each server offered at the last rebuild, by own tool name. */
   readonly #observed = new Map<string, ReadonlyMap<string, Observed>>();
@@ -125,7 +127,7 @@ export class DefinitionPins {
   filter(naming: ServerNaming, catalog: BackendCatalog, separator: string): BackendCatalog {
     const server = naming.server;
     const mode = this.modeOf(server);
-    if (mode === "off" || this.#closed) {
+    if (mode === "off") {
       this.#changes.delete(server);
       return catalog;
     }
@@ -136,13 +138,14 @@ export class DefinitionPins {
     this.#observed.set(server, observed);
     const current = this.#pins.get(server);
     if (current === undefined) {
-      if (this.#started) void this.#load(server);
+      if (this.#started && !this.#closed) void this.#load(server);
       return mode === "block" ? { ...catalog, tools: [] } : catalog;
     }
     const next = reconcile(current, observed.values());
     if (next !== undefined) {
       this.#pins.set(server, next);
-      this.#persist(server);
+      // Once closed (shutting down), what is learned is still applied, no longer written.
+      if (!this.#closed) this.#persist(server);
     }
     const pins = next ?? current;
     const changes: ChangedTool[] = [];
@@ -246,7 +249,11 @@ export class DefinitionPins {
   /** Reads a server's pins into this process's copy, then rebuilds; retried with a backoff on failure. */
   #load(server: string): Promise<void> {
     const loading = this.#loading.get(server);
-    if (loading) return loading;
+    if (loading) {
+      // A read in flight may have started before the change it is asked for: read once more after it.
+      this.#readAgain.add(server);
+      return loading;
+    }
     const load = (async () => {
       try {
         const pins = await this.#store().read(server);
@@ -264,6 +271,7 @@ export class DefinitionPins {
       } finally {
         this.#loading.delete(server);
       }
+      if (this.#readAgain.delete(server) && !this.#closed) await this.#load(server);
     })();
     this.#loading.set(server, load);
     void load.then(() => {
@@ -272,15 +280,14 @@ export class DefinitionPins {
     return load;
   }
 
-  /** Pins changed elsewhere (an approval): reads them again. */
+  /**
+   * Pins changed elsewhere (an approval): reads them again. The copy in use stays until the new one
+   * is read, so that the server's tools do not leave the catalog meanwhile.
+   */
   #reload(server: string | undefined): void {
     if (this.#closed) return;
     const servers = server === undefined ? [...this.#pins.keys()] : [server];
-    for (const name of servers) {
-      if (!this.#pins.has(name) && server !== undefined) continue;
-      this.#pins.delete(name);
-      void this.#load(name);
-    }
+    for (const name of servers) if (this.#pins.has(name)) void this.#load(name);
   }
 
   /** Writes what this process learned of a server's tools to the pins store, one write at a time. */
