@@ -6,6 +6,9 @@
  * adds is found after its list_changed.
  */
 import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import type { FoundTool } from "../../src/backends/gateway-tools.ts";
 import type { CallerChannel } from "../../src/core/types.ts";
@@ -220,6 +223,59 @@ describe("an endpoint in search mode", () => {
     const itself = await gateway.callTool("switchboard__call_tool", { name: "switchboard__call_tool" });
     assert.equal(itself.isError, true);
     assert.match(textOf(itself), /Call switchboard__call_tool directly/);
+  });
+
+  test("call_tool and the tool it calls are both audited; a redact rule covers the outer record", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "switchboard-search-audit-"));
+    try {
+      const file = join(dir, "audit.jsonl");
+      const { gateway } = await started({
+        mcpServers: {},
+        gateway: { discovery: "search" },
+        audit: {
+          sinks: [{ type: "file", path: file }],
+          redact: [
+            { tools: ["files__*"], arguments: ["path"] },
+            { tools: ["switchboard__call_tool"], arguments: ["arguments"] },
+          ],
+        },
+      });
+      await gateway.callTool(
+        "switchboard__call_tool",
+        { name: "files__read_text_file", arguments: { path: "secret-plans.txt" } },
+        { principal: ALICE },
+      );
+      const text = readFileSync(file, "utf8");
+      assert.doesNotMatch(text, /secret-plans/);
+      const records = text
+        .trim()
+        .split("\n")
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
+      assert.deepEqual(
+        records.map((r) => [r.tool, r.principal, r.arguments]),
+        [
+          ["files__read_text_file", "alice", { path: "[redacted]" }],
+          ["switchboard__call_tool", "alice", { name: "files__read_text_file", arguments: "[redacted]" }],
+        ],
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("a tool that must be signed is refused through call_tool: the signature covers a direct call", async () => {
+    const { gateway, files } = await started({
+      mcpServers: {},
+      gateway: { discovery: "search" },
+      signing: {
+        keys: [{ id: "k1", secret: "a-signing-secret-of-at-least-32-chars" }],
+        require: { tools: ["files__write_file"] },
+      },
+    });
+    const refused = await gateway.callTool("switchboard__call_tool", { name: "files__write_file" });
+    assert.equal(refused.isError, true);
+    assert.match(textOf(refused), /Signature required for 'files__write_file'/);
+    assert.equal(files.calls.length, 0);
   });
 
   test("call_tool is bounded by its own chain's timeout, set in toolPolicies", async () => {
