@@ -14,6 +14,7 @@ import { measureRedis, type RedisReport } from "./redis.ts";
 import { measureReload, printReload } from "./reload.ts";
 import { measureScale } from "./scale.ts";
 import { measureSdkPassthrough } from "./sdk-passthrough.ts";
+import { measureToolSearch, printToolSearch } from "./tool-search.ts";
 
 const total = Number(process.env.BENCH_CALLS ?? 5_000);
 const warmup = Math.min(500, Math.ceil(total / 10));
@@ -172,6 +173,10 @@ console.log(
     `${(scale.many.toolsList.bytes / 1e6).toFixed(2)} MB; RSS ${scale.many.rssAfterLoadMB.toFixed(0)} MB`,
 );
 
+console.log("\ntool search: the catalog a client receives in full vs search mode, and search recall");
+const toolSearch = await measureToolSearch();
+printToolSearch(toolSearch);
+
 console.log("\nmemory of the gateway process (after a full GC)");
 const memory = await measureMemory();
 console.log(
@@ -200,6 +205,7 @@ const summary: BenchRatio[] = [
   ...pipeline.ratios.flatMap(atLeast),
   ...sdk.ratios,
   ...scale.ratios,
+  ...toolSearch.ratios,
   ...memory.ratios,
   ...reload.ratios,
   ...consoleCost.ratios,
@@ -226,6 +232,7 @@ writeFileSync(
       redis,
       sdk,
       scale,
+      toolSearch,
       memory,
       reload,
       console: consoleCost,

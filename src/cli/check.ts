@@ -68,12 +68,33 @@ export function addToolsCommand(program: Command): void {
           const offered = gateway.catalog
             .toolRoutes()
             .filter((r) => visibility.offers(r.server, r.exposedName));
-          const rows = offered.map((r) => ({
-            tool: r.exposedName,
-            server: r.server,
-            description: oneLine(r.definition.description ?? "", 70),
-          }));
+          // Tools whose definition changed since it was pinned (config pinning) are marked; blocked
+          // ones are listed too, though no client sees them until they are approved.
+          const changes = gateway.pins.changes().filter((c) => visibility.offers(c.server, c.exposedName));
+          const changed = new Map(changes.map((c) => [c.exposedName, c]));
+          const rows = [
+            ...offered.map((r) => ({
+              tool: r.exposedName,
+              server: r.server,
+              ...(changes.length > 0 ? { pin: changed.has(r.exposedName) ? "changed" : "" } : {}),
+              description: oneLine(r.definition.description ?? "", 70),
+            })),
+            ...changes
+              .filter((c) => c.blocked)
+              .map((c) => ({
+                tool: c.exposedName,
+                server: c.server,
+                pin: "blocked",
+                description: oneLine(c.definition.description ?? "", 70),
+              })),
+          ];
           process.stdout.write(`${formatTable(rows)}\n`);
+          if (changes.length > 0) {
+            process.stderr.write(
+              `switchboard: ${changes.length} tool definition(s) changed since pinned: review with ` +
+                "`switchboard pins diff <tool>`, approve with `switchboard pins approve <tool>`\n",
+            );
+          }
           const down = gateway.backends().filter((b) => b.state !== "up");
           if (down.length > 0) {
             process.stderr.write(

@@ -8,6 +8,7 @@ import { z } from "zod";
 import { policySetSchema } from "../policies/config.ts";
 import { accessSchema, authSchema } from "../security/config.ts";
 import { glob, nonEmpty, SERVER_NAME } from "./primitives.ts";
+import { type DiscoveryConfig, discoverySchema } from "./settings.ts";
 
 export const profileSchema = z.strictObject({
   /** The servers the profile offers, by config name. Default: every server. */
@@ -22,6 +23,11 @@ export const profileSchema = z.strictObject({
       exclude: z.array(glob()).default([]),
     })
     .prefault({}),
+  /**
+   * How the profile's endpoint shows its tools: "full", or "search" (only the search tools and the
+   * `alwaysOn` ones are listed; see config/settings.ts). Default "full".
+   */
+  discovery: discoverySchema,
   /** Replaces the top-level `auth` on this profile's endpoint. Default: the top-level `auth`. */
   auth: authSchema.optional(),
   /** Replaces the top-level `access` for this profile. Default: the top-level `access`. */
@@ -64,4 +70,39 @@ export function checkProfiles(
       });
     }
   }
+}
+
+/** What decides where the gateway's search tools are offered. */
+export interface SearchToolsSettings {
+  readonly gatewayTools: { readonly search?: boolean | undefined };
+  readonly gateway: { readonly discovery: DiscoveryConfig };
+  readonly profiles: Readonly<Record<string, { readonly discovery: DiscoveryConfig }>>;
+}
+
+/** Whether some endpoint (the default one or a profile) lists its tools in search mode. */
+export function anySearchEndpoint(config: SearchToolsSettings): boolean {
+  return (
+    config.gateway.discovery.mode === "search" ||
+    Object.values(config.profiles).some((profile) => profile.discovery.mode === "search")
+  );
+}
+
+/**
+ * Whether the gateway offers `switchboard__search_tools` and `switchboard__call_tool` at all: where
+ * `gatewayTools.search` says so, else wherever an endpoint is in search mode.
+ */
+export function searchToolsOn(config: SearchToolsSettings): boolean {
+  return config.gatewayTools.search ?? anySearchEndpoint(config);
+}
+
+/** An endpoint in search mode needs the search tools: `gatewayTools.search: false` contradicts it. */
+export function checkDiscovery(config: SearchToolsSettings, ctx: z.RefinementCtx): void {
+  if (config.gatewayTools.search !== false || !anySearchEndpoint(config)) return;
+  ctx.addIssue({
+    code: "custom",
+    path: ["gatewayTools", "search"],
+    message:
+      'is false, but an endpoint has discovery "search", whose clients find tools only with them; ' +
+      'leave gatewayTools.search out, or set that endpoint\'s discovery to "full"',
+  });
 }

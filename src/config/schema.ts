@@ -33,8 +33,8 @@ import {
   text,
   toolPrefix,
 } from "./primitives.ts";
-import { checkProfiles, profilesSchema } from "./profiles.ts";
-import { gatewaySchema, httpServerSchema, loggingSchema } from "./settings.ts";
+import { checkDiscovery, checkProfiles, profilesSchema, searchToolsOn } from "./profiles.ts";
+import { checkPinning, gatewaySchema, httpServerSchema, loggingSchema, pinningSchema } from "./settings.ts";
 
 export { gatewaySchema, httpServerSchema, loggingSchema } from "./settings.ts";
 
@@ -287,6 +287,8 @@ const configObjectSchema = z.strictObject({
    * `<server.http.path>/<name>`. Default {}.
    */
   profiles: profilesSchema,
+  /** Tool definition pinning, against servers that change a tool after it was approved. Default: off. */
+  pinning: pinningSchema.prefault({}),
 });
 
 /** The server name of the gateway's own tools; reserved while any of them is on. */
@@ -382,8 +384,10 @@ function checkConfig(config: ParsedConfig, ctx: z.RefinementCtx): void {
       message: `"${name}" is already the name of a server under mcpServers; give the backend another name`,
     });
   }
-  const gatewayToolsOn = config.gatewayTools.health || config.gatewayTools.metrics;
+  const gatewayToolsOn = config.gatewayTools.health || config.gatewayTools.metrics || searchToolsOn(config);
   checkProfiles(config.profiles, new Set([...all.map(([name]) => name), GATEWAY_TOOLS_SERVER]), ctx);
+  checkDiscovery(config, ctx);
+  checkPinning(config.pinning, new Set([...all.map(([name]) => name), GATEWAY_TOOLS_SERVER]), ctx);
   for (const [name, , section] of all) {
     if (!gatewayToolsOn || name !== GATEWAY_TOOLS_SERVER) continue;
     ctx.addIssue({

@@ -4,7 +4,74 @@
  */
 import { z } from "zod";
 import { DEFAULT_LOG_LEVEL } from "./log-levels.ts";
-import { durationMs, httpPath, logLevel, nonEmpty, positiveInt, separator } from "./primitives.ts";
+import { durationMs, glob, httpPath, logLevel, nonEmpty, positiveInt, separator } from "./primitives.ts";
+
+/**
+ * How an endpoint shows its tools to clients. "full" lists every tool it offers. "search" lists only
+ * `switchboard__search_tools` and `switchboard__call_tool` (plus the tools `alwaysOn` names), so that
+ * a client's context does not fill up with a big catalog: the model finds tools by searching, and
+ * calls them through `switchboard__call_tool` (or directly, by name). Every tool the endpoint offers
+ * stays callable either way. A string is short for `{ mode }`.
+ */
+export const discoverySchema = z
+  .union([
+    z.enum(["full", "search"]).transform((mode) => ({ mode, alwaysOn: [] as string[] })),
+    z.strictObject({
+      /** Default "full". */
+      mode: z.enum(["full", "search"]).default("full"),
+      /**
+       * Globs over exposed names of tools listed in search mode too (a short list: the tools every
+       * conversation needs). Default [].
+       */
+      alwaysOn: z.array(glob()).default([]),
+    }),
+  ])
+  .prefault("full");
+
+export type DiscoveryConfig = z.output<typeof discoverySchema>;
+
+export const PIN_MODES = ["off", "warn", "block"] as const;
+export type PinMode = (typeof PIN_MODES)[number];
+
+/**
+ * Definition pinning: the first time the gateway sees a tool, it pins the tool's definition (name,
+ * title, description, input and output schemas, annotations) by its hash; a server that later changes
+ * it is caught. "warn" logs the change, counts it (`tool_definition_changes_total`) and marks the tool
+ * in `switchboard tools`; "block" also hides the changed tool from every client until someone approves
+ * it with `switchboard pins approve <tool>`. A description the config sets (`tools.descriptions`) is
+ * pinned as configured. Default { mode: "off" }.
+ */
+export const pinningSchema = z.strictObject({
+  /** For every server without its own mode. Default "off". */
+  mode: z.enum(PIN_MODES).default("off"),
+  /** Server name (mcpServers or backends) -> its own mode. Default {}. */
+  servers: z
+    .record(nonEmpty("a server name cannot be empty"), z.strictObject({ mode: z.enum(PIN_MODES) }))
+    .default({}),
+  /**
+   * A JSON file that holds the pins, relative to the config file. Default: in the store when it is
+   * shared (Redis: every replica sees the same pins), else "switchboard-pins.json" beside the config.
+   */
+  file: nonEmpty().optional(),
+});
+
+export type PinningConfig = z.output<typeof pinningSchema>;
+
+/** `pinning.servers` names only servers that exist. */
+export function checkPinning(
+  pinning: PinningConfig,
+  servers: ReadonlySet<string>,
+  ctx: z.RefinementCtx,
+): void {
+  for (const server of Object.keys(pinning.servers)) {
+    if (servers.has(server)) continue;
+    ctx.addIssue({
+      code: "custom",
+      path: ["pinning", "servers", server],
+      message: `"${server}" is not a server under mcpServers or backends; list configured servers only`,
+    });
+  }
+}
 
 /** Paths the HTTP server answers itself (probes, metrics, administration, console); the MCP endpoint cannot shadow them. */
 const RESERVED_HTTP_PATHS = ["/healthz", "/livez", "/readyz", "/metrics", "/admin", "/console"];
@@ -41,6 +108,8 @@ export const gatewaySchema = z.strictObject({
     .prefault({}),
   /** How long SIGTERM waits for calls in flight before closing, in ms. Default 10 000. */
   shutdownTimeoutMs: durationMs().default(10_000),
+  /** How the default endpoint shows its tools: "full" or "search" (see discoverySchema). Default "full". */
+  discovery: discoverySchema,
 });
 
 export const httpServerSchema = z.strictObject({

@@ -22,7 +22,7 @@ export interface BackendFactoryDeps {
   readonly redact: (text: string) => string;
   readonly metrics: () => Metrics | undefined;
   /** What the gateway's own tools report, read at each call. */
-  readonly gatewayTools: Omit<GatewayToolsSources, "health" | "metrics">;
+  readonly gatewayTools: Omit<GatewayToolsSources, "health" | "metrics" | "search">;
 }
 
 export function createBackend(server: PlannedServer, deps: BackendFactoryDeps): Backend {
@@ -50,7 +50,7 @@ export function createBackend(server: PlannedServer, deps: BackendFactoryDeps): 
     case "gateway-tools":
       return new GatewayToolsBackend(
         server.name,
-        { health: source.health, metrics: source.metrics, ...deps.gatewayTools },
+        { health: source.health, metrics: source.metrics, search: source.search, ...deps.gatewayTools },
         deps.logger,
       );
   }

@@ -40,8 +40,9 @@ import { ConfigStatus } from "./config-status.ts";
 import { LiveCatalog } from "./live-catalog.ts";
 import type { Observability } from "./observe.ts";
 import { Outbound } from "./outbound.ts";
+import { DefinitionPins } from "./pinning.ts";
 import { buildPlan, type Plan } from "./plan.ts";
-import { entriesOf, type PlanState, planState, type ServerEntry } from "./plan-state.ts";
+import { entriesOf, entryOf, type PlanState, planState, type ServerEntry } from "./plan-state.ts";
 import { unknownProfile } from "./profiles.ts";
 import { Reloader, type ReloadReport } from "./reload.ts";
 import { ReplicaSync } from "./replica-sync.ts";
@@ -56,8 +57,9 @@ import {
 import type { Route } from "./route.ts";
 import { contextOf, type RequestOptions, RunningRequests } from "./running.ts";
 import { ServerEvents } from "./server-events.ts";
-import { openServices, type ServicesOptions } from "./services.ts";
+import { closeServices, openServices, type ServicesOptions } from "./services.ts";
 import { reportStartup, startedWithin } from "./startup.ts";
+import { ownToolSources } from "./tool-search.ts";
 
 export type { RequestOptions } from "./running.ts";
 
@@ -90,6 +92,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   readonly audit: AuditLog;
   /** Whether the running config is the file's (see config-status.ts). */
   readonly configStatus = new ConfigStatus();
+  /** Tool definition pins (config `pinning`): what changed since it was pinned. */
+  readonly pins: DefinitionPins;
   /** The plan running now and what was built from it; a reload swaps it whole. */
   #state: PlanState;
   readonly #outbound: Outbound;
@@ -112,11 +116,13 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     const secretValues = options.secretValues ?? (() => []);
     this.#outbound = new Outbound(secretValues);
     const plan = buildPlan(config);
+    this.pins = new DefinitionPins(this, options.baseDir ?? process.cwd(), () => this.#rebuildCatalog());
     this.#catalog = new LiveCatalog(
       () => this.config.gateway.separator,
       () => this.#state.entries,
       (name) => this.#state.byName.get(name),
       logger,
+      (naming, catalog, separator) => this.pins.filter(naming, catalog, separator),
     );
     this.#backendDeps = {
       logger,
@@ -124,17 +130,12 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       connectTimeoutMs: config.gateway.startupTimeoutMs,
       redact: (text) => redactSecrets(text, secretValues()),
       metrics: () => this.observability.metrics,
-      gatewayTools: {
-        report: () => this.observability.health.report(),
-        toolStats: () => this.observability.toolStats.snapshot(),
-        maySeeServer: (principal, server, profile) => this.maySeeServer(principal, server, profile),
-        maySeeTool: (principal, exposedName, profile) => {
-          const route = this.#catalog.toolRoute(exposedName);
-          return (
-            route !== undefined && this.visibilityFor(profile).mayCall(principal, exposedName, route.server)
-          );
-        },
-      },
+      // The separator is read while the first plan's backends are made, before the gateway has a state.
+      gatewayTools: ownToolSources(
+        this,
+        this.#catalog,
+        () => (this.#state?.plan.config ?? config).gateway.separator,
+      ),
     };
     const entries = entriesOf(plan, backends ?? [], (server) => createBackend(server, this.#backendDeps));
     const services = openServices(
@@ -196,12 +197,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     this.#reloader = new Reloader({
       logger,
       current: () => this.#state,
-      makeEntry: (server) => ({
-        name: server.name,
-        naming: server.naming,
-        launchKey: server.launchKey,
-        backend: createBackend(server, this.#backendDeps),
-      }),
+      makeEntry: (server) => entryOf(server, createBackend(server, this.#backendDeps)),
       start: (entry) => entry.backend.start(this.#events.for(entry)),
       swap: (plan, entries) => this.#swap(plan, entries),
       idle: (backend, ms) => this.#inFlightRequests.idle(backend, ms),
@@ -306,9 +302,11 @@ export class Gateway extends EventEmitter<GatewayEvents> {
    */
   async start(): Promise<void> {
     const storeReady = this.#sync.connect();
-    const started = Promise.allSettled(
-      this.#state.entries.map((entry) => entry.backend.start(this.#events.for(entry))),
-    ).then(() => this.#rebuildCatalog());
+    const pinsRead = storeReady.then(() => this.pins.start(this.#state.entries.map((e) => e.name)));
+    const started = Promise.allSettled([
+      ...this.#state.entries.map((entry) => entry.backend.start(this.#events.for(entry))),
+      pinsRead,
+    ]).then(() => this.#rebuildCatalog());
     this.#startup = Promise.all([startedWithin(started, this.config.gateway.startupWaitMs), storeReady]).then(
       () => undefined,
     );
@@ -402,15 +400,10 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   async close(): Promise<void> {
     this.#closing = true;
     await this.#sync.close();
+    await this.pins.close();
     await Promise.allSettled(this.#state.entries.map((e) => e.backend.close()));
     await this.policies.close();
-    await this.observability.close();
-    await this.audit.close();
-    try {
-      await this.store.close();
-    } catch (error) {
-      this.logger.warn({ err: error }, "could not close the store cleanly");
-    }
+    await closeServices(this, this.logger);
   }
 
   // Requests through their chains.

@@ -5,7 +5,7 @@
  * that server's backend, which answers that it is unavailable and why (and the policies, a fallback
  * included, see that failure), rather than the caller being told that the tool does not exist.
  */
-import type { Backend, ListChanged } from "../core/types.ts";
+import type { Backend, BackendCatalog, ListChanged } from "../core/types.ts";
 import type { Logger } from "../observability/logger.ts";
 import { Catalog, type ServerNaming, type ToolRoute } from "./catalog.ts";
 
@@ -14,6 +14,13 @@ export interface CatalogServer {
   readonly naming: ServerNaming;
   readonly backend: Backend;
 }
+
+/** What clients may see of a server's lists (definition pinning hides changed tools: pinning.ts). */
+export type CatalogFilter = (
+  naming: ServerNaming,
+  catalog: BackendCatalog,
+  separator: string,
+) => BackendCatalog;
 
 export class LiveCatalog {
   readonly #separator: () => string;
@@ -26,13 +33,16 @@ export class LiveCatalog {
   readonly #removed = new Map<string, string>();
   /** Name clashes already logged. */
   readonly #reported = new Set<string>();
+  readonly #filter: CatalogFilter | undefined;
 
   constructor(
     separator: () => string,
     servers: () => readonly CatalogServer[],
     server: (name: string) => CatalogServer | undefined,
     logger: Logger,
+    filter?: CatalogFilter,
   ) {
+    this.#filter = filter;
     this.#separator = separator;
     this.#servers = servers;
     this.#server = server;
@@ -96,9 +106,14 @@ export class LiveCatalog {
   rebuild(): ListChanged {
     const previous = this.#current;
     const servers = this.#servers();
+    const separator = this.#separator();
+    const filter = this.#filter;
     const next = Catalog.build(
-      this.#separator(),
-      servers.map((s) => ({ naming: s.naming, catalog: s.backend.catalog() })),
+      separator,
+      servers.map((s) => ({
+        naming: s.naming,
+        catalog: filter ? filter(s.naming, s.backend.catalog(), separator) : s.backend.catalog(),
+      })),
     );
     for (const c of next.collisions) {
       // Said once for each server whose offer is dropped, not at every rebuild (each server coming up

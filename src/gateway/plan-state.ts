@@ -33,6 +33,11 @@ export interface ServerEntry {
   readonly launchKey: string;
 }
 
+/** A planned server on its backend. */
+export function entryOf(server: PlannedServer, backend: Backend): ServerEntry {
+  return { name: server.name, naming: server.naming, launchKey: server.launchKey, backend };
+}
+
 /**
  * The entries of a plan's servers: the backend the embedding program gave under a server's name, else
  * a new one; then the program's backends that no server names, each under its own name as a server
@@ -43,12 +48,9 @@ export function entriesOf(
   given: readonly Backend[],
   make: (server: PlannedServer) => Backend,
 ): ServerEntry[] {
-  const entries: ServerEntry[] = plan.servers.map((server) => ({
-    name: server.name,
-    naming: server.naming,
-    launchKey: server.launchKey,
-    backend: given.find((b) => b.name === server.name) ?? make(server),
-  }));
+  const entries = plan.servers.map((server) =>
+    entryOf(server, given.find((b) => b.name === server.name) ?? make(server)),
+  );
   for (const backend of given) {
     if (entries.some((entry) => entry.name === backend.name)) continue;
     entries.push({

@@ -5,6 +5,8 @@
  * from an edited config, can be compared with the running one (`diffPlans`) to apply only what
  * changed.
  */
+
+import { searchToolsOn } from "../config/profiles.ts";
 import type { AnyServerConfig, BuiltinBackendConfig, Config, ServerConfig } from "../config/schema.ts";
 import { GATEWAY_TOOLS_SERVER } from "../config/schema.ts";
 import type { PolicyRuntimeConfig } from "../policies/runtime.ts";
@@ -15,7 +17,12 @@ import type { ServerNaming } from "./naming.ts";
 export type ServerSource =
   | { readonly kind: "mcp"; readonly config: ServerConfig }
   | { readonly kind: "builtin"; readonly config: BuiltinBackendConfig }
-  | { readonly kind: "gateway-tools"; readonly health: boolean; readonly metrics: boolean };
+  | {
+      readonly kind: "gateway-tools";
+      readonly health: boolean;
+      readonly metrics: boolean;
+      readonly search: boolean;
+    };
 
 export interface PlannedServer {
   readonly name: string;
@@ -67,13 +74,14 @@ export function buildPlan(config: Config): Plan {
       launchKey: launchKeyOf(server),
     });
   }
-  const own = config.gatewayTools;
-  if (own.health || own.metrics) {
+  const own = { health: config.gatewayTools.health, metrics: config.gatewayTools.metrics };
+  const search = searchToolsOn(config);
+  if (own.health || own.metrics || search) {
     servers.push({
       name: GATEWAY_TOOLS_SERVER,
       naming: { ...namingOf(GATEWAY_TOOLS_SERVER, undefined), prefix: GATEWAY_TOOLS_SERVER },
-      source: { kind: "gateway-tools", health: own.health, metrics: own.metrics },
-      launchKey: canonicalJson({ health: own.health, metrics: own.metrics }),
+      source: { kind: "gateway-tools", ...own, search },
+      launchKey: canonicalJson({ ...own, search }),
     });
   }
   return {

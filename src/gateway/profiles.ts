@@ -10,43 +10,72 @@ import type { ProfileConfig } from "../config/profiles.ts";
 import type { Config } from "../config/schema.ts";
 import { GatewayError } from "../core/errors.ts";
 import { type AccessControl, createAccessControl } from "../security/access.ts";
+import { type DiscoverySettings, discoveryView } from "./discovery.ts";
 
 export interface ProfileView {
   /** "" for the default endpoint. */
   readonly name: string;
   readonly access: AccessControl | undefined;
+  /** True when the endpoint offers and lists everything (the default endpoint in full mode). */
+  readonly everything: boolean;
   /** Whether the profile offers this server, and this exposed name of it (a tool or a prompt). */
   offers(server: string, exposedName?: string): boolean;
+  /**
+   * Whether `tools/list` lists this offered tool; undefined when it lists every tool it offers. In
+   * discovery mode "search" only the search tools and the `alwaysOn` ones are listed (see discovery.ts).
+   */
+  readonly lists: ((server: string, exposedName: string) => boolean) | undefined;
 }
 
-export function defaultView(access: AccessControl | undefined): ProfileView {
-  return { name: "", access, offers: () => true };
+const FULL: DiscoverySettings = {
+  gatewayTools: {},
+  gateway: { separator: "__", discovery: { mode: "full", alwaysOn: [] } },
+  profiles: {},
+};
+
+export function defaultView(
+  access: AccessControl | undefined,
+  config: DiscoverySettings = FULL,
+): ProfileView {
+  const discovery = discoveryView(config.gateway.discovery, config);
+  return {
+    name: "",
+    access,
+    everything: discovery.everything,
+    offers: (server, exposedName) => exposedName === undefined || discovery.offers(server, exposedName),
+    lists: discovery.lists,
+  };
 }
 
 export function profileView(
   name: string,
   profile: ProfileConfig,
   globalAccess: AccessControl | undefined,
+  config: DiscoverySettings = FULL,
 ): ProfileView {
   const servers = profile.servers ? new Set(profile.servers) : undefined;
   const include = picomatch([...profile.tools.include], GLOB_OPTIONS);
   const exclude =
     profile.tools.exclude.length > 0 ? picomatch([...profile.tools.exclude], GLOB_OPTIONS) : () => false;
+  const discovery = discoveryView(profile.discovery, config);
   return {
     name,
     access: profile.access ? createAccessControl(profile.access) : globalAccess,
+    everything: false,
     offers(server, exposedName) {
       if (servers && !servers.has(server)) return false;
-      return exposedName === undefined || (include(exposedName) && !exclude(exposedName));
+      if (exposedName === undefined) return true;
+      return include(exposedName) && !exclude(exposedName) && discovery.offers(server, exposedName);
     },
+    lists: discovery.lists,
   };
 }
 
 /** The views of a config: "" for the default endpoint, then one per profile. */
 export function viewsOf(config: Config, globalAccess: AccessControl | undefined): Map<string, ProfileView> {
-  const views = new Map<string, ProfileView>([["", defaultView(globalAccess)]]);
+  const views = new Map<string, ProfileView>([["", defaultView(globalAccess, config)]]);
   for (const [name, profile] of Object.entries(config.profiles)) {
-    views.set(name, profileView(name, profile, globalAccess));
+    views.set(name, profileView(name, profile, globalAccess, config));
   }
   return views;
 }

@@ -65,3 +65,14 @@ export function openServices(
   });
   return { store, audit, observability };
 }
+
+/** Closes what `openServices` opened, telemetry and audit first (they may still write to the store). */
+export async function closeServices(services: Services, logger: Logger): Promise<void> {
+  await services.observability.close();
+  await services.audit.close();
+  try {
+    await services.store.close();
+  } catch (error) {
+    logger.warn({ err: error }, "could not close the store cleanly");
+  }
+}

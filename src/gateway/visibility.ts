@@ -21,7 +21,7 @@ const MAX_CACHED = 10_000;
 export class Visibility {
   readonly #access: AccessControl | undefined;
   readonly #view: ProfileView;
-  /** The default endpoint: everything is offered, only access rules filter. */
+  /** The default endpoint in full mode: everything is offered, only access rules filter. */
   readonly #whole: boolean;
   readonly #catalog: () => Catalog;
   /** The server of a resource template, as the catalog keeps it. */
@@ -35,7 +35,7 @@ export class Visibility {
   ) {
     this.#view = view;
     this.#access = view.access;
-    this.#whole = view.name === "";
+    this.#whole = view.everything;
     this.#catalog = catalog;
     this.#templateServer = templateServer;
   }
@@ -56,9 +56,16 @@ export class Visibility {
     };
   }
 
+  /**
+   * The tools a principal is listed here: in discovery mode "search" only the search tools and the
+   * always-on ones; every tool the principal may call stays callable (see `mayCall`).
+   */
   tools(principal: Principal): readonly Tool[] {
     const catalog = this.#catalog();
-    const offered = this.#tools(catalog);
+    const lists = this.#view.lists;
+    const offered = lists
+      ? this.#tools(catalog).filter((t) => lists(catalog.tool(t.name)?.server ?? "", t.name))
+      : this.#tools(catalog);
     if (!this.#access) return offered;
     return this.#access.filter(principal, offered, (tool) => ({
       name: tool.name,

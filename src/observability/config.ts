@@ -87,6 +87,12 @@ export const gatewayToolsSchema = z.strictObject({
   health: z.boolean().default(true),
   /** A tool that returns per-tool call counts, errors and latency percentiles. Default true. */
   metrics: z.boolean().default(true),
+  /**
+   * `switchboard__search_tools` (find tools by what they do) and `switchboard__call_tool` (call one by
+   * name). true offers them at every endpoint, false nowhere (no endpoint may then be in search
+   * mode). Default: offered at the endpoints whose `discovery` is "search", and only there.
+   */
+  search: z.boolean().optional(),
 });
 
 /** Metrics options as the schema fills them in, for code that makes a registry without a config. */

@@ -50,6 +50,7 @@ export interface MetricFamilies {
   readonly backendUp: Gauge<string>;
   readonly storeUp: Gauge<string>;
   readonly reloads: Counter<string>;
+  readonly definitionChanges: Counter<string>;
 }
 
 /** What the scrape-time gauges read: the pools registered now, and the store's health reader. */
@@ -118,6 +119,12 @@ export function createMetricFamilies(
       "Config reloads by outcome: applied, or invalid (the file was refused and the gateway kept running " +
         "the config it had).",
       ["outcome"],
+    ),
+    definitionChanges: counter(
+      "tool_definition_changes_total",
+      "Tool definitions seen that differ from the pinned ones (config pinning), once per new definition, by " +
+        "mode: warn (still listed) or block (hidden until approved).",
+      ["server", "tool", "mode"],
     ),
     retries: counter("retries_total", "Retried attempts of tool calls.", ["server", "tool"]),
     budgetExhausted: counter(

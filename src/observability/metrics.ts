@@ -126,6 +126,8 @@ export interface Metrics {
   backendRestarted(server: string): void;
   /** Counts one config reload, applied or refused as invalid. */
   configReloaded(outcome: "applied" | "invalid"): void;
+  /** Counts a tool definition that differs from its pin (config `pinning`), once per new definition. */
+  toolDefinitionChanged(server: string, tool: string, mode: "warn" | "block"): void;
   /** Sets `breaker_state`, e.g. at start from `PolicyRuntime.breakerStates()`; events keep it current. */
   setBreakerState(server: string, state: BreakerState): void;
   /** Reads a backend's pool on every scrape; returns the function that stops it. */
@@ -223,6 +225,10 @@ class PrometheusMetrics implements Metrics {
 
   configReloaded(outcome: "applied" | "invalid"): void {
     this.#families.reloads.labels(outcome).inc();
+  }
+
+  toolDefinitionChanged(server: string, tool: string, mode: "warn" | "block"): void {
+    this.#families.definitionChanges.labels(server, tool, mode).inc();
   }
 
   setBreakerState(server: string, state: BreakerState): void {

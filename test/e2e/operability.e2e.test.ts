@@ -553,7 +553,14 @@ describe("probes and the health tool, with required backends that crash, hang an
 
     const healthy = await compare();
     assert.equal(healthy.status, "healthy");
-    assert.deepEqual(Object.keys(healthy.checks).sort(), ["config", "eventLoop", "fx", "heap", "remote", "store"]);
+    assert.deepEqual(Object.keys(healthy.checks).sort(), [
+      "config",
+      "eventLoop",
+      "fx",
+      "heap",
+      "remote",
+      "store",
+    ]);
 
     remote.mode = "hang";
     try {

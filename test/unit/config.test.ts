@@ -101,6 +101,7 @@ describe("Claude-compatible files", () => {
       startupWaitMs: 1_000,
       shutdownTimeoutMs: 10_000,
       reload: { watch: true, debounceMs: 300 },
+      discovery: { mode: "full", alwaysOn: [] },
     });
     assert.deepEqual(config.server.http, {
       host: "127.0.0.1",
@@ -111,6 +112,7 @@ describe("Claude-compatible files", () => {
       allowedOrigins: [],
       sessionIdleTimeoutMs: 1_800_000,
       admin: { roles: ["admin"], allowRemote: false },
+      console: { enabled: false },
     });
     assert.deepEqual(config.logging, { level: "info" });
     assert.deepEqual(config.policies, {});
