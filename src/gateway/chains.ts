@@ -40,10 +40,11 @@ export interface ChainDeps {
   /** The backend of a server, as it runs now. */
   readonly backendOf: (server: string) => Backend;
   /**
-   * Servers run once per client session (`isolation: "session"`): their results depend on the
-   * session's state, so none is cached, whatever the rules say.
+   * Servers whose results are never cached, whatever the rules say: those run once per client session
+   * (`isolation: "session"`), whose results depend on the session's state, and the gateway's own tools,
+   * whose answers are live and depend on the caller's endpoint (a profile's search, its health).
    */
-  readonly perSession: ReadonlySet<string>;
+  readonly uncached: ReadonlySet<string>;
   readonly inFlight: InFlightRequests;
 }
 
@@ -128,7 +129,7 @@ export class Chains {
     const configured = deps.policies
       .entriesFor(binding, deps.profile)
       .filter((entry) => isTool || (entry.name !== "fallback" && entry.name !== "invalidate"))
-      .filter((entry) => entry.name !== "cache" || !deps.perSession.has(route.server));
+      .filter((entry) => entry.name !== "cache" || !deps.uncached.has(route.server));
     // Arguments are checked after the rate limit (a flood of invalid calls is still limited) and
     // before everything that would store or send them.
     const limits = configured.findIndex((entry) => entry.name !== "rateLimit");

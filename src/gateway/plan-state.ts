@@ -106,9 +106,13 @@ export function planState(plan: Plan, entries: readonly ServerEntry[], deps: Pla
         "a tool's inputSchema does not compile; its calls are passed on without argument validation",
       ),
   });
-  const perSession = new Set(
+  const uncached = new Set(
     plan.servers
-      .filter((s) => s.source.kind === "mcp" && s.source.config.isolation === "session")
+      .filter(
+        (s) =>
+          s.source.kind === "gateway-tools" ||
+          (s.source.kind === "mcp" && s.source.config.isolation === "session"),
+      )
       .map((s) => s.name),
   );
   const chains = new Map<string, Chains>();
@@ -130,7 +134,7 @@ export function planState(plan: Plan, entries: readonly ServerEntry[], deps: Pla
         // The backends of this plan: a request on its chain reaches the backend it was routed to, even
         // if a reload has since replaced that server's backend.
         backendOf: (server) => (byName.get(server) as ServerEntry).backend,
-        perSession,
+        uncached,
         inFlight: deps.inFlight,
       }),
     );

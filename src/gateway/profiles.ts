@@ -8,6 +8,7 @@ import picomatch from "picomatch";
 import { GLOB_OPTIONS } from "../config/primitives.ts";
 import type { ProfileConfig } from "../config/profiles.ts";
 import type { Config } from "../config/schema.ts";
+import { GATEWAY_TOOLS_SERVER } from "../config/schema.ts";
 import { GatewayError } from "../core/errors.ts";
 import { type AccessControl, createAccessControl } from "../security/access.ts";
 import { type DiscoverySettings, discoveryView } from "./discovery.ts";
@@ -63,6 +64,10 @@ export function profileView(
     access: profile.access ? createAccessControl(profile.access) : globalAccess,
     everything: false,
     offers(server, exposedName) {
+      // The gateway's own tools (health, metrics, search) are at every endpoint, whatever its servers
+      // and globs: they only ever report and reach what the endpoint offers.
+      if (server === GATEWAY_TOOLS_SERVER)
+        return exposedName === undefined || discovery.offers(server, exposedName);
       if (servers && !servers.has(server)) return false;
       if (exposedName === undefined) return true;
       return include(exposedName) && !exclude(exposedName) && discovery.offers(server, exposedName);

@@ -65,6 +65,9 @@ async function initializeStatus(url: string, headers: Record<string, string> = {
   return response.status;
 }
 
+/** What profile dev offers: server a's tools, and the gateway's own (at every endpoint). */
+const ofDev = (name: string) => name.startsWith("a__") || name.startsWith("switchboard__");
+
 const toolNames = (message: JsonRpcMessage) =>
   ((message.result?.tools ?? []) as { name: string }[]).map((t) => t.name).sort();
 
@@ -75,10 +78,7 @@ describe("profiles: one gateway, an endpoint per team", () => {
       try {
         const listed = toolNames((await session.request("tools/list")).response);
         assert.ok(listed.length > 3, `dev lists a's tools: ${listed.join(", ")}`);
-        assert.ok(
-          listed.every((name) => name.startsWith("a__")),
-          `dev lists nothing but a's tools: ${listed.join(", ")}`,
-        );
+        assert.ok(listed.every(ofDev), `dev lists nothing but a's tools: ${listed.join(", ")}`);
         const echoed = (
           await session.request("tools/call", { name: "a__echo", arguments: { message: "hi" } })
         ).response.result as ToolResult;
@@ -111,7 +111,7 @@ describe("profiles: one gateway, an endpoint per team", () => {
       const names = async (client: typeof dev) => (await client.listTools()).tools.map((t) => t.name).sort();
       const [all, devTools, opsTools] = await Promise.all([names(whole), names(dev), names(ops)]);
       assert.ok(all.some((n) => n.startsWith("a__")) && all.some((n) => n.startsWith("b__")));
-      assert.ok(devTools.every((n) => n.startsWith("a__")));
+      assert.ok(devTools.every(ofDev));
       assert.ok(opsTools.includes("a__echo") && opsTools.includes("b__echo"));
       assert.ok(
         !opsTools.includes("a__stats") && !opsTools.includes("b__crash") && !opsTools.includes("b__leak"),
@@ -177,6 +177,27 @@ describe("profiles: one gateway, an endpoint per team", () => {
     }
   });
 
+  test("the gateway's own tools are never cached: a profile's health shows its own servers", async () => {
+    // Every read-only tool cached for everyone: the health tool's answer must still be the profile's.
+    const cached = writeConfig({ ...config, policies: { cache: { ttlMs: 60_000, shared: true } } });
+    const gateway = await startHttpGateway(cached);
+    const dev = await connectHttpClient(`${gateway.url}/dev`, { name: "profiles-health-dev" });
+    const whole = await connectHttpClient(gateway.url, { name: "profiles-health-whole" });
+    try {
+      const serversIn = async (client: typeof dev) => {
+        const result = (await client.callTool({ name: "switchboard__health", arguments: {} })) as ToolResult;
+        assert.notEqual(result._meta?.["switchboard/source"], "cache");
+        return Object.keys((result.structuredContent as { checks: Record<string, unknown> }).checks);
+      };
+      assert.ok(!(await serversIn(dev)).includes("b"), "dev's health names only its own servers");
+      assert.ok((await serversIn(whole)).includes("b"), "the default endpoint's names every server");
+      assert.ok(!(await serversIn(dev)).includes("b"));
+    } finally {
+      await Promise.all([dev.close(), whole.close()]);
+      await gateway.stop();
+    }
+  });
+
   test("switchboard call --profile calls through the profile", async () => {
     const inside = await runCli([
       "call",
@@ -214,7 +235,7 @@ describe("profiles: one gateway, an endpoint per team", () => {
     const dev = await runCli(["tools", "--config", configPath, "--profile", "dev", "--json"]);
     assertExitCode(dev, 0);
     const tools = (JSON.parse(dev.stdout) as { tools: { name: string }[] }).tools.map((t) => t.name);
-    assert.ok(tools.length > 0 && tools.every((n) => n.startsWith("a__")), tools.join(", "));
+    assert.ok(tools.length > 0 && tools.every(ofDev), tools.join(", "));
     const unknown = await runCli(["tools", "--config", configPath, "--profile", "qa"]);
     assertExitCode(unknown, 2);
     assert.match(unknown.stderr, /profile "qa" is not in the config; its profiles are dev, ops/);
