@@ -7,6 +7,7 @@
 import { EventEmitter } from "node:events";
 import type { AuditLog } from "../audit/index.ts";
 import { GatewayToolsBackend } from "../backends/gateway-tools.ts";
+import { gatewayUpstreamDeps } from "../backends/mcp/upstream.ts";
 import type { Config } from "../config/schema.ts";
 import type { GatewayError } from "../core/errors.ts";
 import { redactSecrets } from "../core/redact.ts";
@@ -124,6 +125,12 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       connectTimeoutMs: config.gateway.startupTimeoutMs,
       redact: (text) => redactSecrets(text, secretValues()),
       metrics: () => this.observability.metrics,
+      upstream: gatewayUpstreamDeps(
+        // Backends are made before the plan state: the config they start with is this one.
+        () => (this.#state ? this.config : config),
+        () => this.store,
+        options.baseDir ?? process.cwd(),
+      ),
       gatewayTools: {
         report: () => this.observability.health.report(),
         toolStats: () => this.observability.toolStats.snapshot(),
