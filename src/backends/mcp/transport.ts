@@ -86,7 +86,8 @@ export class StderrTail {
    */
   explain(reason: string): string {
     const cause = this.#cause;
-    if (cause !== undefined) return reason.includes(cause) ? reason : `${reason}: ${cause}`;
+    // The SDK wraps it in what it was doing ("Version negotiation probe failed: …"): the cause says it all.
+    if (cause !== undefined) return reason.includes(cause) ? cause : `${reason}: ${cause}`;
     const named = this.#lines.findLast((line) => ERROR_LINE.test(line));
     if (named !== undefined) return `${reason}; its stderr said: ${named}`;
     const tail = this.#lines.slice(-STDERR_QUOTED_LINES).join(" | ");

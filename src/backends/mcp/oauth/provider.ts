@@ -106,6 +106,14 @@ export class VaultOAuthProvider implements OAuthClientProvider {
     return this.expectedState;
   }
 
+  /** The client credentials grant's request; undefined leaves the authorization code grant to the SDK. */
+  prepareTokenRequest(scope?: string): URLSearchParams | undefined {
+    if (this.#options.config.grant !== "client_credentials") return undefined;
+    const params = new URLSearchParams({ grant_type: "client_credentials" });
+    if (scope) params.set("scope", scope);
+    return params;
+  }
+
   clientInformation(): StoredOAuthClientInformation | undefined {
     const { clientId, clientSecret } = this.#options.config;
     if (clientId !== undefined) {
