@@ -1,3 +1,4 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: configs here hold ${secret:…} references.
 /**
  * The gateway as an OAuth client of remote MCP servers, end to end: a real authorization server on
  * loopback (oidc-provider), Streamable HTTP MCP servers that require its tokens (checked by
