@@ -35,7 +35,7 @@ export interface OAuthSessionOptions {
 export class OAuthSession implements AuthProvider, UpstreamAuth {
   readonly #options: OAuthSessionOptions;
   readonly #now: () => number;
-  /** The login as last read or refreshed; re-read from the vault whenever it is missing or stale. */
+  /** The login as last read or refreshed: its token is the one a 401 refused. */
   #login: StoredLogin | undefined;
   /** The renewal in progress in this process, which concurrent requests join. */
   #renewing: Promise<StoredLogin> | undefined;
@@ -48,8 +48,12 @@ export class OAuthSession implements AuthProvider, UpstreamAuth {
     this.#now = options.now ?? Date.now;
   }
 
+  /**
+   * Read from the vault at every request, so that every replica (and the login command) sees one
+   * token set: a token another replica refreshed is used at once, never an older one still valid.
+   */
   async token(): Promise<string | undefined> {
-    let login = this.#login?.tokens ? this.#login : await this.#read();
+    let login = await this.#read();
     if (!login?.tokens || this.#expiring(login)) {
       login = await this.#renew(login?.tokens?.access_token);
     }

@@ -188,30 +188,42 @@ export class FileTokenVault implements TokenVault {
 /** Logins in the shared store (Redis), one entry per server, for every replica. */
 export class StoreTokenVault implements TokenVault {
   readonly where = "the shared store";
-  readonly #store: Store;
+  readonly #store: Store & { ready?(): Promise<void> };
   readonly #sealer: Sealer;
 
-  constructor(store: Store, secret: string) {
+  constructor(store: Store & { ready?(): Promise<void> }, secret: string) {
     this.#store = store;
     this.#sealer = new Sealer(secret);
   }
 
+  /**
+   * Waits for the store's connection (a gateway starting up asks before Redis answers); when it
+   * cannot be had, the operation itself fails with the store's own explanation.
+   */
+  async #connected(): Promise<void> {
+    await this.#store.ready?.().catch(() => undefined);
+  }
+
   async read(server: string): Promise<StoredLogin | undefined> {
+    await this.#connected();
     const sealed = await this.#store.get(entryKey(server));
     return sealed === undefined ? undefined : this.#sealer.open(server, sealed, this.where);
   }
 
   async write(server: string, login: StoredLogin): Promise<void> {
+    await this.#connected();
     await this.#store.set(entryKey(server), await this.#sealer.seal(server, login));
   }
 
   async delete(server: string): Promise<void> {
+    await this.#connected();
     await this.#store.delete(entryKey(server));
   }
 
   async withLock<T>(server: string, work: () => Promise<T>): Promise<T> {
     const name = `oauth:refresh:${server}`;
     const deadline = Date.now() + LOCK_TTL_MS * 2;
+    await this.#connected();
     for (;;) {
       const lock = await this.#store.lock(name, LOCK_TTL_MS);
       if (lock) {
