@@ -8,8 +8,9 @@
  * - Before any login, the server is down with a reason that says to run `switchboard login`, and its
  *   tools are hidden; a server with client credentials is up at once.
  * - `switchboard login` runs the authorization code flow with PKCE (S256), `state` and the
- *   `resource` indicator; the tokens land in the token file, encrypted (no token in clear), and the
- *   running gateway picks them up without a restart.
+ *   `resource` indicator, and refuses a redirect without its state; the tokens land in the token
+ *   file, encrypted (no token in clear, none in the log), and the running gateway picks them up
+ *   without a restart.
  * - A 401 from the server triggers exactly one refresh and one retry; a second 401 fails the call.
  * - Tokens are refreshed before they expire, without a 401.
  * - A revoked grant turns the server down with the login hint, and a new login brings it back.
@@ -140,7 +141,12 @@ describe("remote servers behind OAuth", () => {
   });
 
   test("switchboard login: authorization code with PKCE; the tokens are stored encrypted", async () => {
-    const run = await loginAs(configPath, "docs", "alice", ENV);
+    // A redirect that does not bring back the login's own state is refused, and the login goes on.
+    const run = await loginAs(configPath, "docs", "alice", ENV, async (authorizationUrl) => {
+      const callback = new URL(authorizationUrl.searchParams.get("redirect_uri") ?? "");
+      callback.search = new URLSearchParams({ code: "forged", state: "not-the-login-state" }).toString();
+      assert.equal((await fetch(callback)).status, 400);
+    });
     assert.equal(run.code, 0, run.stderr);
     const asked = run.authorizationUrl.searchParams;
     assert.equal(run.authorizationUrl.origin, as.issuer);
@@ -166,6 +172,8 @@ describe("remote servers behind OAuth", () => {
       assert.ok(!stored.includes(token), "an access token is in the token file in clear");
     }
     assert.doesNotMatch(stored, /access_token|refresh_token|client_secret/);
+    const logged = JSON.stringify(gateway.logs.lines);
+    for (const token of docs.tokens) assert.ok(!logged.includes(token), "an access token is in the log");
   });
 
   test("a 401 from the server triggers one refresh and one retry", async () => {

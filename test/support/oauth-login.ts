@@ -21,6 +21,8 @@ export async function loginAs(
   server: string,
   account: string,
   env: Record<string, string>,
+  /** Runs with the printed URL before the browser opens it. */
+  beforeBrowser?: (authorizationUrl: URL) => Promise<void>,
 ): Promise<LoginRun> {
   const child = spawn(
     process.execPath,
@@ -47,6 +49,7 @@ export async function loginAs(
       }),
     ]);
     const authorizationUrl = new URL(printed);
+    await beforeBrowser?.(authorizationUrl);
     await playBrowser(authorizationUrl, account);
     const code = await exited;
     return { authorizationUrl, code, stderr };

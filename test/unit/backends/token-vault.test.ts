@@ -1,14 +1,17 @@
 /**
  * The OAuth token vault: logins are encrypted at rest, bound to their server, unreadable with another
- * key, written whole (mode 0600), and refreshed under one lock at a time.
+ * key, written whole (mode 0600), and refreshed under one lock at a time; and a session that reads it
+ * uses only a login made for its server's URL.
  */
 import assert from "node:assert/strict";
 import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
+import { OAuthSession } from "../../../src/backends/mcp/oauth/session.ts";
 import { FileTokenVault, StoreTokenVault } from "../../../src/backends/mcp/oauth/token-vault.ts";
 import { GatewayError } from "../../../src/core/errors.ts";
+import { createLogger } from "../../../src/observability/logger.ts";
 import { createMemoryStore } from "../../../src/stores/memory.ts";
 
 const KEY = "a-key-of-at-least-thirty-two-characters!";
@@ -75,5 +78,37 @@ describe("token vault", async () => {
       await Promise.all([1, 2, 3, 4].map(() => vault.withLock("docs", work)));
       assert.equal(most, 1);
     }
+  });
+});
+
+describe("an OAuth session reading the vault", () => {
+  const session = (vault: StoreTokenVault, url: string) =>
+    new OAuthSession({
+      server: "docs",
+      url,
+      config: { type: "oauth", grant: "authorization_code", refreshBeforeExpiryMs: 60_000 },
+      vault,
+      clientName: "switchboard",
+      log: createLogger({ level: "silent" }),
+    });
+
+  test("uses the stored token, and says to log in when there is none", async () => {
+    const vault = new StoreTokenVault(createMemoryStore(), KEY);
+    await assert.rejects(
+      session(vault, LOGIN.url).token(),
+      /needs a login: no login is stored.*switchboard login docs/,
+    );
+    await vault.write("docs", { ...LOGIN, obtainedAt: Date.now() });
+    assert.equal(await session(vault, LOGIN.url).token(), "secret-access-token");
+  });
+
+  test("a login made for another URL of the server is not used", async () => {
+    const vault = new StoreTokenVault(createMemoryStore(), KEY);
+    await vault.write("docs", { ...LOGIN, obtainedAt: Date.now() });
+    const lost: string[] = [];
+    const moved = session(vault, "https://docs.example.org/mcp");
+    moved.watch((reason) => lost.push(reason));
+    await assert.rejects(moved.token(), /made for https:\/\/docs\.example\.com\/mcp/);
+    assert.equal(lost.length, 1, "the connection is told the login is gone");
   });
 });
