@@ -14,9 +14,10 @@
  * - A 401 from the server triggers exactly one refresh and one retry; a second 401 fails the call.
  * - Tokens are refreshed before they expire, without a 401.
  * - A revoked grant turns the server down with the login hint, and a new login brings it back.
+ * - A change of where tokens are kept waits for a restart; a reload says so.
  */
 import assert from "node:assert/strict";
-import { readFileSync, statSync } from "node:fs";
+import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
@@ -227,5 +228,17 @@ describe("remote servers behind OAuth", () => {
     assert.equal(again.code, 0, again.stderr);
     await eventually(async () => (await tools()).includes("docs__whoami"), 15_000, "docs' tools after login");
     assert.equal((JSON.parse(textOf(await whoami("docs__whoami"))) as { sub: string }).sub, "bob");
+  });
+
+  test("where tokens are kept changes at the next restart: a reload says so", async () => {
+    const document = JSON.parse(readFileSync(configPath, "utf8")) as { oauth: Record<string, unknown> };
+    writeFileSync(
+      configPath,
+      JSON.stringify({ ...document, oauth: { ...document.oauth, tokenFile: "./moved.json" } }),
+    );
+    gateway.child.kill("SIGHUP");
+    const reloaded = await gateway.logs.waitFor((l) => l.msg === "config reloaded", 30_000, "the reload");
+    assert.deepEqual(reloaded.needRestart, ["oauth"]);
+    assert.equal((await whoami("docs__whoami")).isError, undefined, "the running login is kept");
   });
 });
