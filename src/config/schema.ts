@@ -129,7 +129,10 @@ const mcpServerExtensions = {
    * started at its first call and stopped when the session ends or idles. Default "shared".
    */
   isolation: z.enum(["shared", "session"]).default("shared"),
-  /** Bounds of isolation "session". Default { max: 16, idleTimeoutMs: 600 000 }. */
+  /**
+   * Bounds of isolation "session", and of the users' own sessions of a server with a per-user `auth`.
+   * Default { max: 16, idleTimeoutMs: 600 000 }.
+   */
   sessionLimits: z
     .strictObject({
       /** Sessions with a process of their own at once; a new session beyond is refused. Default 16. */

@@ -84,7 +84,7 @@ export class TokenExchange {
     let answer: oauth.TokenEndpointResponse;
     try {
       const response = await oauth.genericTokenEndpointRequest(as, client, clientAuth, GRANT, parameters, {
-        [oauth.allowInsecureRequests]: isLoopbackHttp(this.#auth.authorizationServer),
+        [oauth.allowInsecureRequests]: isPlainHttp(this.#auth.authorizationServer),
       });
       answer = await oauth.processGenericTokenEndpointResponse(as, client, response);
     } catch (error) {
@@ -149,8 +149,7 @@ function subjectOf(token: string): string | undefined {
   }
 }
 
-/** Plain http is accepted only on loopback (the config's `secureUrl` allows nothing else). */
-function isLoopbackHttp(url: string): boolean {
-  const parsed = new URL(url);
-  return parsed.protocol === "http:";
+/** Plain http, which the config (`secureUrl`) accepts on loopback only. */
+function isPlainHttp(url: string): boolean {
+  return new URL(url).protocol === "http:";
 }
