@@ -47,6 +47,12 @@ export interface AuditRecord {
   readonly transport?: "stdio" | "http";
   /** Which gateway replica handled the call, when several share a sink. */
   readonly replica?: string;
+  /**
+   * Who the call went upstream as, when its server takes each caller's own credentials (`auth` of
+   * type passthrough or exchange: the subject of the token sent; per-principal: the principal id, or
+   * `role:<role>` for a role's credential). Absent when the gateway's own credentials were used.
+   */
+  readonly upstreamAs?: string;
 }
 
 const OUTCOMES: ReadonlySet<string> = new Set(AUDIT_OUTCOMES);

@@ -1,16 +1,22 @@
 /**
- * A server run once per client session (config `isolation: "session"`), for stateful servers (a
- * memory, a scratchpad, sequential thinking) whose state must not pass from one client to another.
+ * A server run once per partition of its callers, for servers whose state or credentials must not
+ * pass from one caller to another:
+ *
+ * - per client session (config `isolation: "session"`), for stateful servers (a memory, a
+ *   scratchpad, sequential thinking): `sessionPartitioning`;
+ * - per user, for remote servers that take each caller's own credentials (config `auth` of a per-user
+ *   type; backends/mcp/per-user.ts): an MCP session of its own per principal (and per client session
+ *   too, with `isolation: "session"`), which only ever carries that principal's credentials.
  *
  * A primary instance, started with the gateway, answers for the catalog, health, resource
- * subscriptions and the requests that belong to no session (`switchboard call`, a program embedding
- * the gateway). Each client session gets an instance of its own at its first request: a process per
- * session for a stdio server, an MCP session of its own for a remote one, each with its own restart
- * rules (those of the server). It stops when the session ends (`release`) or has been idle for
- * `sessionLimits.idleTimeoutMs`; at most `sessionLimits.max` run at once, and a session beyond is
- * refused with what to do.
+ * subscriptions and the requests that belong to no partition (`switchboard call`, a program embedding
+ * the gateway, with session isolation). Each partition gets an instance of its own at its first
+ * request: a process per session for a stdio server, an MCP session of its own for a remote one, each
+ * with its own restart rules (those of the server). It stops when its session ends (`release`), or
+ * has been idle for `sessionLimits.idleTimeoutMs`; at most `sessionLimits.max` run at once, and a
+ * partition beyond is refused with what to do.
  *
- * What an instance sends reaches its own session only: a log message or a question to the client
+ * What an instance sends reaches its own partition only: a log message or a question to the client
  * (sampling, elicitation) during a call goes to that call's client; a log message outside any call is
  * dropped (there is no one else it belongs to), and its list changes and resource updates are not
  * forwarded (the primary's are: every instance runs the same server).
@@ -40,8 +46,37 @@ export interface SessionLimits {
   readonly idleTimeoutMs: number;
 }
 
+/** How a server's callers are split into instances. */
+export interface Partitioning {
+  /** What one instance serves, for messages: "client session", "user". */
+  readonly unit: string;
+  /**
+   * The partition of a request, or undefined for the primary. May refuse the request (throw): a
+   * caller without the credentials the server needs never gets an instance.
+   */
+  route(ctx: CallContext): Promise<string | undefined>;
+  /** Makes the backend of a partition's instance (undefined: the primary). */
+  make(partition: string | undefined): Backend;
+  /** Whether an instance stops when the client session that made it ends. */
+  readonly endsWithSession: boolean;
+  /** A partition's instance stopped: what was kept for it goes. */
+  stopped?(partition: string): void;
+}
+
+/** One instance per client session (config `isolation: "session"`). */
+export function sessionPartitioning(make: () => Backend): Partitioning {
+  return {
+    unit: "client session",
+    route: async (ctx) => ctx.session,
+    make: () => make(),
+    endsWithSession: true,
+  };
+}
+
 interface SessionInstance {
   readonly backend: Backend;
+  /** The client session that made it, when it ends with that session. */
+  readonly session: string | undefined;
   /** Its requests in flight: its messages go to their clients. */
   readonly calls: Set<CallContext>;
   started: Promise<void>;
@@ -51,7 +86,7 @@ interface SessionInstance {
 export class IsolatedBackend implements Backend {
   readonly name: string;
   readonly #primary: Backend;
-  readonly #make: () => Backend;
+  readonly #partitioning: Partitioning;
   readonly #limits: SessionLimits;
   readonly #logger: Logger;
   readonly #sessions = new Map<string, SessionInstance>();
@@ -59,10 +94,10 @@ export class IsolatedBackend implements Backend {
   #logLevel: LoggingLevel | undefined;
   #closed = false;
 
-  constructor(name: string, make: () => Backend, limits: SessionLimits, logger: Logger) {
+  constructor(name: string, partitioning: Partitioning, limits: SessionLimits, logger: Logger) {
     this.name = name;
-    this.#make = make;
-    this.#primary = make();
+    this.#partitioning = partitioning;
+    this.#primary = partitioning.make(undefined);
     this.#limits = limits;
     this.#logger = logger.child({ server: name });
   }
@@ -71,7 +106,7 @@ export class IsolatedBackend implements Backend {
     return this.#primary.state;
   }
 
-  /** Client sessions with an instance of their own now. */
+  /** Partitions (client sessions, users) with an instance of their own now. */
   get sessions(): number {
     return this.#sessions.size;
   }
@@ -142,12 +177,13 @@ export class IsolatedBackend implements Backend {
     return this.#primary.health(signal);
   }
 
-  /** The client session ended: its instance stops, its state with it. */
+  /** The client session ended: the instances it made stop, their state with them. */
   releaseSession(session: string): void {
-    const instance = this.#sessions.get(session);
-    if (!instance) return;
-    this.#sessions.delete(session);
-    this.#stop(session, instance, "its client session ended");
+    for (const [partition, instance] of this.#sessions) {
+      if (instance.session !== session) continue;
+      this.#sessions.delete(partition);
+      this.#stop(partition, instance, "its client session ended");
+    }
   }
 
   async close(): Promise<void> {
@@ -163,8 +199,9 @@ export class IsolatedBackend implements Backend {
   }
 
   async #run<T>(ctx: CallContext, work: (backend: Backend) => Promise<T>): Promise<T> {
-    if (ctx.session === undefined) return work(this.#primary);
-    const instance = this.#instanceFor(ctx.session);
+    const partition = await this.#partitioning.route(ctx);
+    if (partition === undefined) return work(this.#primary);
+    const instance = this.#instanceFor(partition, ctx.session);
     instance.calls.add(ctx);
     instance.lastUsed = Date.now();
     try {
@@ -176,8 +213,9 @@ export class IsolatedBackend implements Backend {
     }
   }
 
-  #instanceFor(session: string): SessionInstance {
-    const known = this.#sessions.get(session);
+  #instanceFor(partition: string, session: string | undefined): SessionInstance {
+    const unit = this.#partitioning.unit;
+    const known = this.#sessions.get(partition);
     if (known) return known;
     if (this.#closed) {
       throw new GatewayError(
@@ -189,31 +227,33 @@ export class IsolatedBackend implements Backend {
     if (this.#sessions.size >= this.#limits.max) {
       throw new GatewayError(
         "backend_unavailable",
-        `Server "${this.name}" already runs ${this.#limits.max} client sessions, each with a process of its own ` +
-          `(isolation "session", sessionLimits.max). Retry once a session ends, or raise sessionLimits.max.`,
+        `Server "${this.name}" already runs ${this.#limits.max} ${unit}s, each with an instance of its own ` +
+          `(sessionLimits.max). Retry once one ends or idles, or raise sessionLimits.max.`,
         { data: { server: this.name, max: this.#limits.max } },
       );
     }
-    const backend = this.#make();
+    const backend = this.#partitioning.make(partition);
     const instance: SessionInstance = {
       backend,
+      session: this.#partitioning.endsWithSession ? session : undefined,
       calls: new Set(),
       started: Promise.resolve(),
       lastUsed: Date.now(),
     };
-    instance.started = backend.start(this.#eventsOf(session, instance)).then(async () => {
+    instance.started = backend.start(this.#eventsOf(instance)).then(async () => {
       if (this.#logLevel !== undefined) await backend.setLogLevel?.(this.#logLevel);
     });
-    this.#sessions.set(session, instance);
+    this.#sessions.set(partition, instance);
     this.#logger.debug(
-      { session: this.#sessions.size },
-      `started an instance of server "${this.name}" for a client session`,
+      { instances: this.#sessions.size },
+      `started an instance of server "${this.name}" for a ${unit}`,
     );
     return instance;
   }
 
-  /** What an instance reports goes to its own session's calls, and nowhere else. */
-  #eventsOf(session: string, instance: SessionInstance): BackendEvents {
+  /** What an instance reports goes to its own partition's calls, and nowhere else. */
+  #eventsOf(instance: SessionInstance): BackendEvents {
+    const unit = this.#partitioning.unit;
     const callerOf = (signal?: AbortSignal): CallContext | undefined => {
       let latest: CallContext | undefined;
       for (const call of instance.calls) {
@@ -229,7 +269,7 @@ export class IsolatedBackend implements Backend {
       state: (state, reason) =>
         this.#logger.debug(
           { state, reason },
-          `an instance of server "${this.name}" for a client session is ${state}`,
+          `an instance of server "${this.name}" for a ${unit} is ${state}`,
         ),
       listChanged: () => undefined,
       resourceUpdated: () => undefined,
@@ -238,8 +278,8 @@ export class IsolatedBackend implements Backend {
         const logger = message.logger ? `${this.name}/${message.logger}` : this.name;
         if (only && others.length === 0 && only.client?.log({ ...message, logger })) return;
         this.#logger.debug(
-          { session, level: message.level },
-          "dropped a log message of a session's instance sent outside any call",
+          { level: message.level },
+          `dropped a log message of an instance for a ${unit}, sent outside any call`,
         );
       },
       callerOf,
@@ -248,19 +288,22 @@ export class IsolatedBackend implements Backend {
 
   #reapIdle(): void {
     const cutoff = Date.now() - this.#limits.idleTimeoutMs;
-    for (const [session, instance] of this.#sessions) {
+    for (const [partition, instance] of this.#sessions) {
       if (instance.calls.size > 0 || instance.lastUsed > cutoff) continue;
-      this.#sessions.delete(session);
+      this.#sessions.delete(partition);
       this.#stop(
-        session,
+        partition,
         instance,
         `it was idle for ${this.#limits.idleTimeoutMs} ms (sessionLimits.idleTimeoutMs)`,
       );
     }
   }
 
-  #stop(_session: string, instance: SessionInstance, why: string): void {
-    this.#logger.debug(`stopping an instance of server "${this.name}" for a client session: ${why}`);
+  #stop(partition: string, instance: SessionInstance, why: string): void {
+    this.#partitioning.stopped?.(partition);
+    this.#logger.debug(
+      `stopping an instance of server "${this.name}" for a ${this.#partitioning.unit}: ${why}`,
+    );
     instance.backend
       .close()
       .catch((error: unknown) =>

@@ -14,6 +14,7 @@ import { addCallCommand } from "./call.ts";
 import { addCheckCommand, addToolsCommand } from "./check.ts";
 import { EXIT_USAGE } from "./exit.ts";
 import { addHealthCommand } from "./health.ts";
+import { addLoginCommand } from "./login.ts";
 import { addPinsCommands } from "./pins.ts";
 import { addReloadCommand } from "./reload.ts";
 import { addServeCommand } from "./serve.ts";
@@ -46,6 +47,7 @@ export function buildProgram(): Command {
   addCallCommand(program);
   addHealthCommand(program);
   addReloadCommand(program);
+  addLoginCommand(program);
   addAuditCommands(program);
   addPinsCommands(program);
   return program;

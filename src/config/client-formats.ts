@@ -104,12 +104,15 @@ interface ClientOnlyKey {
   readonly means: string;
   /** What Switchboard does or offers instead. */
   readonly instead: string;
+  /** Whether a value is the client's (default: any value); a key Switchboard shares is not always. */
+  readonly isClients?: (value: unknown) => boolean;
 }
 
 const NO_APPROVAL =
   "no call waits for approval in Switchboard; limit who may call which tools with access rules";
 const NO_OAUTH =
-  "Switchboard does not sign in to servers; send a token in headers " +
+  'Switchboard signs in to servers itself: set auth: { type: "oauth" } on the server and run ' +
+  "`switchboard login <server>`, or send a token in headers " +
   `(e.g. Authorization: "Bearer \${secret:env:TOKEN}")`;
 const UNCONFINED = "servers run unconfined; run Switchboard in a container to confine them";
 
@@ -137,7 +140,13 @@ export const CLIENT_ONLY_KEYS: Readonly<Record<string, ClientOnlyKey>> = {
     means: "sandbox switch, here off",
     instead: UNCONFINED,
   },
-  auth: { client: "Cursor", means: "OAuth client for signing in to the server", instead: NO_OAUTH },
+  auth: {
+    client: "Cursor",
+    means: "OAuth client for signing in to the server",
+    instead: NO_OAUTH,
+    // Switchboard's own `auth` says its `type`; Cursor's (CLIENT_ID, CLIENT_SECRET, scopes) has none.
+    isClients: (value) => !(isPlainObject(value) && typeof value.type === "string"),
+  },
   oauth: { client: "Claude Code", means: "OAuth client for signing in to the server", instead: NO_OAUTH },
   headersHelper: {
     client: "Claude Code",
@@ -171,8 +180,11 @@ function withClientOnlyValuesBlanked(document: unknown): unknown {
         if (!isPlainObject(entry)) return [name, entry];
         const blanked: Entry = { ...entry };
         // sandboxEnabled: true is refused, not ignored, so its value is read.
-        for (const key of Object.keys(CLIENT_ONLY_KEYS))
-          if (Object.hasOwn(blanked, key) && key !== "sandboxEnabled") blanked[key] = null;
+        for (const [key, about] of Object.entries(CLIENT_ONLY_KEYS)) {
+          if (!Object.hasOwn(blanked, key) || key === "sandboxEnabled") continue;
+          if (about.isClients?.(blanked[key]) === false) continue;
+          blanked[key] = null;
+        }
         return [name, blanked];
       }),
     );
@@ -278,7 +290,7 @@ function normalizeServer(entry: Entry, at: Rename, fileClient: Client | undefine
     );
   }
   for (const [key, about] of Object.entries(CLIENT_ONLY_KEYS)) {
-    if (!Object.hasOwn(entry, key)) continue;
+    if (!Object.hasOwn(entry, key) || about.isClients?.(entry[key]) === false) continue;
     const found = state.warnings.get(key) ?? { about, paths: [] };
     found.paths.push(formatPath([...at.from, key]));
     state.warnings.set(key, found);

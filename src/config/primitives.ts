@@ -32,6 +32,9 @@ export const durationMs = () => positiveInt();
 /** A delay in ms that may be none (a backoff step, a longest wait): 0 or more. */
 export const delayMs = () => nonNegativeInt();
 
+/** A TCP port; 0 takes any free port. */
+export const port = () => z.number().int().min(0).max(65_535);
+
 // ─── strings ────────────────────────────────────────────────────────────────────────────────────
 
 /** A string that cannot be empty (an id, a name, a path). */

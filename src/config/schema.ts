@@ -17,6 +17,8 @@ import { redisBackendSchema } from "../backends/redis/config.ts";
 import { gatewayToolsSchema, observabilitySchema, unknownRequiredServers } from "../observability/config.ts";
 import { DEFAULT_TIMEOUT_MS, policySetSchema } from "../policies/config.ts";
 import { accessSchema, argumentLimitsSchema, authSchema, signingSchema } from "../security/config.ts";
+import { checkUpstreamAuth } from "../security/upstream/checks.ts";
+import { tokenVaultSchema, upstreamAuthSchema } from "../security/upstream/config.ts";
 import { storeConfigSchema } from "../stores/config.ts";
 import {
   delayMs,
@@ -126,7 +128,10 @@ const mcpServerExtensions = {
    * started at its first call and stopped when the session ends or idles. Default "shared".
    */
   isolation: z.enum(["shared", "session"]).default("shared"),
-  /** Bounds of isolation "session". Default { max: 16, idleTimeoutMs: 600 000 }. */
+  /**
+   * Bounds of isolation "session", and of the users' own sessions of a server with a per-user `auth`.
+   * Default { max: 16, idleTimeoutMs: 600 000 }.
+   */
   sessionLimits: z
     .strictObject({
       /** Sessions with a process of their own at once; a new session beyond is refused. Default 16. */
@@ -158,6 +163,19 @@ const stdioServerSchema = z.strictObject({
     .default({}),
   /** Working directory of the process. Default: the gateway's. */
   cwd: nonEmpty().optional(),
+  /**
+   * Refused: a stdio server is one process, started once with one environment for every caller, so
+   * it can neither log in with OAuth nor take each caller's own credentials. Give it its credentials
+   * in `env`, or reach the server over HTTP.
+   */
+  auth: z
+    .never({
+      error:
+        "a stdio server cannot take auth: it is one process, started once with one environment for " +
+        "every caller, so it can neither sign in with OAuth nor take each caller's own (per-user) " +
+        "credentials. Put its credential in env, or reach the server over http with auth.",
+    })
+    .optional(),
   ...serverExtensions,
   ...mcpServerExtensions,
 });
@@ -169,8 +187,17 @@ const remoteServerSchema = z.strictObject({
     .transform((type): "http" | "sse" => (type === "streamable-http" ? "http" : type)),
   /** The server's MCP endpoint. Required. */
   url: httpUrl("https://example.com/mcp"),
-  /** Sent with every request, e.g. Authorization. Default {}. */
+  /**
+   * Sent with every request, e.g. Authorization. With a per-user `auth`, only on the gateway's own
+   * connection (its tool list, health checks, resource subscriptions), never on a caller's. Default {}.
+   */
   headers: headerMap().default({}),
+  /**
+   * How the gateway authenticates to the server (security/upstream/config.ts): `oauth` (the gateway
+   * logs in, once for every caller), or each caller's own credentials: `passthrough`, `exchange`,
+   * `per-principal`. Default: none (only `headers`).
+   */
+  auth: upstreamAuthSchema.optional(),
   ...serverExtensions,
   ...mcpServerExtensions,
 });
@@ -274,6 +301,11 @@ const configObjectSchema = z.strictObject({
   auth: authSchema.optional(),
   /** Which principals and roles may see and call which servers and tools. Default: everyone, everything. */
   access: accessSchema.optional(),
+  /**
+   * Where the tokens of servers with `auth: { type: "oauth" }` are kept, encrypted: a file, or the
+   * shared store when there is one (security/upstream/config.ts). Required when a server uses OAuth.
+   */
+  oauth: tokenVaultSchema.optional(),
   /** HMAC request signing with replay protection, required per principal, role or tool. Default: off. */
   signing: signingSchema.optional(),
   /**
@@ -414,6 +446,7 @@ function checkConfig(config: ParsedConfig, ctx: z.RefinementCtx): void {
       message: `is the MCP endpoint's path too (server.http.path); pick another path for metrics`,
     });
   }
+  checkUpstreamAuth(config, ctx);
   for (const [name, server, section] of all) {
     checkRenames(name, server, section, ctx);
     // A disabled server exposes nothing, so a spare entry (e.g. a local and a remote variant of the

@@ -121,6 +121,12 @@ export const NOTE_ASKED_CLIENT = "askedClient";
  */
 export const NOTE_ERROR_DETAIL = "errorDetail";
 
+/**
+ * The `notes` key (a string) a backend sets when the call went upstream with the caller's own
+ * credentials (security/upstream/): who the remote server saw, for the audit record.
+ */
+export const NOTE_UPSTREAM_AS = "upstreamAs";
+
 export interface CallContext {
   readonly requestId: string;
   /** Reaches every policy and the backend request: a client's cancel aborts the backend call. */

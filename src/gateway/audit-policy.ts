@@ -7,7 +7,13 @@
 import type { AuditLog } from "../audit/index.ts";
 import type { AuditOutcome } from "../audit/record.ts";
 import { describeError, errorResult, type GatewayError } from "../core/errors.ts";
-import { type CallContext, type ChainResult, NOTE_ERROR_DETAIL, type Policy } from "../core/types.ts";
+import {
+  type CallContext,
+  type ChainResult,
+  NOTE_ERROR_DETAIL,
+  NOTE_UPSTREAM_AS,
+  type Policy,
+} from "../core/types.ts";
 import type { Logger } from "../observability/logger.ts";
 import { type CallOutcome, outcomeOfError, outcomeOfResult } from "../observability/metrics.ts";
 import { NOTES } from "../policies/types.ts";
@@ -31,6 +37,7 @@ export function auditPolicy(log: AuditLog, route: Route, replica: string | undef
     }
     const outcome = result ? outcomeOfResult(result) : outcomeOfError(failure);
     const source = ctx.notes.get(NOTES.source);
+    const upstreamAs = ctx.notes.get(NOTE_UPSTREAM_AS);
     const error = withDetail(
       result ? (result.isError ? textOf(result) : undefined) : describeError(failure),
       ctx.notes.get(NOTE_ERROR_DETAIL),
@@ -52,6 +59,7 @@ export function auditPolicy(log: AuditLog, route: Route, replica: string | undef
         source: typeof source === "string" ? source : failure === undefined ? "backend" : "none",
         ...(ctx.transport ? { transport: ctx.transport } : {}),
         ...(replica ? { replica } : {}),
+        ...(typeof upstreamAs === "string" ? { upstreamAs } : {}),
       });
     } catch (unrecorded) {
       // Answered unrecorded, never: a tool call fails as a tool call does, another request as an error.

@@ -3,10 +3,11 @@
  * supervised), a built-in (loaded with its driver only when it starts), or the gateway's own tools.
  */
 import { GatewayToolsBackend, type GatewayToolsSources } from "../backends/gateway-tools.ts";
-import { IsolatedBackend } from "../backends/isolated.ts";
+import { IsolatedBackend, sessionPartitioning } from "../backends/isolated.ts";
 import { LazyBackend } from "../backends/lazy.ts";
 import { McpBackend, type McpTransportConfig } from "../backends/mcp/backend.ts";
-import type { BuiltinBackendConfig, ServerConfig } from "../config/schema.ts";
+import { remoteServerBackend, type UpstreamDeps } from "../backends/mcp/upstream.ts";
+import type { BuiltinBackendConfig } from "../config/schema.ts";
 import type { Backend } from "../core/types.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { Metrics } from "../observability/metrics.ts";
@@ -23,27 +24,49 @@ export interface BackendFactoryDeps {
   readonly metrics: () => Metrics | undefined;
   /** What the gateway's own tools report, read at each call. */
   readonly gatewayTools: Omit<GatewayToolsSources, "health" | "metrics" | "search">;
+  /** For remote servers with `auth`: where logins are kept, and the gateway's own audiences. */
+  readonly upstream: Omit<UpstreamDeps, "logger" | "clientName">;
 }
 
 export function createBackend(server: PlannedServer, deps: BackendFactoryDeps): Backend {
   const source = server.source;
   switch (source.kind) {
     case "mcp": {
-      const make = () =>
+      const config = source.config;
+      const make = (transport: McpTransportConfig) =>
         new McpBackend({
           name: server.name,
-          transport: transportOf(source.config),
-          timeoutMs: source.config.timeoutMs,
-          restart: source.config.restart,
+          transport,
+          timeoutMs: config.timeoutMs,
+          restart: config.restart,
           connectTimeoutMs: deps.connectTimeoutMs,
           logger: deps.logger,
           clientInfo: deps.clientInfo,
-          roots: source.config.roots,
+          roots: config.roots,
           redact: deps.redact,
         });
-      return source.config.isolation === "session"
-        ? new IsolatedBackend(server.name, make, source.config.sessionLimits, deps.logger)
-        : make();
+      if (config.type === "http" || config.type === "sse") {
+        return remoteServerBackend(server.name, config, make, {
+          ...deps.upstream,
+          logger: deps.logger,
+          clientName: deps.clientInfo.name,
+        });
+      }
+      const stdio: McpTransportConfig = {
+        type: "stdio",
+        command: config.command,
+        args: config.args,
+        env: config.env,
+        cwd: config.cwd,
+      };
+      return config.isolation === "session"
+        ? new IsolatedBackend(
+            server.name,
+            sessionPartitioning(() => make(stdio)),
+            config.sessionLimits,
+            deps.logger,
+          )
+        : make(stdio);
     }
     case "builtin":
       return builtin(server.name, source.config, deps);
@@ -85,11 +108,4 @@ function builtin(name: string, backend: BuiltinBackendConfig, deps: BackendFacto
         (await import("../backends/filesystem/backend.ts")).createFilesystemBackend(name, backend, logger),
       );
   }
-}
-
-function transportOf(server: ServerConfig): McpTransportConfig {
-  if (server.type === "http" || server.type === "sse") {
-    return { type: server.type, url: server.url, headers: server.headers };
-  }
-  return { type: "stdio", command: server.command, args: server.args, env: server.env, cwd: server.cwd };
 }

@@ -7,6 +7,7 @@
 import { EventEmitter } from "node:events";
 import type { AuditLog } from "../audit/index.ts";
 import { GatewayToolsBackend } from "../backends/gateway-tools.ts";
+import { gatewayUpstreamDeps } from "../backends/mcp/upstream.ts";
 import type { Config } from "../config/schema.ts";
 import type { GatewayError } from "../core/errors.ts";
 import { redactSecrets } from "../core/redact.ts";
@@ -124,18 +125,16 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       logger,
       (naming, catalog, separator) => this.pins.filter(naming, catalog, separator),
     );
+    // The first plan's backends are made before the gateway has a state: they start with this config.
+    const currentConfig = () => (this.#state ? this.config : config);
     this.#backendDeps = {
       logger,
       clientInfo: { name: config.gateway.name, version: VERSION },
       connectTimeoutMs: config.gateway.startupTimeoutMs,
       redact: (text) => redactSecrets(text, secretValues()),
       metrics: () => this.observability.metrics,
-      // The separator is read while the first plan's backends are made, before the gateway has a state.
-      gatewayTools: ownToolSources(
-        this,
-        this.#catalog,
-        () => (this.#state?.plan.config ?? config).gateway.separator,
-      ),
+      upstream: gatewayUpstreamDeps(currentConfig, () => this.store, options.baseDir ?? process.cwd()),
+      gatewayTools: ownToolSources(this, this.#catalog, () => currentConfig().gateway.separator),
     };
     const entries = entriesOf(plan, backends ?? [], (server) => createBackend(server, this.#backendDeps));
     const services = openServices(

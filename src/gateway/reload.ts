@@ -41,7 +41,7 @@ export interface ReloaderDeps {
 }
 
 /** The sections a running gateway takes only at its next start. */
-const RESTART_SECTIONS = ["store", "server", "audit", "observability"] as const;
+const RESTART_SECTIONS = ["store", "server", "audit", "observability", "oauth"] as const;
 
 export class Reloader {
   readonly #deps: ReloaderDeps;

@@ -17,6 +17,7 @@ import {
 import { GatewayError } from "../core/errors.ts";
 import { ANONYMOUS, type Principal } from "../core/types.ts";
 import type { AuthConfig, JwtConfig } from "./config.ts";
+import { rememberCallerToken } from "./upstream/caller-tokens.ts";
 
 export const REALM = "switchboard";
 /** RFC 9728 §3: where protected resource metadata lives, before the resource's own path. */
@@ -392,10 +393,10 @@ export function createAuthenticator(config: AuthConfig, deps: AuthenticatorDeps 
         };
       }
       const roles = rolesOf(claim(payload, jwt.rolesClaim));
-      return {
-        ok: true,
-        principal: Object.freeze({ id: `${jwt.principalPrefix}${id}`, roles: Object.freeze(roles) }),
-      };
+      const principal = Object.freeze({ id: `${jwt.principalPrefix}${id}`, roles: Object.freeze(roles) });
+      // For servers that take each caller's own credentials (security/upstream/).
+      rememberCallerToken(principal, { token, claims: payload });
+      return { ok: true, principal };
     } catch (error) {
       return describeJwtFailure(error, token, jwt, verifier);
     }

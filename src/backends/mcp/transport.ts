@@ -6,6 +6,7 @@
 import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
 import {
+  type AuthProvider,
   SSEClientTransport,
   StreamableHTTPClientTransport,
   type Transport,
@@ -25,7 +26,23 @@ export type McpTransportConfig =
       readonly type: "http" | "sse";
       readonly url: string;
       readonly headers: Readonly<Record<string, string>>;
+      /** How requests are authenticated beyond `headers` (config `auth`). Default: `headers` only. */
+      readonly auth?: UpstreamAuth | undefined;
     };
+
+/**
+ * A credential the transport asks for before each request (`Authorization: Bearer …`, over any
+ * Authorization in `headers`), and asks to renew once when the server answers 401: an OAuth login
+ * (oauth/session.ts) or a caller's own credential (security/upstream/).
+ */
+export interface UpstreamAuth {
+  readonly provider: AuthProvider;
+  /**
+   * Listens for the credential being gone for good (a revoked login): the connection then ends, and
+   * the reason says what to do. Returns a function that stops listening (called when it closes).
+   */
+  watch?(onLost: (reason: string) => void): () => void;
+}
 
 /** How many of a server's last stderr lines are kept: enough to hold a whole stack trace. */
 const STDERR_KEPT_LINES = 40;
@@ -46,6 +63,12 @@ const ERROR_LINE =
 /** The last lines a server wrote to stderr since it was started. */
 export class StderrTail {
   #lines: string[] = [];
+  #cause: string | undefined;
+
+  /** Why the gateway itself ended the connection (its credential is gone), for `explain`. */
+  noteCause(cause: string): void {
+    this.#cause = cause;
+  }
 
   add(line: string): void {
     this.#lines.push(line.length > STDERR_LINE_CHARS ? `${line.slice(0, STDERR_LINE_CHARS)}…` : line);
@@ -62,6 +85,9 @@ export class StderrTail {
    * (the tail of a stack trace says where, not what), else its last few lines.
    */
   explain(reason: string): string {
+    const cause = this.#cause;
+    // The SDK wraps it in what it was doing ("Version negotiation probe failed: …"): the cause says it all.
+    if (cause !== undefined) return reason.includes(cause) ? cause : `${reason}: ${cause}`;
     const named = this.#lines.findLast((line) => ERROR_LINE.test(line));
     if (named !== undefined) return `${reason}; its stderr said: ${named}`;
     const tail = this.#lines.slice(-STDERR_QUOTED_LINES).join(" | ");
@@ -100,7 +126,22 @@ export function openTransport(
   }
   const url = new URL(config.url);
   const requestInit = { headers: { ...config.headers } };
-  return config.type === "sse"
-    ? (new SSEClientTransport(url, { requestInit }) as Transport)
-    : (new StreamableHTTPClientTransport(url, { requestInit }) as Transport);
+  const auth = config.auth;
+  const options = { requestInit, ...(auth ? { authProvider: auth.provider } : {}) };
+  const transport =
+    config.type === "sse"
+      ? (new SSEClientTransport(url, options) as Transport)
+      : (new StreamableHTTPClientTransport(url, options) as Transport);
+  const unwatch = auth?.watch?.((reason) => {
+    tail.noteCause(reason);
+    void transport.close().catch(() => undefined);
+  });
+  if (unwatch) {
+    const close = transport.close.bind(transport);
+    transport.close = async () => {
+      unwatch();
+      await close();
+    };
+  }
+  return transport;
 }
