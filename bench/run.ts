@@ -9,6 +9,7 @@ import { measureConsole, printConsole } from "./console.ts";
 import type { BenchRatio } from "./lib/process.ts";
 import { measureMemory } from "./memory.ts";
 import { type BackendKind, measureOverhead, type Scenario } from "./overhead.ts";
+import { measurePeers, printPeers } from "./peers.ts";
 import { measurePipeline, type PipelineReport } from "./pipeline.ts";
 import { measureRedis, type RedisReport } from "./redis.ts";
 import { measureReload, printReload } from "./reload.ts";
@@ -193,6 +194,10 @@ console.log("\nweb console: calls/s with the console enabled and idle vs. disabl
 const consoleCost = await measureConsole();
 printConsole(consoleCost);
 
+console.log("\npeers: each in front of server-everything, echo, 8 clients, alternating rounds");
+const peers = await measurePeers();
+printPeers(peers);
+
 /** A "higher is better" ratio with a target, as a summary line; ratios shown for information are left out. */
 function atLeast(r: { what: string; ratio: number; target?: number | undefined }): BenchRatio[] {
   return r.target === undefined
@@ -208,6 +213,7 @@ const summary: BenchRatio[] = [
   ...toolSearch.ratios,
   ...memory.ratios,
   ...reload.ratios,
+  ...peers.ratios,
   ...consoleCost.ratios,
 ];
 console.log(`\n${"summary".padEnd(64)} measured  target`);
@@ -235,6 +241,7 @@ writeFileSync(
       toolSearch,
       memory,
       reload,
+      peers,
       console: consoleCost,
       summary,
     },

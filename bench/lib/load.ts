@@ -127,6 +127,55 @@ export class HttpSessionRpc implements RpcClient {
   }
 }
 
+/**
+ * 2026-07-28 stateless requests over one keep-alive connection: no session, each request names its
+ * protocol version, client and capabilities in `_meta`, and its method in the `Mcp-Method` header.
+ */
+export class HttpModernRpc implements RpcClient {
+  readonly #pool: Pool;
+  readonly #path: string;
+  #nextId = 1;
+
+  constructor(url: string) {
+    const parsed = new URL(url);
+    this.#pool = new Pool(parsed.origin, { connections: 1, pipelining: 1 });
+    this.#path = parsed.pathname;
+  }
+
+  async request(method: string, params: Record<string, unknown> = {}): Promise<unknown> {
+    const id = this.#nextId++;
+    const name = typeof params.name === "string" ? { "mcp-name": params.name } : {};
+    const response = await this.#pool.request({
+      method: "POST",
+      path: this.#path,
+      headers: {
+        "content-type": "application/json",
+        accept: "application/json, text/event-stream",
+        "mcp-protocol-version": MODERN_VERSION,
+        "mcp-method": method,
+        ...name,
+      },
+      body: JSON.stringify({ jsonrpc: "2.0", id, method, params: { ...params, _meta: MODERN_ENVELOPE } }),
+    });
+    const text = await response.body.text();
+    if (response.statusCode >= 400) throw new Error(`HTTP ${response.statusCode}: ${text}`);
+    const message = parseResponse(text) as { result?: unknown; error?: { message: string } };
+    if (message.error) throw new Error(message.error.message);
+    return message.result;
+  }
+
+  async close(): Promise<void> {
+    await this.#pool.close();
+  }
+}
+
+const MODERN_VERSION = "2026-07-28";
+const MODERN_ENVELOPE = {
+  "io.modelcontextprotocol/protocolVersion": MODERN_VERSION,
+  "io.modelcontextprotocol/clientInfo": INIT_PARAMS.clientInfo,
+  "io.modelcontextprotocol/clientCapabilities": {},
+};
+
 /** A JSON body, or the last `data:` event of an SSE body that carries a response. */
 function parseResponse(text: string): unknown {
   const trimmed = text.trimStart();
