@@ -56,9 +56,16 @@ export class Visibility {
     };
   }
 
-  tools(principal: Principal): readonly Tool[] {
+  /**
+   * The tools the principal may call here. With `client` (what the calling client can be given through
+   * the gateway), a tool it could not run is left out: one that runs only as a task, for a client
+   * without tasks. A call by name still reaches the server, which says why it refuses.
+   */
+  tools(principal: Principal, client?: { readonly tasks: boolean }): readonly Tool[] {
     const catalog = this.#catalog();
-    const offered = this.#tools(catalog);
+    const runnable = this.#tools(catalog);
+    const offered =
+      client && !client.tasks ? runnable.filter((tool) => tool.execution?.taskSupport !== "required") : runnable;
     if (!this.#access) return offered;
     return this.#access.filter(principal, offered, (tool) => ({
       name: tool.name,

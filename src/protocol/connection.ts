@@ -69,6 +69,9 @@ export function connectionClient(
   write: (notification: { jsonrpc: "2.0"; method: string; params: Record<string, unknown> }) => void,
 ): CallerChannel {
   return {
+    get capabilities() {
+      return server.getClientCapabilities() ?? {};
+    },
     createMessage: (params, signal) => server.createMessage(params, { signal }),
     elicit: (params, signal) =>
       server.elicitInput(params as ElicitRequestFormParams | ElicitRequestURLParams, { signal }),

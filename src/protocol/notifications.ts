@@ -1,16 +1,23 @@
 /**
  * Carries the gateway's change and log notifications to connected clients, whatever the era:
  * long-lived connections (stdio, 2025-era HTTP sessions) get them on their own instance; 2026-07-28
- * HTTP clients get them through `subscriptions/listen` streams fed by the handler's notifier.
+ * HTTP clients get them through `subscriptions/listen` streams fed by the handler's notifier, and log
+ * messages on the streams whose listen request named a log level (see listenForLogs).
  * Resource updates go only to connections subscribed to the URI (the notifier filters its streams
  * itself), and log messages only to connections that asked for them, at their level, and whose
  * principal may see the server that sent them. Log messages tied to a call do not pass here: they go
  * on that call's own response (see Gateway#onLog).
  */
-import type { ServerNotifier } from "@modelcontextprotocol/server";
-import type { BackendLogMessage } from "../core/types.ts";
+import {
+  LOG_LEVEL_META_KEY,
+  type LoggingLevel,
+  SUBSCRIPTION_ID_META_KEY,
+  type ServerNotifier,
+} from "@modelcontextprotocol/server";
+import { type BackendLogMessage, MCP_LOG_LEVELS, type Principal } from "../core/types.ts";
 import type { Gateway } from "../gateway/gateway.ts";
 import { isSubscribed, type LiveServers, wantsBackgroundLog } from "./connection.ts";
+import { passes } from "./leg.ts";
 
 export function forwardNotifications(
   gateway: Gateway,
@@ -54,4 +61,52 @@ export function forwardNotifications(
     gateway.off("log", onLog);
     gateway.off("resourceUpdated", onResourceUpdated);
   };
+}
+
+/** A `subscriptions/listen` request of a 2026-07-28 client, as far as log messages go. */
+export interface LogListener {
+  /** The listen request's id, which stamps every notification of its stream. */
+  readonly subscriptionId: string | number;
+  readonly level: LoggingLevel;
+  readonly principal: Principal;
+  readonly profile: string | undefined;
+}
+
+/**
+ * The log level a `subscriptions/listen` request names in its `_meta`, if any. The SDK's listen streams
+ * carry list and resource changes only; a 2026-07-28 client that wants the log messages servers send
+ * outside any request (a 2025-era client's `logging/setLevel`) names a level on its listen request, as
+ * it does on any request whose log messages it wants. One without a level gets none.
+ */
+export function listenLogLevel(body: unknown): LoggingLevel | undefined {
+  const meta = (body as { params?: { _meta?: Record<string, unknown> } }).params?._meta;
+  const level = meta?.[LOG_LEVEL_META_KEY];
+  return (MCP_LOG_LEVELS as readonly unknown[]).includes(level) ? (level as LoggingLevel) : undefined;
+}
+
+/**
+ * Sends the log messages no request carries to one listen stream, at its level and only from servers
+ * its principal may see, for as long as `send` is kept; returns what stops it.
+ */
+export function listenForLogs(
+  gateway: Gateway,
+  listener: LogListener,
+  send: (notification: { jsonrpc: "2.0"; method: string; params: Record<string, unknown> }) => void,
+): () => void {
+  const onLog = (message: { server: string } & BackendLogMessage) => {
+    if (!passes(message.level, listener.level)) return;
+    if (!gateway.maySeeServer(listener.principal, message.server, listener.profile)) return;
+    send({
+      jsonrpc: "2.0",
+      method: "notifications/message",
+      params: {
+        level: message.level,
+        logger: message.logger ? `${message.server}/${message.logger}` : message.server,
+        data: message.data,
+        _meta: { [SUBSCRIPTION_ID_META_KEY]: listener.subscriptionId },
+      },
+    });
+  };
+  gateway.on("log", onLog);
+  return () => gateway.off("log", onLog);
 }
