@@ -65,7 +65,9 @@ export class Visibility {
     const catalog = this.#catalog();
     const runnable = this.#tools(catalog);
     const offered =
-      client && !client.tasks ? runnable.filter((tool) => tool.execution?.taskSupport !== "required") : runnable;
+      client && !client.tasks
+        ? runnable.filter((tool) => tool.execution?.taskSupport !== "required")
+        : runnable;
     if (!this.#access) return offered;
     return this.#access.filter(principal, offered, (tool) => ({
       name: tool.name,

@@ -11,8 +11,8 @@
 import {
   LOG_LEVEL_META_KEY,
   type LoggingLevel,
-  SUBSCRIPTION_ID_META_KEY,
   type ServerNotifier,
+  SUBSCRIPTION_ID_META_KEY,
 } from "@modelcontextprotocol/server";
 import { type BackendLogMessage, MCP_LOG_LEVELS, type Principal } from "../core/types.ts";
 import type { Gateway } from "../gateway/gateway.ts";

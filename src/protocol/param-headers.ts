@@ -71,7 +71,8 @@ export function checkParamHeaders(
     const name = `Mcp-Param-${param.name}`;
     const argument = `${param.path.join(".")}=${JSON.stringify(value)}`;
     const raw = header(`${HEADER_PREFIX}${param.name.toLowerCase()}`);
-    if (raw === undefined) return mismatch(name, `the body carries ${argument} but the ${name} header is absent`);
+    if (raw === undefined)
+      return mismatch(name, `the body carries ${argument} but the ${name} header is absent`);
     const decoded = decodeHeaderValue(raw.trim());
     if (decoded === undefined) {
       return mismatch(name, `the ${name} header carries an invalid Base64 value (=?base64?…?=)`);
@@ -79,7 +80,10 @@ export function checkParamHeaders(
     const equal =
       typeof value === "number" && DECIMAL.test(decoded) ? Number(decoded) === value : decoded === text;
     if (!equal) {
-      return mismatch(name, `the ${name} header decodes to ${JSON.stringify(decoded)} but the body carries ${argument}`);
+      return mismatch(
+        name,
+        `the ${name} header decodes to ${JSON.stringify(decoded)} but the body carries ${argument}`,
+      );
     }
   }
   return undefined;

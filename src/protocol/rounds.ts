@@ -207,7 +207,9 @@ class SuspendedCall<T> {
         return declaredBy(call.#ctx) ?? {};
       },
       createMessage: (params, signal, ask) =>
-        this.#ask("sampling/createMessage", params, signal, ask) as ReturnType<CallerChannel["createMessage"]>,
+        this.#ask("sampling/createMessage", params, signal, ask) as ReturnType<
+          CallerChannel["createMessage"]
+        >,
       elicit: (params, signal, ask) =>
         this.#ask("elicitation/create", params, signal, ask) as ReturnType<CallerChannel["elicit"]>,
       // A client without roots is not asked: the backend answers from its config instead.

@@ -130,6 +130,8 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
       ctx: ServerContext,
       run: (extra: Pick<RequestOptions, "signal" | "client">) => Promise<T>,
     ): Promise<T | InputRequired> => {
+      // Like a first list, these wait for servers still starting: they name what the servers offer.
+      await gateway.settled();
       const leg = new Leg(ctx, logLevelOf(ctx));
       if (era === "modern") {
         const outcome = await rounds.serve(ctx, leg, principalOf(ctx), (suspended) =>
@@ -152,7 +154,9 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
     // A client's first list waits (within gateway.startupWaitMs) for servers still starting.
     server.setRequestHandler("tools/list", async (_request, ctx) => {
       await gateway.settled();
-      return { tools: gateway.visibilityFor(profile).tools(principalOf(ctx), { tasks: TASKS_CARRIED }) as never };
+      return {
+        tools: gateway.visibilityFor(profile).tools(principalOf(ctx), { tasks: TASKS_CARRIED }) as never,
+      };
     });
     server.setRequestHandler("tools/call", async (request, ctx) => {
       const call = {
@@ -201,31 +205,38 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
         resourceTemplates: gateway.visibilityFor(profile).resourceTemplates(principalOf(ctx)) as never,
       };
     });
-    server.setRequestHandler("resources/read", (request, ctx) =>
-      askingClient(ctx, (extra) =>
-        asJsonRpc(gateway, () =>
-          gateway.readResource(request.params.uri, { ...requestOptions(ctx), ...extra }),
-        ).then(withoutReservedMeta),
-      ) as never,
+    server.setRequestHandler(
+      "resources/read",
+      (request, ctx) =>
+        askingClient(ctx, (extra) =>
+          asJsonRpc(gateway, () =>
+            gateway.readResource(request.params.uri, { ...requestOptions(ctx), ...extra }),
+          ).then(withoutReservedMeta),
+        ) as never,
     );
     server.setRequestHandler("prompts/list", async (_request, ctx) => {
       await gateway.settled();
       return { prompts: gateway.visibilityFor(profile).prompts(principalOf(ctx)) as never };
     });
-    server.setRequestHandler("prompts/get", (request, ctx) =>
-      askingClient(ctx, (extra) =>
-        asJsonRpc(gateway, () =>
-          gateway.getPrompt(request.params.name, request.params.arguments, { ...requestOptions(ctx), ...extra }),
-        ).then(withoutReservedMeta),
-      ) as never,
-    );
     server.setRequestHandler(
-      "completion/complete",
+      "prompts/get",
       (request, ctx) =>
-        asJsonRpc(gateway, () => gateway.complete(request.params, requestOptions(ctx))).then(
-          withoutReservedMeta,
+        askingClient(ctx, (extra) =>
+          asJsonRpc(gateway, () =>
+            gateway.getPrompt(request.params.name, request.params.arguments, {
+              ...requestOptions(ctx),
+              ...extra,
+            }),
+          ).then(withoutReservedMeta),
         ) as never,
     );
+    // Like a first list, a completion waits for servers still starting: it names what they offer.
+    server.setRequestHandler("completion/complete", async (request, ctx) => {
+      await gateway.settled();
+      return asJsonRpc(gateway, () => gateway.complete(request.params, requestOptions(ctx))).then(
+        withoutReservedMeta,
+      ) as never;
+    });
     // 2025-era methods: the SDK answers them only on 2025-era instances, so `state` is a connection's.
     /** A per-request instance learns its principal from the request it serves. */
     const holderOf = (ctx: ServerContext): ConnectionState => {

@@ -197,7 +197,9 @@ for (const era of Object.keys(CONFIGS) as BackendEra[]) {
 
     test("a backend asks during prompts/get: the client answers through a round", async () => {
       const url = urlOf(era);
-      const round = inputRequired(await rpc(url, "prompts/get", { name: "test_input_required_result_prompt" }));
+      const round = inputRequired(
+        await rpc(url, "prompts/get", { name: "test_input_required_result_prompt" }),
+      );
       const [key] = Object.keys(round.inputRequests ?? {});
       if (era === "2026-07-28") assert.equal(key, "user_context");
       const done = await rpc(url, "prompts/get", {
@@ -225,9 +227,14 @@ for (const era of Object.keys(CONFIGS) as BackendEra[]) {
     test("Mcp-Param headers must match the tool's x-mcp-header arguments (400, -32020)", async () => {
       const url = urlOf(era);
       const region = (value: string | undefined) =>
-        call(url, "test_header_param", { arguments: { region: "Hello" } }, {
-          headers: value === undefined ? {} : { "mcp-param-region": value },
-        });
+        call(
+          url,
+          "test_header_param",
+          { arguments: { region: "Hello" } },
+          {
+            headers: value === undefined ? {} : { "mcp-param-region": value },
+          },
+        );
       const encoded = `=?base64?${Buffer.from("Hello").toString("base64")}?=`;
       for (const [value, accepted] of [
         [encoded, true],
@@ -276,7 +283,10 @@ describe("2026-07-28 clients, 2026-07-28 backend", () => {
 describe("2025-era clients", () => {
   for (const era of Object.keys(CONFIGS) as BackendEra[]) {
     test(`a backend asks during prompts/get and the client answers directly (${era} backend)`, async () => {
-      const client = new ClientV1({ name: "rounds-e2e-v1", version: "1" }, { capabilities: { elicitation: {} } });
+      const client = new ClientV1(
+        { name: "rounds-e2e-v1", version: "1" },
+        { capabilities: { elicitation: {} } },
+      );
       const asked: string[] = [];
       client.setRequestHandler(ElicitRequestSchema, async (request) => {
         asked.push(request.params.message);

@@ -33,8 +33,16 @@ class TaskToolsBackend implements Backend {
       ...EMPTY_CATALOG,
       tools: [
         { name: "now", inputSchema: { type: "object" as const } },
-        { name: "maybe_task", inputSchema: { type: "object" as const }, execution: { taskSupport: "optional" } },
-        { name: "task_only", inputSchema: { type: "object" as const }, execution: { taskSupport: "required" } },
+        {
+          name: "maybe_task",
+          inputSchema: { type: "object" as const },
+          execution: { taskSupport: "optional" as const },
+        },
+        {
+          name: "task_only",
+          inputSchema: { type: "object" as const },
+          execution: { taskSupport: "required" as const },
+        },
       ],
     };
   }
@@ -80,7 +88,10 @@ test("a task-only tool is listed to no client, and a call by name still reaches 
         const names = (await client.listTools()).tools.map((t) => t.name).filter((n) => n.startsWith("jobs"));
         assert.deepEqual(names, ["jobs__now", "jobs__maybe_task"]);
       }
-      assert.equal(firstTextOf(await legacy.callTool({ name: "jobs__task_only", arguments: {} })), "ran task_only");
+      assert.equal(
+        firstTextOf(await legacy.callTool({ name: "jobs__task_only", arguments: {} })),
+        "ran task_only",
+      );
     } finally {
       await legacy.close();
       await modern.close();

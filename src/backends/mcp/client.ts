@@ -13,8 +13,8 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import {
   Client,
   type ClientCapabilities,
-  LOG_LEVEL_META_KEY,
   type ListRootsResult,
+  LOG_LEVEL_META_KEY,
   type McpSubscription,
   ProtocolError,
   ProtocolErrorCode,

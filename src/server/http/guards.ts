@@ -101,9 +101,13 @@ export function sendJsonRpcError(
     res.destroy();
     return;
   }
-  res
-    .writeHead(status, { "content-type": "application/json" })
-    .end(JSON.stringify({ jsonrpc: "2.0", id, error: { code, message, ...(data !== undefined ? { data } : {}) } }));
+  res.writeHead(status, { "content-type": "application/json" }).end(
+    JSON.stringify({
+      jsonrpc: "2.0",
+      id,
+      error: { code, message, ...(data !== undefined ? { data } : {}) },
+    }),
+  );
 }
 
 export function sendRefusal(res: ServerResponse, refusal: Refusal): void {

@@ -205,7 +205,14 @@ export function createGatewayHttpHandler(gateway: Gateway, options: HandlerOptio
     const mismatch = paramHeaderMismatch(req, body, principal, endpoint.profile);
     if (mismatch) {
       log.debug({ mismatch: mismatch.data.mismatch }, "request refused: Mcp-Param header mismatch");
-      return sendJsonRpcError(res, 400, mismatch.code, mismatch.message, requestIdOf(body) ?? null, mismatch.data);
+      return sendJsonRpcError(
+        res,
+        400,
+        mismatch.code,
+        mismatch.message,
+        requestIdOf(body) ?? null,
+        mismatch.data,
+      );
     }
     return endpoint.serveModern(withRawBody(req, text), res);
   };
@@ -258,15 +265,20 @@ export function createGatewayHttpHandler(gateway: Gateway, options: HandlerOptio
   /**
    * A listen request that names a log level also gets the log messages servers send outside any request
    * (see protocol/notifications.ts). The SDK writes its stream one whole event at a time, its
-   * acknowledgement first; these are written between its events, once the stream is open.
+   * acknowledgement first; these are written between its events, once the stream is open (a refusal is
+   * a JSON body the SDK writes and ends at once, with no event between).
    */
-  const holdLogs = (body: unknown, res: ServerResponse, principal: Principal, profile: string | undefined) => {
+  const holdLogs = (
+    body: unknown,
+    res: ServerResponse,
+    principal: Principal,
+    profile: string | undefined,
+  ) => {
     const level = listenLogLevel(body);
     const subscriptionId = requestIdOf(body);
     if (level === undefined || subscriptionId === undefined || subscriptionId === null) return;
     const stop = listenForLogs(gateway, { subscriptionId, level, principal, profile }, (notification) => {
-      const streaming = String(res.getHeader("content-type") ?? "").startsWith("text/event-stream");
-      if (!streaming || !res.headersSent || res.writableEnded || res.destroyed) return;
+      if (!res.headersSent || res.statusCode !== 200 || res.writableEnded || res.destroyed) return;
       res.write(`event: message\ndata: ${JSON.stringify(notification)}\n\n`);
     });
     res.once("close", stop);
@@ -284,11 +296,16 @@ export function createGatewayHttpHandler(gateway: Gateway, options: HandlerOptio
     profile: string | undefined,
   ) => {
     const call = modernToolCall(body);
-    if (!call || header(req, "mcp-method") !== "tools/call" || header(req, "mcp-name")?.trim() !== call.name) {
+    if (
+      !call ||
+      header(req, "mcp-method") !== "tools/call" ||
+      header(req, "mcp-name")?.trim() !== call.name
+    ) {
       return undefined;
     }
     const route = gateway.catalog.tool(call.name);
-    if (!route || !gateway.visibilityFor(profile).mayCall(principal, call.name, route.server)) return undefined;
+    if (!route || !gateway.visibilityFor(profile).mayCall(principal, call.name, route.server))
+      return undefined;
     const declared = paramHeaders(route.definition.inputSchema);
     if (declared.length === 0) return undefined;
     return checkParamHeaders(declared, call.arguments, (name) => header(req, name));
