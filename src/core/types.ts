@@ -3,6 +3,7 @@
  * a policy and a store promise. Every other module speaks in these types.
  */
 import type * as Mcp from "@modelcontextprotocol/client";
+import type * as Skills from "@modelcontextprotocol/client/ext/skills";
 
 // The MCP types the gateway speaks in, under the names it uses; this file refers to them as `Mcp.*`.
 export type {
@@ -176,6 +177,21 @@ export interface BackendCatalog {
   readonly resources: readonly Mcp.Resource[];
   readonly resourceTemplates: readonly Mcp.ResourceTemplateType[];
   readonly prompts: readonly Mcp.Prompt[];
+  /** The skills it offers (the `io.modelcontextprotocol/skills` extension); absent when it offers none. */
+  readonly skills?: BackendSkills;
+}
+
+/** One child of a skill directory, as `resources/directory/read` lists it. */
+export type SkillDirectoryEntry = Skills.DirectoryResource;
+
+/** A server's skills: their entries and, when it serves directory reads, each directory's children. */
+export interface BackendSkills {
+  readonly skills: readonly Skills.Skill[];
+  /** By directory URI; absent when the server does not serve `resources/directory/read`. */
+  readonly directories?: ReadonlyMap<string, readonly SkillDirectoryEntry[]>;
+  /** How long a client may keep the listing, and whether it may share it (2026-07-28 servers say). */
+  readonly ttlMs?: number;
+  readonly cacheScope?: Skills.SkillCacheScope;
 }
 
 export const EMPTY_CATALOG: BackendCatalog = Object.freeze({

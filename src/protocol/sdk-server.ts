@@ -26,6 +26,7 @@ import { toProtocolError } from "./json-rpc-errors.ts";
 import { Leg } from "./leg.ts";
 import { withoutReservedMeta } from "./result-shape.ts";
 import { envelopeOf, type InputRequired, InputRounds } from "./rounds.ts";
+import { serveSkills } from "./skills.ts";
 import { answerToolCall, type CallSite, callOptions, shapeFor } from "./tool-call.ts";
 
 /**
@@ -85,6 +86,7 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
       subscriptions: new Set(),
     };
     registerConnection(server, state);
+    serveSkills(server, gateway, { principalOf, profile, modern: era === "modern" });
     if (owner) gateway.attachClient(state);
     server.onclose = () => {
       // Most instances (every 2026-07-28 request has its own) never held anything.

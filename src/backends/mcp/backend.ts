@@ -438,7 +438,7 @@ export class McpBackend extends BackendBase {
   async #refresh(client: Client, changed: ListChanged): Promise<void> {
     if (client !== this.#client || this.state !== "up") return;
     try {
-      const next = await relist(client, this.#catalog, changed);
+      const next = await relist(client, this.#catalog, changed, this.log);
       if (client !== this.#client) return;
       this.#catalog = next;
       this.log.debug({ changed }, "server lists changed");

@@ -33,6 +33,7 @@ import {
   NOTE_ASKED_CLIENT,
 } from "../../core/types.ts";
 import type { Logger } from "../../observability/logger.ts";
+import { readSkills } from "./skills.ts";
 
 /**
  * The request whose `input_required` result the SDK is fulfilling, for the request handlers it calls:
@@ -154,9 +155,9 @@ export function newClient(options: ClientOptions): Client {
 }
 
 /** Everything the server offers, for the lists its capabilities say it has. */
-export async function listAll(client: Client): Promise<BackendCatalog> {
+export async function listAll(client: Client, log: Logger): Promise<BackendCatalog> {
   const caps = client.getServerCapabilities() ?? {};
-  const [tools, resources, resourceTemplates, prompts] = await Promise.all([
+  const [tools, resources, resourceTemplates, prompts, skills] = await Promise.all([
     caps.tools ? client.listTools().then((r) => r.tools) : [],
     caps.resources ? client.listResources().then((r) => r.resources) : [],
     caps.resources
@@ -166,18 +167,20 @@ export async function listAll(client: Client): Promise<BackendCatalog> {
           .catch(() => [])
       : [],
     caps.prompts ? client.listPrompts().then((r) => r.prompts) : [],
+    readSkills(client, log),
   ]);
-  return { tools, resources, resourceTemplates, prompts };
+  return { tools, resources, resourceTemplates, prompts, ...(skills ? { skills } : {}) };
 }
 
-/** `catalog` with the lists that changed read again. */
+/** `catalog` with the lists that changed read again (skills with the resources: they are resources). */
 export async function relist(
   client: Client,
   catalog: BackendCatalog,
   changed: ListChanged,
+  log: Logger,
 ): Promise<BackendCatalog> {
   const caps = client.getServerCapabilities() ?? {};
-  const next = { ...catalog };
+  const next: { -readonly [K in keyof BackendCatalog]: BackendCatalog[K] } = { ...catalog };
   if (changed.tools && caps.tools) next.tools = (await client.listTools()).tools;
   if (changed.prompts && caps.prompts) next.prompts = (await client.listPrompts()).prompts;
   if (changed.resources && caps.resources) {
@@ -185,6 +188,9 @@ export async function relist(
     next.resourceTemplates = (
       await client.listResourceTemplates().catch(() => ({ resourceTemplates: [] }))
     ).resourceTemplates;
+    const skills = await readSkills(client, log);
+    if (skills) next.skills = skills;
+    else delete next.skills;
   }
   return next;
 }
