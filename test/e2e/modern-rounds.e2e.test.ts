@@ -11,7 +11,7 @@
  * - every round has a new requestState, good for one retry;
  * - a backend may ask during `prompts/get`, for 2026-07-28 and 2025-era clients;
  * - a 2026-07-28 backend is told the calling client's own capabilities, so it asks only what the client
- *   can answer;
+ *   can answer; roots are answered from the config for a client without them;
  * - answers sent with the first request are used for the questions they name;
  * - `Mcp-Param-*` headers are checked against the tool's `x-mcp-header` arguments (HTTP 400, -32020).
  *
@@ -222,6 +222,19 @@ for (const era of Object.keys(CONFIGS) as BackendEra[]) {
         Object.values(round.inputRequests ?? {}).map((r) => r.method),
         ["sampling/createMessage"],
       );
+    });
+
+    test("a client without roots is not asked: the server gets the configured ones (none)", async () => {
+      const url = urlOf(era);
+      const done = await call(url, "test_input_required_result_list_roots", {}, { capabilities: {} });
+      assert.equal(textOf(done), "The client has 0 root(s): ", JSON.stringify(done));
+      const round = inputRequired(await call(url, "test_input_required_result_list_roots"));
+      const [key] = Object.keys(round.inputRequests ?? {});
+      const answered = await call(url, "test_input_required_result_list_roots", {
+        inputResponses: { [key as string]: { roots: [{ uri: "file:///work", name: "work" }] } },
+        requestState: round.requestState,
+      });
+      assert.equal(textOf(answered), "The client has 1 root(s): file:///work");
     });
 
     test("Mcp-Param headers must match the tool's x-mcp-header arguments (400, -32020)", async () => {

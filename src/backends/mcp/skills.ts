@@ -63,12 +63,10 @@ async function readDirectories(
     add(root);
     if (!Array.isArray(skill.resources)) continue;
     for (const file of skill.resources) {
-      for (
-        let dir = parentOf(file.uri);
-        dir !== undefined && dir.startsWith(`${root}/`);
-        dir = parentOf(dir)
-      ) {
+      let dir = parentOf(file.uri);
+      while (dir?.startsWith(`${root}/`)) {
         add(dir);
+        dir = parentOf(dir);
       }
     }
   }
