@@ -127,7 +127,12 @@ export class InputRounds {
     } else {
       const found = typeof state === "string" ? this.#suspended.get(state) : undefined;
       // One message for every refusal, so that a guessed or foreign state learns nothing.
-      if (!found || found.principal !== principal.id || found.leg !== undefined) {
+      if (
+        !found ||
+        found.principal !== principal.id ||
+        found.method !== ctx.mcpReq.method ||
+        found.leg !== undefined
+      ) {
         throw new ProtocolError(
           ProtocolErrorCode.InvalidParams,
           "Invalid or expired requestState: this gateway instance holds no request waiting for these " +
@@ -175,6 +180,8 @@ export class InputRounds {
 /** One backend request that may be waiting for its client's answers between requests. */
 class SuspendedCall<T> {
   readonly principal: string;
+  /** The method of the request it serves: a retry must be of the same method. */
+  readonly method: string;
   /** The request that currently carries the call; undefined while the client gathers answers. */
   leg: Leg | undefined;
   readonly #controller = new AbortController();
@@ -200,6 +207,7 @@ class SuspendedCall<T> {
 
   constructor(principal: string, ctx: ServerContext) {
     this.principal = principal;
+    this.method = ctx.mcpReq.method;
     this.#ctx = ctx;
     const call = this;
     this.channel = {

@@ -195,13 +195,19 @@ for (const era of Object.keys(CONFIGS) as BackendEra[]) {
       assert.equal(textOf(done), "Alice likes blue");
     });
 
-    test("a backend asks during prompts/get: the client answers through a round", async () => {
+    test("a backend asks during prompts/get: the client answers through a round of prompts/get", async () => {
       const url = urlOf(era);
       const round = inputRequired(
         await rpc(url, "prompts/get", { name: "test_input_required_result_prompt" }),
       );
       const [key] = Object.keys(round.inputRequests ?? {});
       if (era === "2026-07-28") assert.equal(key, "user_context");
+      // The state belongs to this prompts/get: a tool call cannot take its answers.
+      const misused = await call(url, "test_input_required_result_elicitation", {
+        inputResponses: { [key as string]: accept({ context: "test context" }) },
+        requestState: round.requestState,
+      });
+      assert.match(String(misused.error?.message), /Invalid or expired requestState/);
       const done = await rpc(url, "prompts/get", {
         name: "test_input_required_result_prompt",
         inputResponses: { [key as string]: accept({ context: "test context" }) },
