@@ -21,7 +21,7 @@ import { JSON_RPC } from "../core/errors.ts";
 import { ANONYMOUS, type CallerChannel, type LoggingLevel, type Principal } from "../core/types.ts";
 import type { Gateway, RequestOptions } from "../gateway/gateway.ts";
 import { VERSION } from "../version.ts";
-import { type ConnectionState, registerConnection } from "./connection.ts";
+import { assertDeclared, type ConnectionState, registerConnection } from "./connection.ts";
 import { toProtocolError } from "./json-rpc-errors.ts";
 import { Leg } from "./leg.ts";
 import { withoutReservedMeta } from "./result-shape.ts";
@@ -294,9 +294,14 @@ function pushChannel(ctx: ServerContext, leg: Leg, server: Server): CallerChanne
     get capabilities() {
       return server.getClientCapabilities() ?? {};
     },
-    createMessage: (params, signal) => ctx.mcpReq.requestSampling(params, { signal }),
-    elicit: (params, signal) =>
-      ctx.mcpReq.elicitInput(params as ElicitRequestFormParams | ElicitRequestURLParams, { signal }),
+    createMessage: (params, signal) => {
+      assertDeclared(server.getClientCapabilities(), "sampling/createMessage", params);
+      return ctx.mcpReq.requestSampling(params, { signal });
+    },
+    elicit: (params, signal) => {
+      assertDeclared(server.getClientCapabilities(), "elicitation/create", params);
+      return ctx.mcpReq.elicitInput(params as ElicitRequestFormParams | ElicitRequestURLParams, { signal });
+    },
     // Related to the call, so that over HTTP it travels on the call's response stream.
     listRoots: async (signal) =>
       server.getClientCapabilities()?.roots

@@ -301,6 +301,30 @@ describe("2026-07-28 clients, 2026-07-28 backend", () => {
 
 describe("2025-era clients", () => {
   for (const era of Object.keys(CONFIGS) as BackendEra[]) {
+    test(`a question the client did not declare is refused, with the reason (${era} backend)`, async () => {
+      for (const capabilities of [{}, { elicitation: {} }]) {
+        const client = new ClientV1({ name: "rounds-e2e-v1", version: "1" }, { capabilities });
+        await client.connect(new HttpV1(new URL(urlOf(era))));
+        try {
+          const result = await client.callTool({ name: "test_sampling", arguments: { prompt: "hi" } }).then(
+            (r) => JSON.stringify(r),
+            (e: unknown) => String(e),
+          );
+          // A 2026-07-28 server is told what the client declared and refuses the call itself; a 2025-era
+          // one asks, and hears why the gateway cannot forward the question.
+          assert.match(
+            result,
+            era === "2026-07-28"
+              ? /-32021/
+              : /did not declare sampling|cannot be asked \(it declared none of sampling, elicitation and roots\)/,
+            JSON.stringify(capabilities),
+          );
+        } finally {
+          await client.close();
+        }
+      }
+    });
+
     test(`a backend asks during prompts/get and the client answers directly (${era} backend)`, async () => {
       const client = new ClientV1(
         { name: "rounds-e2e-v1", version: "1" },

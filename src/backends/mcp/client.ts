@@ -215,12 +215,20 @@ function answerServerRequests(client: Client, server: string, events: () => Back
     ask: (caller: CallerChannel, signal: AbortSignal, options: AskOptions) => Promise<T>,
   ): Promise<T> => {
     const { call, ask: options } = askedFor(events, request.id);
-    if (!call?.client) {
+    if (!call) {
       throw new ProtocolError(
         ProtocolErrorCode.InvalidRequest,
         `Switchboard cannot forward ${method} from server "${server}": it was not asked while serving a ` +
           "request (tools/call, prompts/get, resources/read) whose client is still waiting, and only that " +
           "client can answer. Ask for input while handling such a request.",
+      );
+    }
+    if (!call.client) {
+      // A request the gateway made itself, or one whose client declared nothing it could be asked.
+      throw new ProtocolError(
+        ProtocolErrorCode.MethodNotFound,
+        `Switchboard cannot forward ${method} from server "${server}": the client of this request cannot be ` +
+          "asked (it declared none of sampling, elicitation and roots).",
       );
     }
     call.notes.set(NOTE_ASKED_CLIENT, true);
