@@ -2,7 +2,7 @@
  * Carries the gateway's change and log notifications to connected clients, whatever the era:
  * long-lived connections (stdio, 2025-era HTTP sessions) get them on their own instance; 2026-07-28
  * HTTP clients get them through `subscriptions/listen` streams fed by the handler's notifier, and log
- * messages on the streams whose listen request named a log level (see listenForLogs).
+ * messages on the streams whose listen request named a log level (see LogListeners).
  * Resource updates go only to connections subscribed to the URI (the notifier filters its streams
  * itself), and log messages only to connections that asked for them, at their level, and whose
  * principal may see the server that sent them. Log messages tied to a call do not pass here: they go
@@ -84,29 +84,43 @@ export function listenLogLevel(body: unknown): LoggingLevel | undefined {
   return (MCP_LOG_LEVELS as readonly unknown[]).includes(level) ? (level as LoggingLevel) : undefined;
 }
 
+type Notification = { jsonrpc: "2.0"; method: string; params: Record<string, unknown> };
+
 /**
- * Sends the log messages no request carries to one listen stream, at its level and only from servers
- * its principal may see, for as long as `send` is kept; returns what stops it.
+ * The listen streams that get the log messages no request carries, each at its level and only from
+ * servers its principal may see. One gateway listener serves them all, however many are open.
  */
-export function listenForLogs(
-  gateway: Gateway,
-  listener: LogListener,
-  send: (notification: { jsonrpc: "2.0"; method: string; params: Record<string, unknown> }) => void,
-): () => void {
-  const onLog = (message: { server: string } & BackendLogMessage) => {
-    if (!passes(message.level, listener.level)) return;
-    if (!gateway.maySeeServer(listener.principal, message.server, listener.profile)) return;
-    send({
-      jsonrpc: "2.0",
-      method: "notifications/message",
-      params: {
-        level: message.level,
-        logger: message.logger ? `${message.server}/${message.logger}` : message.server,
-        data: message.data,
-        _meta: { [SUBSCRIPTION_ID_META_KEY]: listener.subscriptionId },
-      },
-    });
+export class LogListeners {
+  readonly #gateway: Gateway;
+  readonly #listeners = new Map<LogListener, (notification: Notification) => void>();
+  readonly #onLog = (message: { server: string } & BackendLogMessage) => {
+    for (const [listener, send] of this.#listeners) {
+      if (!passes(message.level, listener.level)) continue;
+      if (!this.#gateway.maySeeServer(listener.principal, message.server, listener.profile)) continue;
+      send({
+        jsonrpc: "2.0",
+        method: "notifications/message",
+        params: {
+          level: message.level,
+          logger: message.logger ? `${message.server}/${message.logger}` : message.server,
+          data: message.data,
+          _meta: { [SUBSCRIPTION_ID_META_KEY]: listener.subscriptionId },
+        },
+      });
+    }
   };
-  gateway.on("log", onLog);
-  return () => gateway.off("log", onLog);
+
+  constructor(gateway: Gateway) {
+    this.#gateway = gateway;
+  }
+
+  /** Sends the stream its log messages until the returned function is called. */
+  add(listener: LogListener, send: (notification: Notification) => void): () => void {
+    if (this.#listeners.size === 0) this.#gateway.on("log", this.#onLog);
+    this.#listeners.set(listener, send);
+    return () => {
+      if (!this.#listeners.delete(listener)) return;
+      if (this.#listeners.size === 0) this.#gateway.off("log", this.#onLog);
+    };
+  }
 }

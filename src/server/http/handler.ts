@@ -16,7 +16,7 @@ import { describeError, JSON_RPC } from "../../core/errors.ts";
 import { ANONYMOUS, type Principal } from "../../core/types.ts";
 import type { Gateway } from "../../gateway/gateway.ts";
 import { oneLine } from "../../protocol/message-shape.ts";
-import { listenForLogs, listenLogLevel } from "../../protocol/notifications.ts";
+import { LogListeners, listenLogLevel } from "../../protocol/notifications.ts";
 import { checkParamHeaders, paramHeaders } from "../../protocol/param-headers.ts";
 import {
   protectedResourceMetadata,
@@ -74,6 +74,7 @@ export function createGatewayHttpHandler(gateway: Gateway, options: HandlerOptio
   const defaultEndpoint = endpoints.at(options.path) as McpEndpoint;
   const probes: Record<string, ProbeHandler> = probeRoutes(gateway);
   const guard = createGuards(options);
+  const logListeners = new LogListeners(gateway);
 
   /** Who is calling, or the answer that refuses the request (each endpoint has its own auth). */
   const admit = async (
@@ -277,7 +278,7 @@ export function createGatewayHttpHandler(gateway: Gateway, options: HandlerOptio
     const level = listenLogLevel(body);
     const subscriptionId = requestIdOf(body);
     if (level === undefined || subscriptionId === undefined || subscriptionId === null) return;
-    const stop = listenForLogs(gateway, { subscriptionId, level, principal, profile }, (notification) => {
+    const stop = logListeners.add({ subscriptionId, level, principal, profile }, (notification) => {
       if (!res.headersSent || res.statusCode !== 200 || res.writableEnded || res.destroyed) return;
       res.write(`event: message\ndata: ${JSON.stringify(notification)}\n\n`);
     });
