@@ -3,10 +3,12 @@
  * a policy and a store promise. Every other module speaks in these types.
  */
 import type * as Mcp from "@modelcontextprotocol/client";
+import type * as Skills from "@modelcontextprotocol/client/ext/skills";
 
 // The MCP types the gateway speaks in, under the names it uses; this file refers to them as `Mcp.*`.
 export type {
   CallToolResult,
+  ClientCapabilities,
   CompleteRequestParams,
   CompleteResult,
   CreateMessageRequestParams,
@@ -89,24 +91,39 @@ export interface ProgressUpdate {
  * backends never see how the question reaches the client.
  */
 export interface CallerChannel {
+  /**
+   * What the client declared it can be asked (its `initialize` capabilities, or a 2026-07-28 request's
+   * envelope): backends are told only this, so that they ask only what the client can answer.
+   */
+  readonly capabilities: Mcp.ClientCapabilities;
   /** Asks the client's LLM (`sampling/createMessage`). Rejects when the client cannot sample. */
   createMessage(
     params: Mcp.CreateMessageRequestParams,
     signal: AbortSignal,
+    ask?: AskOptions,
   ): Promise<Mcp.CreateMessageResult | Mcp.CreateMessageResultWithTools>;
   /** Asks the user (`elicitation/create`); `requestedSchema` reaches the client unchanged. */
-  elicit(params: Mcp.ElicitRequestParams, signal: AbortSignal): Promise<Mcp.ElicitResult>;
+  elicit(params: Mcp.ElicitRequestParams, signal: AbortSignal, ask?: AskOptions): Promise<Mcp.ElicitResult>;
   /**
    * The client's roots (`roots/list`); undefined when the client did not declare the roots
    * capability, so that the backend answers from its config instead.
    */
-  listRoots(signal: AbortSignal): Promise<Mcp.ListRootsResult | undefined>;
+  listRoots(signal: AbortSignal, ask?: AskOptions): Promise<Mcp.ListRootsResult | undefined>;
   /**
    * A log message about this call, filtered by the level the client asked for. False when the call
    * was already answered (a message that came just after its result): it is then no longer the
    * call's, and goes where log messages outside any call go.
    */
   log(message: BackendLogMessage): boolean;
+}
+
+/** How a backend asked a question of its client. */
+export interface AskOptions {
+  /**
+   * The key of the question in the backend's own `input_required` result (2026-07-28 backends): a
+   * 2026-07-28 client is asked under the same key, so the names a server chose reach its client.
+   */
+  readonly key?: string;
 }
 
 /**
@@ -166,6 +183,21 @@ export interface BackendCatalog {
   readonly resources: readonly Mcp.Resource[];
   readonly resourceTemplates: readonly Mcp.ResourceTemplateType[];
   readonly prompts: readonly Mcp.Prompt[];
+  /** The skills it offers (the `io.modelcontextprotocol/skills` extension); absent when it offers none. */
+  readonly skills?: BackendSkills;
+}
+
+/** One child of a skill directory, as `resources/directory/read` lists it. */
+export type SkillDirectoryEntry = Skills.DirectoryResource;
+
+/** A server's skills: their entries and, when it serves directory reads, each directory's children. */
+export interface BackendSkills {
+  readonly skills: readonly Skills.Skill[];
+  /** By directory URI; absent when the server does not serve `resources/directory/read`. */
+  readonly directories?: ReadonlyMap<string, readonly SkillDirectoryEntry[]>;
+  /** How long a client may keep the listing, and whether it may share it (2026-07-28 servers say). */
+  readonly ttlMs?: number;
+  readonly cacheScope?: Skills.SkillCacheScope;
 }
 
 export const EMPTY_CATALOG: BackendCatalog = Object.freeze({

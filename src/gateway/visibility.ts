@@ -58,14 +58,19 @@ export class Visibility {
 
   /**
    * The tools a principal is listed here: in discovery mode "search" only the search tools and the
-   * always-on ones; every tool the principal may call stays callable (see `mayCall`).
+   * always-on ones; every tool the principal may call stays callable (see `mayCall`). With `client`
+   * (what the calling client can be given through the gateway), a tool it could not run is left out:
+   * one that runs only as a task, for a client without tasks; a call by name still reaches the server,
+   * which says why it refuses.
    */
-  tools(principal: Principal): readonly Tool[] {
+  tools(principal: Principal, client?: { readonly tasks: boolean }): readonly Tool[] {
     const catalog = this.#catalog();
     const lists = this.#view.lists;
-    const offered = lists
+    const listed = lists
       ? this.#tools(catalog).filter((t) => lists(catalog.tool(t.name)?.server ?? "", t.name))
       : this.#tools(catalog);
+    const offered =
+      client && !client.tasks ? listed.filter((tool) => tool.execution?.taskSupport !== "required") : listed;
     if (!this.#access) return offered;
     return this.#access.filter(principal, offered, (tool) => ({
       name: tool.name,

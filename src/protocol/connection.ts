@@ -4,7 +4,14 @@
  * subscribed to. Transports and notification forwarding read it here; the gateway knows a connection
  * only as a `Holder`.
  */
-import type { ElicitRequestFormParams, ElicitRequestURLParams, Server } from "@modelcontextprotocol/server";
+import {
+  type ClientCapabilities,
+  type ElicitRequestFormParams,
+  type ElicitRequestURLParams,
+  ProtocolError,
+  ProtocolErrorCode,
+  type Server,
+} from "@modelcontextprotocol/server";
 import type { BackendLogMessage, CallerChannel, LoggingLevel, Principal } from "../core/types.ts";
 import type { Gateway, Holder } from "../gateway/gateway.ts";
 import { passes } from "./leg.ts";
@@ -69,9 +76,17 @@ export function connectionClient(
   write: (notification: { jsonrpc: "2.0"; method: string; params: Record<string, unknown> }) => void,
 ): CallerChannel {
   return {
-    createMessage: (params, signal) => server.createMessage(params, { signal }),
-    elicit: (params, signal) =>
-      server.elicitInput(params as ElicitRequestFormParams | ElicitRequestURLParams, { signal }),
+    get capabilities() {
+      return server.getClientCapabilities() ?? {};
+    },
+    createMessage: (params, signal) => {
+      assertDeclared(server.getClientCapabilities(), "sampling/createMessage", params);
+      return server.createMessage(params, { signal });
+    },
+    elicit: (params, signal) => {
+      assertDeclared(server.getClientCapabilities(), "elicitation/create", params);
+      return server.elicitInput(params as ElicitRequestFormParams | ElicitRequestURLParams, { signal });
+    },
     listRoots: async (signal) =>
       server.getClientCapabilities()?.roots ? server.listRoots(undefined, { signal }) : undefined,
     log: (message) => {
@@ -111,4 +126,25 @@ export class LiveServers {
       }
     }
   }
+}
+
+/**
+ * A 2025-era client is asked only what it declared it can answer. The gateway's connections to 2025-era
+ * servers declare everything it can pass on, as they serve every client; a question the calling client
+ * cannot answer is refused to the server as such a client would refuse it (-32601), with the reason.
+ */
+export function assertDeclared(
+  declared: ClientCapabilities | undefined,
+  method: "sampling/createMessage" | "elicitation/create",
+  params: object,
+): void {
+  const capability = method === "sampling/createMessage" ? "sampling" : "elicitation";
+  const url = method === "elicitation/create" && (params as { mode?: unknown }).mode === "url";
+  const has = url ? declared?.elicitation?.url !== undefined : declared?.[capability] !== undefined;
+  if (has) return;
+  throw new ProtocolError(
+    ProtocolErrorCode.MethodNotFound,
+    `The client that made this request did not declare ${capability}${url ? " (url mode)" : ""} in its ` +
+      `capabilities, so it cannot be asked for ${method}.`,
+  );
 }

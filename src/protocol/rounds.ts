@@ -1,34 +1,52 @@
 /**
  * Sampling, elicitation and roots for 2026-07-28 clients. Such a client cannot be sent requests: a server
- * that needs input answers the call with an `input_required` result, and the client calls again with
- * the answers and the `requestState` it was given ("multi round-trip requests"). A backend, though,
- * asks in the middle of a running call, whatever its era. This module joins the two: the backend call
- * keeps running while the client answers; the request that is waiting returns `input_required` with
- * the questions asked so far and a `requestState` naming the suspended call; the retry that brings
- * that state back delivers the answers and waits for the next questions or the result.
+ * that needs input answers the request (`tools/call`, `prompts/get`, `resources/read`) with an
+ * `input_required` result, and the client sends it again with the answers and the `requestState` it was
+ * given ("multi round-trip requests"). A backend, though, asks in the middle of a running request,
+ * whatever its era. This module joins the two: the backend request keeps running while the client
+ * answers; the request that is waiting returns `input_required` with the questions asked so far and a
+ * `requestState` naming the suspended request; the retry that brings that state back delivers the
+ * answers and waits for the next questions or the result.
  *
- * The suspended call lives in this process, so a retry must reach the same gateway instance (sticky
+ * - A question keeps the key its server gave it (a 2026-07-28 backend names each one in its own
+ *   `input_required` result); a 2025-era backend's questions have no name, so they get one here.
+ * - Every round gets a new `requestState`, good for one retry.
+ * - A first request that already carries answers (`inputResponses` without a `requestState`) has them
+ *   used for the questions whose keys they name, instead of being asked again.
+ * - A question the client did not declare the capability for ends the request with -32021 and the
+ *   missing capability in `data.requiredCapabilities` (HTTP 400), and the backend request is cancelled.
+ *
+ * The suspended request lives in this process, so a retry must reach the same gateway instance (sticky
  * routing behind a load balancer); elsewhere its `requestState` is unknown and is refused.
  */
 import { randomUUID } from "node:crypto";
 import {
   CLIENT_CAPABILITIES_META_KEY,
   type ClientCapabilities,
+  MissingRequiredClientCapabilityError,
   ProtocolError,
   ProtocolErrorCode,
   type ServerContext,
 } from "@modelcontextprotocol/server";
 import { GatewayError } from "../core/errors.ts";
-import type { CallerChannel, CallToolResult, Principal, ProgressUpdate } from "../core/types.ts";
+import type { AskOptions, CallerChannel, Principal, ProgressUpdate } from "../core/types.ts";
 import type { Gateway } from "../gateway/gateway.ts";
 import type { Leg } from "./leg.ts";
 
-/** How long a suspended call waits for the client to come back with answers before it is cancelled. */
+/** How long a suspended request waits for the client to come back with answers before it is cancelled. */
 const ANSWER_WAIT_MS = 5 * 60_000;
+
+/**
+ * Questions asked together go out together. A 2026-07-28 backend's are asked in one turn; a 2025-era
+ * backend sends each as a request of its own, which arrive one read apart: a round waits until no new
+ * question came for GATHER_QUIET_MS, and never longer than GATHER_MAX_MS after the first.
+ */
+const GATHER_QUIET_MS = 15;
+const GATHER_MAX_MS = 200;
 
 type Method = "sampling/createMessage" | "elicitation/create" | "roots/list";
 
-/** The key prefix of each kind of question in `inputRequests`. */
+/** The key prefix of each kind of question a 2025-era backend asks, which comes without a key. */
 const KEY_PREFIX: Record<Method, string> = {
   "sampling/createMessage": "sampling",
   "elicitation/create": "elicitation",
@@ -41,57 +59,64 @@ interface Question {
   resolve(answer: unknown): void;
 }
 
-/** What the gateway gives the call it starts: the suspended call's signal, channel and progress. */
+interface Refused {
+  readonly method: Method;
+  readonly params: Record<string, unknown>;
+  reject(error: unknown): void;
+}
+
+/** What the gateway gives the request it starts: the suspended request's signal, channel and progress. */
 export interface RoundCallOptions {
   readonly signal: AbortSignal;
   readonly client: CallerChannel;
   readonly onProgress?: (update: ProgressUpdate) => void;
 }
 
-export type RoundOutcome =
-  | { readonly kind: "result"; readonly result: CallToolResult }
-  | {
-      readonly kind: "input";
-      readonly inputRequired: {
-        readonly resultType: "input_required";
-        readonly inputRequests: Record<string, { method: Method; params: Record<string, unknown> }>;
-        readonly requestState: string;
-      };
-    };
+export interface InputRequired {
+  readonly resultType: "input_required";
+  readonly inputRequests: Record<string, { method: Method; params: Record<string, unknown> }>;
+  readonly requestState: string;
+}
 
-type Next =
-  | { readonly kind: "done"; readonly ok: true; readonly result: CallToolResult }
+export type RoundOutcome<T> =
+  | { readonly kind: "result"; readonly result: T }
+  | { readonly kind: "input"; readonly inputRequired: InputRequired };
+
+type Next<T> =
+  | { readonly kind: "done"; readonly ok: true; readonly result: T }
   | { readonly kind: "done"; readonly ok: false; readonly error: unknown }
   | { readonly kind: "input"; readonly questions: ReadonlyMap<string, Question> };
 
 export class InputRounds {
-  readonly #suspended = new Map<string, SuspendedCall>();
+  readonly #suspended = new Map<string, SuspendedCall<unknown>>();
   readonly #gateway: Gateway;
 
   constructor(gateway: Gateway) {
     this.#gateway = gateway;
   }
 
-  /** How many calls are waiting for a client to come back with answers. */
+  /** How many requests are waiting for a client to come back with answers. */
   get size(): number {
     return this.#suspended.size;
   }
 
   /**
-   * Serves one `tools/call` request of a 2026-07-28 client: a new call, or the retry of a suspended
-   * one when the request carries a `requestState`.
+   * Serves one request of a 2026-07-28 client that may need input (`tools/call`, `prompts/get`,
+   * `resources/read`): a new one, or the retry of a suspended one when it carries a `requestState`.
    */
-  async serve(
+  async serve<T>(
     ctx: ServerContext,
     leg: Leg,
     principal: Principal,
-    start: (options: RoundCallOptions) => Promise<CallToolResult>,
-  ): Promise<RoundOutcome> {
+    start: (options: RoundCallOptions) => Promise<T>,
+  ): Promise<RoundOutcome<T>> {
     const state = ctx.mcpReq.requestState();
-    let call: SuspendedCall;
+    let call: SuspendedCall<T>;
     if (state === undefined) {
-      call = new SuspendedCall(principal.id, ctx);
+      call = new SuspendedCall<T>(principal.id, ctx);
       call.attach(ctx, leg);
+      // Answers sent before any question was asked are kept for the questions they name.
+      call.preset(ctx.mcpReq.inputResponses ?? {});
       call.run(
         start({
           signal: call.signal,
@@ -102,66 +127,79 @@ export class InputRounds {
     } else {
       const found = typeof state === "string" ? this.#suspended.get(state) : undefined;
       // One message for every refusal, so that a guessed or foreign state learns nothing.
-      if (!found || found.principal !== principal.id || found.leg !== undefined) {
+      if (
+        !found ||
+        found.principal !== principal.id ||
+        found.method !== ctx.mcpReq.method ||
+        found.leg !== undefined
+      ) {
         throw new ProtocolError(
           ProtocolErrorCode.InvalidParams,
-          "Invalid or expired requestState: this gateway instance holds no call waiting for these answers " +
-            "(it finished, was cancelled, waited too long, or runs on another instance). Call the tool again.",
+          "Invalid or expired requestState: this gateway instance holds no request waiting for these " +
+            "answers (it finished, was cancelled, waited too long, was answered already, or runs on another " +
+            "instance). Send the request again without a requestState.",
           { reason: "invalid_request_state" },
         );
       }
-      call = found;
+      // A requestState is good for one retry: the next round has a new one.
+      this.#suspended.delete(state as string);
+      call = found as SuspendedCall<T>;
       call.attach(ctx, leg);
       call.answer(ctx.mcpReq.inputResponses ?? {});
     }
 
     const next = await call.next();
     if (next.kind === "input") {
-      this.#suspended.set(call.token, call);
+      const token = randomUUID();
+      this.#suspended.set(token, call as SuspendedCall<unknown>);
       call.detach(() => {
-        this.#suspended.delete(call.token);
+        this.#suspended.delete(token);
         call.cancel(
-          `The call was cancelled: its client did not come back with answers within ${ANSWER_WAIT_MS / 1000} s.`,
+          `The request was cancelled: its client did not come back with answers within ${ANSWER_WAIT_MS / 1000} s.`,
         );
       });
-      const inputRequests: Record<string, { method: Method; params: Record<string, unknown> }> = {};
+      const inputRequests: InputRequired["inputRequests"] = {};
       for (const [key, question] of next.questions) {
         inputRequests[key] = { method: question.method, params: question.params };
       }
       this.#gateway.logger.debug(
         { requestId: String(ctx.mcpReq.id), questions: Object.keys(inputRequests) },
-        "call waits for input from its client",
+        "request waits for input from its client",
       );
       return {
         kind: "input",
-        inputRequired: { resultType: "input_required", inputRequests, requestState: call.token },
+        inputRequired: { resultType: "input_required", inputRequests, requestState: token },
       };
     }
-    if (state !== undefined) this.#suspended.delete(call.token);
     call.finish();
     if (!next.ok) throw next.error;
     return { kind: "result", result: next.result };
   }
 }
 
-/** One backend call that may be waiting for its client's answers between requests. */
-class SuspendedCall {
+/** One backend request that may be waiting for its client's answers between requests. */
+class SuspendedCall<T> {
   readonly principal: string;
+  /** The method of the request it serves: a retry must be of the same method. */
+  readonly method: string;
   /** The request that currently carries the call; undefined while the client gathers answers. */
   leg: Leg | undefined;
   readonly #controller = new AbortController();
   /** The latest request: its `_meta` envelope says what the client can be asked. */
   #ctx: ServerContext;
-  #outcome: Next | undefined;
+  #outcome: Next<T> | undefined;
   /** Asked and not yet answered, by the key the client answers under. */
   readonly #open = new Map<string, Question>();
+  /** Asked, but not declared by the client: refused when the round closes (see `next`). */
+  readonly #refused: Refused[] = [];
+  /** Answers the first request brought before anything was asked, by key. */
+  readonly #presets = new Map<string, unknown>();
   /** Questions the client has not been sent yet (new ones, or ones it left unanswered). */
   #unsent = false;
   /** A batch is being gathered: questions asked together go out together. */
-  #gathering = false;
+  #gathering: { quiet: NodeJS.Timeout; readonly until: number } | undefined;
   #wake: (() => void) | undefined;
   #seq = 0;
-  #token: string | undefined;
   #idle: NodeJS.Timeout | undefined;
   #unlink: (() => void) | undefined;
 
@@ -169,16 +207,23 @@ class SuspendedCall {
 
   constructor(principal: string, ctx: ServerContext) {
     this.principal = principal;
+    this.method = ctx.mcpReq.method;
     this.#ctx = ctx;
+    const call = this;
     this.channel = {
-      createMessage: (params, signal) =>
-        this.#ask("sampling/createMessage", params, signal) as ReturnType<CallerChannel["createMessage"]>,
-      elicit: (params, signal) =>
-        this.#ask("elicitation/create", params, signal) as ReturnType<CallerChannel["elicit"]>,
+      get capabilities() {
+        return declaredBy(call.#ctx) ?? {};
+      },
+      createMessage: (params, signal, ask) =>
+        this.#ask("sampling/createMessage", params, signal, ask) as ReturnType<
+          CallerChannel["createMessage"]
+        >,
+      elicit: (params, signal, ask) =>
+        this.#ask("elicitation/create", params, signal, ask) as ReturnType<CallerChannel["elicit"]>,
       // A client without roots is not asked: the backend answers from its config instead.
-      listRoots: (signal) =>
+      listRoots: (signal, ask) =>
         declares(this.#ctx, "roots/list")
-          ? (this.#ask("roots/list", {}, signal) as ReturnType<CallerChannel["listRoots"]>)
+          ? (this.#ask("roots/list", {}, signal, ask) as ReturnType<CallerChannel["listRoots"]>)
           : Promise.resolve(undefined),
       log: (message) => this.leg?.log(message) ?? false,
     };
@@ -188,13 +233,7 @@ class SuspendedCall {
     return this.#controller.signal;
   }
 
-  /** The `requestState` that names this call; made only for a call that does wait for answers. */
-  get token(): string {
-    this.#token ??= randomUUID();
-    return this.#token;
-  }
-
-  run(call: Promise<CallToolResult>): void {
+  run(call: Promise<T>): void {
     call.then(
       (result) => this.#settle({ kind: "done", ok: true, result }),
       (error: unknown) => this.#settle({ kind: "done", ok: false, error }),
@@ -207,7 +246,7 @@ class SuspendedCall {
     this.#ctx = ctx;
     this.leg = leg;
     const signal = ctx.mcpReq.signal;
-    const onAbort = () => this.cancel("The client cancelled the call while it was being asked for input.");
+    const onAbort = () => this.cancel("The client cancelled the request while it was being asked for input.");
     if (signal.aborted) onAbort();
     else signal.addEventListener("abort", onAbort, { once: true });
     this.#unlink = () => signal.removeEventListener("abort", onAbort);
@@ -226,10 +265,15 @@ class SuspendedCall {
     this.#unlink?.();
     this.#unlink = undefined;
     clearTimeout(this.#idle);
+    if (this.#gathering) clearTimeout(this.#gathering.quiet);
   }
 
   cancel(message: string): void {
     this.#controller.abort(new GatewayError("cancelled", message));
+  }
+
+  preset(responses: Record<string, unknown>): void {
+    for (const [key, answer] of Object.entries(responses)) this.#presets.set(key, answer);
   }
 
   answer(responses: Record<string, unknown>): void {
@@ -242,13 +286,27 @@ class SuspendedCall {
     if (this.#open.size > 0) this.#unsent = true;
   }
 
-  /** Waits until the call finishes or has questions to send; the result wins if both happen. */
-  async next(): Promise<Next> {
+  /**
+   * Waits until the call finishes or has questions to send; the result wins if both happen. Questions the
+   * client cannot answer are refused to the backend; when a round has nothing else to ask, the request
+   * ends with -32021 naming what the client lacks.
+   */
+  async next(): Promise<Next<T>> {
     for (;;) {
       if (this.#outcome) return this.#outcome;
-      if (this.#unsent && !this.#gathering) {
+      if (!this.#gathering && (this.#unsent || this.#refused.length > 0)) {
+        const refused = this.#refused.splice(0);
         this.#unsent = false;
-        return { kind: "input", questions: new Map(this.#open) };
+        if (this.#open.size === 0 && refused.length > 0) {
+          const error = missingCapability(refused);
+          this.#settle({ kind: "done", ok: false, error });
+          // Nobody waits for the backend request any more.
+          this.cancel(`The request was ended: ${error.message}`);
+        }
+        for (const question of refused) question.reject(missingCapability([question]));
+        if (this.#outcome) return this.#outcome;
+        if (this.#open.size > 0) return { kind: "input", questions: new Map(this.#open) };
+        continue;
       }
       await new Promise<void>((resolve) => {
         this.#wake = resolve;
@@ -257,15 +315,29 @@ class SuspendedCall {
     }
   }
 
-  #settle(outcome: Next): void {
-    this.#outcome = outcome;
+  /** The first outcome stands: a refusal sent to the client is not replaced by what the backend did next. */
+  #settle(outcome: Next<T>): void {
+    this.#outcome ??= outcome;
     this.#wake?.();
   }
 
-  #ask(method: Method, params: object, signal: AbortSignal): Promise<unknown> {
-    assertCanAsk(this.#ctx, method, (params as { mode?: string }).mode);
+  #ask(method: Method, params: object, signal: AbortSignal, ask?: AskOptions): Promise<unknown> {
+    const mode = (params as { mode?: string }).mode;
+    if (!declares(this.#ctx, method, mode)) {
+      return new Promise((_resolve, reject) => {
+        this.#refused.push({ method, params: params as Record<string, unknown>, reject });
+        this.#gather();
+      });
+    }
     if (signal.aborted) return Promise.reject(signal.reason);
-    const key = `${KEY_PREFIX[method]}-${++this.#seq}`;
+    const named = ask?.key;
+    if (named !== undefined && this.#presets.has(named)) {
+      const answer = this.#presets.get(named);
+      this.#presets.delete(named);
+      return Promise.resolve(answer);
+    }
+    const key =
+      named !== undefined && !this.#open.has(named) ? named : `${KEY_PREFIX[method]}-${++this.#seq}`;
     return new Promise((resolve, reject) => {
       const onAbort = () => {
         this.#open.delete(key);
@@ -281,35 +353,32 @@ class SuspendedCall {
         },
       });
       this.#unsent = true;
-      if (!this.#gathering) {
-        // A server that asks several questions at once asks them in one turn; they go out together.
-        this.#gathering = true;
-        setImmediate(() => {
-          this.#gathering = false;
-          this.#wake?.();
-        });
-      }
+      this.#gather();
     });
+  }
+
+  /** Holds the round back while questions keep arriving (see GATHER_QUIET_MS). */
+  #gather(): void {
+    const until = this.#gathering?.until ?? Date.now() + GATHER_MAX_MS;
+    if (this.#gathering) clearTimeout(this.#gathering.quiet);
+    const quiet = setTimeout(
+      () => {
+        this.#gathering = undefined;
+        this.#wake?.();
+      },
+      Math.max(0, Math.min(GATHER_QUIET_MS, until - Date.now())),
+    );
+    this.#gathering = { quiet, until };
   }
 }
 
-/**
- * Whether a 2026-07-28 request's client declared what an embedded request needs; the SDK would
- * otherwise refuse the whole `input_required` result, leaving the backend waiting for an answer.
- */
-function assertCanAsk(ctx: ServerContext, method: Method, mode?: string): void {
-  if (!declares(ctx, method, mode)) {
-    throw new ProtocolError(
-      ProtocolErrorCode.InvalidRequest,
-      `The client that made this call did not declare the capability for ${method}` +
-        (mode === "url" ? " (url mode)" : "") +
-        ", so the question cannot be forwarded to it. Use a client that supports it.",
-    );
-  }
+/** What a 2026-07-28 request's client declared (the `_meta` envelope). */
+function declaredBy(ctx: ServerContext): ClientCapabilities | undefined {
+  return envelopeOf(ctx)[CLIENT_CAPABILITIES_META_KEY] as ClientCapabilities | undefined;
 }
 
 function declares(ctx: ServerContext, method: Method, mode?: string): boolean {
-  const declared = envelopeOf(ctx)[CLIENT_CAPABILITIES_META_KEY] as ClientCapabilities | undefined;
+  const declared = declaredBy(ctx);
   switch (method) {
     case "sampling/createMessage":
       return declared?.sampling !== undefined;
@@ -321,6 +390,31 @@ function declares(ctx: ServerContext, method: Method, mode?: string): boolean {
         : declared?.elicitation !== undefined &&
             (declared.elicitation.form !== undefined || declared.elicitation.url === undefined);
   }
+}
+
+/**
+ * -32021 for questions the client did not declare it can answer, with what it lacks in
+ * `data.requiredCapabilities`: the SDK would otherwise refuse the whole `input_required` result, and
+ * the client could not know why.
+ */
+function missingCapability(questions: readonly Pick<Refused, "method" | "params">[]): ProtocolError {
+  const required: Record<string, Record<string, unknown>> = {};
+  const asked: string[] = [];
+  for (const { method, params } of questions) {
+    const [capability, requirement] =
+      method === "sampling/createMessage"
+        ? ["sampling", params.tools !== undefined || params.toolChoice !== undefined ? { tools: {} } : {}]
+        : method === "roots/list"
+          ? ["roots", {}]
+          : ["elicitation", params.mode === "url" ? { url: {} } : { form: {} }];
+    required[capability] = { ...required[capability], ...requirement };
+    asked.push(method + (params.mode === "url" ? " (url mode)" : ""));
+  }
+  return new MissingRequiredClientCapabilityError(
+    { requiredCapabilities: required as ClientCapabilities },
+    `A server behind the gateway needs ${asked.join(" and ")} to serve this request, and the client did ` +
+      `not declare ${Object.keys(required).join(" and ")} in its capabilities. Use a client that supports it.`,
+  );
 }
 
 /** The reserved `_meta` keys of a 2026-07-28 request (the SDK types the envelope as an empty object). */

@@ -21,12 +21,20 @@ import { JSON_RPC } from "../core/errors.ts";
 import { ANONYMOUS, type CallerChannel, type LoggingLevel, type Principal } from "../core/types.ts";
 import type { Gateway, RequestOptions } from "../gateway/gateway.ts";
 import { VERSION } from "../version.ts";
-import { type ConnectionState, registerConnection } from "./connection.ts";
+import { assertDeclared, type ConnectionState, registerConnection } from "./connection.ts";
 import { toProtocolError } from "./json-rpc-errors.ts";
 import { Leg } from "./leg.ts";
 import { withoutReservedMeta } from "./result-shape.ts";
-import { envelopeOf, InputRounds } from "./rounds.ts";
+import { envelopeOf, type InputRequired, InputRounds } from "./rounds.ts";
+import { serveSkills } from "./skills.ts";
 import { answerToolCall, type CallSite, callOptions, shapeFor } from "./tool-call.ts";
+
+/**
+ * Whether a client can run a task through the gateway. Not yet, whatever it declares: the gateway
+ * carries no tasks extension (it declares it neither to its clients nor to servers), so a tool that
+ * runs only as a task is listed to no client; called by name, the server's -32021 reaches the client.
+ */
+const TASKS_CARRIED = false;
 
 export interface ServerFactoryOptions {
   /** Resolves the principal for a request (HTTP auth); stdio uses the configured local principal. */
@@ -78,6 +86,7 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
       subscriptions: new Set(),
     };
     registerConnection(server, state);
+    serveSkills(server, gateway, { principalOf, profile, modern: era === "modern" });
     if (owner) gateway.attachClient(state);
     server.onclose = () => {
       // Most instances (every 2026-07-28 request has its own) never held anything.
@@ -114,6 +123,32 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
     const requestOptions = (ctx: ServerContext): RequestOptions =>
       callOptions({ id: ctx.mcpReq.id, meta: ctx.mcpReq._meta, name: "" }, siteOf(ctx));
 
+    /**
+     * Runs a request other than a tool call whose backend may ask the client for input while serving
+     * it (`prompts/get`, `resources/read`): a 2025-era client is asked directly; a 2026-07-28 client
+     * through input_required rounds, as for tool calls.
+     */
+    const askingClient = async <T>(
+      ctx: ServerContext,
+      run: (extra: Pick<RequestOptions, "signal" | "client">) => Promise<T>,
+    ): Promise<T | InputRequired> => {
+      // Like a first list, these wait for servers still starting: they name what the servers offer.
+      await gateway.settled();
+      const leg = new Leg(ctx, logLevelOf(ctx));
+      if (era === "modern") {
+        const outcome = await rounds.serve(ctx, leg, principalOf(ctx), (suspended) =>
+          run({ signal: suspended.signal, client: suspended.client }),
+        );
+        await leg.settled();
+        return outcome.kind === "result" ? outcome.result : outcome.inputRequired;
+      }
+      try {
+        return await run({ client: pushChannel(ctx, leg, server) });
+      } finally {
+        await leg.settled();
+      }
+    };
+
     // Each server hears that its client's roots may have changed, and asks again if it cares.
     server.setNotificationHandler("notifications/roots/list_changed", () => {
       for (const backend of gateway.backends()) backend.rootsListChanged?.();
@@ -121,7 +156,9 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
     // A client's first list waits (within gateway.startupWaitMs) for servers still starting.
     server.setRequestHandler("tools/list", async (_request, ctx) => {
       await gateway.settled();
-      return { tools: gateway.visibilityFor(profile).tools(principalOf(ctx)) as never };
+      return {
+        tools: gateway.visibilityFor(profile).tools(principalOf(ctx), { tasks: TASKS_CARRIED }) as never,
+      };
     });
     server.setRequestHandler("tools/call", async (request, ctx) => {
       const call = {
@@ -173,8 +210,10 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
     server.setRequestHandler(
       "resources/read",
       (request, ctx) =>
-        asJsonRpc(gateway, () => gateway.readResource(request.params.uri, requestOptions(ctx))).then(
-          withoutReservedMeta,
+        askingClient(ctx, (extra) =>
+          asJsonRpc(gateway, () =>
+            gateway.readResource(request.params.uri, { ...requestOptions(ctx), ...extra }),
+          ).then(withoutReservedMeta),
         ) as never,
     );
     server.setRequestHandler("prompts/list", async (_request, ctx) => {
@@ -184,17 +223,22 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
     server.setRequestHandler(
       "prompts/get",
       (request, ctx) =>
-        asJsonRpc(gateway, () =>
-          gateway.getPrompt(request.params.name, request.params.arguments, requestOptions(ctx)),
-        ).then(withoutReservedMeta) as never,
-    );
-    server.setRequestHandler(
-      "completion/complete",
-      (request, ctx) =>
-        asJsonRpc(gateway, () => gateway.complete(request.params, requestOptions(ctx))).then(
-          withoutReservedMeta,
+        askingClient(ctx, (extra) =>
+          asJsonRpc(gateway, () =>
+            gateway.getPrompt(request.params.name, request.params.arguments, {
+              ...requestOptions(ctx),
+              ...extra,
+            }),
+          ).then(withoutReservedMeta),
         ) as never,
     );
+    // Like a first list, a completion waits for servers still starting: it names what they offer.
+    server.setRequestHandler("completion/complete", async (request, ctx) => {
+      await gateway.settled();
+      return asJsonRpc(gateway, () => gateway.complete(request.params, requestOptions(ctx))).then(
+        withoutReservedMeta,
+      ) as never;
+    });
     // 2025-era methods: the SDK answers them only on 2025-era instances, so `state` is a connection's.
     /** A per-request instance learns its principal from the request it serves. */
     const holderOf = (ctx: ServerContext): ConnectionState => {
@@ -247,9 +291,17 @@ function instructionsFor(gateway: Gateway, principal: Principal, profile: string
  */
 function pushChannel(ctx: ServerContext, leg: Leg, server: Server): CallerChannel {
   return {
-    createMessage: (params, signal) => ctx.mcpReq.requestSampling(params, { signal }),
-    elicit: (params, signal) =>
-      ctx.mcpReq.elicitInput(params as ElicitRequestFormParams | ElicitRequestURLParams, { signal }),
+    get capabilities() {
+      return server.getClientCapabilities() ?? {};
+    },
+    createMessage: (params, signal) => {
+      assertDeclared(server.getClientCapabilities(), "sampling/createMessage", params);
+      return ctx.mcpReq.requestSampling(params, { signal });
+    },
+    elicit: (params, signal) => {
+      assertDeclared(server.getClientCapabilities(), "elicitation/create", params);
+      return ctx.mcpReq.elicitInput(params as ElicitRequestFormParams | ElicitRequestURLParams, { signal });
+    },
     // Related to the call, so that over HTTP it travels on the call's response stream.
     listRoots: async (signal) =>
       server.getClientCapabilities()?.roots

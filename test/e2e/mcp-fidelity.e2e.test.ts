@@ -10,6 +10,8 @@
  * - a server's `roots/list` is answered: during a call by the calling client (2025-era over HTTP and
  *   stdio, 2026-07-28 through input_required rounds), outside a call from the server's config
  *   `roots`, and a client's `notifications/roots/list_changed` reaches the servers;
+ * - a server's log message outside any call reaches a 2026-07-28 client listening on the outer one of
+ *   two chained Switchboards (its listen request names a log level);
  * - a crashed server's reason names the error its runtime printed, not the tail of the stack trace.
  */
 import assert from "node:assert/strict";
@@ -131,6 +133,69 @@ describe("a Switchboard behind a Switchboard, 2026-07-28 between them", () => {
       } finally {
         await client.close();
       }
+    }
+  });
+  test("a server's log message outside any call reaches a listening 2026-07-28 client of the outer one", async () => {
+    // A listen request that names a log level gets the log messages no request carries.
+    const listen = await fetch(outer.url, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        accept: "application/json, text/event-stream",
+        "mcp-protocol-version": "2026-07-28",
+        "mcp-method": "subscriptions/listen",
+      },
+      body: JSON.stringify({
+        jsonrpc: "2.0",
+        id: "logs-1",
+        method: "subscriptions/listen",
+        params: {
+          notifications: { toolsListChanged: true },
+          _meta: {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/logLevel": "warning",
+          },
+        },
+      }),
+    });
+    assert.equal(listen.status, 200);
+    const reader = (listen.body as ReadableStream<Uint8Array>).getReader();
+    const decoder = new TextDecoder();
+    const messages: Record<string, unknown>[] = [];
+    let buffered = "";
+    const next = async (): Promise<Record<string, unknown>> => {
+      for (;;) {
+        const message = messages.shift();
+        if (message) return message;
+        const { value, done } = await reader.read();
+        if (done) throw new Error("the listen stream ended");
+        buffered += decoder.decode(value, { stream: true });
+        const lines = buffered.split("\n");
+        buffered = lines.pop() ?? "";
+        for (const line of lines) {
+          if (line.startsWith("data:") && line.slice(5).trim()) messages.push(JSON.parse(line.slice(5)));
+        }
+      }
+    };
+    const deadline = setTimeout(() => void reader.cancel(), 15_000);
+    const client = await connectV1(outer.url);
+    try {
+      const ack = await next();
+      assert.equal(ack.method, "notifications/subscriptions/acknowledged");
+      await call(client, "inner__fx__log_later", { text: "from behind two gateways", delayMs: 50 });
+      let log: Record<string, unknown>;
+      do log = await next();
+      while (log.method !== "notifications/message");
+      const params = log.params as Record<string, unknown>;
+      assert.equal(params.data, "from behind two gateways");
+      assert.equal(params.level, "warning");
+      assert.equal(params.logger, "inner/fx/fixture");
+      assert.deepEqual(params._meta, { "io.modelcontextprotocol/subscriptionId": "logs-1" });
+    } finally {
+      clearTimeout(deadline);
+      await reader.cancel().catch(() => undefined);
+      await client.close();
     }
   });
 });

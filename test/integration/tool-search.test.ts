@@ -298,6 +298,7 @@ describe("an endpoint in search mode", () => {
       createMessage: () => Promise.reject(new Error("not in this test")),
       elicit: () => Promise.reject(new Error("not in this test")),
       listRoots: async () => undefined,
+      capabilities: {},
       log: () => false,
     };
     const call = gateway.callTool(

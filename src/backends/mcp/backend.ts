@@ -13,7 +13,13 @@
  * first, the 2025 `initialize` handshake for older servers. Health is checked with what the era has:
  * `ping` on 2025-era connections, `server/discover` on 2026-07-28 ones.
  */
-import type { Client, McpSubscription, Root, Transport } from "@modelcontextprotocol/client";
+import {
+  CLIENT_CAPABILITIES_META_KEY,
+  type Client,
+  type McpSubscription,
+  type Root,
+  type Transport,
+} from "@modelcontextprotocol/client";
 import { untilAborted } from "../../core/abort.ts";
 import { describeError, GatewayError } from "../../core/errors.ts";
 import {
@@ -33,7 +39,7 @@ import {
 import type { Logger } from "../../observability/logger.ts";
 import { BackendBase } from "../base.ts";
 import { backoffDelay } from "../reconnect.ts";
-import { relist } from "./client.ts";
+import { capabilitiesFor, relist } from "./client.ts";
 import { connect, type EraHint } from "./connect.ts";
 import { translateFailure } from "./failures.ts";
 import { FastPath } from "./fast-path.ts";
@@ -162,7 +168,7 @@ export class McpBackend extends BackendBase {
         return await this.#fast.call(this.#transport, params, ctx.signal);
       }
       const result = await client.callTool(
-        { ...params, arguments: { ...call.args } },
+        { ...params, arguments: { ...call.args }, ...metaParam(ctx, client, meta) },
         {
           signal: ctx.signal,
           // The gateway's timeout policy is authoritative; this bound only guards against a policy-less
@@ -181,7 +187,7 @@ export class McpBackend extends BackendBase {
   async readResource(uri: string, ctx: CallContext): Promise<ReadResourceResult> {
     try {
       const client = await this.#clientFor(ctx.signal);
-      return (await client.readResource({ uri, ...metaParam(ctx) }, {
+      return (await client.readResource({ uri, ...metaParam(ctx, client) }, {
         signal: ctx.signal,
         timeout: this.#options.timeoutMs,
         cacheMode: "bypass",
@@ -199,7 +205,7 @@ export class McpBackend extends BackendBase {
     try {
       const client = await this.#clientFor(ctx.signal);
       return (await client.getPrompt(
-        { name, ...(args ? { arguments: args } : {}), ...metaParam(ctx) },
+        { name, ...(args ? { arguments: args } : {}), ...metaParam(ctx, client) },
         { signal: ctx.signal, timeout: this.#options.timeoutMs },
       )) as GetPromptResult;
     } catch (error) {
@@ -218,7 +224,7 @@ export class McpBackend extends BackendBase {
       // A server without completions has no suggestions; an empty answer is what a client expects then.
       if (!client.getServerCapabilities()?.completions) return { completion: { values: [] } };
       return await client.complete(
-        { ...rest, ...metaParam(ctx) },
+        { ...rest, ...metaParam(ctx, client) },
         { signal: ctx.signal, timeout: this.#options.timeoutMs },
       );
     } catch (error) {
@@ -437,7 +443,7 @@ export class McpBackend extends BackendBase {
   async #refresh(client: Client, changed: ListChanged): Promise<void> {
     if (client !== this.#client || this.state !== "up") return;
     try {
-      const next = await relist(client, this.#catalog, changed);
+      const next = await relist(client, this.#catalog, changed, this.log);
       if (client !== this.#client) return;
       this.#catalog = next;
       this.log.debug({ changed }, "server lists changed");
@@ -484,6 +490,17 @@ export class McpBackend extends BackendBase {
   }
 }
 
-function metaParam(ctx: CallContext): { _meta?: Record<string, unknown> } {
-  return Object.keys(ctx.meta).length > 0 ? { _meta: { ...ctx.meta } } : {};
+/**
+ * The request's `_meta`: the client's own keys; for a 2026-07-28 server, also the capabilities of the
+ * client that made the request, in place of the connection's (see capabilitiesFor).
+ */
+function metaParam(
+  ctx: CallContext,
+  client: Client,
+  meta: Readonly<Record<string, unknown>> = ctx.meta,
+): { _meta?: Record<string, unknown> } {
+  if (client.getProtocolEra() === "modern") {
+    return { _meta: { ...meta, [CLIENT_CAPABILITIES_META_KEY]: capabilitiesFor(ctx.client) } };
+  }
+  return Object.keys(meta).length > 0 ? { _meta: { ...meta } } : {};
 }

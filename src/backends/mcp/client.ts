@@ -12,13 +12,19 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import {
   Client,
+  type ClientCapabilities,
   type ListRootsResult,
+  LOG_LEVEL_META_KEY,
+  type McpSubscription,
   ProtocolError,
   ProtocolErrorCode,
+  type RequestOptions,
   type Root,
+  type SubscriptionFilter,
 } from "@modelcontextprotocol/client";
 import { describeError } from "../../core/errors.ts";
 import {
+  type AskOptions,
   type BackendCatalog,
   type BackendEvents,
   type BackendLogMessage,
@@ -27,21 +33,73 @@ import {
   NOTE_ASKED_CLIENT,
 } from "../../core/types.ts";
 import type { Logger } from "../../observability/logger.ts";
+import { readSkills } from "./skills.ts";
 
 /**
- * The abort signal of the tool call whose `input_required` result the SDK is fulfilling, for the
- * request handlers it calls. The SDK runs that fulfilment from the response path, outside the call's
- * async context, so it is set again here from the request options the SDK hands over.
+ * The request whose `input_required` result the SDK is fulfilling, for the request handlers it calls:
+ * its abort signal, which names the call. The SDK runs that fulfilment from the response path, outside
+ * the call's async context, so it is set again here from the request options the SDK hands over. Set
+ * only there: a handler that finds it knows its request is an embedded one, whose id is its key in the
+ * backend's `inputRequests`.
  */
-const callScope = new AsyncLocalStorage<AbortSignal | undefined>();
+const callScope = new AsyncLocalStorage<{ readonly signal: AbortSignal | undefined }>();
 
-/** The SDK client, with the tool call in scope while it fulfils an `input_required` result. */
+/**
+ * The log level the gateway listens at for a 2026-07-28 server's log messages outside any request: all
+ * of them, as the gateway filters them per client (by level and by who may see the server).
+ */
+const BACKGROUND_LOG_LEVEL = "debug";
+
+/**
+ * The SDK client, with the request in scope while it fulfils an `input_required` result, and with
+ * the log level named on its list-change `subscriptions/listen` stream (the one it opens at connect on
+ * a 2026-07-28 connection), so that a server which sends log messages on such a stream (a Switchboard
+ * does) sends the ones outside any request there. Resource streams do not name one: a message would
+ * otherwise arrive once per stream.
+ */
 class GatewayClient extends Client {
+  /** The filter of the listen request being built; `listen` builds it before it awaits anything. */
+  #listening: SubscriptionFilter | undefined;
+
+  override listen(filter: SubscriptionFilter, options?: RequestOptions): Promise<McpSubscription> {
+    this.#listening = filter;
+    try {
+      return super.listen(filter, options);
+    } finally {
+      this.#listening = undefined;
+    }
+  }
+
+  protected override _outboundMetaEnvelope(): Readonly<Record<string, unknown>> | undefined {
+    const envelope = super._outboundMetaEnvelope();
+    if (!envelope || !this.#listening || this.#listening.resourceSubscriptions !== undefined) return envelope;
+    return { ...envelope, [LOG_LEVEL_META_KEY]: BACKGROUND_LOG_LEVEL };
+  }
+
   protected override _resolveNonCompleteResult(
     ...args: Parameters<Client["_resolveNonCompleteResult"]>
   ): Promise<unknown> {
-    return callScope.run(args[1].options?.signal, () => super._resolveNonCompleteResult(...args));
+    return callScope.run({ signal: args[1].options?.signal }, () => super._resolveNonCompleteResult(...args));
   }
+}
+
+/** What the gateway can pass on of a client's capabilities: the questions a server may ask it. */
+const FORWARDED: readonly (keyof ClientCapabilities)[] = ["sampling", "elicitation", "roots"];
+
+/**
+ * The capabilities a 2026-07-28 backend is told, per request, in place of the connection's: what the
+ * calling client declared of sampling and elicitation, so the server asks only what that client can
+ * answer; roots always, as the gateway answers them from the config when the client has none. A
+ * request the gateway makes on its own has no client to ask.
+ */
+export function capabilitiesFor(caller: CallerChannel | undefined): ClientCapabilities {
+  const declared = caller?.capabilities ?? {};
+  const passed: Record<string, unknown> = {};
+  for (const key of FORWARDED) {
+    if (declared[key] !== undefined) passed[key] = declared[key];
+  }
+  passed.roots ??= {};
+  return passed as ClientCapabilities;
 }
 
 export interface ClientOptions {
@@ -97,9 +155,9 @@ export function newClient(options: ClientOptions): Client {
 }
 
 /** Everything the server offers, for the lists its capabilities say it has. */
-export async function listAll(client: Client): Promise<BackendCatalog> {
+export async function listAll(client: Client, log: Logger): Promise<BackendCatalog> {
   const caps = client.getServerCapabilities() ?? {};
-  const [tools, resources, resourceTemplates, prompts] = await Promise.all([
+  const [tools, resources, resourceTemplates, prompts, skills] = await Promise.all([
     caps.tools ? client.listTools().then((r) => r.tools) : [],
     caps.resources ? client.listResources().then((r) => r.resources) : [],
     caps.resources
@@ -109,18 +167,20 @@ export async function listAll(client: Client): Promise<BackendCatalog> {
           .catch(() => [])
       : [],
     caps.prompts ? client.listPrompts().then((r) => r.prompts) : [],
+    readSkills(client, log),
   ]);
-  return { tools, resources, resourceTemplates, prompts };
+  return { tools, resources, resourceTemplates, prompts, ...(skills ? { skills } : {}) };
 }
 
-/** `catalog` with the lists that changed read again. */
+/** `catalog` with the lists that changed read again (skills with the resources: they are resources). */
 export async function relist(
   client: Client,
   catalog: BackendCatalog,
   changed: ListChanged,
+  log: Logger,
 ): Promise<BackendCatalog> {
   const caps = client.getServerCapabilities() ?? {};
-  const next = { ...catalog };
+  const next: { -readonly [K in keyof BackendCatalog]: BackendCatalog[K] } = { ...catalog };
   if (changed.tools && caps.tools) next.tools = (await client.listTools()).tools;
   if (changed.prompts && caps.prompts) next.prompts = (await client.listPrompts()).prompts;
   if (changed.resources && caps.resources) {
@@ -128,29 +188,52 @@ export async function relist(
     next.resourceTemplates = (
       await client.listResourceTemplates().catch(() => ({ resourceTemplates: [] }))
     ).resourceTemplates;
+    const skills = await readSkills(client, log);
+    if (skills) next.skills = skills;
+    else delete next.skills;
   }
   return next;
 }
 
-/** Answers the server's sampling and elicitation requests by asking the caller of the tool call. */
+/**
+ * The request a server's question belongs to, and the key the server gave the question: on a
+ * 2026-07-28 connection the SDK asks each question of an `input_required` result under its key.
+ */
+function askedFor(events: () => BackendEvents | undefined, id: string | number) {
+  const scope = callScope.getStore();
+  return {
+    call: events()?.callerOf?.(scope?.signal),
+    ask: scope ? { key: String(id) } : {},
+  };
+}
+
+/** Answers the server's sampling and elicitation requests by asking the client of the request. */
 function answerServerRequests(client: Client, server: string, events: () => BackendEvents | undefined): void {
   const askCaller = async <T>(
     method: string,
-    requestSignal: AbortSignal,
-    ask: (caller: CallerChannel, signal: AbortSignal) => Promise<T>,
+    request: { readonly id: string | number; readonly signal: AbortSignal },
+    ask: (caller: CallerChannel, signal: AbortSignal, options: AskOptions) => Promise<T>,
   ): Promise<T> => {
-    const call = events()?.callerOf?.(callScope.getStore());
-    if (!call?.client) {
+    const { call, ask: options } = askedFor(events, request.id);
+    if (!call) {
       throw new ProtocolError(
         ProtocolErrorCode.InvalidRequest,
-        `Switchboard cannot forward ${method} from server "${server}": it was not asked during a ` +
-          "tool call whose client is still waiting, and only that client can answer. Ask for input " +
-          "while handling tools/call.",
+        `Switchboard cannot forward ${method} from server "${server}": it was not asked while serving a ` +
+          "request (tools/call, prompts/get, resources/read) whose client is still waiting, and only that " +
+          "client can answer. Ask for input while handling such a request.",
+      );
+    }
+    if (!call.client) {
+      // A request the gateway made itself, or one whose client declared nothing it could be asked.
+      throw new ProtocolError(
+        ProtocolErrorCode.MethodNotFound,
+        `Switchboard cannot forward ${method} from server "${server}": the client of this request cannot be ` +
+          "asked (it declared none of sampling, elicitation and roots).",
       );
     }
     call.notes.set(NOTE_ASKED_CLIENT, true);
     try {
-      return await ask(call.client, AbortSignal.any([requestSignal, call.signal]));
+      return await ask(call.client, AbortSignal.any([request.signal, call.signal]), options);
     } catch (error) {
       if (ProtocolError.isInstance(error)) throw error;
       throw new ProtocolError(
@@ -160,20 +243,20 @@ function answerServerRequests(client: Client, server: string, events: () => Back
     }
   };
   client.setRequestHandler("sampling/createMessage", (request, ctx) =>
-    askCaller("sampling/createMessage", ctx.mcpReq.signal, (caller, signal) =>
-      caller.createMessage(withoutProgressToken(request.params), signal),
+    askCaller("sampling/createMessage", ctx.mcpReq, (caller, signal, options) =>
+      caller.createMessage(withoutProgressToken(request.params), signal, options),
     ),
   );
   client.setRequestHandler("elicitation/create", (request, ctx) =>
-    askCaller("elicitation/create", ctx.mcpReq.signal, (caller, signal) =>
-      caller.elicit(withoutProgressToken(request.params), signal),
+    askCaller("elicitation/create", ctx.mcpReq, (caller, signal, options) =>
+      caller.elicit(withoutProgressToken(request.params), signal, options),
     ),
   );
 }
 
 /**
- * `roots/list`: during a call, the roots of the client that made it (when it offers roots); otherwise
- * the server's configured roots, none by default.
+ * `roots/list`: during a request, the roots of the client that made it (when it offers roots);
+ * otherwise the server's configured roots, none by default.
  */
 function answerRoots(
   client: Client,
@@ -182,11 +265,11 @@ function answerRoots(
   configured: readonly Root[],
 ): void {
   client.setRequestHandler("roots/list", async (_request, ctx): Promise<ListRootsResult> => {
-    const call = events()?.callerOf?.(callScope.getStore());
+    const { call, ask } = askedFor(events, ctx.mcpReq.id);
     if (call?.client) {
       let answer: ListRootsResult | undefined;
       try {
-        answer = await call.client.listRoots(AbortSignal.any([ctx.mcpReq.signal, call.signal]));
+        answer = await call.client.listRoots(AbortSignal.any([ctx.mcpReq.signal, call.signal]), ask);
       } catch (error) {
         if (ProtocolError.isInstance(error)) throw error;
         throw new ProtocolError(

@@ -120,7 +120,7 @@ async function attempt(options: ConnectOptions, era: EraHint, stop: AbortSignal)
   try {
     if (stop.aborted) throw stop.reason;
     await client.connect(transport, { timeout: options.timeoutMs });
-    const catalog = await listAll(client);
+    const catalog = await listAll(client, options.log);
     if (stop.aborted) throw stop.reason;
     connected = true;
     return { ok: true, connection: { client, transport, catalog, stderr }, transport };

@@ -4,7 +4,7 @@
  */
 import type { IncomingMessage } from "node:http";
 import type { AuthInfo } from "@modelcontextprotocol/server";
-import { isInitializeRequest } from "@modelcontextprotocol/server";
+import { isInitializeRequest, PROTOCOL_VERSION_META_KEY } from "@modelcontextprotocol/server";
 import { JSON_RPC } from "../../core/errors.ts";
 import { type ShapeProblem, shapeProblem } from "../../protocol/message-shape.ts";
 
@@ -132,4 +132,14 @@ export function containsInitialize(body: unknown): boolean {
 export function isJsonContentType(req: IncomingMessage): boolean {
   const type = req.headers["content-type"];
   return typeof type === "string" && type.split(";", 1)[0]?.trim().toLowerCase() === "application/json";
+}
+
+/** A single 2026-07-28 `tools/call` request (its `_meta` names a protocol version): its tool and arguments. */
+export function modernToolCall(body: unknown): { name: string; arguments: unknown } | undefined {
+  if (typeof body !== "object" || body === null || Array.isArray(body)) return undefined;
+  const { method, params } = body as { method?: unknown; params?: Record<string, unknown> };
+  if (method !== "tools/call" || typeof params?.name !== "string") return undefined;
+  const meta = params._meta as Record<string, unknown> | undefined;
+  if (typeof meta?.[PROTOCOL_VERSION_META_KEY] !== "string") return undefined;
+  return { name: params.name, arguments: params.arguments };
 }

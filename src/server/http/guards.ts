@@ -95,14 +95,19 @@ export function sendJsonRpcError(
   code: number,
   message: string,
   id: string | number | null = null,
+  data?: unknown,
 ): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
-  res
-    .writeHead(status, { "content-type": "application/json" })
-    .end(JSON.stringify({ jsonrpc: "2.0", id, error: { code, message } }));
+  res.writeHead(status, { "content-type": "application/json" }).end(
+    JSON.stringify({
+      jsonrpc: "2.0",
+      id,
+      error: { code, message, ...(data !== undefined ? { data } : {}) },
+    }),
+  );
 }
 
 export function sendRefusal(res: ServerResponse, refusal: Refusal): void {

@@ -18,6 +18,8 @@ import { describeError, JSON_RPC } from "../../core/errors.ts";
 import { ANONYMOUS, type Principal } from "../../core/types.ts";
 import type { Gateway } from "../../gateway/gateway.ts";
 import { oneLine } from "../../protocol/message-shape.ts";
+import { LogListeners, listenLogLevel } from "../../protocol/notifications.ts";
+import { checkParamHeaders, paramHeaders } from "../../protocol/param-headers.ts";
 import {
   protectedResourceMetadata,
   RESOURCE_METADATA_PATH,
@@ -30,6 +32,7 @@ import {
   isJsonContentType,
   isListen,
   listenedUris,
+  modernToolCall,
   readBody,
   requestIdOf,
   withListenedUris,
@@ -76,6 +79,7 @@ export function createGatewayHttpHandler(gateway: Gateway, options: HandlerOptio
   const probes: Record<string, ProbeHandler> = probeRoutes(gateway);
   const guard = createGuards(options);
   const webConsole = options.console?.enabled ? new GatewayConsole(gateway, { logger: log }) : undefined;
+  const logListeners = new LogListeners(gateway);
 
   /** Who is calling, or the answer that refuses the request (each endpoint has its own auth). */
   const admit = async (
@@ -203,6 +207,19 @@ export function createGatewayHttpHandler(gateway: Gateway, options: HandlerOptio
       if (allowed.length < listened.length) text = JSON.stringify(withListenedUris(body, allowed));
       if (allowed.length > 0) holdSubscriptions(allowed, res, principal, endpoint.profile);
     }
+    if (isListen(body)) holdLogs(body, res, principal, endpoint.profile);
+    const mismatch = paramHeaderMismatch(req, body, principal, endpoint.profile);
+    if (mismatch) {
+      log.debug({ mismatch: mismatch.data.mismatch }, "request refused: Mcp-Param header mismatch");
+      return sendJsonRpcError(
+        res,
+        400,
+        mismatch.code,
+        mismatch.message,
+        requestIdOf(body) ?? null,
+        mismatch.data,
+      );
+    }
     return endpoint.serveModern(withRawBody(req, text), res);
   };
 
@@ -249,6 +266,55 @@ export function createGatewayHttpHandler(gateway: Gateway, options: HandlerOptio
         );
     }
     res.once("close", () => gateway.release(holder));
+  };
+
+  /**
+   * A listen request that names a log level also gets the log messages servers send outside any request
+   * (see protocol/notifications.ts). The SDK writes its stream one whole event at a time, its
+   * acknowledgement first; these are written between its events, once the stream is open (a refusal is
+   * a JSON body the SDK writes and ends at once, with no event between).
+   */
+  const holdLogs = (
+    body: unknown,
+    res: ServerResponse,
+    principal: Principal,
+    profile: string | undefined,
+  ) => {
+    const level = listenLogLevel(body);
+    const subscriptionId = requestIdOf(body);
+    if (level === undefined || subscriptionId === undefined || subscriptionId === null) return;
+    const stop = logListeners.add({ subscriptionId, level, principal, profile }, (notification) => {
+      if (!res.headersSent || res.statusCode !== 200 || res.writableEnded || res.destroyed) return;
+      res.write(`event: message\ndata: ${JSON.stringify(notification)}\n\n`);
+    });
+    res.once("close", stop);
+  };
+
+  /**
+   * A 2026-07-28 tool call's `Mcp-Param-*` headers against its arguments (protocol/param-headers.ts), for
+   * a tool the caller may call here. Checked only once the standard headers agree with the body, so
+   * that a request the SDK refuses for those is refused as it would be.
+   */
+  const paramHeaderMismatch = (
+    req: IncomingMessage,
+    body: unknown,
+    principal: Principal,
+    profile: string | undefined,
+  ) => {
+    const call = modernToolCall(body);
+    if (
+      !call ||
+      header(req, "mcp-method") !== "tools/call" ||
+      header(req, "mcp-name")?.trim() !== call.name
+    ) {
+      return undefined;
+    }
+    const route = gateway.catalog.tool(call.name);
+    if (!route || !gateway.visibilityFor(profile).mayCall(principal, call.name, route.server))
+      return undefined;
+    const declared = paramHeaders(route.definition.inputSchema);
+    if (declared.length === 0) return undefined;
+    return checkParamHeaders(declared, call.arguments, (name) => header(req, name));
   };
 
   const route = async (
