@@ -13,13 +13,7 @@
  * first, the 2025 `initialize` handshake for older servers. Health is checked with what the era has:
  * `ping` on 2025-era connections, `server/discover` on 2026-07-28 ones.
  */
-import {
-  CLIENT_CAPABILITIES_META_KEY,
-  type Client,
-  type McpSubscription,
-  type Root,
-  type Transport,
-} from "@modelcontextprotocol/client";
+import type { Client, McpSubscription, Root, Transport } from "@modelcontextprotocol/client";
 import { untilAborted } from "../../core/abort.ts";
 import { describeError, GatewayError } from "../../core/errors.ts";
 import {
@@ -39,10 +33,11 @@ import {
 import type { Logger } from "../../observability/logger.ts";
 import { BackendBase } from "../base.ts";
 import { backoffDelay } from "../reconnect.ts";
-import { capabilitiesFor, relist } from "./client.ts";
+import { metaParam, relist } from "./client.ts";
 import { connect, type EraHint } from "./connect.ts";
 import { translateFailure } from "./failures.ts";
 import { FastPath } from "./fast-path.ts";
+import { newRestart, type Restart } from "./restart.ts";
 import type { McpTransportConfig, StderrTail } from "./transport.ts";
 
 export type { McpTransportConfig } from "./transport.ts";
@@ -81,22 +76,6 @@ const NEVER_ABORTED = new AbortController().signal;
 
 /** How long a health check waits for the server's answer. */
 const HEALTH_TIMEOUT_MS = 5_000;
-
-/** A restart underway, which calls wait for: settled when the server is up again or the restart failed. */
-interface Restart {
-  readonly done: Promise<void>;
-  readonly settle: (failure?: GatewayError) => void;
-}
-
-function newRestart(): Restart {
-  let settle!: (failure?: GatewayError) => void;
-  const done = new Promise<void>((resolve, reject) => {
-    settle = (failure) => (failure ? reject(failure) : resolve());
-  });
-  // Nobody may be waiting when it fails.
-  done.catch(() => undefined);
-  return { done, settle };
-}
 
 export class McpBackend extends BackendBase {
   readonly #options: McpBackendOptions;
@@ -488,19 +467,4 @@ export class McpBackend extends BackendBase {
     this.#restartTimer = setTimeout(() => void this.#connect(), delay);
     this.#restartTimer.unref();
   }
-}
-
-/**
- * The request's `_meta`: the client's own keys; for a 2026-07-28 server, also the capabilities of the
- * client that made the request, in place of the connection's (see capabilitiesFor).
- */
-function metaParam(
-  ctx: CallContext,
-  client: Client,
-  meta: Readonly<Record<string, unknown>> = ctx.meta,
-): { _meta?: Record<string, unknown> } {
-  if (client.getProtocolEra() === "modern") {
-    return { _meta: { ...meta, [CLIENT_CAPABILITIES_META_KEY]: capabilitiesFor(ctx.client) } };
-  }
-  return Object.keys(meta).length > 0 ? { _meta: { ...meta } } : {};
 }

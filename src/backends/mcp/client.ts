@@ -11,6 +11,7 @@
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import {
+  CLIENT_CAPABILITIES_META_KEY,
   Client,
   type ClientCapabilities,
   type ListRootsResult,
@@ -28,6 +29,7 @@ import {
   type BackendCatalog,
   type BackendEvents,
   type BackendLogMessage,
+  type CallContext,
   type CallerChannel,
   type ListChanged,
   NOTE_ASKED_CLIENT,
@@ -293,4 +295,19 @@ function withoutProgressToken<P extends { _meta?: Record<string, unknown> }>(par
   if (Object.keys(meta).length > 0) return { ...params, _meta: meta };
   const { _meta: _empty, ...rest } = params;
   return rest as P;
+}
+
+/**
+ * The request's `_meta`: the client's own keys; for a 2026-07-28 server, also the capabilities of the
+ * client that made the request, in place of the connection's (see capabilitiesFor).
+ */
+export function metaParam(
+  ctx: CallContext,
+  client: Client,
+  meta: Readonly<Record<string, unknown>> = ctx.meta,
+): { _meta?: Record<string, unknown> } {
+  if (client.getProtocolEra() === "modern") {
+    return { _meta: { ...meta, [CLIENT_CAPABILITIES_META_KEY]: capabilitiesFor(ctx.client) } };
+  }
+  return Object.keys(meta).length > 0 ? { _meta: { ...meta } } : {};
 }
