@@ -58,6 +58,8 @@ export function plainToolCall(message: Record<string, unknown>):
   if (typeof id !== "string" && typeof id !== "number") return undefined;
   const params = message.params;
   if (!isPlainObject(params) || typeof params.name !== "string") return undefined;
+  // Anything more (a task to create, say) changes how the call is served: the SDK decides.
+  for (const key in params) if (!PLAIN_PARAMS.has(key)) return undefined;
   if (params.arguments !== undefined && !isPlainObject(params.arguments)) return undefined;
   if (params._meta !== undefined && !isPlainObject(params._meta)) return undefined;
   return {
@@ -67,6 +69,8 @@ export function plainToolCall(message: Record<string, unknown>):
     meta: params._meta as Record<string, unknown> | undefined,
   };
 }
+
+const PLAIN_PARAMS: ReadonlySet<string> = new Set(["name", "arguments", "_meta"]);
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);

@@ -93,7 +93,8 @@ async function answer(
     .end(JSON.stringify(responseMessage(request.id, outcome)));
 }
 
-function acceptsJson(req: IncomingMessage): boolean {
+/** Whether the client takes a plain JSON answer (Streamable HTTP lets any request have one). */
+export function acceptsJson(req: IncomingMessage): boolean {
   const accept = req.headers.accept;
   return accept === undefined || accept.includes("application/json") || accept.includes("*/*");
 }
