@@ -5,8 +5,8 @@
  * itself on the hot path. What the call means is the one answerer's (protocol/tool-call.ts); this file
  * is only how its bytes are read and written, as the 2025-era session's plain path (fast-path.ts) does.
  *
- * The path is taken only for a request that needs nothing else from the SDK: one the SDK's own inbound
- * classification routes to the 2026-07-28 era; a `tools/call` with only `name`, `arguments` and the
+ * The path is taken only for a request that needs nothing else from the SDK: one whose headers and
+ * envelope agree that it is a 2026-07-28 `tools/call` of the tool it names; a `tools/call` with only `name`, `arguments` and the
  * `_meta` envelope (no progress token, no log level, no task, no answers to earlier questions); a
  * client that declares no capabilities (nothing can be asked of it, so no input rounds) and accepts
  * JSON. Anything else goes to the SDK, which answers it as it always has.
@@ -18,7 +18,6 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import {
   CLIENT_CAPABILITIES_META_KEY,
   CLIENT_INFO_META_KEY,
-  classifyInboundRequest,
   PROTOCOL_VERSION_META_KEY,
   SERVER_INFO_META_KEY,
 } from "@modelcontextprotocol/server";
@@ -38,6 +37,8 @@ const ENVELOPE_KEYS: ReadonlySet<string> = new Set([
   CLIENT_INFO_META_KEY,
   CLIENT_CAPABILITIES_META_KEY,
 ]);
+/** The revision this path serves; a newer one goes to the SDK until this path is taught it. */
+const MODERN_REVISION = "2026-07-28";
 const CLIENT_INFO_KEYS: ReadonlySet<string> = new Set(["name", "version", "title"]);
 
 /** The JSON-RPC error the 2026-07-28 revision answers in place of -32002 (resource not found). */
@@ -61,14 +62,13 @@ export function servePlainModernCall(
   if (typeof body !== "object" || body === null || Array.isArray(body)) return false;
   const request = plainToolCall(body as Record<string, unknown>);
   if (!request || !isPlainEnvelope(request.meta) || !acceptsJson(req)) return false;
-  const route = classifyInboundRequest({
-    httpMethod: "POST",
-    protocolVersionHeader: header(req, "mcp-protocol-version"),
-    mcpMethodHeader: header(req, "mcp-method"),
-    mcpNameHeader: header(req, "mcp-name"),
-    body,
-  });
-  if (route.kind !== "modern") return false;
+  // The SDK's own classification (classifyInboundRequest) parses every envelope with zod, a twentieth
+  // of a call's CPU; a plain request is one whose headers and envelope name exactly this revision, this
+  // method and this tool, which is stricter than what it checks: anything else goes to the SDK.
+  if ((body as { jsonrpc?: unknown }).jsonrpc !== "2.0") return false;
+  if (request.meta?.[PROTOCOL_VERSION_META_KEY] !== MODERN_REVISION) return false;
+  if (header(req, "mcp-protocol-version") !== MODERN_REVISION) return false;
+  if (header(req, "mcp-method") !== "tools/call" || header(req, "mcp-name") !== request.name) return false;
   void answer(gateway, res, request, facts, profile);
   return true;
 }
