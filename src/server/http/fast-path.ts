@@ -88,9 +88,15 @@ async function answer(
     return;
   }
   if (res.destroyed) return;
+  const text = JSON.stringify(responseMessage(request.id, outcome));
+  // With its length known, the answer goes out in one piece, without chunked framing.
   res
-    .writeHead(200, { "content-type": "application/json", "mcp-session-id": session.id })
-    .end(JSON.stringify(responseMessage(request.id, outcome)));
+    .writeHead(200, {
+      "content-type": "application/json",
+      "content-length": Buffer.byteLength(text),
+      "mcp-session-id": session.id,
+    })
+    .end(text);
 }
 
 /** Whether the client takes a plain JSON answer (Streamable HTTP lets any request have one). */

@@ -65,5 +65,12 @@ async function answer(
     res.off("close", onClose);
   }
   if (!answer || res.destroyed) return;
-  res.writeHead(answer.status, { "content-type": "application/json" }).end(JSON.stringify(answer.message));
+  const text = JSON.stringify(answer.message);
+  // With its length known, the answer goes out in one piece, without chunked framing.
+  res
+    .writeHead(answer.status, {
+      "content-type": "application/json",
+      "content-length": Buffer.byteLength(text),
+    })
+    .end(text);
 }
