@@ -62,11 +62,7 @@ async function answer(
     controller,
   }: { facts: RequestFacts; profile: string | undefined; controller: AbortController },
 ): Promise<void> {
-  // A client that goes away cancels its call, as on the SDK path.
-  const onClose = () => {
-    if (!res.writableFinished) controller.abort(new Error("the client closed the connection"));
-  };
-  res.once("close", onClose);
+  const stopWatching = cancelWhenClosed(res, controller);
   let outcome: Awaited<ReturnType<typeof answerToolCall>>;
   try {
     outcome = await answerToolCall(gateway, request, {
@@ -80,7 +76,7 @@ async function answer(
     });
   } finally {
     session.calls.end(request.id, controller);
-    res.off("close", onClose);
+    stopWatching();
   }
   // A cancelled call gets no response (as JSON-RPC cancellation asks); its HTTP exchange still ends.
   if (outcome.kind === "cancelled") {
@@ -88,13 +84,31 @@ async function answer(
     return;
   }
   if (res.destroyed) return;
-  const text = JSON.stringify(responseMessage(request.id, outcome));
-  // With its length known, the answer goes out in one piece, without chunked framing.
+  writeJson(res, 200, responseMessage(request.id, outcome), { "mcp-session-id": session.id });
+}
+
+/** A client that goes away cancels its call, as on the SDK path; returns what stops watching. */
+export function cancelWhenClosed(res: ServerResponse, controller: AbortController): () => void {
+  const onClose = () => {
+    if (!res.writableFinished) controller.abort(new Error("the client closed the connection"));
+  };
+  res.once("close", onClose);
+  return () => res.off("close", onClose);
+}
+
+/** A plain answer, its length known so that it goes out in one piece, without chunked framing. */
+export function writeJson(
+  res: ServerResponse,
+  status: number,
+  message: unknown,
+  headers: Readonly<Record<string, string>> = {},
+): void {
+  const text = JSON.stringify(message);
   res
-    .writeHead(200, {
+    .writeHead(status, {
       "content-type": "application/json",
       "content-length": Buffer.byteLength(text),
-      "mcp-session-id": session.id,
+      ...headers,
     })
     .end(text);
 }

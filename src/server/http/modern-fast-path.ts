@@ -10,7 +10,7 @@ import type { Gateway } from "../../gateway/gateway.ts";
 import { answerModernPlainCall, MODERN_REVISION, modernPlainCall } from "../../protocol/modern-call.ts";
 import type { ToolCallRequest } from "../../protocol/tool-call.ts";
 import type { RequestFacts } from "./facts.ts";
-import { acceptsJson } from "./fast-path.ts";
+import { acceptsJson, cancelWhenClosed, writeJson } from "./fast-path.ts";
 import { header } from "./guards.ts";
 
 /**
@@ -45,11 +45,8 @@ async function answer(
   profile: string | undefined,
 ): Promise<void> {
   const controller = new AbortController();
-  // A 2026-07-28 client cancels a call by closing its stream, as on the SDK path.
-  const onClose = () => {
-    if (!res.writableFinished) controller.abort(new Error("the client closed the connection"));
-  };
-  res.once("close", onClose);
+  // A 2026-07-28 client cancels a call by closing its stream.
+  const stopWatching = cancelWhenClosed(res, controller);
   let answer: Awaited<ReturnType<typeof answerModernPlainCall>>;
   try {
     answer = await answerModernPlainCall(gateway, request, {
@@ -62,15 +59,7 @@ async function answer(
       abort: (reason) => controller.abort(reason),
     });
   } finally {
-    res.off("close", onClose);
+    stopWatching();
   }
-  if (!answer || res.destroyed) return;
-  const text = JSON.stringify(answer.message);
-  // With its length known, the answer goes out in one piece, without chunked framing.
-  res
-    .writeHead(answer.status, {
-      "content-type": "application/json",
-      "content-length": Buffer.byteLength(text),
-    })
-    .end(text);
+  if (answer && !res.destroyed) writeJson(res, answer.status, answer.message);
 }
