@@ -3,6 +3,7 @@
  * `notifications/cancelled` from the same connection (and only from it) can abort one. The SDK path
  * keeps its own; a request id the SDK holds is not here, and its cancellation goes to the SDK.
  */
+import { handOver } from "../gateway/running.ts";
 import type { RequestId } from "./tool-call.ts";
 
 export class InFlightCalls {
@@ -12,6 +13,8 @@ export class InFlightCalls {
   start(id: RequestId): AbortController | undefined {
     if (this.#calls.has(id)) return undefined;
     const controller = new AbortController();
+    // Made for this call alone: the gateway may abort it itself at its shutdown deadline.
+    handOver(controller);
     this.#calls.set(id, controller);
     return controller;
   }

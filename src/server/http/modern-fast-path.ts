@@ -7,6 +7,7 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Gateway } from "../../gateway/gateway.ts";
+import { handOver } from "../../gateway/running.ts";
 import { answerModernPlainCall, MODERN_REVISION, modernPlainCall } from "../../protocol/modern-call.ts";
 import type { ToolCallRequest } from "../../protocol/tool-call.ts";
 import type { RequestFacts } from "./facts.ts";
@@ -45,6 +46,8 @@ async function answer(
   profile: string | undefined,
 ): Promise<void> {
   const controller = new AbortController();
+  // Made for this call alone: the gateway may abort it itself at its shutdown deadline.
+  handOver(controller);
   // A 2026-07-28 client cancels a call by closing its stream.
   const stopWatching = cancelWhenClosed(res, controller);
   let answer: Awaited<ReturnType<typeof answerModernPlainCall>>;
