@@ -5,6 +5,7 @@
  *
  *   git worktree add /tmp/before <commit> && (cd /tmp/before && npm ci && npm run build)
  *   npm run build && npx tsx bench/compare.ts /tmp/before
+ *   npx tsx bench/compare.ts /tmp/before /tmp/after     # two other builds: "after" is "this"
  *
  * BENCH_CALLS sets the calls per round (default 3 000), BENCH_ROUNDS the rounds per side (default 5),
  * BENCH_ONLY a word the names of the scenarios to run contain (e.g. "HTTP").
@@ -20,8 +21,13 @@ if (!other) {
   console.error("usage: npx tsx bench/compare.ts <folder of another build> (see the comment at the top)");
   process.exit(2);
 }
+// A second folder stands for "this build", to compare two other builds (one change at a time).
+const mine = process.argv[3];
 const sides = [
-  { name: "this build", cli: join(ROOT, "dist/cli/main.js") },
+  {
+    name: mine ? `this (${mine})` : "this build",
+    cli: join(mine ? resolve(mine) : ROOT, "dist/cli/main.js"),
+  },
   { name: `other (${other})`, cli: join(resolve(other), "dist/cli/main.js") },
 ];
 for (const side of sides) {

@@ -13,7 +13,13 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { GATEWAY_ARGV, SDK_SERVER, startStdioGateway, untilServersListed, writeBenchConfig } from "./lib/gateway.ts";
+import {
+  GATEWAY_ARGV,
+  SDK_SERVER,
+  startStdioGateway,
+  untilServersListed,
+  writeBenchConfig,
+} from "./lib/gateway.ts";
 import { HttpModernRpc, HttpSessionRpc, type RpcClient, runLoad } from "./lib/load.ts";
 import { startHttpGateway } from "./lib/process.ts";
 
@@ -118,7 +124,10 @@ const stdio = (name: string, config: string): Scenario => ({
   },
 });
 
-const http = (name: string, client: (url: string) => RpcClient & { initialize?(): Promise<void> }): Scenario => ({
+const http = (
+  name: string,
+  client: (url: string) => RpcClient & { initialize?(): Promise<void> },
+): Scenario => ({
   name,
   async run(flags) {
     const gateway = await startHttpGateway(plain, { nodeFlags: flags });
@@ -153,9 +162,13 @@ for (const scenario of scenarios.filter((s) => only === undefined || s.name.incl
   rmSync(dir, { recursive: true, force: true });
   const rows = [...attribute(profile, window.from, window.to, total)].sort((a, b) => b[1] - a[1]);
   const busy = rows.reduce((sum, [, us]) => sum + us, 0);
-  console.log(`${scenario.name}: ${window.perSecond.toFixed(0)} calls/s, ${busy.toFixed(0)} µs of CPU per call`);
+  console.log(
+    `${scenario.name}: ${window.perSecond.toFixed(0)} calls/s, ${busy.toFixed(0)} µs of CPU per call`,
+  );
   for (const [category, us] of rows.filter(([, us]) => us >= 1)) {
-    console.log(`  ${us.toFixed(1).padStart(7)}  ${((us / busy) * 100).toFixed(0).padStart(3)}%  ${category}`);
+    console.log(
+      `  ${us.toFixed(1).padStart(7)}  ${((us / busy) * 100).toFixed(0).padStart(3)}%  ${category}`,
+    );
   }
   console.log();
 }
