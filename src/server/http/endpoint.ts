@@ -17,11 +17,15 @@ import { createServerFactory } from "../../protocol/sdk-server.ts";
 import { type Authenticator, createAuthenticator, httpAuthEnabled } from "../../security/auth.ts";
 import type { AuthConfig } from "../../security/config.ts";
 import { factsOf, principalOfContext } from "./facts.ts";
+import type { Replicas } from "./replicas.ts";
 import { Sessions } from "./sessions.ts";
+import { SharedSessions } from "./shared-sessions.ts";
 
 export interface EndpointOptions {
   readonly maxBodyBytes: number;
   readonly sessionIdleTimeoutMs: number;
+  /** What the replicas of a shared store share (replicas.ts); absent on a store that is not shared. */
+  readonly replicas?: Replicas | undefined;
 }
 
 export class McpEndpoint {
@@ -54,9 +58,21 @@ export class McpEndpoint {
       metaOf: (ctx) => factsOf(ctx)?.metaFromHeaders,
       transport: "http",
       profile,
+      requestStates: options.replicas?.tokens,
     });
     const live = new LiveServers();
-    this.sessions = new Sessions(factory, live, log, options.sessionIdleTimeoutMs);
+    const replicas = options.replicas;
+    const shared = replicas
+      ? new SharedSessions({
+          gateway,
+          bus: replicas.bus,
+          records: replicas.records,
+          profile,
+          idleTimeoutMs: options.sessionIdleTimeoutMs,
+          logger: log,
+        })
+      : undefined;
+    this.sessions = new Sessions(factory, live, log, options.sessionIdleTimeoutMs, shared);
     this.#mcpHandler = createMcpHandler(factory, {
       legacy: "stateless",
       maxRequestBodySize: options.maxBodyBytes,

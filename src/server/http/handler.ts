@@ -43,6 +43,7 @@ import { attachFacts, factsOfRequest, principalOfRequest } from "./facts.ts";
 import { cancelPlainCall, servePlainCall } from "./fast-path.ts";
 import { createGuards, header, sendJsonRpcError, sendRefusal } from "./guards.ts";
 import { type ProbeHandler, probeRoutes } from "./probes.ts";
+import { joinReplicas } from "./replicas.ts";
 
 /** The longest shutdown waits for responses still being written after their calls finished. */
 const ANSWER_FLUSH_MS = 2_000;
@@ -74,7 +75,8 @@ export interface GatewayHttpHandler {
 
 export function createGatewayHttpHandler(gateway: Gateway, options: HandlerOptions): GatewayHttpHandler {
   const log = gateway.logger.child({ component: "http" });
-  const endpoints = new McpEndpoints(gateway, options.path, options, log);
+  const replicas = joinReplicas(gateway, options.sessionIdleTimeoutMs, log);
+  const endpoints = new McpEndpoints(gateway, options.path, { ...options, replicas }, log);
   const defaultEndpoint = endpoints.at(options.path) as McpEndpoint;
   const probes: Record<string, ProbeHandler> = probeRoutes(gateway);
   const guard = createGuards(options);
@@ -167,7 +169,8 @@ export function createGatewayHttpHandler(gateway: Gateway, options: HandlerOptio
     const principal = facts?.principal ?? principalOfRequest(req);
     const sessionId = header(req, "mcp-session-id");
     if (sessionId !== undefined) {
-      const session = sessions.find(sessionId, principal);
+      // A session another replica opened is rebuilt here from its record (sessions.ts).
+      const session = sessions.find(sessionId, principal) ?? (await sessions.adopt(sessionId, principal));
       if (!session) {
         return sendJsonRpcError(
           res,
@@ -196,7 +199,7 @@ export function createGatewayHttpHandler(gateway: Gateway, options: HandlerOptio
         }
         if (facts && servePlainCall(gateway, session, req, res, body, facts, endpoint.profile)) return;
       }
-      return session.transport.handleRequest(req, res, body);
+      return sessions.serve(session, req, res, body);
     }
     if (req.method === "POST" && containsInitialize(body)) return sessions.open(req, res, body, principal);
     const listened = listenedUris(body);
@@ -399,6 +402,7 @@ export function createGatewayHttpHandler(gateway: Gateway, options: HandlerOptio
       webConsole?.close();
       await answersWritten();
       await endpoints.close();
+      await replicas?.bus.close();
     },
   };
 }

@@ -1,0 +1,41 @@
+/**
+ * What the HTTP server's endpoints share with the other replicas of a shared store: the replica bus,
+ * the records of 2025-era sessions, and the key 2026-07-28 request states are signed with. Nothing of
+ * this exists on a store that is not shared: one replica keeps everything in its own memory.
+ */
+import { randomBytes } from "node:crypto";
+import type { Gateway } from "../../gateway/gateway.ts";
+import { ReplicaBus } from "../../gateway/replica-bus.ts";
+import type { Logger } from "../../observability/logger.ts";
+import { RequestStateTokens, sharedRequestStateKey } from "../../protocol/request-state.ts";
+import { SessionRecords } from "./session-record.ts";
+
+export interface Replicas {
+  readonly bus: ReplicaBus;
+  readonly records: SessionRecords;
+  readonly tokens: RequestStateTokens;
+}
+
+export function joinReplicas(gateway: Gateway, idleTimeoutMs: number, log: Logger): Replicas | undefined {
+  const store = gateway.store;
+  if (!store.shared) return undefined;
+  const bus = new ReplicaBus(store, log);
+  bus
+    .start()
+    .then(() => log.info({ replica: bus.id }, "listening to the other replicas"))
+    .catch((error: unknown) =>
+      log.warn({ err: error }, "could not listen to the other replicas; requests they forward are lost"),
+    );
+  const key = sharedRequestStateKey(store).catch((error: unknown) => {
+    log.warn(
+      { err: error },
+      "could not read the request-state key the replicas share; this replica's request states are its own",
+    );
+    return randomBytes(32);
+  });
+  return {
+    bus,
+    records: new SessionRecords(store, idleTimeoutMs),
+    tokens: new RequestStateTokens(bus.id, key),
+  };
+}

@@ -1,0 +1,222 @@
+/**
+ * What makes a replica's 2025-era sessions part of one set shared by every replica of a store: their
+ * records (session-record.ts), and the replica bus messages about them (gateway/replica-bus.ts):
+ *
+ * - `client-response`: a client's answer to a request this replica's server sent during a call.
+ * - `client-cancel`: `notifications/cancelled` for a call that may run on any replica (the client's
+ *   request id names no replica), so it goes to all; a replica without the call ignores it.
+ * - `stream-message`: a resource update or log message for the session's standalone stream, to the
+ *   replica that holds the stream.
+ * - `session-changed`: its log level or subscriptions changed on one replica; the others that hold
+ *   the session take the change (a log level set through one replica applies everywhere).
+ * - `session-ended`: the client ended it (DELETE); every replica drops its copy.
+ */
+import type { JSONRPCMessage } from "@modelcontextprotocol/server";
+import type { LoggingLevel } from "../../core/types.ts";
+import type { Gateway } from "../../gateway/gateway.ts";
+import type { BusMessage, ReplicaBus } from "../../gateway/replica-bus.ts";
+import type { Logger } from "../../observability/logger.ts";
+import { type ConnectionState, connectionState } from "../../protocol/connection.ts";
+import { cancelledRequestId } from "../../protocol/in-flight.ts";
+import { cancelLocally, type Session } from "./session.ts";
+import type { SessionRecord, SessionRecords } from "./session-record.ts";
+import type { Handshake } from "./session-transport.ts";
+
+/** What sessions.ts lets this module reach: the copies this replica holds. */
+export interface LocalSessions {
+  local(id: string): Session | undefined;
+  close(id: string): void;
+}
+
+export interface SharedSessionsDeps {
+  readonly gateway: Gateway;
+  readonly bus: ReplicaBus;
+  readonly records: SessionRecords;
+  /** The endpoint's profile: a session belongs to the endpoint that opened it. */
+  readonly profile: string | undefined;
+  readonly idleTimeoutMs: number;
+  readonly logger: Logger;
+}
+
+interface Changed {
+  readonly logLevel: LoggingLevel | null;
+  readonly subscriptions: readonly string[];
+}
+
+export class SharedSessions {
+  /** Any URL does: a replayed handshake never leaves the process (session-transport.ts). */
+  readonly restoreUrl = "http://switchboard.invalid/mcp";
+  readonly #deps: SharedSessionsDeps;
+  readonly #touched = new Map<string, number>();
+  #stop: (() => void)[] = [];
+
+  constructor(deps: SharedSessionsDeps) {
+    this.#deps = deps;
+  }
+
+  get replica(): string {
+    return this.#deps.bus.id;
+  }
+
+  attach(local: LocalSessions): void {
+    const { bus } = this.#deps;
+    const on = (kind: string, handle: (session: Session, message: BusMessage) => void) =>
+      bus.on(kind, (message) => {
+        const session = message.session === undefined ? undefined : local.local(message.session);
+        if (session) handle(session, message);
+      });
+    this.#stop = [
+      on("client-response", (session, { payload }) => session.transport.deliver(payload as JSONRPCMessage)),
+      on("client-cancel", (session, { payload }) => cancelLocally(session, payload as JSONRPCMessage)),
+      on("stream-message", (session, { payload }) => {
+        session.transport.deliverToStream(payload as JSONRPCMessage).catch(() => undefined);
+      }),
+      on("session-changed", (session, { payload }) => this.#apply(session, payload as Changed)),
+      on("session-ended", (session) => local.close(session.id)),
+    ];
+  }
+
+  close(): void {
+    for (const stop of this.#stop) stop();
+    this.#stop = [];
+  }
+
+  /** The session's record, if it belongs to this endpoint; undefined when unknown or unreadable. */
+  async read(id: string): Promise<SessionRecord | undefined> {
+    try {
+      const record = await this.#deps.records.read(id);
+      return record?.profile === (this.#deps.profile ?? null) ? record : undefined;
+    } catch (error) {
+      this.#deps.logger.warn({ session: id, err: error }, "could not read a session's record");
+      return undefined;
+    }
+  }
+
+  /** A session opened here: its record is written before the client gets its id. */
+  async opened(session: Session, handshake: Handshake): Promise<void> {
+    this.#watch(session);
+    await this.#write({
+      id: session.id,
+      principal: session.principal.id,
+      profile: this.#deps.profile ?? null,
+      protocolVersion: handshake.protocolVersion,
+      capabilities: handshake.capabilities,
+      clientInfo: handshake.clientInfo,
+      logLevel: null,
+      subscriptions: [],
+      owner: this.replica,
+      stream: null,
+    });
+  }
+
+  /** A session rebuilt here from its record: it takes the record's log level and subscriptions. */
+  adopted(session: Session, record: SessionRecord): void {
+    this.#apply(session, record);
+    this.#watch(session);
+  }
+
+  /** Renews the record's expiry, at most a few times per idle timeout. */
+  touch(id: string): void {
+    const now = Date.now();
+    if (now - (this.#touched.get(id) ?? 0) < this.#deps.idleTimeoutMs / 4) return;
+    this.#touched.set(id, now);
+    void this.#update(id, (record) => record);
+  }
+
+  /** This replica now holds the session's standalone stream. */
+  listening(id: string): void {
+    void this.#update(id, (record) => ({ ...record, stream: this.replica }));
+  }
+
+  async ended(id: string): Promise<void> {
+    this.#touched.delete(id);
+    try {
+      await this.#deps.records.delete(id);
+    } catch (error) {
+      this.#deps.logger.warn({ session: id, err: error }, "could not delete an ended session's record");
+    }
+    await this.#deps.bus.broadcast("session-ended", id, null);
+  }
+
+  forwardResponse(owner: string, id: string, message: JSONRPCMessage): void {
+    void this.#deps.bus.send(owner, "client-response", id, message);
+  }
+
+  forwardCancel(id: string, body: unknown): void {
+    if (typeof body !== "object" || body === null || Array.isArray(body)) return;
+    if (cancelledRequestId(body as Record<string, unknown>) === undefined) return;
+    void this.#deps.bus.broadcast("client-cancel", id, body);
+  }
+
+  /** A standalone-stream message this replica cannot deliver goes to the replica that holds the stream. */
+  forwardToStream(id: string, message: JSONRPCMessage): void {
+    void this.read(id).then((record) => {
+      const stream = record?.stream;
+      if (stream && stream !== this.replica) void this.#deps.bus.send(stream, "stream-message", id, message);
+    });
+  }
+
+  /** Writes every change of log level or subscriptions to the record, and tells the other replicas. */
+  #watch(session: Session): void {
+    const state = connectionState(session.server);
+    if (!state) return;
+    state.onChange = () => {
+      const changed: Changed = {
+        logLevel: state.logLevel ?? null,
+        subscriptions: [...state.subscriptions],
+      };
+      void this.#update(session.id, (record) => ({
+        ...record,
+        logLevel: changed.logLevel,
+        subscriptions: [...changed.subscriptions],
+      }));
+      void this.#deps.bus.broadcast("session-changed", session.id, changed);
+    };
+  }
+
+  /**
+   * Takes another replica's change. A subscription is held on the backends of the replica that took it
+   * (which sends its updates here through the stream holder): this copy only records it, so that the
+   * updates its own backends report reach the client too, and drops what the client unsubscribed.
+   */
+  #apply(session: Session, changed: Changed): void {
+    const state = connectionState(session.server);
+    if (!state) return;
+    const { gateway, logger } = this.#deps;
+    if (changed.logLevel !== null && changed.logLevel !== state.logLevel) {
+      state.logLevel = changed.logLevel;
+      gateway
+        .setLogLevel(state, changed.logLevel)
+        .catch((error: unknown) => logger.debug({ err: error }, "could not apply a session's log level"));
+    }
+    const wanted = new Set(changed.subscriptions);
+    for (const uri of [...state.subscriptions]) {
+      if (wanted.has(uri)) continue;
+      state.subscriptions.delete(uri);
+      unsubscribe(gateway, state, uri, logger);
+    }
+    for (const uri of wanted) state.subscriptions.add(uri);
+  }
+
+  async #write(record: SessionRecord): Promise<void> {
+    try {
+      await this.#deps.records.write(record);
+    } catch (error) {
+      this.#deps.logger.warn(
+        { session: record.id, err: error },
+        "could not write a session's record; other replicas will not know the session",
+      );
+    }
+  }
+
+  async #update(id: string, change: (record: SessionRecord) => SessionRecord): Promise<void> {
+    const record = await this.read(id);
+    if (record) await this.#write(change(record));
+  }
+}
+
+function unsubscribe(gateway: Gateway, state: ConnectionState, uri: string, logger: Logger): void {
+  gateway
+    .unsubscribe(uri, state)
+    .catch((error: unknown) => logger.debug({ err: error, uri }, "could not drop a subscription"));
+}
