@@ -27,7 +27,7 @@ export interface ConnectionState extends Holder {
   logLevel: LoggingLevel | undefined;
   readonly subscriptions: Set<string>;
   /** Told after the client changed its log level or subscriptions (a session shared by replicas). */
-  onChange?: (() => void) | undefined;
+  onChange?: (() => Promise<void>) | undefined;
 }
 
 const connections = new WeakMap<Server, ConnectionState>();

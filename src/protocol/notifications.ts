@@ -49,10 +49,7 @@ export function forwardNotifications(
         : undefined,
     );
   };
-  const onResourceUpdated = (uri: string) => {
-    live.broadcast((server) => (isSubscribed(server, uri) ? server.sendResourceUpdated({ uri }) : undefined));
-    for (const notify of notifiers) notify.resourceUpdated(uri);
-  };
+  const onResourceUpdated = resourceUpdatesTo(live, notifiers);
   gateway.on("listChanged", onListChanged);
   gateway.on("log", onLog);
   gateway.on("resourceUpdated", onResourceUpdated);
@@ -60,6 +57,17 @@ export function forwardNotifications(
     gateway.off("listChanged", onListChanged);
     gateway.off("log", onLog);
     gateway.off("resourceUpdated", onResourceUpdated);
+  };
+}
+
+/**
+ * Delivers a resource update to the connections subscribed to it: for the gateway's own event, and for
+ * one another replica's backend reported (a shared store's replicas tell each other).
+ */
+export function resourceUpdatesTo(live: LiveServers, notifiers: readonly ServerNotifier[] = []) {
+  return (uri: string) => {
+    live.broadcast((server) => (isSubscribed(server, uri) ? server.sendResourceUpdated({ uri }) : undefined));
+    for (const notify of notifiers) notify.resourceUpdated(uri);
   };
 }
 

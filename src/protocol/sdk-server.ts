@@ -252,21 +252,21 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
       holderOf(ctx);
       state.logLevel = request.params.level;
       await gateway.setLogLevel(state, request.params.level);
-      state.onChange?.();
+      await state.onChange?.();
       return {};
     });
     server.setRequestHandler("resources/subscribe", async (request, ctx) => {
       const { uri } = request.params;
       await asJsonRpc(gateway, () => gateway.subscribe(uri, holderOf(ctx)));
       state.subscriptions.add(uri);
-      state.onChange?.();
+      await state.onChange?.();
       return {};
     });
     server.setRequestHandler("resources/unsubscribe", async (request) => {
       const { uri } = request.params;
       state.subscriptions.delete(uri);
       await asJsonRpc(gateway, () => gateway.unsubscribe(uri, state));
-      state.onChange?.();
+      await state.onChange?.();
       return {};
     });
     return server;

@@ -12,7 +12,7 @@ import { describeError } from "../../core/errors.ts";
 import type { Gateway } from "../../gateway/gateway.ts";
 import type { Logger } from "../../observability/logger.ts";
 import { LiveServers } from "../../protocol/connection.ts";
-import { forwardNotifications } from "../../protocol/notifications.ts";
+import { forwardNotifications, resourceUpdatesTo } from "../../protocol/notifications.ts";
 import { createServerFactory } from "../../protocol/sdk-server.ts";
 import { type Authenticator, createAuthenticator, httpAuthEnabled } from "../../security/auth.ts";
 import type { AuthConfig } from "../../security/config.ts";
@@ -36,6 +36,8 @@ export class McpEndpoint {
   readonly sessions: Sessions;
   /** Serves 2026-07-28 requests (and 2025-era ones without a session), one SDK instance each. */
   readonly serveModern: ReturnType<typeof toNodeHandler>;
+  /** Delivers a resource update another replica's backend reported to this endpoint's subscribers. */
+  readonly resourceUpdated: (uri: string) => void;
   readonly #gateway: Gateway;
   readonly #mcpHandler: ReturnType<typeof createMcpHandler>;
   readonly #stopForwarding: () => void;
@@ -83,6 +85,7 @@ export class McpEndpoint {
       onerror: (error) => log.error({ err: error }, "the MCP handler could not serve a request"),
     });
     this.#stopForwarding = forwardNotifications(gateway, live, [this.#mcpHandler.notify]);
+    this.resourceUpdated = resourceUpdatesTo(live, [this.#mcpHandler.notify]);
   }
 
   /** The auth config that applies here now: the profile's own, else the top-level one. */
@@ -130,6 +133,7 @@ export class McpEndpoints {
   readonly #options: EndpointOptions;
   readonly #log: Logger;
   readonly #endpoints = new Map<string, McpEndpoint>();
+  #stopSharing: (() => void) | undefined;
 
   constructor(gateway: Gateway, basePath: string, options: EndpointOptions, log: Logger) {
     this.#gateway = gateway;
@@ -137,6 +141,26 @@ export class McpEndpoints {
     this.#options = options;
     this.#log = log;
     this.#endpoints.set(basePath, new McpEndpoint(gateway, undefined, basePath, options, log));
+    if (options.replicas) this.#stopSharing = this.#shareResourceUpdates(options.replicas);
+  }
+
+  /**
+   * A resource update is reported by the backend of the replica whose connection heard it, while the
+   * subscriber's stream may be on any replica: every replica hears of it and delivers it to the
+   * streams it holds.
+   */
+  #shareResourceUpdates({ bus }: Replicas): () => void {
+    const announce = (uri: string) => void bus.broadcast("resource-updated", undefined, { uri });
+    this.#gateway.on("resourceUpdated", announce);
+    const stop = bus.on("resource-updated", ({ payload }) => {
+      const uri = (payload as { uri?: unknown }).uri;
+      if (typeof uri !== "string") return;
+      for (const endpoint of this.#endpoints.values()) endpoint.resourceUpdated(uri);
+    });
+    return () => {
+      this.#gateway.off("resourceUpdated", announce);
+      stop();
+    };
   }
 
   /** The endpoint at `path`, or undefined when no endpoint is there (or its profile was removed). */
@@ -172,6 +196,7 @@ export class McpEndpoints {
   }
 
   async close(): Promise<void> {
+    this.#stopSharing?.();
     await Promise.allSettled([...this.#endpoints.values()].map((e) => e.close()));
     this.#endpoints.clear();
   }

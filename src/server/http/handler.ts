@@ -44,6 +44,7 @@ import { cancelPlainCall, servePlainCall } from "./fast-path.ts";
 import { createGuards, header, sendJsonRpcError, sendRefusal } from "./guards.ts";
 import { type ProbeHandler, probeRoutes } from "./probes.ts";
 import { joinReplicas } from "./replicas.ts";
+import { StateRelay } from "./state-relay.ts";
 
 /** The longest shutdown waits for responses still being written after their calls finished. */
 const ANSWER_FLUSH_MS = 2_000;
@@ -78,6 +79,24 @@ export function createGatewayHttpHandler(gateway: Gateway, options: HandlerOptio
   const replicas = joinReplicas(gateway, options.sessionIdleTimeoutMs, log);
   const endpoints = new McpEndpoints(gateway, options.path, { ...options, replicas }, log);
   const defaultEndpoint = endpoints.at(options.path) as McpEndpoint;
+  // A 2026-07-28 retry whose requestState another replica holds is served there (state-relay.ts).
+  const relay =
+    replicas &&
+    new StateRelay(
+      replicas.bus,
+      replicas.tokens,
+      async (path, principal, req, res) => {
+        const endpoint = endpoints.at(path);
+        if (!endpoint) {
+          res.writeHead(404);
+          res.end();
+          return;
+        }
+        attachFacts(req as IncomingMessage, principal);
+        await endpoint.serveModern(req, res);
+      },
+      log,
+    );
   const probes: Record<string, ProbeHandler> = probeRoutes(gateway);
   const guard = createGuards(options);
   const webConsole = options.console?.enabled ? new GatewayConsole(gateway, { logger: log }) : undefined;
@@ -223,6 +242,9 @@ export function createGatewayHttpHandler(gateway: Gateway, options: HandlerOptio
         mismatch.data,
       );
     }
+    const owner = await relay?.ownerElsewhere(body, principal);
+    if (relay && owner !== undefined)
+      return relay.forward(owner, endpoint.path, req, res, text ?? "", principal);
     return endpoint.serveModern(withRawBody(req, text), res);
   };
 

@@ -8,6 +8,7 @@ import type { Gateway } from "../../gateway/gateway.ts";
 import { ReplicaBus } from "../../gateway/replica-bus.ts";
 import type { Logger } from "../../observability/logger.ts";
 import { RequestStateTokens, sharedRequestStateKey } from "../../protocol/request-state.ts";
+import { ResilientStore } from "../../stores/index.ts";
 import { SessionRecords } from "./session-record.ts";
 
 export interface Replicas {
@@ -20,19 +21,24 @@ export function joinReplicas(gateway: Gateway, idleTimeoutMs: number, log: Logge
   const store = gateway.store;
   if (!store.shared) return undefined;
   const bus = new ReplicaBus(store, log);
-  bus
-    .start()
+  // Whatever is read or sent before the store's first connection would stay in this replica's memory
+  // (fail-open): the shared key above all.
+  const connected = store instanceof ResilientStore ? store.connect() : Promise.resolve();
+  connected
+    .then(() => bus.start())
     .then(() => log.info({ replica: bus.id }, "listening to the other replicas"))
     .catch((error: unknown) =>
       log.warn({ err: error }, "could not listen to the other replicas; requests they forward are lost"),
     );
-  const key = sharedRequestStateKey(store).catch((error: unknown) => {
-    log.warn(
-      { err: error },
-      "could not read the request-state key the replicas share; this replica's request states are its own",
-    );
-    return randomBytes(32);
-  });
+  const key = connected
+    .then(() => sharedRequestStateKey(store))
+    .catch((error: unknown) => {
+      log.warn(
+        { err: error },
+        "could not read the request-state key the replicas share; this replica's request states are its own",
+      );
+      return randomBytes(32);
+    });
   return {
     bus,
     records: new SessionRecords(store, idleTimeoutMs),

@@ -14,8 +14,8 @@
  * - Request ids: the server numbers the requests it sends the client (elicitation, sampling, roots)
  *   from 0 on every replica, so when replicas share sessions each id is prefixed with this replica's
  *   id; the client's response names the replica whose call waits for it (see `ownerOfResponse`).
- * - Messages for the standalone (GET) stream that this replica does not hold (a resource update, a log
- *   message) go to `offStream`, which forwards them to the replica that holds it.
+ * - A log message for the standalone (GET) stream that this replica does not hold goes to `offStream`,
+ *   which forwards it to the replica that holds the stream.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { type NodeMcpRequestHandler, toNodeHandler } from "@modelcontextprotocol/node";
@@ -32,8 +32,12 @@ type ScopeResolver = Parameters<WebStandardStreamableHTTPServerTransport["setSco
 /** Separates a replica id from the server's own request id, in the ids the client is sent. */
 const ID_SEPARATOR = "~";
 
-/** The notifications the standalone stream carries that only the replica that produced them has. */
-const FORWARDED = new Set(["notifications/resources/updated", "notifications/message"]);
+/**
+ * The notifications for the standalone stream that only the replica that produced them has: a log
+ * message a backend of this replica sent outside any call. (List changes and resource updates reach
+ * every replica by themselves, and each delivers them to the streams it holds.)
+ */
+const FORWARDED = new Set(["notifications/message"]);
 
 /** What the client said at initialize, which a restored session replays. */
 export interface Handshake {

@@ -5,8 +5,9 @@
  * - `client-response`: a client's answer to a request this replica's server sent during a call.
  * - `client-cancel`: `notifications/cancelled` for a call that may run on any replica (the client's
  *   request id names no replica), so it goes to all; a replica without the call ignores it.
- * - `stream-message`: a resource update or log message for the session's standalone stream, to the
- *   replica that holds the stream.
+ * - `stream-message`: a log message a backend of this replica sent outside any call, for the session's
+ *   standalone stream, to the replica that holds the stream. (Resource updates go to every replica:
+ *   see endpoint.ts.)
  * - `session-changed`: its log level or subscriptions changed on one replica; the others that hold
  *   the session take the change (a log level set through one replica applies everywhere).
  * - `session-ended`: the client ended it (DELETE); every replica drops its copy.
@@ -160,24 +161,25 @@ export class SharedSessions {
   #watch(session: Session): void {
     const state = connectionState(session.server);
     if (!state) return;
-    state.onChange = () => {
+    state.onChange = async () => {
       const changed: Changed = {
         logLevel: state.logLevel ?? null,
         subscriptions: [...state.subscriptions],
       };
-      void this.#update(session.id, (record) => ({
+      // Written before the client is answered: its next request may land on any replica.
+      await this.#update(session.id, (record) => ({
         ...record,
         logLevel: changed.logLevel,
         subscriptions: [...changed.subscriptions],
       }));
-      void this.#deps.bus.broadcast("session-changed", session.id, changed);
+      await this.#deps.bus.broadcast("session-changed", session.id, changed);
     };
   }
 
   /**
-   * Takes another replica's change. A subscription is held on the backends of the replica that took it
-   * (which sends its updates here through the stream holder): this copy only records it, so that the
-   * updates its own backends report reach the client too, and drops what the client unsubscribed.
+   * Takes another replica's change. A subscription is held on the backends of the replica that took it;
+   * this copy only records it, so that the updates any replica reports reach the client through the
+   * replica that holds its stream, and drops what the client unsubscribed.
    */
   #apply(session: Session, changed: Changed): void {
     const state = connectionState(session.server);

@@ -1,0 +1,259 @@
+/**
+ * Any request on any replica: three Switchboard replicas (the built CLI, one Redis under a prefix of
+ * this run's own, each with its own fixture-server backend process) behind a round-robin load balancer
+ * on loopback that has no stickiness at all (test/support/round-robin-proxy.ts). Clients of both SDKs
+ * and both eras list, call with progress, answer an elicitation in the middle of a call, set a log
+ * level and get log messages, and subscribe to a resource and get its update, while consecutive
+ * requests of one client land on different replicas; the balancer's record shows where each went.
+ *
+ * Then one replica is killed with SIGKILL while a slow call runs on it: that call fails, and every
+ * session it opened keeps working through the others.
+ */
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { Client as ClientV2, StreamableHTTPClientTransport as HttpV2 } from "@modelcontextprotocol/client";
+import { Client as ClientV1 } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport as HttpV1 } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import {
+  ElicitRequestSchema,
+  LoggingMessageNotificationSchema,
+  ResourceUpdatedNotificationSchema,
+} from "@modelcontextprotocol/sdk/types.js";
+import {
+  eventually,
+  fixtureServer,
+  type RunningGateway,
+  startHttpGateway,
+  writeConfig,
+} from "../support/gateway-process.ts";
+import { type ToolResult, textOf } from "../support/mcp-client.ts";
+import { deleteByPrefix, describeWithRedis, uniquePrefix } from "../support/redis.ts";
+import { type RoundRobinProxy, startRoundRobinProxy } from "../support/round-robin-proxy.ts";
+
+const TIMEOUT = { timeout: 20_000 };
+const ANSWER = { action: "accept", content: { answer: "forty-two" } } as const;
+
+/** What a client flavor does in the scenario, whatever its SDK. */
+interface Flavor {
+  readonly logs: string[];
+  readonly updates: string[];
+  sessionId(): string | undefined;
+  listTools(): Promise<string[]>;
+  call(name: string, args: Record<string, unknown>, onProgress?: () => void): Promise<ToolResult>;
+  setLogLevel(level: "error" | "debug"): Promise<void>;
+  subscribe(uri: string): Promise<void>;
+  firstResourceUri(): Promise<string>;
+  close(): Promise<void>;
+}
+
+async function v1Client(url: string): Promise<Flavor> {
+  const logs: string[] = [];
+  const updates: string[] = [];
+  const client = new ClientV1(
+    { name: "any-replica-v1", version: "1" },
+    { capabilities: { elicitation: {} } },
+  );
+  client.setRequestHandler(ElicitRequestSchema, async () => ANSWER);
+  client.setNotificationHandler(
+    LoggingMessageNotificationSchema,
+    (n) => void logs.push(String(n.params.data)),
+  );
+  client.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => void updates.push(n.params.uri));
+  const transport = new HttpV1(new URL(url));
+  await client.connect(transport);
+  return {
+    logs,
+    updates,
+    sessionId: () => transport.sessionId,
+    listTools: async () => (await client.listTools()).tools.map((t) => t.name),
+    call: (name, args, onProgress) =>
+      client.callTool({ name, arguments: args }, undefined, {
+        ...TIMEOUT,
+        ...(onProgress ? { onprogress: onProgress } : {}),
+      }) as Promise<ToolResult>,
+    setLogLevel: async (level) => void (await client.setLoggingLevel(level)),
+    subscribe: async (uri) => void (await client.subscribeResource({ uri })),
+    firstResourceUri: async () => (await client.listResources()).resources[0]?.uri ?? "",
+    close: () => client.close(),
+  };
+}
+
+async function v2Client(url: string, era: "legacy" | "modern"): Promise<Flavor> {
+  const logs: string[] = [];
+  const updates: string[] = [];
+  const client = new ClientV2({ name: `any-replica-v2-${era}`, version: "1" }, {
+    capabilities: { elicitation: { form: {} } },
+    versionNegotiation: { mode: era === "legacy" ? "legacy" : { pin: "2026-07-28" } },
+  } as never);
+  client.setRequestHandler("elicitation/create", async () => ANSWER as never);
+  client.setNotificationHandler("notifications/message", (n) => void logs.push(String(n.params.data)));
+  client.setNotificationHandler("notifications/resources/updated", (n) => void updates.push(n.params.uri));
+  const transport = new HttpV2(new URL(url));
+  await client.connect(transport);
+  let logLevel: string | undefined;
+  return {
+    logs,
+    updates,
+    sessionId: () => transport.sessionId,
+    listTools: async () => (await client.listTools()).tools.map((t) => t.name),
+    call: (name, args, onProgress) =>
+      client.callTool(
+        {
+          name,
+          arguments: args,
+          // A 2026-07-28 client names its log level on each request.
+          ...(era === "modern" && logLevel
+            ? { _meta: { "io.modelcontextprotocol/logLevel": logLevel } }
+            : {}),
+        },
+        { ...TIMEOUT, ...(onProgress ? { onprogress: onProgress } : {}) },
+      ) as Promise<ToolResult>,
+    setLogLevel: async (level) => {
+      if (era === "legacy") await client.setLoggingLevel(level);
+      logLevel = level;
+    },
+    subscribe: async (uri) => {
+      if (era === "legacy") await client.subscribeResource({ uri });
+      else await client.listen({ resourceSubscriptions: [uri] });
+    },
+    firstResourceUri: async () => (await client.listResources()).resources[0]?.uri ?? "",
+    close: () => client.close(),
+  };
+}
+
+describeWithRedis("any request on any replica, behind a round-robin balancer", (redisUrl) => {
+  const prefix = uniquePrefix("replicas-any");
+  const configPath = writeConfig({
+    mcpServers: { fx: fixtureServer() },
+    // A command slowed past the 1 s default by a loaded test machine would count as an outage.
+    store: { type: "redis", url: redisUrl, keyPrefix: prefix, commandTimeoutMs: 10_000 },
+  });
+  let gateways: RunningGateway[] = [];
+  let proxy: RoundRobinProxy;
+  let mcpUrl = "";
+
+  before(async () => {
+    gateways = await Promise.all([0, 1, 2].map(() => startHttpGateway(configPath)));
+    const first = new URL((gateways[0] as RunningGateway).url);
+    proxy = await startRoundRobinProxy(gateways.map((g) => new URL(g.url).origin));
+    mcpUrl = `${proxy.url}${first.pathname}`;
+  });
+
+  after(async () => {
+    await proxy?.close();
+    await Promise.all(gateways.map((g) => g.stop()));
+    await deleteByPrefix(redisUrl, prefix);
+  });
+
+  /** The replicas that served a session's requests, in order. */
+  const landedOn = (session: string | undefined) =>
+    proxy.served.filter((s) => session !== undefined && s.session === session).map((s) => s.upstream);
+
+  /** The replica holding a client's notification stream: a session's GET, or a 2026-07-28 listen. */
+  const streamOf = (session: string | undefined, since: number) =>
+    proxy.served
+      .slice(since)
+      .find((s) =>
+        session === undefined
+          ? s.rpc === "subscriptions/listen"
+          : s.method === "GET" && s.session === session,
+      )?.upstream;
+
+  const scenario = async (flavor: Flavor, stateless: boolean) => {
+    const servedBefore = proxy.served.length;
+    const tools = await flavor.listTools();
+    assert.ok(tools.includes("fx__slow") && tools.includes("fx__ask"), tools.join(", "));
+
+    let progress = 0;
+    const slow = await flavor.call("fx__slow", { ms: 100 }, () => progress++);
+    assert.equal(slow.isError, undefined, textOf(slow));
+    assert.equal(progress, 5, "every progress notification of the call arrived");
+
+    // Asked until the client's answer lands on a replica other than the one that started the call: a
+    // 2025-era client's answer is a POST of its own; a 2026-07-28 client retries the call with it.
+    let crossed = false;
+    for (let i = 0; i < 6 && !crossed; i++) {
+      const from = proxy.served.length;
+      const asked = await flavor.call("fx__ask", { question: "The answer?" });
+      assert.equal(asked.isError, undefined, textOf(asked));
+      assert.match(textOf(asked), /forty-two/, "the elicitation answered mid-call reached the backend");
+      const exchange = proxy.served.slice(from).filter((s) => s.method === "POST");
+      const started = exchange.find((s) => s.rpc === "tools/call")?.upstream;
+      const answered = stateless
+        ? exchange.filter((s) => s.rpc === "tools/call")[1]?.upstream
+        : exchange.find((s) => s.rpc === undefined)?.upstream;
+      crossed = answered !== undefined && answered !== started;
+    }
+    assert.ok(crossed, "an answer landed on another replica than its call");
+
+    // The level set through one replica filters the log messages of calls served by the others.
+    await flavor.setLogLevel("error");
+    await flavor.call("fx__log", { text: "filtered out" });
+    await flavor.setLogLevel("debug");
+    const logged = await flavor.call("fx__log", { text: "hello from a call" });
+    assert.equal(logged.isError, undefined, textOf(logged));
+    await eventually(() => flavor.logs.includes("hello from a call"), 10_000, "the call's log message");
+    assert.ok(!flavor.logs.includes("filtered out"), "a warning was sent to a client that asked for errors");
+
+    const uri = await flavor.firstResourceUri();
+    await flavor.subscribe(uri);
+    const stream = streamOf(flavor.sessionId(), servedBefore);
+    assert.notEqual(stream, undefined, "the client holds a stream for notifications");
+    // Touched through a replica other than the one holding the client's stream: that replica's own
+    // backend announces the update, and the stream's replica must get it to the client.
+    for (;;) {
+      const from = proxy.served.length;
+      await flavor.call("fx__touch", {});
+      if (proxy.served.slice(from).some((s) => s.rpc === "tools/call" && s.upstream !== stream)) break;
+    }
+    await eventually(() => flavor.updates.includes(uri), 10_000, `the update of ${uri}`);
+
+    if (!stateless) {
+      // A log message a backend sends after the call that caused it ended goes on the session's stream,
+      // from whichever replica ran the call.
+      for (;;) {
+        const from = proxy.served.length;
+        await flavor.call("fx__log_later", { text: "after the call", delayMs: 50 });
+        if (proxy.served.slice(from).some((s) => s.rpc === "tools/call" && s.upstream !== stream)) break;
+      }
+      await eventually(() => flavor.logs.includes("after the call"), 10_000, "the background log message");
+    }
+
+    if (!stateless) {
+      const landed = landedOn(flavor.sessionId());
+      assert.deepEqual(new Set(landed).size, 3, `the session's requests landed on ${landed.join(",")}`);
+      const moves = landed.filter((u, i) => i > 0 && u !== landed[i - 1]).length;
+      assert.ok(moves >= landed.length / 2, `consecutive requests moved between replicas: ${landed}`);
+    } else {
+      const landed = proxy.served.slice(servedBefore).map((s) => s.upstream);
+      assert.equal(new Set(landed).size, 3, `the client's requests landed on ${landed.join(",")}`);
+    }
+  };
+
+  test("an SDK v1 client (2025-era session)", async () => {
+    const client = await v1Client(mcpUrl);
+    try {
+      await scenario(client, false);
+    } finally {
+      await client.close();
+    }
+  });
+
+  test("an SDK v2 client in a 2025-era session", async () => {
+    const client = await v2Client(mcpUrl, "legacy");
+    try {
+      await scenario(client, false);
+    } finally {
+      await client.close();
+    }
+  });
+
+  test("an SDK v2 client on 2026-07-28 (stateless, input_required rounds)", async () => {
+    const client = await v2Client(mcpUrl, "modern");
+    try {
+      await scenario(client, true);
+    } finally {
+      await client.close();
+    }
+  });
+});
