@@ -256,4 +256,54 @@ describeWithRedis("any request on any replica, behind a round-robin balancer", (
       await client.close();
     }
   });
+
+  // Last: it kills a replica.
+  test("a replica killed with SIGKILL takes only its in-flight calls; its sessions live on", async () => {
+    // Sessions opened through every replica (the balancer's record says which replica opened each).
+    const opened: { client: Flavor; by: number }[] = [];
+    for (let i = 0; i < 9 && new Set(opened.map((o) => o.by)).size < 3; i++) {
+      const from = proxy.served.length;
+      const client = await v1Client(mcpUrl);
+      const by = proxy.served.slice(from).find((s) => s.rpc === "initialize")?.upstream;
+      assert.notEqual(by, undefined);
+      opened.push({ client, by: by as number });
+      // A client's opening is three requests: one more moves the next opening to the next replica.
+      await fetch(`${proxy.url}/livez`);
+    }
+    try {
+      assert.equal(new Set(opened.map((o) => o.by)).size, 3, "a session was opened through each replica");
+      const caller = (opened[0] as { client: Flavor }).client;
+      const from = proxy.served.length;
+      const slow = caller.call("fx__slow", { ms: 60_000 });
+      slow.catch(() => undefined);
+      let victim: number | undefined;
+      await eventually(
+        () => {
+          victim = proxy.served
+            .slice(from)
+            .find((s) => s.rpc === "tools/call" && s.session === caller.sessionId())?.upstream;
+          return victim !== undefined;
+        },
+        10_000,
+        "the slow call to reach a replica",
+      );
+      // Its answer stream is open, so the call is in flight on the replica about to die.
+      await (gateways[victim as number] as RunningGateway).stop("SIGKILL");
+
+      await assert.rejects(slow, (error: Error) => {
+        assert.match(error.message, /gateway instance that was serving this request stopped/);
+        return true;
+      });
+
+      const orphans = opened.filter((o) => o.by === victim);
+      assert.ok(orphans.length > 0, "the killed replica had opened sessions");
+      for (const { client } of opened) {
+        const echo = await client.call("fx__echo", { message: "still here" });
+        assert.equal(textOf(echo), "still here");
+        assert.ok((await client.listTools()).includes("fx__echo"));
+      }
+    } finally {
+      await Promise.allSettled(opened.map((o) => o.client.close()));
+    }
+  });
 });

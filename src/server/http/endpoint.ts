@@ -69,6 +69,8 @@ export class McpEndpoint {
           gateway,
           bus: replicas.bus,
           records: replicas.records,
+          relay: replicas.relay,
+          path,
           profile,
           idleTimeoutMs: options.sessionIdleTimeoutMs,
           logger: log,

@@ -43,8 +43,8 @@ import { attachFacts, factsOfRequest, principalOfRequest } from "./facts.ts";
 import { cancelPlainCall, servePlainCall } from "./fast-path.ts";
 import { createGuards, header, sendJsonRpcError, sendRefusal } from "./guards.ts";
 import { type ProbeHandler, probeRoutes } from "./probes.ts";
+import { SUSPENDED_OWNER_GONE } from "./replica-relay.ts";
 import { joinReplicas } from "./replicas.ts";
-import { StateRelay } from "./state-relay.ts";
 
 /** The longest shutdown waits for responses still being written after their calls finished. */
 const ANSWER_FLUSH_MS = 2_000;
@@ -79,24 +79,19 @@ export function createGatewayHttpHandler(gateway: Gateway, options: HandlerOptio
   const replicas = joinReplicas(gateway, options.sessionIdleTimeoutMs, log);
   const endpoints = new McpEndpoints(gateway, options.path, { ...options, replicas }, log);
   const defaultEndpoint = endpoints.at(options.path) as McpEndpoint;
-  // A 2026-07-28 retry whose requestState another replica holds is served there (state-relay.ts).
-  const relay =
-    replicas &&
-    new StateRelay(
-      replicas.bus,
-      replicas.tokens,
-      async (path, principal, req, res) => {
-        const endpoint = endpoints.at(path);
-        if (!endpoint) {
-          res.writeHead(404);
-          res.end();
-          return;
-        }
-        attachFacts(req as IncomingMessage, principal);
-        await endpoint.serveModern(req, res);
-      },
-      log,
-    );
+  // What another replica relays here is served by these endpoints (replica-relay.ts).
+  replicas?.relay.serveWith(async (relayed, req, res) => {
+    const endpoint = endpoints.at(relayed.path);
+    attachFacts(req as IncomingMessage, relayed.principal);
+    if (!endpoint) {
+      res.writeHead(404);
+      res.end();
+    } else if (relayed.session !== undefined) {
+      await endpoint.sessions.resume(relayed.session, relayed.principal, req, res);
+    } else {
+      await endpoint.serveModern(req, res);
+    }
+  });
   const probes: Record<string, ProbeHandler> = probeRoutes(gateway);
   const guard = createGuards(options);
   const webConsole = options.console?.enabled ? new GatewayConsole(gateway, { logger: log }) : undefined;
@@ -242,9 +237,18 @@ export function createGatewayHttpHandler(gateway: Gateway, options: HandlerOptio
         mismatch.data,
       );
     }
+    // A 2026-07-28 retry whose requestState another replica holds is served there.
+    const relay = replicas?.relay;
     const owner = await relay?.ownerElsewhere(body, principal);
-    if (relay && owner !== undefined)
-      return relay.forward(owner, endpoint.path, req, res, text ?? "", principal);
+    if (relay && owner !== undefined) {
+      return relay.forward(owner, req, res, text ?? "", {
+        path: endpoint.path,
+        principal,
+        requestId: requestIdOf(body) ?? null,
+        goneMessage: SUSPENDED_OWNER_GONE,
+        goneReason: "request_state_owner_gone",
+      });
+    }
     return endpoint.serveModern(withRawBody(req, text), res);
   };
 

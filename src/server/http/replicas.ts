@@ -1,6 +1,7 @@
 /**
  * What the HTTP server's endpoints share with the other replicas of a shared store: the replica bus,
- * the records of 2025-era sessions, and the key 2026-07-28 request states are signed with. Nothing of
+ * the records of 2025-era sessions, the key 2026-07-28 request states are signed with, and the relay
+ * of requests only another replica can serve. Nothing of
  * this exists on a store that is not shared: one replica keeps everything in its own memory.
  */
 import { randomBytes } from "node:crypto";
@@ -9,12 +10,15 @@ import { ReplicaBus } from "../../gateway/replica-bus.ts";
 import type { Logger } from "../../observability/logger.ts";
 import { RequestStateTokens, sharedRequestStateKey } from "../../protocol/request-state.ts";
 import { ResilientStore } from "../../stores/index.ts";
+import { ReplicaRelay } from "./replica-relay.ts";
 import { SessionRecords } from "./session-record.ts";
 
 export interface Replicas {
   readonly bus: ReplicaBus;
   readonly records: SessionRecords;
   readonly tokens: RequestStateTokens;
+  /** Relays requests only another replica can serve (replica-relay.ts). */
+  readonly relay: ReplicaRelay;
 }
 
 export function joinReplicas(gateway: Gateway, idleTimeoutMs: number, log: Logger): Replicas | undefined {
@@ -39,9 +43,11 @@ export function joinReplicas(gateway: Gateway, idleTimeoutMs: number, log: Logge
       );
       return randomBytes(32);
     });
+  const tokens = new RequestStateTokens(bus.id, key);
   return {
     bus,
     records: new SessionRecords(store, idleTimeoutMs),
-    tokens: new RequestStateTokens(bus.id, key),
+    tokens,
+    relay: new ReplicaRelay(bus, tokens, log),
   };
 }

@@ -18,13 +18,19 @@
  *   which forwards it to the replica that holds the stream.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { type NodeMcpRequestHandler, toNodeHandler } from "@modelcontextprotocol/node";
+import {
+  type NodeIncomingMessageLike,
+  type NodeMcpRequestHandler,
+  type NodeServerResponseLike,
+  toNodeHandler,
+} from "@modelcontextprotocol/node";
 import {
   type JSONRPCMessage,
   type Transport,
   type TransportSendOptions,
   WebStandardStreamableHTTPServerTransport,
 } from "@modelcontextprotocol/server";
+import { servingRequest } from "./stream-ids.ts";
 
 type WebOptions = ConstructorParameters<typeof WebStandardStreamableHTTPServerTransport>[0];
 type ScopeResolver = Parameters<WebStandardStreamableHTTPServerTransport["setScopeChallengeResolver"]>[0];
@@ -117,7 +123,14 @@ export class SessionTransport implements Transport {
       this.#listening.add(res);
       res.once("close", () => this.#listening.delete(res));
     }
-    await this.#node(req, res, body);
+    // With ids that name it, the event store learns which request a stream answers (stream-ids.ts).
+    if (this.#prefix === undefined) await this.#node(req, res, body);
+    else await servingRequest(body, () => this.#node(req, res, body));
+  }
+
+  /** Resumes one of this replica's streams for a client another replica relayed (replica-relay.ts). */
+  async resume(req: NodeIncomingMessageLike, res: NodeServerResponseLike): Promise<void> {
+    await this.#node(req, res);
   }
 
   /** Hands the server a message another replica received for this session. */

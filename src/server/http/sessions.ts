@@ -18,7 +18,9 @@
  */
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import type { NodeIncomingMessageLike, NodeServerResponseLike } from "@modelcontextprotocol/node";
 import type { JSONRPCMessage, Server } from "@modelcontextprotocol/server";
+import { JSON_RPC } from "../../core/errors.ts";
 import type { Principal } from "../../core/types.ts";
 import type { Logger } from "../../observability/logger.ts";
 import type { LiveServers } from "../../protocol/connection.ts";
@@ -29,6 +31,7 @@ import type { Session } from "./session.ts";
 import type { SessionRecord } from "./session-record.ts";
 import { type Handshake, ownerOfResponse, SessionTransport } from "./session-transport.ts";
 import type { SharedSessions } from "./shared-sessions.ts";
+import { requestBeingServed } from "./stream-ids.ts";
 
 /** What one session keeps for resumption: enough for the streams of a few calls, not a transcript. */
 const SESSION_EVENTS: EventStoreLimits = { maxEventsPerStream: 100, maxBytes: 1024 * 1024 };
@@ -162,8 +165,31 @@ export class Sessions {
       }
       shared.forwardCancel(session.id, body);
     }
+    if (shared && req.method === "GET" && (await shared.resumedElsewhere(session, req, res))) return;
     if (shared && req.method === "GET") shared.listening(session.id);
     await session.transport.handleRequest(req, res, body);
+  }
+
+  /** Resumes a stream of a session for a client whose request another replica relayed here. */
+  async resume(
+    id: string,
+    principal: Principal,
+    req: NodeIncomingMessageLike,
+    res: NodeServerResponseLike,
+  ): Promise<void> {
+    const session = this.find(id, principal) ?? (await this.adopt(id, principal));
+    if (!session) {
+      res.writeHead(404, { "content-type": "application/json" });
+      res.end(
+        JSON.stringify({
+          jsonrpc: "2.0",
+          id: null,
+          error: { code: JSON_RPC.SESSION_NOT_FOUND, message: `Session "${id}" not found.` },
+        }),
+      );
+      return;
+    }
+    await session.transport.resume(req, res);
   }
 
   async close(): Promise<void> {
@@ -182,7 +208,10 @@ export class Sessions {
     let transport: SessionTransport | undefined;
     transport = new SessionTransport({
       sessionIdGenerator,
-      eventStore: new BoundedEventStore(SESSION_EVENTS),
+      eventStore: new BoundedEventStore(
+        SESSION_EVENTS,
+        shared ? { replica: shared.replica, requestBeingServed } : undefined,
+      ),
       retryInterval: RECONNECT_AFTER_MS,
       ...(onsessioninitialized ? { onsessioninitialized } : {}),
       onsessionclosed: async (id) => {

@@ -12,6 +12,7 @@
  *   the session take the change (a log level set through one replica applies everywhere).
  * - `session-ended`: the client ended it (DELETE); every replica drops its copy.
  */
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { JSONRPCMessage } from "@modelcontextprotocol/server";
 import type { LoggingLevel } from "../../core/types.ts";
 import type { Gateway } from "../../gateway/gateway.ts";
@@ -19,9 +20,11 @@ import type { BusMessage, ReplicaBus } from "../../gateway/replica-bus.ts";
 import type { Logger } from "../../observability/logger.ts";
 import { type ConnectionState, connectionState } from "../../protocol/connection.ts";
 import { cancelledRequestId } from "../../protocol/in-flight.ts";
+import { type ReplicaRelay, STREAM_OWNER_GONE } from "./replica-relay.ts";
 import { cancelLocally, type Session } from "./session.ts";
 import type { SessionRecord, SessionRecords } from "./session-record.ts";
 import type { Handshake } from "./session-transport.ts";
+import { parseEventId } from "./stream-ids.ts";
 
 /** What sessions.ts lets this module reach: the copies this replica holds. */
 export interface LocalSessions {
@@ -33,6 +36,9 @@ export interface SharedSessionsDeps {
   readonly gateway: Gateway;
   readonly bus: ReplicaBus;
   readonly records: SessionRecords;
+  readonly relay: ReplicaRelay;
+  /** The endpoint's path, for what is relayed to another replica. */
+  readonly path: string;
   /** The endpoint's profile: a session belongs to the endpoint that opened it. */
   readonly profile: string | undefined;
   readonly idleTimeoutMs: number;
@@ -137,6 +143,31 @@ export class SharedSessions {
       this.#deps.logger.warn({ session: id, err: error }, "could not delete an ended session's record");
     }
     await this.#deps.bus.broadcast("session-ended", id, null);
+  }
+
+  /**
+   * A client resuming a stream that another replica sent (`Last-Event-ID` names it; stream-ids.ts). A
+   * request's stream is resumed where it is, through the relay; if that replica stopped, the client
+   * gets an error for the request it waits for, so that it fails now rather than at its timeout. A
+   * standalone stream is opened afresh here. True when the request is answered.
+   */
+  async resumedElsewhere(session: Session, req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+    const last = req.headers["last-event-id"];
+    const named = typeof last === "string" ? parseEventId(last) : undefined;
+    if (!named || named.replica === this.replica) return false;
+    if (named.request === undefined) {
+      delete req.headers["last-event-id"];
+      return false;
+    }
+    await this.#deps.relay.forward(named.replica, req, res, "", {
+      path: this.#deps.path,
+      principal: session.principal,
+      session: session.id,
+      requestId: named.request,
+      goneMessage: STREAM_OWNER_GONE,
+      goneReason: "replica_stopped",
+    });
+    return true;
   }
 
   forwardResponse(owner: string, id: string, message: JSONRPCMessage): void {

@@ -1,14 +1,17 @@
 /**
- * The retry of a 2026-07-28 request suspended for its client's answers, when it lands on a replica
- * other than the one holding the suspended request: its `requestState` names the owner
- * (protocol/request-state.ts), so the landing replica relays the request to the owner over the replica
- * bus and writes the owner's answer back as it comes (the result or the next `input_required`, with
- * any progress notifications on the way). The owner serves it as if it had landed there, for the
- * principal the landing replica authenticated.
+ * Requests only one replica can serve, relayed to it over the replica bus when the balancer sent them
+ * elsewhere; the landing replica writes the owner's answer back as it comes. Two kinds:
  *
- * An owner that is gone (its heartbeat expired, or it does not acknowledge the relay in time) gets the
- * client a JSON-RPC error that says so and to send the request again without a `requestState`; an
- * owner that stops in the middle of its answer does the same, or cuts a stream already open.
+ * - The retry of a 2026-07-28 request suspended for its client's answers: its `requestState` names
+ *   the owner (protocol/request-state.ts), which answers with the result or the next `input_required`,
+ *   and any progress notifications on the way.
+ * - A 2025-era client resuming a request's SSE stream with `Last-Event-ID`: the event id names the
+ *   replica whose stream it was (stream-ids.ts), which replays what the client missed and goes on.
+ *
+ * The owner serves the request as if it had landed there, for the principal the landing replica
+ * authenticated. An owner that is gone (its heartbeat expired, or it does not acknowledge the relay in
+ * time) gets the client a JSON-RPC error for its request that says so and what to do; an owner that
+ * stops in the middle of its answer does the same, as the last event of a stream already open.
  */
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
@@ -24,36 +27,53 @@ const ACK_WAIT_MS = 3_000;
 /** How often a relay in progress checks that its owner is still alive. */
 const OWNER_CHECK_MS = 1_000;
 
-export const OWNER_GONE_MESSAGE =
+export const SUSPENDED_OWNER_GONE =
   "The gateway instance that held this request while it waited for your answers has stopped, so the " +
   "request is lost. Send the request again without a requestState.";
 
-/** Serves a relayed request on the owner, as the endpoint at `path` serves 2026-07-28 requests. */
+export const STREAM_OWNER_GONE =
+  "The gateway instance that was serving this request stopped before it answered, so its outcome is " +
+  "unknown. Send the request again if it is safe to repeat.";
+
+/** What a relayed request is, for the owner. */
+export interface Relayed {
+  /** The endpoint's path. */
+  readonly path: string;
+  readonly principal: Principal;
+  /** The 2025-era session whose stream is resumed; absent for a 2026-07-28 request. */
+  readonly session?: string | undefined;
+}
+
+/** Serves a relayed request on the owner. */
 export type ServeRelayed = (
-  path: string,
-  principal: Principal,
+  relayed: Relayed,
   req: NodeIncomingMessageLike,
   res: NodeServerResponseLike,
 ) => Promise<void>;
 
-interface RelayRequest {
+/** How the landing replica relays one request. */
+export interface RelayOptions extends Relayed {
+  /** The request the client waits for, for the error that says the owner is gone. */
+  readonly requestId: string | number | null;
+  readonly goneMessage: string;
+  readonly goneReason: string;
+}
+
+interface RelayRequest extends Relayed {
   readonly relay: string;
-  readonly path: string;
   readonly method: string;
   readonly url: string;
   readonly headers: Record<string, string | string[] | undefined>;
   readonly body: string;
-  readonly principal: Principal;
 }
 
 interface Pending {
   readonly res: ServerResponse;
-  readonly requestId: string | number | null;
   acked: boolean;
   done(): void;
 }
 
-export class StateRelay {
+export class ReplicaRelay {
   readonly #bus: ReplicaBus;
   readonly #tokens: RequestStateTokens;
   readonly #log: Logger;
@@ -61,12 +81,13 @@ export class StateRelay {
   readonly #pending = new Map<string, Pending>();
   /** Relays this replica serves as the owner, by relay id: what a client that left must stop. */
   readonly #serving = new Map<string, RelayResponse>();
+  #serve: ServeRelayed | undefined;
 
-  constructor(bus: ReplicaBus, tokens: RequestStateTokens, serve: ServeRelayed, log: Logger) {
+  constructor(bus: ReplicaBus, tokens: RequestStateTokens, log: Logger) {
     this.#bus = bus;
     this.#tokens = tokens;
     this.#log = log;
-    bus.on("relay-request", (message) => this.#serve(message, serve));
+    bus.on("relay-request", (message) => void this.#serveRelayed(message));
     bus.on("relay-cancel", ({ payload }) =>
       this.#serving.get((payload as { relay: string }).relay)?.cancel(),
     );
@@ -98,6 +119,11 @@ export class StateRelay {
     });
   }
 
+  /** How this replica serves what others relay to it (the HTTP handler's endpoints). */
+  serveWith(serve: ServeRelayed): void {
+    this.#serve = serve;
+  }
+
   /** The replica a request's `requestState` names, when it is genuine and names another replica. */
   async ownerElsewhere(body: unknown, principal: Principal): Promise<string | undefined> {
     const state = requestStateOf(body);
@@ -111,50 +137,50 @@ export class StateRelay {
   /** Relays the request to its owner and writes the owner's answer to `res`. */
   async forward(
     owner: string,
-    path: string,
     req: IncomingMessage,
     res: ServerResponse,
     body: string,
-    principal: Principal,
+    options: RelayOptions,
   ): Promise<void> {
     const relay = randomUUID();
-    const requestId = jsonRpcIdOf(body);
     let watch: NodeJS.Timeout | undefined;
     const pending: Pending = {
       res,
-      requestId,
       acked: false,
       done: () => {
         clearInterval(watch);
         this.#pending.delete(relay);
       },
     };
-    const gone = () => {
-      if (!this.#pending.has(relay)) return;
-      pending.done();
-      this.#log.warn({ owner }, "a request's owner replica stopped; its client is told to start again");
-      ownerGone(res, requestId);
-    };
-    if (!(await this.#bus.alive(owner))) return ownerGone(res, requestId);
+    const gone = () => ownerGone(res, options);
+    if (!(await this.#bus.alive(owner))) return gone();
     this.#pending.set(relay, pending);
     res.once("close", () => {
       if (!this.#pending.has(relay)) return;
       pending.done();
       void this.#bus.send(owner, "relay-cancel", undefined, { relay });
     });
+    const stopped = () => {
+      if (!this.#pending.has(relay)) return;
+      pending.done();
+      this.#log.warn({ owner }, "the replica serving a relayed request stopped; its client is told");
+      gone();
+    };
     const started = Date.now();
     watch = setInterval(() => {
-      if (!pending.acked && Date.now() - started >= ACK_WAIT_MS) return gone();
+      if (!pending.acked && Date.now() - started >= ACK_WAIT_MS) return stopped();
       void this.#bus.alive(owner).then((alive) => {
-        if (!alive) gone();
+        if (!alive) stopped();
       });
     }, OWNER_CHECK_MS);
     watch.unref();
+    const { principal } = options;
     const request: RelayRequest = {
       relay,
-      path,
+      path: options.path,
+      session: options.session,
       method: req.method ?? "POST",
-      url: req.url ?? path,
+      url: req.url ?? options.path,
       headers: req.headers,
       body,
       principal: { id: principal.id, roles: [...principal.roles] },
@@ -162,8 +188,10 @@ export class StateRelay {
     await this.#bus.send(owner, "relay-request", undefined, request);
   }
 
-  async #serve(message: BusMessage, serve: ServeRelayed): Promise<void> {
+  async #serveRelayed(message: BusMessage): Promise<void> {
+    const serve = this.#serve;
     const request = message.payload as RelayRequest;
+    if (!serve) return;
     const to = message.from;
     await this.#bus.send(to, "relay-ack", undefined, { relay: request.relay });
     const res = new RelayResponse(request.relay, (kind, payload) =>
@@ -179,7 +207,7 @@ export class StateRelay {
       },
     };
     try {
-      await serve(request.path, request.principal, req, res);
+      await serve(request, req, res);
     } catch (error) {
       this.#log.error({ err: error }, "could not serve a request another replica relayed");
       res.fail();
@@ -252,18 +280,24 @@ class RelayResponse implements NodeServerResponseLike {
   }
 }
 
-function ownerGone(res: ServerResponse, id: string | number | null): void {
+function ownerGone(res: ServerResponse, options: RelayOptions): void {
   const message = {
     jsonrpc: "2.0",
-    id,
+    id: options.requestId,
     error: {
       code: JSON_RPC.SERVER_ERROR,
-      message: OWNER_GONE_MESSAGE,
-      data: { reason: "request_state_owner_gone" },
+      message: options.goneMessage,
+      data: { reason: options.goneReason },
     },
   };
   if (res.writableEnded || res.destroyed) return;
   if (!res.headersSent) {
+    // A resumed stream is a GET, which the client reads as a stream.
+    if (options.session !== undefined) {
+      res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+      res.end(`event: message\ndata: ${JSON.stringify(message)}\n\n`);
+      return;
+    }
     res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(message));
     return;
   }
@@ -271,7 +305,7 @@ function ownerGone(res: ServerResponse, id: string | number | null): void {
   res.end(`event: message\ndata: ${JSON.stringify(message)}\n\n`);
 }
 
-function jsonRpcIdOf(body: string): string | number | null {
+export function jsonRpcIdOf(body: string): string | number | null {
   try {
     const id = (JSON.parse(body) as { id?: unknown }).id;
     return typeof id === "string" || typeof id === "number" ? id : null;
