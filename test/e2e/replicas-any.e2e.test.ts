@@ -121,6 +121,46 @@ async function v2Client(url: string, era: "legacy" | "modern"): Promise<Flavor> 
   };
 }
 
+/** One raw 2026-07-28 tools/call (a client that keeps its requestState to retry it later). */
+async function modernCall(
+  url: string,
+  params: Record<string, unknown>,
+): Promise<{ result?: Record<string, unknown>; error?: { message: string } }> {
+  const response = await fetch(url, {
+    method: "POST",
+    headers: {
+      "content-type": "application/json",
+      accept: "application/json, text/event-stream",
+      "mcp-protocol-version": "2026-07-28",
+      "mcp-method": "tools/call",
+      "mcp-name": String(params.name),
+    },
+    body: JSON.stringify({
+      jsonrpc: "2.0",
+      id: 7,
+      method: "tools/call",
+      params: {
+        ...params,
+        _meta: {
+          "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+          "io.modelcontextprotocol/clientInfo": { name: "any-replica-raw", version: "1" },
+          "io.modelcontextprotocol/clientCapabilities": { elicitation: { form: {} } },
+        },
+      },
+    }),
+  });
+  const text = await response.text();
+  const data = text
+    .split("\n")
+    .filter((line) => line.startsWith("data:"))
+    .map((line) => line.slice(5).trim())
+    .filter((line) => line.length > 0);
+  const messages = (data.length > 0 ? data : [text]).map((m) => JSON.parse(m) as { id?: unknown });
+  const answer = messages.find((m) => m.id === 7);
+  assert.ok(answer, `no answer (HTTP ${response.status}): ${text}`);
+  return answer as { result?: Record<string, unknown>; error?: { message: string } };
+}
+
 describeWithRedis("any request on any replica, behind a round-robin balancer", (redisUrl) => {
   const prefix = uniquePrefix("replicas-any");
   const configPath = writeConfig({
@@ -287,13 +327,32 @@ describeWithRedis("any request on any replica, behind a round-robin balancer", (
         10_000,
         "the slow call to reach a replica",
       );
+      // A 2026-07-28 call waits on the same replica for its client's answers.
+      const killed = gateways[victim as number] as RunningGateway;
+      const round = await modernCall(killed.url, { name: "fx__ask", arguments: { question: "?" } });
+      const suspended = round.result as { requestState: string; inputRequests: Record<string, unknown> };
+      assert.equal(typeof suspended.requestState, "string", JSON.stringify(round));
+
       // Its answer stream is open, so the call is in flight on the replica about to die.
-      await (gateways[victim as number] as RunningGateway).stop("SIGKILL");
+      await killed.stop("SIGKILL");
 
       await assert.rejects(slow, (error: Error) => {
         assert.match(error.message, /gateway instance that was serving this request stopped/);
         return true;
       });
+
+      // The retry of the suspended call, wherever it lands, says that the call is lost and what to do.
+      const [key] = Object.keys(suspended.inputRequests);
+      const retry = await modernCall(mcpUrl, {
+        name: "fx__ask",
+        arguments: { question: "?" },
+        requestState: suspended.requestState,
+        inputResponses: { [key as string]: ANSWER },
+      });
+      assert.match(
+        String(retry.error?.message),
+        /has stopped, so the request is lost\. Send the request again without a requestState/,
+      );
 
       const orphans = opened.filter((o) => o.by === victim);
       assert.ok(orphans.length > 0, "the killed replica had opened sessions");
