@@ -10,6 +10,7 @@
  * session it opened keeps working through the others.
  */
 import assert from "node:assert/strict";
+import { createHash, randomUUID } from "node:crypto";
 import { after, before, test } from "node:test";
 import { Client as ClientV2, StreamableHTTPClientTransport as HttpV2 } from "@modelcontextprotocol/client";
 import { Client as ClientV1 } from "@modelcontextprotocol/sdk/client/index.js";
@@ -364,5 +365,69 @@ describeWithRedis("any request on any replica, behind a round-robin balancer", (
     } finally {
       await Promise.allSettled(opened.map((o) => o.client.close()));
     }
+  });
+});
+
+describeWithRedis("a session adopted by another replica keeps its owner", (redisUrl) => {
+  const prefix = uniquePrefix("replicas-owner");
+  const keys = { alice: `sk_alice_${randomUUID()}`, bob: `sk_bob_${randomUUID()}` };
+  const sha256 = (text: string) => createHash("sha256").update(text, "utf8").digest("hex");
+  const configPath = writeConfig({
+    mcpServers: { fx: fixtureServer() },
+    store: { type: "redis", url: redisUrl, keyPrefix: prefix, commandTimeoutMs: 10_000 },
+    auth: { apiKeys: Object.entries(keys).map(([id, value]) => ({ id, sha256: sha256(value) })) },
+  });
+  let gateways: RunningGateway[] = [];
+
+  before(async () => {
+    gateways = await Promise.all([0, 1].map(() => startHttpGateway(configPath)));
+  });
+
+  after(async () => {
+    await Promise.all(gateways.map((g) => g.stop()));
+    await deleteByPrefix(redisUrl, prefix);
+  });
+
+  test("another principal's session id answers on another replica exactly as an unknown one", async () => {
+    const [a, b] = gateways as [RunningGateway, RunningGateway];
+    const post = (url: string, who: keyof typeof keys, body: unknown, session?: string) =>
+      fetch(url, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          accept: "application/json, text/event-stream",
+          authorization: `Bearer ${keys[who]}`,
+          ...(session ? { "mcp-session-id": session, "mcp-protocol-version": "2025-06-18" } : {}),
+        },
+        body: JSON.stringify(body),
+      });
+    const opened = await post(a.url, "alice", {
+      jsonrpc: "2.0",
+      id: 1,
+      method: "initialize",
+      params: {
+        protocolVersion: "2025-06-18",
+        capabilities: {},
+        clientInfo: { name: "alice", version: "1" },
+      },
+    });
+    await opened.text();
+    const session = opened.headers.get("mcp-session-id") as string;
+    assert.ok(session);
+    const list = { jsonrpc: "2.0", id: 2, method: "tools/list" };
+    const asBob = await post(b.url, "bob", list, session);
+    const unknownId = randomUUID();
+    const unknown = await post(b.url, "bob", list, unknownId);
+    assert.equal(asBob.status, 404);
+    assert.equal(unknown.status, 404);
+    const [bobBody, unknownBody] = [await asBob.text(), await unknown.text()];
+    assert.equal(bobBody.replaceAll(session, "ID"), unknownBody.replaceAll(unknownId, "ID"));
+    const asAlice = await post(b.url, "alice", list, session);
+    assert.equal(asAlice.status, 200, "its owner is served by the other replica");
+    assert.match(await asAlice.text(), /fx__echo/);
+    // Bob's attempt did not give the session to him on that replica either.
+    const again = await post(b.url, "bob", list, session);
+    assert.equal(again.status, 404);
+    await again.text();
   });
 });

@@ -72,6 +72,7 @@ export class Sessions {
           // Idle here; its record expires by itself when it is idle on every replica.
           if (session.lastSeen < cutoff) {
             this.#closeLocal(id);
+            this.#shared?.dropped(id);
             log.debug({ session: id }, "idle session closed");
           }
         }
@@ -123,7 +124,7 @@ export class Sessions {
       this.#closeLocal(id);
       return undefined;
     }
-    shared.adopted(session, record);
+    await shared.adopted(session, record);
     this.#live.add(server);
     this.#log.debug({ session: id, openedBy: record.owner }, "session adopted from another replica");
     return session;

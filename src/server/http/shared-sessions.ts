@@ -9,9 +9,12 @@
  *   standalone stream, to the replica that holds the stream. (Resource updates go to every replica:
  *   see endpoint.ts.)
  * - `session-changed`: its log level or subscriptions changed on one replica; the others that hold
- *   the session take the change (a log level set through one replica applies everywhere).
+ *   the session take the change and acknowledge it (`session-changed-ack`), and the client is answered
+ *   once they all did (or CHANGE_ACK_MS passed): its next request may land on any of them, and a log
+ *   level set through one replica applies everywhere.
  * - `session-ended`: the client ended it (DELETE); every replica drops its copy.
  */
+import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { JSONRPCMessage } from "@modelcontextprotocol/server";
 import type { LoggingLevel } from "../../core/types.ts";
@@ -48,13 +51,20 @@ export interface SharedSessionsDeps {
 interface Changed {
   readonly logLevel: LoggingLevel | null;
   readonly subscriptions: readonly string[];
+  /** Names the change, for its acknowledgements. */
+  readonly change?: string;
 }
+
+/** The longest a change waits for the other replicas that hold the session to take it. */
+const CHANGE_ACK_MS = 1_000;
 
 export class SharedSessions {
   /** Any URL does: a replayed handshake never leaves the process (session-transport.ts). */
   readonly restoreUrl = "http://switchboard.invalid/mcp";
   readonly #deps: SharedSessionsDeps;
   readonly #touched = new Map<string, number>();
+  /** Changes waiting for acknowledgements: the replicas yet to acknowledge, and what to wake. */
+  readonly #changes = new Map<string, { readonly waiting: Set<string>; readonly done: () => void }>();
   #stop: (() => void)[] = [];
 
   constructor(deps: SharedSessionsDeps) {
@@ -78,7 +88,16 @@ export class SharedSessions {
       on("stream-message", (session, { payload }) => {
         session.transport.deliverToStream(payload as JSONRPCMessage).catch(() => undefined);
       }),
-      on("session-changed", (session, { payload }) => this.#apply(session, payload as Changed)),
+      on("session-changed", (session, { from, payload }) => {
+        const changed = payload as Changed;
+        this.#apply(session, changed);
+        void bus.send(from, "session-changed-ack", session.id, { change: changed.change });
+      }),
+      bus.on("session-changed-ack", ({ from, payload }) => {
+        const change = this.#changes.get(String((payload as { change?: unknown }).change));
+        change?.waiting.delete(from);
+        if (change?.waiting.size === 0) change.done();
+      }),
       on("session-ended", (session) => local.close(session.id)),
     ];
   }
@@ -113,13 +132,27 @@ export class SharedSessions {
       subscriptions: [],
       owner: this.replica,
       stream: null,
+      holders: [this.replica],
     });
   }
 
   /** A session rebuilt here from its record: it takes the record's log level and subscriptions. */
-  adopted(session: Session, record: SessionRecord): void {
+  async adopted(session: Session, record: SessionRecord): Promise<void> {
     this.#apply(session, record);
     this.#watch(session);
+    await this.#update(session.id, (current) => ({
+      ...current,
+      holders: [...new Set([...current.holders, this.replica])],
+    }));
+  }
+
+  /** This replica dropped its copy (idle here): changes no longer wait for it. */
+  dropped(id: string): void {
+    this.#touched.delete(id);
+    void this.#update(id, (record) => ({
+      ...record,
+      holders: record.holders.filter((holder) => holder !== this.replica),
+    }));
   }
 
   /** Renews the record's expiry, at most a few times per idle timeout. */
@@ -196,15 +229,31 @@ export class SharedSessions {
       const changed: Changed = {
         logLevel: state.logLevel ?? null,
         subscriptions: [...state.subscriptions],
+        change: randomUUID(),
       };
       // Written before the client is answered: its next request may land on any replica.
-      await this.#update(session.id, (record) => ({
-        ...record,
+      const record = await this.#update(session.id, (current) => ({
+        ...current,
         logLevel: changed.logLevel,
         subscriptions: [...changed.subscriptions],
       }));
-      await this.#deps.bus.broadcast("session-changed", session.id, changed);
+      const others = (record?.holders ?? []).filter((holder) => holder !== this.replica);
+      await this.#announce(session.id, changed, others);
     };
+  }
+
+  /** Tells the other holders of the session of a change, and waits (bounded) until they took it. */
+  async #announce(id: string, changed: Changed, holders: readonly string[]): Promise<void> {
+    const change = changed.change as string;
+    let timer: NodeJS.Timeout | undefined;
+    const taken = new Promise<void>((resolve) => {
+      this.#changes.set(change, { waiting: new Set(holders), done: resolve });
+      timer = setTimeout(resolve, holders.length > 0 ? CHANGE_ACK_MS : 0);
+    });
+    await this.#deps.bus.broadcast("session-changed", id, changed);
+    await taken;
+    clearTimeout(timer);
+    this.#changes.delete(change);
   }
 
   /**
@@ -242,9 +291,15 @@ export class SharedSessions {
     }
   }
 
-  async #update(id: string, change: (record: SessionRecord) => SessionRecord): Promise<void> {
+  async #update(
+    id: string,
+    change: (record: SessionRecord) => SessionRecord,
+  ): Promise<SessionRecord | undefined> {
     const record = await this.read(id);
-    if (record) await this.#write(change(record));
+    if (!record) return undefined;
+    const next = change(record);
+    await this.#write(next);
+    return next;
   }
 }
 

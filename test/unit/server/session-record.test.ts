@@ -24,6 +24,7 @@ const RECORD: SessionRecord = {
   subscriptions: ["fixture://doc"],
   owner: "replica-a",
   stream: "replica-b",
+  holders: ["replica-a", "replica-b"],
 };
 
 describe("session record codec", () => {
