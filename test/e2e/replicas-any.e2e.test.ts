@@ -298,6 +298,39 @@ describeWithRedis("any request on any replica, behind a round-robin balancer", (
     }
   });
 
+  test("a client whose stream dropped resumes it through another replica", async () => {
+    const client = await v1Client(mcpUrl);
+    try {
+      const from = proxy.served.length;
+      let progress = 0;
+      const slow = client.call("fx__slow", { ms: 1_500 }, () => progress++);
+      let started: number | undefined;
+      await eventually(
+        () => {
+          started = proxy.served
+            .slice(from)
+            .find((s) => s.rpc === "tools/call" && s.session === client.sessionId())?.upstream;
+          return started !== undefined;
+        },
+        10_000,
+        "the call's stream to open",
+      );
+      assert.equal(
+        proxy.cut((s) => s.rpc === "tools/call" && s.session === client.sessionId()),
+        1,
+      );
+      const result = await slow;
+      assert.equal(textOf(result), "waited 1500 ms", "the result came through the resumed stream");
+      const resumed = proxy.served
+        .slice(from)
+        .filter((s) => s.lastEventId !== undefined && s.method === "GET");
+      assert.ok(resumed.length > 0, "the client resumed its stream");
+      assert.notEqual(resumed[0]?.upstream, started, "the resumption landed on another replica");
+    } finally {
+      await client.close();
+    }
+  });
+
   // Last: it kills a replica.
   test("a replica killed with SIGKILL takes only its in-flight calls; its sessions live on", async () => {
     // Sessions opened through every replica (the balancer's record says which replica opened each).

@@ -24,6 +24,8 @@ export interface Served {
   readonly session: string | undefined;
   /** The JSON-RPC method of a POST, when the body names one. */
   readonly rpc: string | undefined;
+  /** The `Last-Event-ID` of a GET that resumes a stream. */
+  readonly lastEventId: string | undefined;
 }
 
 export interface RoundRobinProxy {
@@ -31,6 +33,13 @@ export interface RoundRobinProxy {
   readonly served: Served[];
   /** Requests per upstream. */
   counts(): number[];
+  /**
+   * Sends the next request that resumes a stream (a GET with `Last-Event-ID`) to any upstream but
+   * `upstream`, so that a test sees a resumption land elsewhere rather than by the luck of the turn.
+   */
+  resumeAwayFrom(upstream: number): void;
+  /** Cuts the client's side of the answers still streaming that match, as a dropped connection would. */
+  cut(match: (served: Served) => boolean): number;
   close(): Promise<void>;
 }
 
@@ -38,6 +47,8 @@ export interface RoundRobinProxy {
 export async function startRoundRobinProxy(upstreams: readonly string[]): Promise<RoundRobinProxy> {
   const served: Served[] = [];
   const down = new Set<number>();
+  const streaming = new Map<ServerResponse, Served>();
+  let avoid: number | undefined;
   let next = 0;
 
   const forward = (req: IncomingMessage, res: ServerResponse, body: Buffer, tries: number) => {
@@ -46,7 +57,10 @@ export async function startRoundRobinProxy(upstreams: readonly string[]): Promis
       return;
     }
     let index = next;
-    for (let i = 0; i < upstreams.length && down.has(index); i++) index = (index + 1) % upstreams.length;
+    const skip = (i: number) =>
+      down.has(i) || (i === avoid && req.method === "GET" && headerOf(req, "last-event-id") !== undefined);
+    for (let i = 0; i < upstreams.length && skip(index); i++) index = (index + 1) % upstreams.length;
+    if (req.method === "GET" && headerOf(req, "last-event-id") !== undefined) avoid = undefined;
     next = (index + 1) % upstreams.length;
     const target = new URL(req.url ?? "/", upstreams[index]);
     const upstream = httpRequest(target, {
@@ -56,12 +70,16 @@ export async function startRoundRobinProxy(upstreams: readonly string[]): Promis
     let answered = false;
     upstream.on("response", (answer) => {
       answered = true;
-      served.push({
+      const entry: Served = {
         upstream: index,
         method: req.method ?? "GET",
         session: headerOf(req, "mcp-session-id"),
         rpc: rpcMethod(body),
-      });
+        lastEventId: headerOf(req, "last-event-id"),
+      };
+      served.push(entry);
+      streaming.set(res, entry);
+      res.once("close", () => streaming.delete(res));
       res.writeHead(answer.statusCode ?? 502, answer.headers);
       res.flushHeaders();
       answer.on("data", (chunk: Buffer) => res.write(chunk));
@@ -98,6 +116,18 @@ export async function startRoundRobinProxy(upstreams: readonly string[]): Promis
       const counts = upstreams.map(() => 0);
       for (const s of served) counts[s.upstream] = (counts[s.upstream] ?? 0) + 1;
       return counts;
+    },
+    resumeAwayFrom(upstream) {
+      avoid = upstream;
+    },
+    cut(match) {
+      let cut = 0;
+      for (const [res, entry] of streaming) {
+        if (!match(entry)) continue;
+        res.destroy();
+        cut++;
+      }
+      return cut;
     },
     close() {
       server.closeAllConnections();
