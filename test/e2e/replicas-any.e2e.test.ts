@@ -40,7 +40,12 @@ interface Flavor {
   readonly updates: string[];
   sessionId(): string | undefined;
   listTools(): Promise<string[]>;
-  call(name: string, args: Record<string, unknown>, onProgress?: () => void): Promise<ToolResult>;
+  call(
+    name: string,
+    args: Record<string, unknown>,
+    onProgress?: () => void,
+    signal?: AbortSignal,
+  ): Promise<ToolResult>;
   setLogLevel(level: "error" | "debug"): Promise<void>;
   subscribe(uri: string): Promise<void>;
   firstResourceUri(): Promise<string>;
@@ -67,10 +72,11 @@ async function v1Client(url: string): Promise<Flavor> {
     updates,
     sessionId: () => transport.sessionId,
     listTools: async () => (await client.listTools()).tools.map((t) => t.name),
-    call: (name, args, onProgress) =>
+    call: (name, args, onProgress, signal) =>
       client.callTool({ name, arguments: args }, undefined, {
         ...TIMEOUT,
         ...(onProgress ? { onprogress: onProgress } : {}),
+        ...(signal ? { signal } : {}),
       }) as Promise<ToolResult>,
     setLogLevel: async (level) => void (await client.setLoggingLevel(level)),
     subscribe: async (uri) => void (await client.subscribeResource({ uri })),
@@ -293,6 +299,67 @@ describeWithRedis("any request on any replica, behind a round-robin balancer", (
     const client = await v2Client(mcpUrl, "modern");
     try {
       await scenario(client, true);
+    } finally {
+      await client.close();
+    }
+  });
+
+  test("a cancellation that lands on another replica cancels the call where it runs", async () => {
+    /** Cancellations every replica's backend saw (each replica has its own backend process). */
+    const cancelled = async () => {
+      let total = 0;
+      for (const gateway of gateways) {
+        const direct = await v1Client(gateway.url);
+        try {
+          const stats = await direct.call("fx__stats", {});
+          total += (stats.structuredContent as { cancelled: number }).cancelled;
+        } finally {
+          await direct.close();
+        }
+      }
+      return total;
+    };
+    const before = await cancelled();
+    const client = await v1Client(mcpUrl);
+    try {
+      let crossed = false;
+      let tries = 0;
+      for (; tries < 6 && !crossed; tries++) {
+        const from = proxy.served.length;
+        const controller = new AbortController();
+        const slow = client.call("fx__slow", { ms: 30_000 }, undefined, controller.signal);
+        slow.catch(() => undefined);
+        let started: number | undefined;
+        await eventually(
+          () => {
+            started = proxy.served
+              .slice(from)
+              .find((s) => s.rpc === "tools/call" && s.session === client.sessionId())?.upstream;
+            return started !== undefined;
+          },
+          10_000,
+          "the call to start",
+        );
+        controller.abort("the user changed their mind");
+        await assert.rejects(slow);
+        let cancel: number | undefined;
+        await eventually(
+          () => {
+            cancel = proxy.served.slice(from).find((s) => s.rpc === "notifications/cancelled")?.upstream;
+            return cancel !== undefined;
+          },
+          10_000,
+          "the cancellation to be sent",
+        );
+        crossed = cancel !== started;
+      }
+      assert.ok(crossed, "a cancellation landed on another replica than its call");
+      // Every try was cancelled at its backend, the one whose cancellation crossed included.
+      await eventually(
+        async () => (await cancelled()) === before + tries,
+        15_000,
+        "the backends' cancellations",
+      );
     } finally {
       await client.close();
     }
