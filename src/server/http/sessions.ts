@@ -69,12 +69,20 @@ export class Sessions {
       () => {
         const cutoff = Date.now() - idleTimeoutMs;
         for (const [id, session] of this.#sessions) {
-          // Idle here; its record expires by itself when it is idle on every replica.
-          if (session.lastSeen < cutoff) {
-            this.#closeLocal(id);
-            this.#shared?.dropped(id);
-            log.debug({ session: id }, "idle session closed");
+          if (session.lastSeen >= cutoff) continue;
+          // The replica holding a session's stream may see none of its requests, which others serve:
+          // while the session's record lives (they renew it), so does the stream.
+          if (shared && session.transport.listening) {
+            void shared.read(id).then((record) => {
+              if (record) session.lastSeen = Date.now();
+              else this.#closeLocal(id);
+            });
+            continue;
           }
+          // Idle here; its record expires by itself when it is idle on every replica.
+          this.#closeLocal(id);
+          shared?.dropped(id);
+          log.debug({ session: id }, "idle session closed");
         }
       },
       Math.min(60_000, Math.max(1_000, idleTimeoutMs / 4)),
