@@ -12,7 +12,12 @@ import { describeError } from "../../core/errors.ts";
 import type { Gateway } from "../../gateway/gateway.ts";
 import type { Logger } from "../../observability/logger.ts";
 import { LiveServers } from "../../protocol/connection.ts";
-import { forwardNotifications, resourceUpdatesTo } from "../../protocol/notifications.ts";
+import {
+  type BackgroundLog,
+  backgroundLogsTo,
+  forwardNotifications,
+  resourceUpdatesTo,
+} from "../../protocol/notifications.ts";
 import { createServerFactory } from "../../protocol/sdk-server.ts";
 import { type Authenticator, createAuthenticator, httpAuthEnabled } from "../../security/auth.ts";
 import type { AuthConfig } from "../../security/config.ts";
@@ -38,6 +43,8 @@ export class McpEndpoint {
   readonly serveModern: ReturnType<typeof toNodeHandler>;
   /** Delivers a resource update another replica's backend reported to this endpoint's subscribers. */
   readonly resourceUpdated: (uri: string) => void;
+  /** Delivers a log message another replica's server sent outside any call to this endpoint's sessions. */
+  readonly backgroundLog: (message: BackgroundLog) => void;
   readonly #gateway: Gateway;
   readonly #mcpHandler: ReturnType<typeof createMcpHandler>;
   readonly #stopForwarding: () => void;
@@ -88,6 +95,7 @@ export class McpEndpoint {
     });
     this.#stopForwarding = forwardNotifications(gateway, live, [this.#mcpHandler.notify]);
     this.resourceUpdated = resourceUpdatesTo(live, [this.#mcpHandler.notify]);
+    this.backgroundLog = backgroundLogsTo(gateway, live);
   }
 
   /** The auth config that applies here now: the profile's own, else the top-level one. */
@@ -143,25 +151,34 @@ export class McpEndpoints {
     this.#options = options;
     this.#log = log;
     this.#endpoints.set(basePath, new McpEndpoint(gateway, undefined, basePath, options, log));
-    if (options.replicas) this.#stopSharing = this.#shareResourceUpdates(options.replicas);
+    if (options.replicas) this.#stopSharing = this.#shareWithReplicas(options.replicas);
   }
 
   /**
-   * A resource update is reported by the backend of the replica whose connection heard it, while the
-   * subscriber's stream may be on any replica: every replica hears of it and delivers it to the
-   * streams it holds.
+   * A resource update, or a log message a server sends outside any call, is heard by the replica whose
+   * connection to the server got it, while the client's stream may be on any replica: every replica
+   * hears of it and delivers it to the streams it holds (the 2026-07-28 listen streams' log messages:
+   * see the HTTP handler).
    */
-  #shareResourceUpdates({ bus }: Replicas): () => void {
-    const announce = (uri: string) => void bus.broadcast("resource-updated", undefined, { uri });
-    this.#gateway.on("resourceUpdated", announce);
-    const stop = bus.on("resource-updated", ({ payload }) => {
-      const uri = (payload as { uri?: unknown }).uri;
-      if (typeof uri !== "string") return;
-      for (const endpoint of this.#endpoints.values()) endpoint.resourceUpdated(uri);
-    });
+  #shareWithReplicas({ bus }: Replicas): () => void {
+    const announceUpdate = (uri: string) => void bus.broadcast("resource-updated", undefined, { uri });
+    const announceLog = (message: BackgroundLog) => void bus.broadcast("backend-log", undefined, message);
+    this.#gateway.on("resourceUpdated", announceUpdate);
+    this.#gateway.on("log", announceLog);
+    const stops = [
+      bus.on("resource-updated", ({ payload }) => {
+        const uri = (payload as { uri?: unknown }).uri;
+        if (typeof uri !== "string") return;
+        for (const endpoint of this.#endpoints.values()) endpoint.resourceUpdated(uri);
+      }),
+      bus.on("backend-log", ({ payload }) => {
+        for (const endpoint of this.#endpoints.values()) endpoint.backgroundLog(payload as BackgroundLog);
+      }),
+    ];
     return () => {
-      this.#gateway.off("resourceUpdated", announce);
-      stop();
+      this.#gateway.off("resourceUpdated", announceUpdate);
+      this.#gateway.off("log", announceLog);
+      for (const stop of stops) stop();
     };
   }
 

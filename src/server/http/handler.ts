@@ -18,7 +18,7 @@ import { describeError, JSON_RPC } from "../../core/errors.ts";
 import { ANONYMOUS, type Principal } from "../../core/types.ts";
 import type { Gateway } from "../../gateway/gateway.ts";
 import { oneLine } from "../../protocol/message-shape.ts";
-import { LogListeners, listenLogLevel } from "../../protocol/notifications.ts";
+import { type BackgroundLog, LogListeners, listenLogLevel } from "../../protocol/notifications.ts";
 import { checkParamHeaders, paramHeaders } from "../../protocol/param-headers.ts";
 import {
   protectedResourceMetadata,
@@ -96,6 +96,8 @@ export function createGatewayHttpHandler(gateway: Gateway, options: HandlerOptio
   const guard = createGuards(options);
   const webConsole = options.console?.enabled ? new GatewayConsole(gateway, { logger: log }) : undefined;
   const logListeners = new LogListeners(gateway);
+  // Log messages another replica's servers sent outside any call (see endpoint.ts).
+  replicas?.bus.on("backend-log", ({ payload }) => logListeners.deliver(payload as BackgroundLog));
 
   /** Who is calling, or the answer that refuses the request (each endpoint has its own auth). */
   const admit = async (

@@ -7,8 +7,8 @@
  * What it holds is what a rebuilt session must know without asking the client again: who opened it,
  * the endpoint (profile) it belongs to, what the client said at initialize (protocol version,
  * capabilities, client info), the log level it set and the resources it subscribed to, the replica
- * that opened it, the one holding its standalone (GET) stream, if any, and the replicas that hold a
- * copy of it (which a change must reach before the client is answered).
+ * that opened it, and the replicas that hold a copy of it (which a change must reach before the client
+ * is answered).
  */
 import { z } from "zod";
 import { type LoggingLevel, MCP_LOG_LEVELS, type Store } from "../../core/types.ts";
@@ -26,7 +26,6 @@ const recordSchema = z.object({
   logLevel: z.enum(MCP_LOG_LEVELS as [LoggingLevel, ...LoggingLevel[]]).nullable(),
   subscriptions: z.array(z.string()),
   owner: z.string(),
-  stream: z.string().nullable(),
   holders: z.array(z.string()),
 });
 

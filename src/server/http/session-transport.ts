@@ -14,8 +14,6 @@
  * - Request ids: the server numbers the requests it sends the client (elicitation, sampling, roots)
  *   from 0 on every replica, so when replicas share sessions each id is prefixed with this replica's
  *   id; the client's response names the replica whose call waits for it (see `ownerOfResponse`).
- * - A log message for the standalone (GET) stream that this replica does not hold goes to `offStream`,
- *   which forwards it to the replica that holds the stream.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import {
@@ -38,13 +36,6 @@ type ScopeResolver = Parameters<WebStandardStreamableHTTPServerTransport["setSco
 /** Separates a replica id from the server's own request id, in the ids the client is sent. */
 const ID_SEPARATOR = "~";
 
-/**
- * The notifications for the standalone stream that only the replica that produced them has: a log
- * message a backend of this replica sent outside any call. (List changes and resource updates reach
- * every replica by themselves, and each delivers them to the streams it holds.)
- */
-const FORWARDED = new Set(["notifications/message"]);
-
 /** What the client said at initialize, which a restored session replays. */
 export interface Handshake {
   readonly protocolVersion: string;
@@ -53,17 +44,14 @@ export interface Handshake {
 }
 
 export interface SessionTransportOptions extends NonNullable<WebOptions> {
-  /** This replica's id, when replicas share sessions; absent, ids and messages stay as the SDK makes them. */
+  /** This replica's id, when replicas share sessions; absent, ids stay as the SDK makes them. */
   readonly replica?: string | undefined;
-  /** A standalone-stream message this replica cannot deliver (see the module comment). */
-  readonly offStream?: ((message: JSONRPCMessage) => void) | undefined;
 }
 
 export class SessionTransport implements Transport {
   readonly #web: WebStandardStreamableHTTPServerTransport;
   readonly #node: NodeMcpRequestHandler;
   readonly #prefix: string | undefined;
-  readonly #offStream: SessionTransportOptions["offStream"];
   /** This replica's open standalone streams of the session (the SDK allows one). */
   readonly #listening = new Set<ServerResponse>();
 
@@ -72,10 +60,9 @@ export class SessionTransport implements Transport {
   onmessage?: Transport["onmessage"];
 
   constructor(options: SessionTransportOptions) {
-    const { replica, offStream, ...web } = options;
+    const { replica, ...web } = options;
     this.#web = new WebStandardStreamableHTTPServerTransport(web);
     this.#prefix = replica === undefined ? undefined : `${replica}${ID_SEPARATOR}`;
-    this.#offStream = offStream;
     this.#node = toNodeHandler({ fetch: (request, extra) => this.#web.handleRequest(request, extra) });
     this.#web.onclose = () => this.onclose?.();
     this.#web.onerror = (error) => this.onerror?.(error);
@@ -109,11 +96,6 @@ export class SessionTransport implements Transport {
   }
 
   async send(message: JSONRPCMessage, options?: TransportSendOptions): Promise<void> {
-    const standalone = options?.relatedRequestId === undefined;
-    if (standalone && this.#offStream && !this.listening && FORWARDED.has(methodOf(message) ?? "")) {
-      this.#offStream(message);
-      return;
-    }
     await this.#web.send(this.#outbound(message), options);
   }
 
@@ -136,11 +118,6 @@ export class SessionTransport implements Transport {
   /** Hands the server a message another replica received for this session. */
   deliver(message: JSONRPCMessage): void {
     this.onmessage?.(this.#inbound(message));
-  }
-
-  /** Writes a message another replica produced for this session's standalone stream. */
-  async deliverToStream(message: JSONRPCMessage): Promise<void> {
-    await this.#web.send(message);
   }
 
   /** Rebuilds an initialized session (see the module comment). */
@@ -196,8 +173,4 @@ export function ownerOfResponse(body: unknown): string | undefined {
   if (message.method !== undefined || typeof message.id !== "string") return undefined;
   const at = message.id.lastIndexOf(ID_SEPARATOR);
   return at > 0 ? message.id.slice(0, at) : undefined;
-}
-
-function methodOf(message: JSONRPCMessage): string | undefined {
-  return "method" in message ? message.method : undefined;
 }

@@ -8,8 +8,9 @@
  * ("adopts" it), checking the principal as for its own. What only one replica has is reached over the
  * replica bus (gateway/replica-bus.ts): a client's answer to a request the server sent during a call
  * goes to the replica whose call waits for it; a cancellation goes to every replica, since the call may
- * run on any; resource updates and log messages go to the replica that holds the session's standalone
- * stream; a change of log level or subscriptions reaches every replica that holds the session. A
+ * run on any; resource updates and log messages servers send outside calls reach every replica, and
+ * the one holding the session's standalone stream delivers them; a change of log level or
+ * subscriptions reaches every replica that holds the session. A
  * replica that stops takes only its in-flight calls with it. On the memory store none of this runs.
  *
  * Each session keeps a bounded record of the SSE events it sent (event-store.ts): its streams open with
@@ -175,7 +176,6 @@ export class Sessions {
       shared.forwardCancel(session.id, body);
     }
     if (shared && req.method === "GET" && (await shared.resumedElsewhere(session, req, res))) return;
-    if (shared && req.method === "GET") shared.listening(session.id);
     await session.transport.handleRequest(req, res, body);
   }
 
@@ -229,12 +229,6 @@ export class Sessions {
         await shared?.ended(id);
       },
       replica: shared?.replica,
-      offStream: shared
-        ? (message) => {
-            const id = transport?.sessionId;
-            if (id !== undefined) shared.forwardToStream(id, message);
-          }
-        : undefined,
     });
     transport.onclose = () => {
       const id = transport?.sessionId;

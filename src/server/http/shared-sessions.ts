@@ -5,9 +5,6 @@
  * - `client-response`: a client's answer to a request this replica's server sent during a call.
  * - `client-cancel`: `notifications/cancelled` for a call that may run on any replica (the client's
  *   request id names no replica), so it goes to all; a replica without the call ignores it.
- * - `stream-message`: a log message a backend of this replica sent outside any call, for the session's
- *   standalone stream, to the replica that holds the stream. (Resource updates go to every replica:
- *   see endpoint.ts.)
  * - `session-changed`: its log level or subscriptions changed on one replica; the others that hold
  *   the session take the change and acknowledge it (`session-changed-ack`), and the client is answered
  *   once they all did (or CHANGE_ACK_MS passed): its next request may land on any of them, and a log
@@ -85,9 +82,6 @@ export class SharedSessions {
     this.#stop = [
       on("client-response", (session, { payload }) => session.transport.deliver(payload as JSONRPCMessage)),
       on("client-cancel", (session, { payload }) => cancelLocally(session, payload as JSONRPCMessage)),
-      on("stream-message", (session, { payload }) => {
-        session.transport.deliverToStream(payload as JSONRPCMessage).catch(() => undefined);
-      }),
       on("session-changed", (session, { from, payload }) => {
         const changed = payload as Changed;
         this.#apply(session, changed);
@@ -131,7 +125,6 @@ export class SharedSessions {
       logLevel: null,
       subscriptions: [],
       owner: this.replica,
-      stream: null,
       holders: [this.replica],
     });
   }
@@ -161,11 +154,6 @@ export class SharedSessions {
     if (now - (this.#touched.get(id) ?? 0) < this.#deps.idleTimeoutMs / 4) return;
     this.#touched.set(id, now);
     void this.#update(id, (record) => record);
-  }
-
-  /** This replica now holds the session's standalone stream. */
-  listening(id: string): void {
-    void this.#update(id, (record) => ({ ...record, stream: this.replica }));
   }
 
   async ended(id: string): Promise<void> {
@@ -211,14 +199,6 @@ export class SharedSessions {
     if (typeof body !== "object" || body === null || Array.isArray(body)) return;
     if (cancelledRequestId(body as Record<string, unknown>) === undefined) return;
     void this.#deps.bus.broadcast("client-cancel", id, body);
-  }
-
-  /** A standalone-stream message this replica cannot deliver goes to the replica that holds the stream. */
-  forwardToStream(id: string, message: JSONRPCMessage): void {
-    void this.read(id).then((record) => {
-      const stream = record?.stream;
-      if (stream && stream !== this.replica) void this.#deps.bus.send(stream, "stream-message", id, message);
-    });
   }
 
   /** Writes every change of log level or subscriptions to the record, and tells the other replicas. */

@@ -23,14 +23,13 @@ const RECORD: SessionRecord = {
   logLevel: "warning",
   subscriptions: ["fixture://doc"],
   owner: "replica-a",
-  stream: "replica-b",
   holders: ["replica-a", "replica-b"],
 };
 
 describe("session record codec", () => {
   test("round-trips every field, client info extras included", () => {
     assert.deepEqual(decodeSessionRecord(encodeSessionRecord(RECORD)), RECORD);
-    const fresh = { ...RECORD, logLevel: null, subscriptions: [], stream: null, profile: "dev" };
+    const fresh = { ...RECORD, logLevel: null, subscriptions: [], profile: "dev" };
     assert.deepEqual(decodeSessionRecord(encodeSessionRecord(fresh)), fresh);
   });
 
