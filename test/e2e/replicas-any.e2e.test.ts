@@ -304,6 +304,60 @@ describeWithRedis("any request on any replica, behind a round-robin balancer", (
     }
   });
 
+  test("a 2026-07-28 listen stream gets the log messages servers send outside calls on other replicas", async () => {
+    const from = proxy.served.length;
+    const controller = new AbortController();
+    const listen = await fetch(mcpUrl, {
+      method: "POST",
+      signal: controller.signal,
+      headers: {
+        "content-type": "application/json",
+        accept: "application/json, text/event-stream",
+        "mcp-protocol-version": "2026-07-28",
+        "mcp-method": "subscriptions/listen",
+      },
+      body: JSON.stringify({
+        jsonrpc: "2.0",
+        id: "logs-1",
+        method: "subscriptions/listen",
+        params: {
+          notifications: { toolsListChanged: true },
+          _meta: {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/logLevel": "warning",
+          },
+        },
+      }),
+    });
+    assert.equal(listen.status, 200);
+    const stream = proxy.served.slice(from).find((s) => s.rpc === "subscriptions/listen")?.upstream;
+    const heard: string[] = [];
+    const reading = (async () => {
+      const decoder = new TextDecoder();
+      for await (const chunk of listen.body as unknown as AsyncIterable<Uint8Array>) {
+        heard.push(decoder.decode(chunk, { stream: true }));
+      }
+    })().catch(() => undefined);
+    const client = await v2Client(mcpUrl, "modern");
+    try {
+      for (;;) {
+        const before = proxy.served.length;
+        await client.call("fx__log_later", { text: "heard on another replica", delayMs: 50 });
+        if (proxy.served.slice(before).some((s) => s.rpc === "tools/call" && s.upstream !== stream)) break;
+      }
+      await eventually(
+        () => heard.join("").includes("heard on another replica"),
+        10_000,
+        "the log message on the listen stream",
+      );
+    } finally {
+      controller.abort();
+      await reading;
+      await client.close();
+    }
+  });
+
   test("a cancellation that lands on another replica cancels the call where it runs", async () => {
     /** Cancellations every replica's backend saw (each replica has its own backend process). */
     const cancelled = async () => {
