@@ -124,15 +124,16 @@ export class Sessions {
     if (!record || record.principal !== principal.id) return undefined;
     const server = this.#factory({ era: "legacy" }, principal);
     const transport = this.#transport(() => id);
-    const session = this.#register(id, transport, server, principal);
     await server.connect(transport);
     try {
       await transport.restore(shared.restoreUrl, handshakeOf(record));
     } catch (error) {
       this.#log.warn({ session: id, err: error }, "could not rebuild a session from its record");
-      this.#closeLocal(id);
+      await transport.close().catch(() => undefined);
       return undefined;
     }
+    // Found by other requests only once it is whole.
+    const session = this.#register(id, transport, server, principal);
     await shared.adopted(session, record);
     this.#live.add(server);
     this.#log.debug({ session: id, openedBy: record.owner }, "session adopted from another replica");
@@ -254,6 +255,7 @@ export class Sessions {
     const session = this.#sessions.get(id);
     if (!session) return;
     this.#sessions.delete(id);
+    this.#shared?.forget(id);
     void session.transport.close().catch(() => undefined);
   }
 }

@@ -148,6 +148,11 @@ export class SharedSessions {
     }));
   }
 
+  /** This replica closed its copy of the session: nothing is kept about it. */
+  forget(id: string): void {
+    this.#touched.delete(id);
+  }
+
   /** Renews the record's expiry, at most a few times per idle timeout. */
   touch(id: string): void {
     const now = Date.now();
