@@ -57,9 +57,14 @@ export class SessionRecords {
   readonly #store: Store;
   readonly #ttlMs: number;
 
+  /**
+   * Replicas renew a record at most every quarter of the idle timeout (shared-sessions.ts), so it lives
+   * that much longer than the timeout from its last renewal: never less than the timeout after the
+   * session's last request.
+   */
   constructor(store: Store, idleTimeoutMs: number) {
     this.#store = store;
-    this.#ttlMs = idleTimeoutMs;
+    this.#ttlMs = idleTimeoutMs + Math.ceil(idleTimeoutMs / 4);
   }
 
   async read(id: string): Promise<SessionRecord | undefined> {
