@@ -583,5 +583,21 @@ describeWithRedis("a session adopted by another replica keeps its owner", (redis
     const again = await post(b.url, "bob", list, session);
     assert.equal(again.status, 404);
     await again.text();
+    // Ended through the replica that did not open it, it is ended on every replica.
+    const ended = await fetch(b.url, {
+      method: "DELETE",
+      headers: {
+        authorization: `Bearer ${keys.alice}`,
+        "mcp-session-id": session,
+        "mcp-protocol-version": "2025-06-18",
+      },
+    });
+    assert.equal(ended.status, 200);
+    await ended.text();
+    for (const replica of [a, b]) {
+      const after = await post(replica.url, "alice", list, session);
+      assert.equal(after.status, 404, "an ended session is unknown everywhere");
+      await after.text();
+    }
   });
 });

@@ -6,10 +6,11 @@
  * - `client-cancel`: `notifications/cancelled` for a call that may run on any replica (the client's
  *   request id names no replica), so it goes to all; a replica without the call ignores it.
  * - `session-changed`: its log level or subscriptions changed on one replica; the others that hold
- *   the session take the change and acknowledge it (`session-changed-ack`), and the client is answered
- *   once they all did (or CHANGE_ACK_MS passed): its next request may land on any of them, and a log
- *   level set through one replica applies everywhere.
- * - `session-ended`: the client ended it (DELETE); every replica drops its copy.
+ *   the session take the change and acknowledge it (`session-ack`), and the client is answered once
+ *   they all did (or CHANGE_ACK_MS passed): its next request may land on any of them, and a log level
+ *   set through one replica applies everywhere.
+ * - `session-ended`: the client ended it (DELETE); every replica drops its copy, and acknowledges it
+ *   as it does a change.
  */
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
@@ -85,14 +86,17 @@ export class SharedSessions {
       on("session-changed", (session, { from, payload }) => {
         const changed = payload as Changed;
         this.#apply(session, changed);
-        void bus.send(from, "session-changed-ack", session.id, { change: changed.change });
+        void bus.send(from, "session-ack", session.id, { change: changed.change });
       }),
-      bus.on("session-changed-ack", ({ from, payload }) => {
+      on("session-ended", (session, { from, payload }) => {
+        local.close(session.id);
+        void bus.send(from, "session-ack", session.id, payload);
+      }),
+      bus.on("session-ack", ({ from, payload }) => {
         const change = this.#changes.get(String((payload as { change?: unknown }).change));
         change?.waiting.delete(from);
         if (change?.waiting.size === 0) change.done();
       }),
-      on("session-ended", (session) => local.close(session.id)),
     ];
   }
 
@@ -161,14 +165,17 @@ export class SharedSessions {
     void this.#update(id, (record) => record);
   }
 
+  /** The client ended the session: its record goes, and so does every replica's copy, before the answer. */
   async ended(id: string): Promise<void> {
     this.#touched.delete(id);
+    const record = await this.read(id);
     try {
       await this.#deps.records.delete(id);
     } catch (error) {
       this.#deps.logger.warn({ session: id, err: error }, "could not delete an ended session's record");
     }
-    await this.#deps.bus.broadcast("session-ended", id, null);
+    const others = (record?.holders ?? []).filter((holder) => holder !== this.replica);
+    await this.#announce("session-ended", id, { change: randomUUID() }, others);
   }
 
   /**
@@ -223,19 +230,24 @@ export class SharedSessions {
         subscriptions: [...changed.subscriptions],
       }));
       const others = (record?.holders ?? []).filter((holder) => holder !== this.replica);
-      await this.#announce(session.id, changed, others);
+      await this.#announce("session-changed", session.id, changed, others);
     };
   }
 
   /** Tells the other holders of the session of a change, and waits (bounded) until they took it. */
-  async #announce(id: string, changed: Changed, holders: readonly string[]): Promise<void> {
+  async #announce(
+    kind: string,
+    id: string,
+    changed: { readonly change?: string | undefined },
+    holders: readonly string[],
+  ): Promise<void> {
     const change = changed.change as string;
     let timer: NodeJS.Timeout | undefined;
     const taken = new Promise<void>((resolve) => {
       this.#changes.set(change, { waiting: new Set(holders), done: resolve });
       timer = setTimeout(resolve, holders.length > 0 ? CHANGE_ACK_MS : 0);
     });
-    await this.#deps.bus.broadcast("session-changed", id, changed);
+    await this.#deps.bus.broadcast(kind, id, changed);
     await taken;
     clearTimeout(timer);
     this.#changes.delete(change);
