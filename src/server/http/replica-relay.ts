@@ -181,7 +181,7 @@ export class ReplicaRelay {
       session: options.session,
       method: req.method ?? "POST",
       url: req.url ?? options.path,
-      headers: req.headers,
+      headers: withoutCredentials(req.headers),
       body,
       principal: { id: principal.id, roles: [...principal.roles] },
     };
@@ -305,11 +305,12 @@ function ownerGone(res: ServerResponse, options: RelayOptions): void {
   res.end(`event: message\ndata: ${JSON.stringify(message)}\n\n`);
 }
 
-export function jsonRpcIdOf(body: string): string | number | null {
-  try {
-    const id = (JSON.parse(body) as { id?: unknown }).id;
-    return typeof id === "string" || typeof id === "number" ? id : null;
-  } catch {
-    return null;
-  }
+/**
+ * The owner serves the relayed request for the principal this replica authenticated: the client's
+ * credentials have no business travelling through the store.
+ */
+const CREDENTIAL_HEADERS = new Set(["authorization", "proxy-authorization", "cookie"]);
+
+function withoutCredentials(headers: IncomingMessage["headers"]): RelayRequest["headers"] {
+  return Object.fromEntries(Object.entries(headers).filter(([name]) => !CREDENTIAL_HEADERS.has(name)));
 }
