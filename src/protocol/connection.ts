@@ -26,12 +26,19 @@ export interface ConnectionState extends Holder {
   /** Set by a 2025-era client with `logging/setLevel`. */
   logLevel: LoggingLevel | undefined;
   readonly subscriptions: Set<string>;
+  /** Told after the client changed its log level or subscriptions (a session shared by replicas). */
+  onChange?: (() => Promise<void>) | undefined;
 }
 
 const connections = new WeakMap<Server, ConnectionState>();
 
 export function registerConnection(server: Server, state: ConnectionState): void {
   connections.set(server, state);
+}
+
+/** What a connection holds, for the transport that keeps it (a 2025-era HTTP session). */
+export function connectionState(server: Server): ConnectionState | undefined {
+  return connections.get(server);
 }
 
 /** The log level a 2025-era connection asked for with `logging/setLevel`, if it did. */

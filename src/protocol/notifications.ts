@@ -38,7 +38,28 @@ export function forwardNotifications(
       if (changed.prompts) notify.promptsChanged();
     }
   };
-  const onLog = (message: { server: string } & BackendLogMessage) => {
+  const onLog = backgroundLogsTo(gateway, live);
+  const onResourceUpdated = resourceUpdatesTo(live, notifiers);
+  gateway.on("listChanged", onListChanged);
+  gateway.on("log", onLog);
+  gateway.on("resourceUpdated", onResourceUpdated);
+  return () => {
+    gateway.off("listChanged", onListChanged);
+    gateway.off("log", onLog);
+    gateway.off("resourceUpdated", onResourceUpdated);
+  };
+}
+
+/** A log message a server sent outside any call. */
+export type BackgroundLog = { readonly server: string } & BackendLogMessage;
+
+/**
+ * Delivers a log message sent outside any call to the connections that asked for such messages: for
+ * the gateway's own event, and for one another replica's server sent (a shared store's replicas tell
+ * each other).
+ */
+export function backgroundLogsTo(gateway: Gateway, live: LiveServers) {
+  return (message: BackgroundLog) => {
     live.broadcast((server) =>
       wantsBackgroundLog(gateway, server, message)
         ? server.sendLoggingMessage({
@@ -49,17 +70,16 @@ export function forwardNotifications(
         : undefined,
     );
   };
-  const onResourceUpdated = (uri: string) => {
+}
+
+/**
+ * Delivers a resource update to the connections subscribed to it: for the gateway's own event, and for
+ * one another replica's backend reported (a shared store's replicas tell each other).
+ */
+export function resourceUpdatesTo(live: LiveServers, notifiers: readonly ServerNotifier[] = []) {
+  return (uri: string) => {
     live.broadcast((server) => (isSubscribed(server, uri) ? server.sendResourceUpdated({ uri }) : undefined));
     for (const notify of notifiers) notify.resourceUpdated(uri);
-  };
-  gateway.on("listChanged", onListChanged);
-  gateway.on("log", onLog);
-  gateway.on("resourceUpdated", onResourceUpdated);
-  return () => {
-    gateway.off("listChanged", onListChanged);
-    gateway.off("log", onLog);
-    gateway.off("resourceUpdated", onResourceUpdated);
   };
 }
 
@@ -93,7 +113,7 @@ type Notification = { jsonrpc: "2.0"; method: string; params: Record<string, unk
 export class LogListeners {
   readonly #gateway: Gateway;
   readonly #listeners = new Map<LogListener, (notification: Notification) => void>();
-  readonly #onLog = (message: { server: string } & BackendLogMessage) => {
+  readonly #onLog = (message: BackgroundLog) => {
     for (const [listener, send] of this.#listeners) {
       if (!passes(message.level, listener.level)) continue;
       if (!this.#gateway.maySeeServer(listener.principal, message.server, listener.profile)) continue;
@@ -112,6 +132,11 @@ export class LogListeners {
 
   constructor(gateway: Gateway) {
     this.#gateway = gateway;
+  }
+
+  /** Sends the open streams a log message another replica's server sent. */
+  deliver(message: BackgroundLog): void {
+    this.#onLog(message);
   }
 
   /** Sends the stream its log messages until the returned function is called. */

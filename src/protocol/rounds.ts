@@ -16,10 +16,11 @@
  * - A question the client did not declare the capability for ends the request with -32021 and the
  *   missing capability in `data.requiredCapabilities` (HTTP 400), and the backend request is cancelled.
  *
- * The suspended request lives in this process, so a retry must reach the same gateway instance (sticky
- * routing behind a load balancer); elsewhere its `requestState` is unknown and is refused.
+ * The suspended request lives in this process. Its `requestState` is a signed token naming this replica
+ * (request-state.ts): a retry that lands on another replica is forwarded here by the HTTP server
+ * (server/http/state-relay.ts); a forged, altered, expired or foreign token is refused as unknown.
  */
-import { randomUUID } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import {
   CLIENT_CAPABILITIES_META_KEY,
   type ClientCapabilities,
@@ -32,6 +33,7 @@ import type { AskOptions, CallerChannel, Principal, ProgressUpdate } from "../co
 import type { Gateway } from "../gateway/gateway.ts";
 import type { Leg } from "./leg.ts";
 import { type AskMethod, GATHER_MAX_MS, GATHER_QUIET_MS, missingCapability } from "./refusals.ts";
+import { RequestStateTokens } from "./request-state.ts";
 
 /** How long a suspended request waits for the client to come back with answers before it is cancelled. */
 const ANSWER_WAIT_MS = 5 * 60_000;
@@ -82,9 +84,12 @@ type Next<T> =
 export class InputRounds {
   readonly #suspended = new Map<string, SuspendedCall<unknown>>();
   readonly #gateway: Gateway;
+  readonly #tokens: RequestStateTokens;
 
-  constructor(gateway: Gateway) {
+  /** `tokens`: how request states are signed (shared by replicas); a key of this process by default. */
+  constructor(gateway: Gateway, tokens = new RequestStateTokens(randomUUID(), randomBytes(32))) {
     this.#gateway = gateway;
+    this.#tokens = tokens;
   }
 
   /** How many requests are waiting for a client to come back with answers. */
@@ -117,7 +122,9 @@ export class InputRounds {
         }),
       );
     } else {
-      const found = typeof state === "string" ? this.#suspended.get(state) : undefined;
+      const claims = await this.#tokens.read(state, principal.id, ctx.mcpReq.method);
+      const nonce = claims?.owner === this.#tokens.owner ? claims.nonce : undefined;
+      const found = nonce === undefined ? undefined : this.#suspended.get(nonce);
       // One message for every refusal, so that a guessed or foreign state learns nothing.
       if (
         !found ||
@@ -134,7 +141,7 @@ export class InputRounds {
         );
       }
       // A requestState is good for one retry: the next round has a new one.
-      this.#suspended.delete(state as string);
+      this.#suspended.delete(nonce as string);
       call = found as SuspendedCall<T>;
       call.attach(ctx, leg);
       call.answer(ctx.mcpReq.inputResponses ?? {});
@@ -142,10 +149,14 @@ export class InputRounds {
 
     const next = await call.next();
     if (next.kind === "input") {
-      const token = randomUUID();
-      this.#suspended.set(token, call as SuspendedCall<unknown>);
+      const { token, nonce } = await this.#tokens.issue(
+        principal.id,
+        ctx.mcpReq.method,
+        Date.now() + ANSWER_WAIT_MS,
+      );
+      this.#suspended.set(nonce, call as SuspendedCall<unknown>);
       call.detach(() => {
-        this.#suspended.delete(token);
+        this.#suspended.delete(nonce);
         call.cancel(
           `The request was cancelled: its client did not come back with answers within ${ANSWER_WAIT_MS / 1000} s.`,
         );

@@ -24,6 +24,7 @@ import { VERSION } from "../version.ts";
 import { assertDeclared, type ConnectionState, registerConnection } from "./connection.ts";
 import { toProtocolError } from "./json-rpc-errors.ts";
 import { Leg } from "./leg.ts";
+import type { RequestStateTokens } from "./request-state.ts";
 import { withoutReservedMeta } from "./result-shape.ts";
 import { envelopeOf, type InputRequired, InputRounds } from "./rounds.ts";
 import { serveSkills } from "./skills.ts";
@@ -45,6 +46,8 @@ export interface ServerFactoryOptions {
   readonly profile?: string | undefined;
   /** `_meta` keys the transport learned elsewhere (HTTP headers); the request's own `_meta` wins. */
   readonly metaOf?: (ctx: ServerContext) => Readonly<Record<string, unknown>> | undefined;
+  /** How 2026-07-28 request states are signed and whose they are (replicas share the key). */
+  readonly requestStates?: RequestStateTokens | undefined;
 }
 
 export type ServerFactory = (context?: McpRequestContext, owner?: Principal) => Server;
@@ -55,7 +58,7 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
   const transport = options.transport ?? "stdio";
   const profile = options.profile;
   // Shared by every instance of this factory: a 2026-07-28 client's retry may arrive on a new instance.
-  const rounds = new InputRounds(gateway);
+  const rounds = new InputRounds(gateway, options.requestStates);
 
   /**
    * `owner`: the principal of a long-lived connection (stdio, a 2025-era HTTP session), given by the
@@ -249,18 +252,21 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
       holderOf(ctx);
       state.logLevel = request.params.level;
       await gateway.setLogLevel(state, request.params.level);
+      await state.onChange?.();
       return {};
     });
     server.setRequestHandler("resources/subscribe", async (request, ctx) => {
       const { uri } = request.params;
       await asJsonRpc(gateway, () => gateway.subscribe(uri, holderOf(ctx)));
       state.subscriptions.add(uri);
+      await state.onChange?.();
       return {};
     });
     server.setRequestHandler("resources/unsubscribe", async (request) => {
       const { uri } = request.params;
       state.subscriptions.delete(uri);
       await asJsonRpc(gateway, () => gateway.unsubscribe(uri, state));
+      await state.onChange?.();
       return {};
     });
     return server;

@@ -100,7 +100,7 @@ describeWithRedis("three replicas sharing one Redis", (url) => {
     );
   });
 
-  test("a 2025-era session opened on one replica gets a 404 on another, telling the client to initialize", async () => {
+  test("a 2025-era session opened on one replica is served by another; an unknown one gets a 404", async () => {
     const headers = { "content-type": "application/json", accept: "application/json, text/event-stream" };
     const opened = await fetch(a().gateway.url, {
       method: "POST",
@@ -112,7 +112,7 @@ describeWithRedis("three replicas sharing one Redis", (url) => {
         params: {
           protocolVersion: "2025-06-18",
           capabilities: {},
-          clientInfo: { name: "sticky", version: "1" },
+          clientInfo: { name: "any-replica", version: "1" },
         },
       }),
       signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
@@ -120,20 +120,23 @@ describeWithRedis("three replicas sharing one Redis", (url) => {
     await opened.text();
     const session = opened.headers.get("mcp-session-id");
     assert.ok(session, "replica A opened a session");
-    const list = (to: Replica) =>
+    const list = (to: Replica, id: string) =>
       fetch(to.gateway.url, {
         method: "POST",
-        headers: { ...headers, "mcp-session-id": session, "mcp-protocol-version": "2025-06-18" },
+        headers: { ...headers, "mcp-session-id": id, "mcp-protocol-version": "2025-06-18" },
         body: JSON.stringify({ jsonrpc: "2.0", id: 2, method: "tools/list" }),
         signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
       });
-    const elsewhere = await list(b());
-    assert.equal(elsewhere.status, 404);
-    const body = (await elsewhere.json()) as { error: { code: number; message: string } };
+    const elsewhere = await list(b(), session);
+    assert.equal(elsewhere.status, 200, "replica B serves the session replica A opened");
+    assert.match(await elsewhere.text(), /fx__ping/);
+    const onA = await list(a(), session);
+    assert.equal(onA.status, 200, "the replica that opened the session still serves it");
+    await onA.text();
+    const unknown = await list(c(), "no-such-session");
+    assert.equal(unknown.status, 404);
+    const body = (await unknown.json()) as { error: { code: number; message: string } };
     assert.equal(body.error.code, -32001);
     assert.match(body.error.message, /not found.*Start a new session with initialize/);
-    const sticky = await list(a());
-    assert.equal(sticky.status, 200, "the replica that opened the session still serves it");
-    await sticky.text();
   });
 });

@@ -12,16 +12,25 @@ import { describeError } from "../../core/errors.ts";
 import type { Gateway } from "../../gateway/gateway.ts";
 import type { Logger } from "../../observability/logger.ts";
 import { LiveServers } from "../../protocol/connection.ts";
-import { forwardNotifications } from "../../protocol/notifications.ts";
+import {
+  type BackgroundLog,
+  backgroundLogsTo,
+  forwardNotifications,
+  resourceUpdatesTo,
+} from "../../protocol/notifications.ts";
 import { createServerFactory } from "../../protocol/sdk-server.ts";
 import { type Authenticator, createAuthenticator, httpAuthEnabled } from "../../security/auth.ts";
 import type { AuthConfig } from "../../security/config.ts";
 import { factsOf, principalOfContext } from "./facts.ts";
+import type { Replicas } from "./replicas.ts";
 import { Sessions } from "./sessions.ts";
+import { SharedSessions } from "./shared-sessions.ts";
 
 export interface EndpointOptions {
   readonly maxBodyBytes: number;
   readonly sessionIdleTimeoutMs: number;
+  /** What the replicas of a shared store share (replicas.ts); absent on a store that is not shared. */
+  readonly replicas?: Replicas | undefined;
 }
 
 export class McpEndpoint {
@@ -32,6 +41,10 @@ export class McpEndpoint {
   readonly sessions: Sessions;
   /** Serves 2026-07-28 requests (and 2025-era ones without a session), one SDK instance each. */
   readonly serveModern: ReturnType<typeof toNodeHandler>;
+  /** Delivers a resource update another replica's backend reported to this endpoint's subscribers. */
+  readonly resourceUpdated: (uri: string) => void;
+  /** Delivers a log message another replica's server sent outside any call to this endpoint's sessions. */
+  readonly backgroundLog: (message: BackgroundLog) => void;
   readonly #gateway: Gateway;
   readonly #mcpHandler: ReturnType<typeof createMcpHandler>;
   readonly #stopForwarding: () => void;
@@ -54,9 +67,23 @@ export class McpEndpoint {
       metaOf: (ctx) => factsOf(ctx)?.metaFromHeaders,
       transport: "http",
       profile,
+      requestStates: options.replicas?.tokens,
     });
     const live = new LiveServers();
-    this.sessions = new Sessions(factory, live, log, options.sessionIdleTimeoutMs);
+    const replicas = options.replicas;
+    const shared = replicas
+      ? new SharedSessions({
+          gateway,
+          bus: replicas.bus,
+          records: replicas.records,
+          relay: replicas.relay,
+          path,
+          profile,
+          idleTimeoutMs: options.sessionIdleTimeoutMs,
+          logger: log,
+        })
+      : undefined;
+    this.sessions = new Sessions(factory, live, log, options.sessionIdleTimeoutMs, shared);
     this.#mcpHandler = createMcpHandler(factory, {
       legacy: "stateless",
       maxRequestBodySize: options.maxBodyBytes,
@@ -67,6 +94,8 @@ export class McpEndpoint {
       onerror: (error) => log.error({ err: error }, "the MCP handler could not serve a request"),
     });
     this.#stopForwarding = forwardNotifications(gateway, live, [this.#mcpHandler.notify]);
+    this.resourceUpdated = resourceUpdatesTo(live, [this.#mcpHandler.notify]);
+    this.backgroundLog = backgroundLogsTo(gateway, live);
   }
 
   /** The auth config that applies here now: the profile's own, else the top-level one. */
@@ -114,6 +143,7 @@ export class McpEndpoints {
   readonly #options: EndpointOptions;
   readonly #log: Logger;
   readonly #endpoints = new Map<string, McpEndpoint>();
+  #stopSharing: (() => void) | undefined;
 
   constructor(gateway: Gateway, basePath: string, options: EndpointOptions, log: Logger) {
     this.#gateway = gateway;
@@ -121,6 +151,35 @@ export class McpEndpoints {
     this.#options = options;
     this.#log = log;
     this.#endpoints.set(basePath, new McpEndpoint(gateway, undefined, basePath, options, log));
+    if (options.replicas) this.#stopSharing = this.#shareWithReplicas(options.replicas);
+  }
+
+  /**
+   * A resource update, or a log message a server sends outside any call, is heard by the replica whose
+   * connection to the server got it, while the client's stream may be on any replica: every replica
+   * hears of it and delivers it to the streams it holds (the 2026-07-28 listen streams' log messages:
+   * see the HTTP handler).
+   */
+  #shareWithReplicas({ bus }: Replicas): () => void {
+    const announceUpdate = (uri: string) => void bus.broadcast("resource-updated", undefined, { uri });
+    const announceLog = (message: BackgroundLog) => void bus.broadcast("backend-log", undefined, message);
+    this.#gateway.on("resourceUpdated", announceUpdate);
+    this.#gateway.on("log", announceLog);
+    const stops = [
+      bus.on("resource-updated", ({ payload }) => {
+        const uri = (payload as { uri?: unknown }).uri;
+        if (typeof uri !== "string") return;
+        for (const endpoint of this.#endpoints.values()) endpoint.resourceUpdated(uri);
+      }),
+      bus.on("backend-log", ({ payload }) => {
+        for (const endpoint of this.#endpoints.values()) endpoint.backgroundLog(payload as BackgroundLog);
+      }),
+    ];
+    return () => {
+      this.#gateway.off("resourceUpdated", announceUpdate);
+      this.#gateway.off("log", announceLog);
+      for (const stop of stops) stop();
+    };
   }
 
   /** The endpoint at `path`, or undefined when no endpoint is there (or its profile was removed). */
@@ -156,6 +215,7 @@ export class McpEndpoints {
   }
 
   async close(): Promise<void> {
+    this.#stopSharing?.();
     await Promise.allSettled([...this.#endpoints.values()].map((e) => e.close()));
     this.#endpoints.clear();
   }

@@ -9,8 +9,13 @@
  * kept: only its id is, so a client can resume after it, and its stream's earlier events are dropped.
  * Either way a client that comes back after what it needs was dropped is told its event id is unknown
  * (the SDK answers 400) rather than handed a stream with a gap in it.
+ *
+ * When replicas share sessions, an event id also names the replica that sent it and the request its
+ * stream answers (see stream-ids.ts): a client that resumes through another replica can be told what
+ * became of its request.
  */
 import type { EventId, EventStore, JSONRPCMessage, StreamId } from "@modelcontextprotocol/server";
+import { type EventIdNaming, eventIdOf } from "./stream-ids.ts";
 
 export interface EventStoreLimits {
   readonly maxEventsPerStream: number;
@@ -31,11 +36,15 @@ export class BoundedEventStore implements EventStore {
   readonly #events = new Map<EventId, StoredEvent>();
   /** The kept event ids of each stream, oldest first. */
   readonly #streams = new Map<StreamId, EventId[]>();
+  /** The request each stream answers, when ids name it (see EventIdNaming). */
+  readonly #requests = new Map<StreamId, string | number>();
+  readonly #naming: EventIdNaming | undefined;
   #bytes = 0;
   #seq = 0;
 
-  constructor(limits: EventStoreLimits) {
+  constructor(limits: EventStoreLimits, naming?: EventIdNaming) {
     this.#limits = limits;
+    this.#naming = naming;
   }
 
   /** Bytes of messages kept, for tests and diagnostics. */
@@ -50,9 +59,14 @@ export class BoundedEventStore implements EventStore {
 
   async storeEvent(streamId: StreamId, message: JSONRPCMessage): Promise<EventId> {
     const seq = ++this.#seq;
-    const eventId = `${seq}`;
     // The SDK stores an empty object for the priming event: it only marks where the stream starts.
     const priming = Object.keys(message).length === 0;
+    const naming = this.#naming;
+    if (naming && priming) {
+      const request = naming.requestBeingServed();
+      if (request !== undefined) this.#requests.set(streamId, request);
+    }
+    const eventId = naming ? eventIdOf(naming.replica, seq, this.#requests.get(streamId)) : `${seq}`;
     const bytes = priming ? 0 : Buffer.byteLength(JSON.stringify(message));
     const kept = !priming && bytes <= this.#limits.maxBytes;
     this.#events.set(eventId, {
@@ -104,6 +118,9 @@ export class BoundedEventStore implements EventStore {
     if (ids === undefined) return;
     const at = ids.indexOf(eventId);
     if (at >= 0) ids.splice(at, 1);
-    if (ids.length === 0) this.#streams.delete(event.streamId);
+    if (ids.length === 0) {
+      this.#streams.delete(event.streamId);
+      this.#requests.delete(event.streamId);
+    }
   }
 }

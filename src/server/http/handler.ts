@@ -18,7 +18,7 @@ import { describeError, JSON_RPC } from "../../core/errors.ts";
 import { ANONYMOUS, type Principal } from "../../core/types.ts";
 import type { Gateway } from "../../gateway/gateway.ts";
 import { oneLine } from "../../protocol/message-shape.ts";
-import { LogListeners, listenLogLevel } from "../../protocol/notifications.ts";
+import { type BackgroundLog, LogListeners, listenLogLevel } from "../../protocol/notifications.ts";
 import { checkParamHeaders, paramHeaders } from "../../protocol/param-headers.ts";
 import {
   protectedResourceMetadata,
@@ -44,6 +44,8 @@ import { cancelPlainCall, servePlainCall } from "./fast-path.ts";
 import { createGuards, header, sendJsonRpcError, sendRefusal } from "./guards.ts";
 import { servePlainModernCall } from "./modern-fast-path.ts";
 import { type ProbeHandler, probeRoutes } from "./probes.ts";
+import { SUSPENDED_OWNER_GONE } from "./replica-relay.ts";
+import { joinReplicas } from "./replicas.ts";
 
 /** The longest shutdown waits for responses still being written after their calls finished. */
 const ANSWER_FLUSH_MS = 2_000;
@@ -75,12 +77,28 @@ export interface GatewayHttpHandler {
 
 export function createGatewayHttpHandler(gateway: Gateway, options: HandlerOptions): GatewayHttpHandler {
   const log = gateway.logger.child({ component: "http" });
-  const endpoints = new McpEndpoints(gateway, options.path, options, log);
+  const replicas = joinReplicas(gateway, options.sessionIdleTimeoutMs, log);
+  const endpoints = new McpEndpoints(gateway, options.path, { ...options, replicas }, log);
   const defaultEndpoint = endpoints.at(options.path) as McpEndpoint;
+  // What another replica relays here is served by these endpoints (replica-relay.ts).
+  replicas?.relay.serveWith(async (relayed, req, res) => {
+    const endpoint = endpoints.at(relayed.path);
+    attachFacts(req as IncomingMessage, relayed.principal);
+    if (!endpoint) {
+      res.writeHead(404);
+      res.end();
+    } else if (relayed.session !== undefined) {
+      await endpoint.sessions.resume(relayed.session, relayed.principal, req, res);
+    } else {
+      await endpoint.serveModern(req, res);
+    }
+  });
   const probes: Record<string, ProbeHandler> = probeRoutes(gateway);
   const guard = createGuards(options);
   const webConsole = options.console?.enabled ? new GatewayConsole(gateway, { logger: log }) : undefined;
   const logListeners = new LogListeners(gateway);
+  // Log messages another replica's servers sent outside any call (see endpoint.ts).
+  replicas?.bus.on("backend-log", ({ payload }) => logListeners.deliver(payload as BackgroundLog));
 
   /** Who is calling, or the answer that refuses the request (each endpoint has its own auth). */
   const admit = async (
@@ -168,7 +186,8 @@ export function createGatewayHttpHandler(gateway: Gateway, options: HandlerOptio
     const principal = facts?.principal ?? principalOfRequest(req);
     const sessionId = header(req, "mcp-session-id");
     if (sessionId !== undefined) {
-      const session = sessions.find(sessionId, principal);
+      // A session another replica opened is rebuilt here from its record (sessions.ts).
+      const session = sessions.find(sessionId, principal) ?? (await sessions.adopt(sessionId, principal));
       if (!session) {
         return sendJsonRpcError(
           res,
@@ -197,7 +216,7 @@ export function createGatewayHttpHandler(gateway: Gateway, options: HandlerOptio
         }
         if (facts && servePlainCall(gateway, session, req, res, body, facts, endpoint.profile)) return;
       }
-      return session.transport.handleRequest(req, res, body);
+      return sessions.serve(session, req, res, body);
     }
     if (req.method === "POST" && containsInitialize(body)) return sessions.open(req, res, body, principal);
     const listened = listenedUris(body);
@@ -222,6 +241,18 @@ export function createGatewayHttpHandler(gateway: Gateway, options: HandlerOptio
       );
     }
     if (facts && servePlainModernCall(gateway, req, res, body, facts, endpoint.profile)) return;
+    // A 2026-07-28 retry whose requestState another replica holds is served there.
+    const relay = replicas?.relay;
+    const owner = await relay?.ownerElsewhere(body, principal);
+    if (relay && owner !== undefined) {
+      return relay.forward(owner, req, res, text ?? "", {
+        path: endpoint.path,
+        principal,
+        requestId: requestIdOf(body) ?? null,
+        goneMessage: SUSPENDED_OWNER_GONE,
+        goneReason: "request_state_owner_gone",
+      });
+    }
     return endpoint.serveModern(withRawBody(req, text), res);
   };
 
@@ -401,6 +432,7 @@ export function createGatewayHttpHandler(gateway: Gateway, options: HandlerOptio
       webConsole?.close();
       await answersWritten();
       await endpoints.close();
+      await replicas?.bus.close();
     },
   };
 }
