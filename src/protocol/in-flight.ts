@@ -60,6 +60,8 @@ export function plainToolCall(message: Record<string, unknown>):
   if (!isPlainObject(params) || typeof params.name !== "string") return undefined;
   if (params.arguments !== undefined && !isPlainObject(params.arguments)) return undefined;
   if (params._meta !== undefined && !isPlainObject(params._meta)) return undefined;
+  // A call made as a task (2025-11-25 `task`) is answered with a task: the SDK path runs it.
+  if (params.task !== undefined) return undefined;
   return {
     id,
     name: params.name,

@@ -1,0 +1,106 @@
+/**
+ * A server's own tasks, as the gateway sees them through its connection: which servers run tool calls
+ * as tasks, how a task-creating answer is recognized, and the task requests (`tasks/get`,
+ * `tasks/update`, `tasks/cancel`) sent to the server for a task it runs.
+ *
+ * Two wire shapes reach the gateway: a 2026-07-28 server that offers the tasks extension
+ * (`io.modelcontextprotocol/tasks`) answers a call with a flat CreateTaskResult (`resultType: "task"`),
+ * and the SDK's decoder refuses that result type; a 2025-11-25 server nests it under `task`. Both are
+ * rewritten, as the response arrives, into a tool result that carries the server's task under
+ * BACKEND_TASK_META, so that the call returns through the gateway's chain like any other and the task
+ * layer (src/tasks/) takes it from there.
+ */
+import { CLIENT_CAPABILITIES_META_KEY, type Client } from "@modelcontextprotocol/client";
+import { z } from "zod";
+
+export const TASKS_EXTENSION = "io.modelcontextprotocol/tasks";
+
+/** Where a rewritten task-creating answer carries the server's task. Never reaches a client. */
+export const BACKEND_TASK_META = "io.switchboard/backend-task";
+
+/** The task fields a server reports, in 2026-07-28 names (a 2025 server's `ttl` becomes `ttlMs`). */
+export interface BackendTask {
+  readonly taskId: string;
+  readonly status: string;
+  readonly statusMessage?: string;
+  readonly ttlMs?: number | null;
+  readonly pollIntervalMs?: number;
+  /** tasks/get only: the finished call's result, its protocol error, or the questions it waits on. */
+  readonly result?: Record<string, unknown>;
+  readonly error?: { readonly code: number; readonly message: string; readonly data?: unknown };
+  readonly inputRequests?: Record<string, unknown>;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** The task of a task-creating answer in either era's shape; undefined for any other answer. */
+export function taskOfAnswer(result: unknown): BackendTask | undefined {
+  if (!isObject(result)) return undefined;
+  const marked = isObject(result._meta) ? result._meta[BACKEND_TASK_META] : undefined;
+  if (isObject(marked) && typeof marked.taskId === "string") return marked as unknown as BackendTask;
+  if (result.resultType === "task" && typeof result.taskId === "string") return normalized(result);
+  if (isObject(result.task) && typeof result.task.taskId === "string" && !("content" in result))
+    return normalized(result.task);
+  return undefined;
+}
+
+/** A task in either era's field names, in 2026-07-28 names. */
+export function normalized(raw: Record<string, unknown>): BackendTask {
+  const { ttl, pollInterval, resultType: _resultType, ...rest } = raw;
+  return {
+    ...(rest as unknown as BackendTask),
+    ...(rest.ttlMs === undefined && ttl !== undefined ? { ttlMs: ttl as number | null } : {}),
+    ...(rest.pollIntervalMs === undefined && typeof pollInterval === "number"
+      ? { pollIntervalMs: pollInterval }
+      : {}),
+  };
+}
+
+/**
+ * A response to rewrite before the SDK decodes it: a task-creating answer becomes a complete tool
+ * result carrying the task (see the module comment). Anything else is returned as it came.
+ */
+export function withTaskMarked<R extends { result: unknown }>(response: R): R {
+  const task = taskOfAnswer(response.result);
+  if (task === undefined) return response;
+  const marked = { content: [], _meta: { [BACKEND_TASK_META]: task } };
+  const modern = isObject(response.result) && response.result.resultType !== undefined;
+  return { ...response, result: modern ? { ...marked, resultType: "complete" } : marked };
+}
+
+/** Whether the server offers the tasks extension (a 2026-07-28 server, in its `server/discover`). */
+export function offersTasks(client: Client): boolean {
+  const capabilities = client.getServerCapabilities() as { extensions?: Record<string, unknown> } | undefined;
+  return capabilities?.extensions?.[TASKS_EXTENSION] !== undefined;
+}
+
+const AnyResult = z.looseObject({});
+
+export type TaskMethod = "tasks/get" | "tasks/update" | "tasks/cancel";
+
+/**
+ * Sends a task request for a task the server runs. The extension's methods are gated on the request's
+ * declared capabilities, so the request declares the extension itself.
+ */
+export async function taskRequest(
+  client: Client,
+  method: TaskMethod,
+  params: Record<string, unknown>,
+  options: { signal?: AbortSignal; timeout: number },
+): Promise<Record<string, unknown>> {
+  const meta =
+    client.getProtocolEra() === "modern"
+      ? { _meta: { [CLIENT_CAPABILITIES_META_KEY]: { extensions: { [TASKS_EXTENSION]: {} } } } }
+      : {};
+  const result = await client.request(
+    { method, params: { ...params, ...meta } } as never,
+    AnyResult as never,
+    {
+      timeout: options.timeout,
+      ...(options.signal ? { signal: options.signal } : {}),
+    },
+  );
+  return result as Record<string, unknown>;
+}
