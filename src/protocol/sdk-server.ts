@@ -28,7 +28,14 @@ import { Leg } from "./leg.ts";
 import { withoutReservedMeta } from "./result-shape.ts";
 import { envelopeOf, type InputRequired, InputRounds } from "./rounds.ts";
 import { serveSkills } from "./skills.ts";
-import { asGatewayTask, declareTasks, requestTakesTasks, serveTasks, startLegacyTask } from "./tasks.ts";
+import {
+  asGatewayTask,
+  declareTasks,
+  requestTakesTasks,
+  serveTasks,
+  startLegacyTask,
+  TaskCreated,
+} from "./tasks.ts";
 import { answerToolCall, type CallSite, callOptions, shapeFor } from "./tool-call.ts";
 
 export interface ServerFactoryOptions {
@@ -192,14 +199,15 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
       if ((request.params as { task?: unknown }).task !== undefined) {
         // A 2025-11-25 call made as a task: answered at once, run on (protocol/tasks.ts).
         const site = siteOf(ctx);
-        return startLegacyTask(gateway, site.principal, call.name, async (client, signal) => {
+        const created = await startLegacyTask(gateway, site.principal, call.name, async (client, signal) => {
           const result = await gateway.callTool(call.name, call.arguments, {
             ...callOptions(call, site),
             signal,
             client,
           });
           return taskOfAnswer(result) ? result : shapeFor(gateway, call.name, result, site.project);
-        }) as never;
+        });
+        throw new TaskCreated(created);
       }
       const answer = await answerToolCall(gateway, call, {
         ...siteOf(ctx, leg),
@@ -354,6 +362,7 @@ class GatewayServer extends Server {
       try {
         return await inner(request, ctx);
       } catch (error) {
+        if (error instanceof TaskCreated) return error.result as never;
         if (ProtocolError.isInstance(error)) throw error;
         throw new ProtocolError(
           JSON_RPC.INVALID_PARAMS,

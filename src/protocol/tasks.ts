@@ -33,6 +33,16 @@ import { envelopeOf } from "./rounds.ts";
 
 const RELATED_TASK_META = "io.modelcontextprotocol/related-task";
 
+/**
+ * Carries a 2025-11-25 CreateTaskResult past the SDK's check of `tools/call` results, which knows
+ * only tool results on a 2025-era instance; the gateway's server answers with it (sdk-server.ts).
+ */
+export class TaskCreated extends Error {
+  constructor(readonly result: Record<string, unknown>) {
+    super("task created");
+  }
+}
+
 /** Whether a 2026-07-28 request's client declared the tasks extension (in the request's capabilities). */
 export function requestTakesTasks(ctx: ServerContext): boolean {
   const declared = envelopeOf(ctx)[CLIENT_CAPABILITIES_META_KEY] as

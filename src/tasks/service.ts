@@ -105,7 +105,9 @@ export class GatewayTasks {
       ...changeFrom(task),
     });
     this.#watchIfOnlyHere(record);
-    return record;
+    // A task that asks at once is reported without its questions (a CreateTaskResult has none): they
+    // are read now, so that a poll on a replica that cannot ask the server finds them.
+    return record.status === "input_required" ? this.#refresh(record) : record;
   }
 
   /**
@@ -128,6 +130,7 @@ export class GatewayTasks {
     this.#running.set(record.taskId, controller);
     void run(controller.signal)
       .then(async (outcome) => {
+        if (controller.signal.aborted) return undefined;
         if (outcome.kind === "error") return this.records.update(record.taskId, failed(outcome.error));
         const task = taskOfAnswer(outcome.result);
         if (task === undefined) return this.records.update(record.taskId, completed(outcome.result));
@@ -178,10 +181,12 @@ export class GatewayTasks {
   async cancel(taskId: string, principal: Principal): Promise<TaskRecord | undefined> {
     const record = await this.records.get(taskId, principal);
     if (record === undefined || isTerminal(record.status)) return record;
+    // Recorded first: the outcome of the call the cancel then stops is dropped (a finished task is final).
+    const cancelled = (await this.records.update(taskId, { status: "cancelled" })) ?? record;
     if (record.runner === "backend" && this.#reaches(record)) await this.#ask(record, "tasks/cancel", {});
     else if (record.replica === this.replica) this.#abortHere(taskId);
     else await this.#publish({ op: "cancel", taskId, replica: record.replica });
-    return (await this.records.update(taskId, { status: "cancelled" })) ?? record;
+    return cancelled;
   }
 
   /** Waits until the owner's task has finished (2025-era `tasks/result`); undefined if there is none. */
