@@ -1,8 +1,9 @@
 /**
- * Tasks that outlive the replica a client started them on: two Switchboard replicas (the built CLI)
- * share one Redis under a prefix of this run's own, with two principals (API keys). Behind them, a
- * server with tasks (the conformance fixture, 2026-07-28 tasks extension, over stdio: each replica
- * spawns its own) and one without (the flaky server, 2025-era).
+ * Tasks that outlive the replica a client started them on: three Switchboard replicas (the built CLI)
+ * share one Redis under a prefix of this run's own, with two principals (API keys). Behind them: a
+ * server with tasks (the conformance fixture, 2026-07-28 tasks extension) over stdio, where each
+ * replica spawns its own; the same server on a 2025-era connection; the same server over HTTP, which
+ * every replica reaches; and a server without tasks (the flaky server, 2025-era).
  *
  * Clients of both eras: SDK v2 clients speaking 2026-07-28 (stateless: any replica serves any request)
  * and SDK v1 clients speaking 2025-11-25 tasks, one connected to each replica with the same key (a
@@ -10,6 +11,7 @@
  * session's).
  */
 import assert from "node:assert/strict";
+import type { ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { after, before, test } from "node:test";
 import { Client as ClientV2, StreamableHTTPClientTransport as HttpV2 } from "@modelcontextprotocol/client";
@@ -23,6 +25,7 @@ import {
   ListTasksResultSchema,
 } from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
+import { startFixture, stopChild } from "../../scripts/conformance-common.ts";
 import {
   eventually,
   ROOT,
@@ -120,46 +123,62 @@ const getV1 = (client: ClientV1, taskId: string) =>
 const textOf = (result: unknown) =>
   ((result as { content?: { text?: string }[] }).content ?? []).map((c) => c.text ?? "").join(" ");
 
-describeWithRedis("tasks on two replicas sharing one Redis", (url) => {
+describeWithRedis("tasks on replicas sharing one Redis", (url) => {
   const prefix = uniquePrefix("tasks-e2e");
-  const configPath = writeConfig({
-    mcpServers: {
-      fx: flakyServer(),
-      tk: {
-        command: process.execPath,
-        args: ["--import", "tsx", "test/fixtures/conformance-server.ts"],
-        cwd: ROOT,
-      },
-    },
-    store: { type: "redis", url, keyPrefix: prefix, commandTimeoutMs: 10_000 },
-    auth: {
-      apiKeys: [
-        { id: "alice", sha256: sha256(ALICE), roles: ["user"] },
-        { id: "bob", sha256: sha256(BOB), roles: ["user"] },
-      ],
-    },
-    gateway: { startupWaitMs: 30_000, tasks: { pollIntervalMs: 100 } },
+  const fixture = (...extra: string[]) => ({
+    command: process.execPath,
+    args: ["--import", "tsx", "test/fixtures/conformance-server.ts", ...extra],
+    cwd: ROOT,
   });
+  /** Replicas A and B stay up; C is killed in the last test. */
   let replicas: RunningGateway[] = [];
+  let doomed: RunningGateway | undefined;
+  let httpFixture: { child: ChildProcess; url: string } | undefined;
   const closers: { close(): Promise<void> }[] = [];
+  const urlOf = (i: number) => (i === 2 ? (doomed as RunningGateway) : (replicas[i] as RunningGateway)).url;
   const v2 = async (i: number, token = ALICE) => {
-    const client = await connectV2((replicas[i] as RunningGateway).url, token);
+    const client = await connectV2(urlOf(i), token);
     closers.push(client);
     return client;
   };
   const v1 = async (i: number, token = ALICE) => {
-    const client = await connectV1((replicas[i] as RunningGateway).url, token);
+    const client = await connectV1(urlOf(i), token);
     closers.push(client);
     return client;
   };
 
   before(async () => {
-    replicas = await Promise.all([0, 1].map(() => startHttpGateway(configPath)));
+    // One HTTP server that every replica reaches: any of them may ask it about a task.
+    httpFixture = await startFixture(AbortSignal.timeout(60_000));
+    const configPath = writeConfig({
+      mcpServers: {
+        fx: flakyServer(),
+        // Over stdio each replica spawns its own: only the starting replica's process knows a task.
+        tk: fixture(),
+        // The same server speaking only the 2025 protocol: the gateway's connection to it is 2025-era.
+        tl: fixture("--legacy"),
+        th: { url: httpFixture.url },
+      },
+      store: { type: "redis", url, keyPrefix: prefix, commandTimeoutMs: 10_000 },
+      auth: {
+        apiKeys: [
+          { id: "alice", sha256: sha256(ALICE), roles: ["user"] },
+          { id: "bob", sha256: sha256(BOB), roles: ["user"] },
+        ],
+      },
+      gateway: { startupWaitMs: 30_000, tasks: { pollIntervalMs: 100 } },
+    });
+    [replicas, doomed] = await Promise.all([
+      Promise.all([0, 1].map(() => startHttpGateway(configPath))),
+      startHttpGateway(configPath),
+    ]);
   });
 
   after(async () => {
     await Promise.allSettled(closers.map((c) => c.close()));
     const codes = await Promise.all(replicas.map((r) => r.stop()));
+    await doomed?.stop("SIGKILL");
+    if (httpFixture) await stopChild(httpFixture.child);
     await deleteByPrefix(url, prefix);
     assert.deepEqual(codes, [0, 0], "every replica exits 0 on SIGTERM");
   });
@@ -279,10 +298,29 @@ describeWithRedis("tasks on two replicas sharing one Redis", (url) => {
     );
     assert.equal(textOf(result), "slow_compute (v1) worked for 1 s");
   });
+  test("v2: a server on a 2025-era connection that offers the extension runs the call as its task", async () => {
+    const [onA, onB] = [await v2(0), await v2(1)];
+    const created = await startV2(onA, "tl__slow_compute", { seconds: 1, label: "legacy" });
+    const done = await untilDone(() => getV2(onB, String(created.taskId)), "the 2025-era server's task");
+    assert.equal(textOf(done.result), "slow_compute (legacy) worked for 1 s");
+  });
+
+  test("a task on a server every replica reaches over HTTP outlives the replica that started it", async () => {
+    const onC = await v2(2);
+    const created = await startV2(onC, "th__slow_compute", { seconds: 2, label: "outlived" });
+    await (doomed as RunningGateway).stop("SIGKILL");
+    const onB = await v2(1);
+    const done = await untilDone(
+      () => getV2(onB, String(created.taskId)),
+      "the task, after its replica died",
+    );
+    assert.equal(done.status, "completed");
+    assert.equal(textOf(done.result), "slow_compute (outlived) worked for 2 s");
+  });
 });
 
 /** How many `sleep` calls the replica's own flaky server saw cancelled. */
 async function sleepCancellations(client: ClientV1): Promise<number> {
   const stats = await client.callTool({ name: "fx__stats", arguments: {} });
-  return ((stats.structuredContent as { cancelled?: Record<string, number> }).cancelled ?? {}).sleep ?? 0;
+  return (stats.structuredContent as { cancelled?: Record<string, number> }).cancelled?.sleep ?? 0;
 }

@@ -38,7 +38,7 @@ import { connect, type EraHint } from "./connect.ts";
 import { translateFailure } from "./failures.ts";
 import { FastPath } from "./fast-path.ts";
 import { newRestart, type Restart } from "./restart.ts";
-import { offersTasks, type TaskMethod, taskRequest } from "./tasks.ts";
+import { offersTasks, type TaskMethod, taskRequest, withTasksDeclared } from "./tasks.ts";
 import type { McpTransportConfig, StderrTail } from "./transport.ts";
 
 export type { McpTransportConfig } from "./transport.ts";
@@ -145,7 +145,11 @@ export class McpBackend extends BackendBase {
     try {
       const client = await this.#clientFor(ctx.signal);
       if (this.#transport && client.getProtocolEra() === "legacy") {
-        return await this.#fast.call(this.#transport, params, ctx.signal);
+        return await this.#fast.call(
+          this.#transport,
+          withTasksDeclared(params, client, ctx.client),
+          ctx.signal,
+        );
       }
       const result = await client.callTool(
         { ...params, arguments: { ...call.args }, ...metaParam(ctx, client, meta) },

@@ -12,6 +12,7 @@
  */
 import { CLIENT_CAPABILITIES_META_KEY, type Client } from "@modelcontextprotocol/client";
 import { z } from "zod";
+import type { CallerChannel } from "../../core/types.ts";
 
 export const TASKS_EXTENSION = "io.modelcontextprotocol/tasks";
 
@@ -76,6 +77,23 @@ export function offersTasks(client: Client): boolean {
   return capabilities?.extensions?.[TASKS_EXTENSION] !== undefined;
 }
 
+/**
+ * A call to a 2025-era connection whose server still offers the extension (it says so in its
+ * `initialize` result): the connection is shared by every client, so its capabilities cannot say
+ * whether this one takes tasks; the request's own capabilities (`_meta`) do, as on 2026-07-28.
+ */
+export function withTasksDeclared(
+  params: Record<string, unknown>,
+  client: Client,
+  caller: CallerChannel | undefined,
+): Record<string, unknown> {
+  const declared = (caller?.capabilities ?? {}) as { extensions?: Record<string, unknown> };
+  if (declared.extensions?.[TASKS_EXTENSION] === undefined || !offersTasks(client)) return params;
+  const meta = { ...(params._meta as Record<string, unknown> | undefined) };
+  meta[CLIENT_CAPABILITIES_META_KEY] = { ...declared, extensions: { [TASKS_EXTENSION]: {} } };
+  return { ...params, _meta: meta };
+}
+
 const AnyResult = z.looseObject({});
 
 export type TaskMethod = "tasks/get" | "tasks/update" | "tasks/cancel";
@@ -90,10 +108,7 @@ export async function taskRequest(
   params: Record<string, unknown>,
   options: { signal?: AbortSignal; timeout: number },
 ): Promise<Record<string, unknown>> {
-  const meta =
-    client.getProtocolEra() === "modern"
-      ? { _meta: { [CLIENT_CAPABILITIES_META_KEY]: { extensions: { [TASKS_EXTENSION]: {} } } } }
-      : {};
+  const meta = { _meta: { [CLIENT_CAPABILITIES_META_KEY]: { extensions: { [TASKS_EXTENSION]: {} } } } };
   const result = await client.request(
     { method, params: { ...params, ...meta } } as never,
     AnyResult as never,
