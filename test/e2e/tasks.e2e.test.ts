@@ -192,9 +192,12 @@ describeWithRedis("tasks on replicas sharing one Redis", (url) => {
     const done = await untilDone(() => getV2(onB, String(created.taskId)), "the task to finish, seen from B");
     assert.equal(done.status, "completed");
     assert.equal(textOf(done.result), "slow_compute (cross) worked for 1 s");
-    // A sync tool stays sync for a client that takes tasks: the server decides.
+    // A tool that is not a task answers directly, for a client that takes tasks too: the server decides.
     const greeting = (await onB.callTool({ name: "tk__greet", arguments: { name: "B" } })) as Json;
     assert.equal(textOf(greeting), "Hello, B!");
+    // So does a server without tasks.
+    const slept = (await onB.callTool({ name: "fx__sleep", arguments: { ms: 10 } })) as Json;
+    assert.equal(textOf(slept), "slept 10 ms");
   });
 
   test("v2: a task's questions are answered with tasks/update on the other replica", async () => {
