@@ -3,7 +3,8 @@
  * share one Redis under a prefix of this run's own, with two principals (API keys). Behind them: a
  * server with tasks (the conformance fixture, 2026-07-28 tasks extension) over stdio, where each
  * replica spawns its own; the same server on a 2025-era connection; the same server over HTTP, which
- * every replica reaches; and a server without tasks (the flaky server, 2025-era).
+ * every replica reaches; a 2025-11-25 server with that era's tasks; and a server without tasks (the
+ * flaky server, 2025-era).
  *
  * Clients of both eras: SDK v2 clients speaking 2026-07-28 (stateless: any replica serves any request)
  * and SDK v1 clients speaking 2025-11-25 tasks, one connected to each replica with the same key (a
@@ -158,6 +159,12 @@ describeWithRedis("tasks on replicas sharing one Redis", (url) => {
         // The same server speaking only the 2025 protocol: the gateway's connection to it is 2025-era.
         tl: fixture("--legacy"),
         th: { url: httpFixture.url },
+        // A 2025-11-25 server with tasks of that era (`task` param, tasks/get, tasks/result).
+        t5: {
+          command: process.execPath,
+          args: ["--import", "tsx", "test/fixtures/tasks-2025-server.ts"],
+          cwd: ROOT,
+        },
       },
       store: { type: "redis", url, keyPrefix: prefix, commandTimeoutMs: 10_000 },
       auth: {
@@ -306,6 +313,26 @@ describeWithRedis("tasks on replicas sharing one Redis", (url) => {
     const created = await startV2(onA, "tl__slow_compute", { seconds: 1, label: "legacy" });
     const done = await untilDone(() => getV2(onB, String(created.taskId)), "the 2025-era server's task");
     assert.equal(textOf(done.result), "slow_compute (legacy) worked for 1 s");
+  });
+
+  test("a 2025-11-25 server's tasks, for clients of both eras", async () => {
+    const [v2OnA, v2OnB] = [await v2(0), await v2(1)];
+    const created = await startV2(v2OnA, "t5__countdown", { seconds: 1 });
+    const done = await untilDone(() => getV2(v2OnB, String(created.taskId)), "the 2025 server's task (v2)");
+    assert.equal(done.status, "completed");
+    assert.equal(textOf(done.result), "counted down 1 s");
+    const [v1OnA, v1OnB] = [await v1(0), await v1(1)];
+    const { task } = await startV1(v1OnA, "t5__countdown", { seconds: 1 });
+    await untilDone(() => getV1(v1OnB, task.taskId), "the 2025 server's task (v1)");
+    const result = await v1OnB.request(
+      { method: "tasks/result", params: { taskId: task.taskId } },
+      CallToolResultSchema,
+      TIMEOUT,
+    );
+    assert.equal(textOf(result), "counted down 1 s");
+    const long = await startV2(v2OnA, "t5__countdown", { seconds: 60 });
+    await cancelV2(v2OnB, String(long.taskId));
+    assert.equal((await getV2(v2OnA, String(long.taskId))).status, "cancelled");
   });
 
   test("a task on a server every replica reaches over HTTP outlives the replica that started it", async () => {

@@ -147,7 +147,7 @@ export class McpBackend extends BackendBase {
       if (this.#transport && client.getProtocolEra() === "legacy") {
         return await this.#fast.call(
           this.#transport,
-          withTasksDeclared(params, client, ctx.client),
+          withTasksDeclared(params, client, ctx.client, this.#catalog.tools),
           ctx.signal,
         );
       }
@@ -169,9 +169,7 @@ export class McpBackend extends BackendBase {
   }
 
   /** Whether the server runs tool calls as tasks (see tasks.ts). */
-  offersTasks(): boolean {
-    return this.state === "up" && this.#client !== undefined && offersTasks(this.#client);
-  }
+  offersTasks = (): boolean => this.state === "up" && this.#client !== undefined && offersTasks(this.#client);
 
   /** True when every replica reaches this same server (HTTP), so any of them may ask about its tasks. */
   get sharedByReplicas(): boolean {

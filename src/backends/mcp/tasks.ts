@@ -12,7 +12,7 @@
  */
 import { CLIENT_CAPABILITIES_META_KEY, type Client } from "@modelcontextprotocol/client";
 import { z } from "zod";
-import type { CallerChannel } from "../../core/types.ts";
+import type { CallerChannel, Tool } from "../../core/types.ts";
 
 export const TASKS_EXTENSION = "io.modelcontextprotocol/tasks";
 
@@ -71,24 +71,46 @@ export function withTaskMarked<R extends { result: unknown }>(response: R): R {
   return { ...response, result: modern ? { ...marked, resultType: "complete" } : marked };
 }
 
-/** Whether the server offers the tasks extension (a 2026-07-28 server, in its `server/discover`). */
+/**
+ * How the server runs tool calls as tasks: "extension", the 2026-07-28 tasks extension (declared in
+ * `server/discover`, or in `initialize` by a server that speaks both); "2025", the 2025-11-25 `tasks`
+ * capability (a `task` param on the call, `tasks/get`, `tasks/result`, `tasks/cancel`); undefined for a
+ * server without tasks.
+ */
+export function taskStyle(client: Client): "extension" | "2025" | undefined {
+  const capabilities = client.getServerCapabilities() as
+    | { extensions?: Record<string, unknown>; tasks?: { requests?: { tools?: { call?: unknown } } } }
+    | undefined;
+  if (capabilities?.extensions?.[TASKS_EXTENSION] !== undefined) return "extension";
+  if (client.getProtocolEra() === "legacy" && capabilities?.tasks?.requests?.tools?.call !== undefined)
+    return "2025";
+  return undefined;
+}
+
 export function offersTasks(client: Client): boolean {
-  const capabilities = client.getServerCapabilities() as { extensions?: Record<string, unknown> } | undefined;
-  return capabilities?.extensions?.[TASKS_EXTENSION] !== undefined;
+  return taskStyle(client) !== undefined;
 }
 
 /**
- * A call to a 2025-era connection whose server still offers the extension (it says so in its
- * `initialize` result): the connection is shared by every client, so its capabilities cannot say
- * whether this one takes tasks; the request's own capabilities (`_meta`) do, as on 2026-07-28.
+ * A call on a 2025-era connection from a client that takes tasks. The connection is shared by every
+ * client, so its capabilities cannot say whether this one does: a server with the extension is told in
+ * the request's own capabilities (`_meta`), as on 2026-07-28; a 2025-11-25 server gets a `task` param
+ * for a tool it runs as a task (`execution.taskSupport`), which is how its clients ask.
  */
 export function withTasksDeclared(
   params: Record<string, unknown>,
   client: Client,
   caller: CallerChannel | undefined,
+  tools: readonly Tool[],
 ): Record<string, unknown> {
   const declared = (caller?.capabilities ?? {}) as { extensions?: Record<string, unknown> };
-  if (declared.extensions?.[TASKS_EXTENSION] === undefined || !offersTasks(client)) return params;
+  if (declared.extensions?.[TASKS_EXTENSION] === undefined) return params;
+  const style = taskStyle(client);
+  if (style === "2025") {
+    const support = tools.find((tool) => tool.name === params.name)?.execution?.taskSupport;
+    return support === "optional" || support === "required" ? { ...params, task: {} } : params;
+  }
+  if (style !== "extension") return params;
   const meta = { ...(params._meta as Record<string, unknown> | undefined) };
   meta[CLIENT_CAPABILITIES_META_KEY] = { ...declared, extensions: { [TASKS_EXTENSION]: {} } };
   return { ...params, _meta: meta };
@@ -98,24 +120,45 @@ const AnyResult = z.looseObject({});
 
 export type TaskMethod = "tasks/get" | "tasks/update" | "tasks/cancel";
 
+type Options = { signal?: AbortSignal; timeout: number };
+
 /**
- * Sends a task request for a task the server runs. The extension's methods are gated on the request's
- * declared capabilities, so the request declares the extension itself.
+ * Sends a task request for a task the server runs, in the server's own terms. The extension's methods
+ * are gated on the request's declared capabilities, so the request declares the extension itself. A
+ * 2025-11-25 server reports a finished task's result through `tasks/result`, which is read into the
+ * task as the extension inlines it; it has no `tasks/update` (its tasks ask their questions as requests
+ * of their own), so answers to it are dropped.
  */
 export async function taskRequest(
   client: Client,
   method: TaskMethod,
   params: Record<string, unknown>,
-  options: { signal?: AbortSignal; timeout: number },
+  options: Options,
 ): Promise<Record<string, unknown>> {
-  const meta = { _meta: { [CLIENT_CAPABILITIES_META_KEY]: { extensions: { [TASKS_EXTENSION]: {} } } } };
-  const result = await client.request(
-    { method, params: { ...params, ...meta } } as never,
-    AnyResult as never,
-    {
-      timeout: options.timeout,
-      ...(options.signal ? { signal: options.signal } : {}),
-    },
-  );
+  if (taskStyle(client) !== "2025") {
+    const meta = { _meta: { [CLIENT_CAPABILITIES_META_KEY]: { extensions: { [TASKS_EXTENSION]: {} } } } };
+    return send(client, method, { ...params, ...meta }, options);
+  }
+  if (method === "tasks/update") return {};
+  const task = await send(client, method, { taskId: params.taskId }, options);
+  if (method !== "tasks/get" || (task.status !== "completed" && task.status !== "failed")) return task;
+  try {
+    return { ...task, result: await send(client, "tasks/result", { taskId: params.taskId }, options) };
+  } catch (error) {
+    const { code, message } = error as { code?: unknown; message?: unknown };
+    return { ...task, error: { code: typeof code === "number" ? code : -32603, message: String(message) } };
+  }
+}
+
+async function send(
+  client: Client,
+  method: string,
+  params: Record<string, unknown>,
+  options: Options,
+): Promise<Record<string, unknown>> {
+  const result = await client.request({ method, params } as never, AnyResult as never, {
+    timeout: options.timeout,
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
   return result as Record<string, unknown>;
 }
