@@ -28,7 +28,7 @@ import type { CallerChannel, Principal } from "../core/types.ts";
 import type { Gateway } from "../gateway/gateway.ts";
 import type { TaskRecord } from "../tasks/records.ts";
 import type { TaskOutcome } from "../tasks/service.ts";
-import { toJsonRpcError } from "./json-rpc-errors.ts";
+import { toJsonRpcError, toProtocolError } from "./json-rpc-errors.ts";
 import { envelopeOf } from "./rounds.ts";
 
 const RELATED_TASK_META = "io.modelcontextprotocol/related-task";
@@ -178,6 +178,23 @@ export function serveTasks(
   principalOf: (ctx: ServerContext) => Principal,
 ): void {
   const tasks = gateway.tasks;
+  /** A failure (the store's, a server's) maps to a JSON-RPC error in the one place that maps them. */
+  const handle = <P extends z.ZodType>(
+    method: string,
+    params: P,
+    answer: (params: z.infer<P>, ctx: ServerContext) => Promise<Record<string, unknown>>,
+  ) =>
+    server.setRequestHandler(
+      method as never,
+      { params } as never,
+      (async (p: z.infer<P>, ctx: ServerContext) => {
+        try {
+          return await answer(p, ctx);
+        } catch (error) {
+          throw toProtocolError(error, gateway.logger);
+        }
+      }) as never,
+    );
   const owned = async (taskId: string, ctx: ServerContext) => {
     const record = await tasks.get(taskId, principalOf(ctx));
     if (record === undefined) throw unknownTask(taskId);
@@ -191,7 +208,7 @@ export function serveTasks(
         `${method} needs the ${TASKS_EXTENSION} extension; declare it in the request's client capabilities.`,
       );
     };
-    server.setRequestHandler("tasks/get", { params: TaskIdParams }, async ({ taskId }, ctx) => {
+    handle("tasks/get", TaskIdParams, async ({ taskId }, ctx) => {
       requireExtension(ctx, "tasks/get");
       const record = await owned(taskId, ctx);
       return {
@@ -199,39 +216,36 @@ export function serveTasks(
         ...(record.result ? { result: record.result } : {}),
         ...(record.error ? { error: record.error } : {}),
         ...(record.inputRequests ? { inputRequests: record.inputRequests } : {}),
-      } as never;
+      };
     });
-    server.setRequestHandler("tasks/update" as never, { params: UpdateParams }, async (params, ctx) => {
+    handle("tasks/update", UpdateParams, async ({ taskId, inputResponses }, ctx) => {
       requireExtension(ctx, "tasks/update");
-      const { taskId, inputResponses } = params as z.infer<typeof UpdateParams>;
       const answers =
         inputResponses ?? (ctx.mcpReq.inputResponses as Record<string, unknown> | undefined) ?? {};
       if (!(await tasks.update(taskId, principalOf(ctx), answers))) throw unknownTask(taskId);
-      return {} as never;
+      return {};
     });
-    server.setRequestHandler("tasks/cancel", { params: TaskIdParams }, async ({ taskId }, ctx) => {
+    handle("tasks/cancel", TaskIdParams, async ({ taskId }, ctx) => {
       requireExtension(ctx, "tasks/cancel");
       if ((await tasks.cancel(taskId, principalOf(ctx))) === undefined) throw unknownTask(taskId);
-      return {} as never;
+      return {};
     });
     return;
   }
-  server.setRequestHandler("tasks/get", { params: TaskIdParams }, async ({ taskId }, ctx) => {
-    return legacyTask(await owned(taskId, ctx)) as never;
-  });
-  server.setRequestHandler("tasks/list", { params: ListParams }, async (_params, ctx) => {
-    return { tasks: (await tasks.list(principalOf(ctx))).map(legacyTask) } as never;
-  });
-  server.setRequestHandler("tasks/cancel", { params: TaskIdParams }, async ({ taskId }, ctx) => {
+  handle("tasks/get", TaskIdParams, async ({ taskId }, ctx) => legacyTask(await owned(taskId, ctx)));
+  handle("tasks/list", ListParams, async (_params, ctx) => ({
+    tasks: (await tasks.list(principalOf(ctx))).map(legacyTask),
+  }));
+  handle("tasks/cancel", TaskIdParams, async ({ taskId }, ctx) => {
     const record = await tasks.cancel(taskId, principalOf(ctx));
     if (record === undefined) throw unknownTask(taskId);
-    return legacyTask(record) as never;
+    return legacyTask(record);
   });
-  server.setRequestHandler("tasks/result", { params: TaskIdParams }, async ({ taskId }, ctx) => {
+  handle("tasks/result", TaskIdParams, async ({ taskId }, ctx) => {
     const record = await tasks.untilDone(taskId, principalOf(ctx), ctx.mcpReq.signal);
     if (record === undefined) throw unknownTask(taskId);
     const related = { _meta: { [RELATED_TASK_META]: { taskId } } };
-    if (record.status === "completed" && record.result) return { ...record.result, ...related } as never;
+    if (record.status === "completed" && record.result) return { ...record.result, ...related };
     if (record.status === "failed" && record.error)
       throw new ProtocolError(record.error.code, record.error.message, record.error.data);
     throw new ProtocolError(

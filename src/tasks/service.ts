@@ -234,14 +234,21 @@ export class GatewayTasks {
     const backend = this.#deps.backend(record.server);
     if (!isTaskBackend(backend) || backend.sharedByReplicas || isTerminal(record.status)) return;
     const tick = async () => {
-      const now = await this.#refresh((await this.records.read(record.taskId)) ?? record).catch(() => record);
-      if (isTerminal(now.status) || !this.#watched.has(record.taskId)) {
+      // A record that expired (or cannot be read) ends the watch: no one can poll it any more.
+      const kept = await this.records.read(record.taskId).catch(() => undefined);
+      const now = kept && (await this.#refresh(kept));
+      if (now === undefined || isTerminal(now.status) || !this.#watched.has(record.taskId)) {
         this.#watched.delete(record.taskId);
         return;
       }
-      this.#watched.set(record.taskId, setTimeout(tick, record.pollIntervalMs).unref());
+      schedule();
     };
-    this.#watched.set(record.taskId, setTimeout(tick, record.pollIntervalMs).unref());
+    // A store that fails a read or write ends the watch too (polls then read what was written last).
+    const schedule = () => {
+      const next = () => void tick().catch(() => this.#watched.delete(record.taskId));
+      this.#watched.set(record.taskId, setTimeout(next, record.pollIntervalMs).unref());
+    };
+    schedule();
   }
 
   #abortHere(taskId: string): void {
@@ -309,7 +316,8 @@ function withoutTaskMeta(result: Record<string, unknown>): Record<string, unknow
   const meta = rest._meta as Record<string, unknown> | undefined;
   if (meta === undefined || !(RELATED_TASK_META in meta)) return rest;
   const { [RELATED_TASK_META]: _related, ...others } = meta;
-  return { ...rest, ...(Object.keys(others).length > 0 ? { _meta: others } : { _meta: undefined }) };
+  const { _meta: _dropped, ...bare } = rest;
+  return Object.keys(others).length > 0 ? { ...bare, _meta: others } : bare;
 }
 
 function pause(ms: number, signal: AbortSignal): Promise<void> {
