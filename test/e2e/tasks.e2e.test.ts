@@ -14,9 +14,10 @@
 import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
-import { after, before, test } from "node:test";
+import { after, before, describe, test } from "node:test";
 import { Client as ClientV2, StreamableHTTPClientTransport as HttpV2 } from "@modelcontextprotocol/client";
 import { Client as ClientV1 } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport as StdioV1 } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { StreamableHTTPClientTransport as HttpV1 } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import {
   CallToolResultSchema,
@@ -32,6 +33,7 @@ import {
   ROOT,
   type RunningGateway,
   startHttpGateway,
+  stdioGatewayCommand,
   writeConfig,
 } from "../support/gateway-process.ts";
 import { deleteByPrefix, describeWithRedis, uniquePrefix } from "../support/redis.ts";
@@ -354,3 +356,27 @@ async function sleepCancellations(client: ClientV1): Promise<number> {
   const stats = await client.callTool({ name: "fx__stats", arguments: {} });
   return (stats.structuredContent as { cancelled?: Record<string, number> }).cancelled?.sleep ?? 0;
 }
+
+describe("tasks over stdio, with the memory store", () => {
+  test("a 2025-11-25 client's task call is answered with a task and read back", async () => {
+    const configPath = writeConfig({
+      mcpServers: { fx: flakyServer() },
+      gateway: { tasks: { pollIntervalMs: 50 } },
+    });
+    const client = new ClientV1({ name: "tasks-e2e-stdio", version: "1" });
+    await client.connect(new StdioV1({ ...stdioGatewayCommand(configPath), stderr: "ignore" }));
+    try {
+      const { task } = await startV1(client, "fx__sleep", { ms: 100 });
+      assert.equal(task.status, "working");
+      const result = await client.request(
+        { method: "tasks/result", params: { taskId: task.taskId } },
+        CallToolResultSchema,
+        TIMEOUT,
+      );
+      assert.equal(textOf(result), "slept 100 ms");
+      assert.equal((await getV1(client, task.taskId)).status, "completed");
+    } finally {
+      await client.close();
+    }
+  });
+});
