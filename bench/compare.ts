@@ -6,12 +6,13 @@
  *   git worktree add /tmp/before <commit> && (cd /tmp/before && npm ci && npm run build)
  *   npm run build && npx tsx bench/compare.ts /tmp/before
  *
- * BENCH_CALLS sets the calls per round (default 3 000), BENCH_ROUNDS the rounds per side (default 5).
+ * BENCH_CALLS sets the calls per round (default 3 000), BENCH_ROUNDS the rounds per side (default 5),
+ * BENCH_ONLY a word the names of the scenarios to run contain (e.g. "HTTP").
  */
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { ROOT, SDK_SERVER, startStdioGateway, writeBenchConfig } from "./lib/gateway.ts";
-import { HttpSessionRpc, type LoadResult, type RpcClient, runLoad } from "./lib/load.ts";
+import { ROOT, SDK_SERVER, startStdioGateway, untilServersListed, writeBenchConfig } from "./lib/gateway.ts";
+import { HttpModernRpc, HttpSessionRpc, type LoadResult, type RpcClient, runLoad } from "./lib/load.ts";
 import { startHttpGateway } from "./lib/process.ts";
 
 const other = process.argv[2];
@@ -94,6 +95,20 @@ const scenarios: ScenarioRun[] = [
       }
     },
   },
+  {
+    name: "HTTP 2026-07-28",
+    async run(cli) {
+      const gateway = await startHttpGateway(plain, { cli: [cli] });
+      const clients = Array.from({ length: CLIENTS }, () => new HttpModernRpc(gateway.url));
+      try {
+        await untilServersListed(clients[0] as RpcClient, plain);
+        return await runLoad(clients, echo, { total, warmup });
+      } finally {
+        await Promise.all(clients.map((c) => c.close()));
+        await gateway.stop();
+      }
+    },
+  },
 ];
 
 const median = (values: readonly number[]) =>
@@ -101,7 +116,8 @@ const median = (values: readonly number[]) =>
 
 console.log(`A/B, ${CLIENTS} clients, ${total} calls a round, ${rounds} rounds a side, alternating\n`);
 console.log("scenario              this calls/s  other calls/s  ratio   this p50 ms  other p50 ms");
-for (const scenario of scenarios) {
+const only = process.env.BENCH_ONLY;
+for (const scenario of scenarios.filter((s) => only === undefined || s.name.includes(only))) {
   const results: LoadResult[][] = sides.map(() => []);
   for (let round = 0; round < rounds; round++) {
     // Alternate which side goes first, so that neither always runs on a warmer machine.

@@ -5,7 +5,7 @@
 import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { StdioRpc } from "./load.ts";
+import { type RpcClient, StdioRpc } from "./load.ts";
 
 export const ROOT = resolve(import.meta.dirname, "../..");
 export const CLI = join(ROOT, "src/cli/main.ts");
@@ -39,10 +39,16 @@ export async function startStdioGateway(
 ): Promise<StdioRpc> {
   const gateway = new StdioRpc(process.execPath, [...argv, "serve", "--config", config, "--stdio"]);
   await gateway.initialize();
+  await untilServersListed(gateway, config);
+  return gateway;
+}
+
+/** Waits until a server's tools (not only the gateway's own) are listed to `client`. */
+export async function untilServersListed(client: RpcClient, config: string): Promise<void> {
   const deadline = Date.now() + 60_000;
   for (;;) {
-    const { tools } = (await gateway.request("tools/list", {})) as { tools: { name: string }[] };
-    if (tools.some((tool) => !tool.name.startsWith("switchboard__"))) return gateway;
+    const { tools } = (await client.request("tools/list", {})) as { tools: { name: string }[] };
+    if (tools.some((tool) => !tool.name.startsWith("switchboard__"))) return;
     if (Date.now() > deadline) throw new Error(`no server's tools listed within 60 s (config ${config})`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }

@@ -31,8 +31,33 @@ export interface RequestOptions {
   readonly session?: string;
 }
 
+/**
+ * Signals whose controller a transport made for one request alone, handed over with it (`handOver`):
+ * the gateway aborts that controller itself at the shutdown deadline, instead of forwarding the signal
+ * to a controller of its own (on the hot path, an AbortController and two listeners less per call).
+ */
+const handedOver = new WeakMap<AbortSignal, AbortController>();
+
+/** Handed-over signals the gateway aborted itself: their callers are answered, not cancelled. */
+const abortedByGateway = new WeakSet<AbortSignal>();
+
+/**
+ * Whether the client cancelled the request of `signal` (no answer is sent), as opposed to the gateway
+ * stopping it at its shutdown deadline (the caller gets the reason as its answer).
+ */
+export function cancelledByClient(signal: AbortSignal): boolean {
+  return signal.aborted && !abortedByGateway.has(signal);
+}
+
+/** The signal of a controller made for one request alone, which the gateway may abort too. */
+export function handOver(controller: AbortController): AbortSignal {
+  handedOver.set(controller.signal, controller);
+  return controller.signal;
+}
+
 export class RunningRequests {
-  readonly #controllers = new Set<AbortController>();
+  /** What abortAll aborts, with how many runs use each (a request's nested runs share its signal). */
+  readonly #controllers = new Map<AbortController, number>();
   #count = 0;
   #drained: (() => void) | undefined;
 
@@ -43,20 +68,39 @@ export class RunningRequests {
   /** Runs one request through its chain. */
   async run(handler: CallHandler, call: ToolCall, ctx: CallContext): Promise<ChainResult> {
     this.#count++;
+    const own = handedOver.get(ctx.signal);
+    if (own) {
+      this.#hold(own);
+      try {
+        return await handler(call, ctx);
+      } finally {
+        this.#letGo(own);
+      }
+    }
     // The caller's signal, forwarded to one the gateway can abort too (at the shutdown deadline).
     const controller = new AbortController();
     const forward = () => controller.abort(ctx.signal.reason);
     if (ctx.signal.aborted) forward();
     else ctx.signal.addEventListener("abort", forward, { once: true });
-    this.#controllers.add(controller);
+    this.#hold(controller);
     try {
       return await handler(call, { ...ctx, signal: controller.signal });
     } finally {
       ctx.signal.removeEventListener("abort", forward);
-      this.#controllers.delete(controller);
-      this.#count--;
-      if (this.#count === 0) this.#drained?.();
+      this.#letGo(controller);
     }
+  }
+
+  #hold(controller: AbortController): void {
+    this.#controllers.set(controller, (this.#controllers.get(controller) ?? 0) + 1);
+  }
+
+  #letGo(controller: AbortController): void {
+    const uses = (this.#controllers.get(controller) ?? 1) - 1;
+    if (uses > 0) this.#controllers.set(controller, uses);
+    else this.#controllers.delete(controller);
+    this.#count--;
+    if (this.#count === 0) this.#drained?.();
   }
 
   /** Waits for the requests in flight to finish, up to `deadlineMs`. Resolves true when all finished. */
@@ -77,7 +121,10 @@ export class RunningRequests {
 
   /** Stops every request still running with `reason`: each caller is answered with it. */
   abortAll(reason: unknown): void {
-    for (const controller of this.#controllers) controller.abort(reason);
+    for (const controller of this.#controllers.keys()) {
+      if (handedOver.has(controller.signal)) abortedByGateway.add(controller.signal);
+      controller.abort(reason);
+    }
   }
 }
 

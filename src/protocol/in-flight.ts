@@ -3,6 +3,7 @@
  * `notifications/cancelled` from the same connection (and only from it) can abort one. The SDK path
  * keeps its own; a request id the SDK holds is not here, and its cancellation goes to the SDK.
  */
+import { handOver } from "../gateway/running.ts";
 import type { RequestId } from "./tool-call.ts";
 
 export class InFlightCalls {
@@ -12,6 +13,8 @@ export class InFlightCalls {
   start(id: RequestId): AbortController | undefined {
     if (this.#calls.has(id)) return undefined;
     const controller = new AbortController();
+    // Made for this call alone: the gateway may abort it itself at its shutdown deadline.
+    handOver(controller);
     this.#calls.set(id, controller);
     return controller;
   }
@@ -58,10 +61,10 @@ export function plainToolCall(message: Record<string, unknown>):
   if (typeof id !== "string" && typeof id !== "number") return undefined;
   const params = message.params;
   if (!isPlainObject(params) || typeof params.name !== "string") return undefined;
+  // Anything more (a task to create, say) changes how the call is served: the SDK decides.
+  for (const key in params) if (!PLAIN_PARAMS.has(key)) return undefined;
   if (params.arguments !== undefined && !isPlainObject(params.arguments)) return undefined;
   if (params._meta !== undefined && !isPlainObject(params._meta)) return undefined;
-  // A call made as a task (2025-11-25 `task`) is answered with a task: the SDK path runs it.
-  if (params.task !== undefined) return undefined;
   return {
     id,
     name: params.name,
@@ -69,6 +72,8 @@ export function plainToolCall(message: Record<string, unknown>):
     meta: params._meta as Record<string, unknown> | undefined,
   };
 }
+
+const PLAIN_PARAMS: ReadonlySet<string> = new Set(["name", "arguments", "_meta"]);
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);

@@ -23,7 +23,6 @@ import { randomUUID } from "node:crypto";
 import {
   CLIENT_CAPABILITIES_META_KEY,
   type ClientCapabilities,
-  MissingRequiredClientCapabilityError,
   ProtocolError,
   ProtocolErrorCode,
   type ServerContext,
@@ -32,19 +31,12 @@ import { GatewayError } from "../core/errors.ts";
 import type { AskOptions, CallerChannel, Principal, ProgressUpdate } from "../core/types.ts";
 import type { Gateway } from "../gateway/gateway.ts";
 import type { Leg } from "./leg.ts";
+import { type AskMethod, GATHER_MAX_MS, GATHER_QUIET_MS, missingCapability } from "./refusals.ts";
 
 /** How long a suspended request waits for the client to come back with answers before it is cancelled. */
 const ANSWER_WAIT_MS = 5 * 60_000;
 
-/**
- * Questions asked together go out together. A 2026-07-28 backend's are asked in one turn; a 2025-era
- * backend sends each as a request of its own, which arrive one read apart: a round waits until no new
- * question came for GATHER_QUIET_MS, and never longer than GATHER_MAX_MS after the first.
- */
-const GATHER_QUIET_MS = 15;
-const GATHER_MAX_MS = 200;
-
-type Method = "sampling/createMessage" | "elicitation/create" | "roots/list";
+type Method = AskMethod;
 
 /** The key prefix of each kind of question a 2025-era backend asks, which comes without a key. */
 const KEY_PREFIX: Record<Method, string> = {
@@ -397,26 +389,6 @@ function declares(ctx: ServerContext, method: Method, mode?: string): boolean {
  * `data.requiredCapabilities`: the SDK would otherwise refuse the whole `input_required` result, and
  * the client could not know why.
  */
-function missingCapability(questions: readonly Pick<Refused, "method" | "params">[]): ProtocolError {
-  const required: Record<string, Record<string, unknown>> = {};
-  const asked: string[] = [];
-  for (const { method, params } of questions) {
-    const [capability, requirement] =
-      method === "sampling/createMessage"
-        ? ["sampling", params.tools !== undefined || params.toolChoice !== undefined ? { tools: {} } : {}]
-        : method === "roots/list"
-          ? ["roots", {}]
-          : ["elicitation", params.mode === "url" ? { url: {} } : { form: {} }];
-    required[capability] = { ...required[capability], ...requirement };
-    asked.push(method + (params.mode === "url" ? " (url mode)" : ""));
-  }
-  return new MissingRequiredClientCapabilityError(
-    { requiredCapabilities: required as ClientCapabilities },
-    `A server behind the gateway needs ${asked.join(" and ")} to serve this request, and the client did ` +
-      `not declare ${Object.keys(required).join(" and ")} in its capabilities. Use a client that supports it.`,
-  );
-}
-
 /** The reserved `_meta` keys of a 2026-07-28 request (the SDK types the envelope as an empty object). */
 export function envelopeOf(ctx: ServerContext): Readonly<Record<string, unknown>> {
   return (ctx.mcpReq.envelope ?? {}) as Record<string, unknown>;

@@ -15,6 +15,7 @@ import type {
   ProgressUpdate,
 } from "../core/types.ts";
 import type { Gateway, RequestOptions } from "../gateway/gateway.ts";
+import { cancelledByClient } from "../gateway/running.ts";
 import { type JsonRpcErrorObject, toJsonRpcError } from "./json-rpc-errors.ts";
 import { waitAfterProgress } from "./leg.ts";
 import { type Projector, shapeToolResult } from "./result-shape.ts";
@@ -111,12 +112,12 @@ export async function answerToolCall(
   });
   try {
     const result = await gateway.callTool(request.name, request.arguments, options);
-    if (site.signal.aborted) return { kind: "cancelled" };
+    if (cancelledByClient(site.signal)) return { kind: "cancelled" };
     await site.settled?.();
     await waitAfterProgress(lastProgressAt);
     return { kind: "result", result: shapeFor(gateway, request.name, result, site.project) };
   } catch (error) {
-    if (site.signal.aborted) return { kind: "cancelled" };
+    if (cancelledByClient(site.signal)) return { kind: "cancelled" };
     await site.settled?.();
     return { kind: "error", error: toJsonRpcError(error, gateway.logger) };
   }

@@ -174,6 +174,27 @@ const slowCall = (id: number, ms: number) => ({
   params: { name: "fx__slow", arguments: { ms } },
 });
 
+/** A 2026-07-28 call from a client that declares nothing: the gateway's plain path answers it. */
+const modernSlowCall = (id: number, ms: number) => {
+  const call = slowCall(id, ms);
+  return {
+    ...call,
+    params: {
+      ...call.params,
+      _meta: {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": { name: "shutdown-test", version: "1" },
+        "io.modelcontextprotocol/clientCapabilities": {},
+      },
+    },
+  };
+};
+const MODERN_HEADERS = {
+  "mcp-protocol-version": "2026-07-28",
+  "mcp-method": "tools/call",
+  "mcp-name": "fx__slow",
+};
+
 const textOf = (reply: Reply) =>
   reply.kind === "answer" ? (reply.message?.result?.content?.map((c) => c.text ?? "").join(" ") ?? "") : "";
 
@@ -295,50 +316,56 @@ describe("graceful shutdown of the HTTP gateway under load", () => {
     }
   });
 
-  test("past gateway.shutdownTimeoutMs, calls still running get a clear error, not a dropped connection", async () => {
-    const SHUTDOWN_TIMEOUT_MS = 500;
-    const LONG_CALLS = 20;
-    const { path, auditFile } = config({ gateway: { shutdownTimeoutMs: SHUTDOWN_TIMEOUT_MS } });
-    const gateway = await startHttpGateway(path);
-    const agent = new http.Agent({ keepAlive: true, maxSockets: LONG_CALLS * 2 });
-    try {
-      // Longer than the deadline plus the time shutdown waits for answers being written.
-      const durations = Array.from({ length: LONG_CALLS }, (_, i) => 8_000 + i);
-      const replies = durations.map((ms, i) => post(gateway.url, slowCall(i + 1, ms), { agent }));
-      await eventually(async () => (await inFlight(gateway)) >= LONG_CALLS, 10_000, "the calls in flight");
-      const exited = exitOf(gateway.child);
-      const signalledAt = performance.now();
-      gateway.child.kill("SIGTERM");
-      const settled = await Promise.all(replies);
-      const { code } = await exited;
-      const stoppedAfterMs = performance.now() - signalledAt;
+  for (const way of ["sessionless 2025-era requests (the SDK's path)", "plain 2026-07-28 requests"] as const)
+    test(`past gateway.shutdownTimeoutMs, calls still running get a clear error, not a dropped connection: ${way}`, async () => {
+      const modern = way.startsWith("plain");
+      const SHUTDOWN_TIMEOUT_MS = 500;
+      const LONG_CALLS = 20;
+      const { path, auditFile } = config({ gateway: { shutdownTimeoutMs: SHUTDOWN_TIMEOUT_MS } });
+      const gateway = await startHttpGateway(path);
+      const agent = new http.Agent({ keepAlive: true, maxSockets: LONG_CALLS * 2 });
+      try {
+        // Longer than the deadline plus the time shutdown waits for answers being written.
+        const durations = Array.from({ length: LONG_CALLS }, (_, i) => 8_000 + i);
+        const replies = durations.map((ms, i) =>
+          modern
+            ? post(gateway.url, modernSlowCall(i + 1, ms), { agent, headers: MODERN_HEADERS })
+            : post(gateway.url, slowCall(i + 1, ms), { agent }),
+        );
+        await eventually(async () => (await inFlight(gateway)) >= LONG_CALLS, 10_000, "the calls in flight");
+        const exited = exitOf(gateway.child);
+        const signalledAt = performance.now();
+        gateway.child.kill("SIGTERM");
+        const settled = await Promise.all(replies);
+        const { code } = await exited;
+        const stoppedAfterMs = performance.now() - signalledAt;
 
-      // The client must learn that the gateway gave up on its call because it is shutting down: a
-      // JSON-RPC error or an isError result that says so. A reset connection says nothing.
-      const unclear = settled.filter((reply) => {
-        if (reply.kind !== "answer" || reply.message === undefined) return true;
-        const said = reply.message.error?.message ?? (reply.message.result?.isError ? textOf(reply) : "");
-        return !SHUTTING_DOWN.test(said);
-      });
-      assert.equal(
-        unclear.length,
-        0,
-        `${unclear.length} of ${LONG_CALLS} calls cut at the deadline got no clear error, e.g.:\n` +
-          unclear.slice(0, 3).map(describeReply).join("\n"),
-      );
-      assert.equal(code, 0, gateway.logs.tail());
-      assert.ok(
-        stoppedAfterMs < 8_000,
-        `stopped ${Math.round(stoppedAfterMs)} ms after SIGTERM, before the calls' end`,
-      );
-      const records = readAudit(auditFile).filter((r) => r.tool === "fx__slow");
-      assert.equal(records.length, LONG_CALLS, "each cut call is recorded once");
-      for (const record of records) assert.notEqual(record.outcome, "ok");
-    } finally {
-      agent.destroy();
-      await gateway.stop("SIGKILL");
-    }
-  });
+        // The client must learn that the gateway gave up on its call because it is shutting down: a
+        // JSON-RPC error or an isError result that says so. A reset connection says nothing.
+        const unclear = settled.filter((reply) => {
+          if (reply.kind !== "answer" || reply.message === undefined) return true;
+          const said = reply.message.error?.message ?? (reply.message.result?.isError ? textOf(reply) : "");
+          return !SHUTTING_DOWN.test(said);
+        });
+        assert.equal(
+          unclear.length,
+          0,
+          `${unclear.length} of ${LONG_CALLS} calls cut at the deadline got no clear error, e.g.:\n` +
+            unclear.slice(0, 3).map(describeReply).join("\n"),
+        );
+        assert.equal(code, 0, gateway.logs.tail());
+        assert.ok(
+          stoppedAfterMs < 8_000,
+          `stopped ${Math.round(stoppedAfterMs)} ms after SIGTERM, before the calls' end`,
+        );
+        const records = readAudit(auditFile).filter((r) => r.tool === "fx__slow");
+        assert.equal(records.length, LONG_CALLS, "each cut call is recorded once");
+        for (const record of records) assert.notEqual(record.outcome, "ok");
+      } finally {
+        agent.destroy();
+        await gateway.stop("SIGKILL");
+      }
+    });
 
   test("an open 2025-era session: its calls in flight complete, its new call after SIGTERM gets 503", async () => {
     const { path, auditFile } = config();

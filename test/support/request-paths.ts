@@ -4,9 +4,10 @@
  *
  * - Streamable HTTP, a 2025-era session whose calls need no stream (the gateway's plain-JSON path);
  * - Streamable HTTP, a 2025-era session of a client that can be asked questions (the SDK's path);
- * - Streamable HTTP, 2026-07-28 stateless requests;
+ * - Streamable HTTP, 2026-07-28 stateless requests of a client that declares nothing (the gateway's
+ *   plain path) and of one that can be asked questions (the SDK's path, with input rounds);
  * - stdio, a 2025-era session;
- * - stdio, 2026-07-28 requests.
+ * - stdio, 2026-07-28 requests, plain and through the SDK as over HTTP.
  *
  * A session collects the notifications that arrive for each request (on its response stream over HTTP,
  * before its response over stdio) and, where the era has one, those on the background channel.
@@ -268,7 +269,12 @@ function httpSession(
 }
 
 /** 2026-07-28 requests over Streamable HTTP: each one stands alone. */
-function httpModern(name: string, url: () => string, headers: Record<string, string>): RequestPath {
+function httpModern(
+  name: string,
+  url: () => string,
+  capabilities: Record<string, unknown>,
+  headers: Record<string, string>,
+): RequestPath {
   return {
     name,
     transport: "http",
@@ -279,7 +285,7 @@ function httpModern(name: string, url: () => string, headers: Record<string, str
       const send = (method: string, params: Record<string, unknown> = {}, options: RequestOptions = {}) => {
         const id = nextId++;
         const meta = {
-          ...envelope(),
+          ...envelope(capabilities),
           ...(options.progress ? { progressToken: `p${id}` } : {}),
           ...options.meta,
         };
@@ -329,6 +335,8 @@ function stdio(
   configPath: string,
   era: Era,
   { env = {}, stdioArgs = [] }: PathOptions,
+  /** What a 2026-07-28 client declares in each request's envelope. */
+  capabilities: Record<string, unknown> = {},
 ): RequestPath {
   return {
     name,
@@ -388,7 +396,7 @@ function stdio(
       const send = (method: string, params: Record<string, unknown> = {}, options: RequestOptions = {}) => {
         const id = nextId++;
         const meta = {
-          ...(era === "2026-07-28" ? envelope() : {}),
+          ...(era === "2026-07-28" ? envelope(capabilities) : {}),
           ...(options.progress ? { progressToken: `p${id}` } : {}),
           ...options.meta,
         };
@@ -442,9 +450,12 @@ export function requestPaths(
     httpSession("HTTP 2025 session, plain-JSON path", httpUrl, {}, headers),
     // A client that can be asked for elicitation keeps its calls on the SDK's streaming path.
     httpSession("HTTP 2025 session, SDK path", httpUrl, { elicitation: {} }, headers),
-    httpModern("HTTP 2026-07-28", httpUrl, headers),
+    httpModern("HTTP 2026-07-28, plain path", httpUrl, {}, headers),
+    // A client that can be asked for elicitation has its calls served by the SDK (input rounds).
+    httpModern("HTTP 2026-07-28, SDK path", httpUrl, { elicitation: {} }, headers),
     stdio("stdio 2025 session", configPath, "2025", options),
-    stdio("stdio 2026-07-28", configPath, "2026-07-28", options),
+    stdio("stdio 2026-07-28, plain path", configPath, "2026-07-28", options),
+    stdio("stdio 2026-07-28, SDK path", configPath, "2026-07-28", options, { elicitation: {} }),
   ];
 }
 
@@ -453,6 +464,7 @@ export function httpPaths(httpUrl: () => string, headers: Record<string, string>
   return [
     httpSession("HTTP 2025 session, plain-JSON path", httpUrl, {}, headers),
     httpSession("HTTP 2025 session, SDK path", httpUrl, { elicitation: {} }, headers),
-    httpModern("HTTP 2026-07-28", httpUrl, headers),
+    httpModern("HTTP 2026-07-28, plain path", httpUrl, {}, headers),
+    httpModern("HTTP 2026-07-28, SDK path", httpUrl, { elicitation: {} }, headers),
   ];
 }

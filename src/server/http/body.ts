@@ -125,7 +125,12 @@ export function requestIdOf(body: unknown): string | number | null | undefined {
 }
 
 export function containsInitialize(body: unknown): boolean {
-  return Array.isArray(body) ? body.some((m) => isInitializeRequest(m)) : isInitializeRequest(body);
+  return Array.isArray(body) ? body.some(isInitialize) : isInitialize(body);
+}
+
+/** The SDK's check parses the message with zod: on every request of a busy endpoint, only when it could be one. */
+function isInitialize(message: unknown): boolean {
+  return (message as { method?: unknown } | null)?.method === "initialize" && isInitializeRequest(message);
 }
 
 /** Whether a POST says its body is JSON (`application/json`, any parameters, any case). */

@@ -62,11 +62,7 @@ async function answer(
     controller,
   }: { facts: RequestFacts; profile: string | undefined; controller: AbortController },
 ): Promise<void> {
-  // A client that goes away cancels its call, as on the SDK path.
-  const onClose = () => {
-    if (!res.writableFinished) controller.abort(new Error("the client closed the connection"));
-  };
-  res.once("close", onClose);
+  const stopWatching = cancelWhenClosed(res, controller);
   let outcome: Awaited<ReturnType<typeof answerToolCall>>;
   try {
     outcome = await answerToolCall(gateway, request, {
@@ -80,7 +76,7 @@ async function answer(
     });
   } finally {
     session.calls.end(request.id, controller);
-    res.off("close", onClose);
+    stopWatching();
   }
   // A cancelled call gets no response (as JSON-RPC cancellation asks); its HTTP exchange still ends.
   if (outcome.kind === "cancelled") {
@@ -88,12 +84,37 @@ async function answer(
     return;
   }
   if (res.destroyed) return;
-  res
-    .writeHead(200, { "content-type": "application/json", "mcp-session-id": session.id })
-    .end(JSON.stringify(responseMessage(request.id, outcome)));
+  writeJson(res, 200, responseMessage(request.id, outcome), { "mcp-session-id": session.id });
 }
 
-function acceptsJson(req: IncomingMessage): boolean {
+/** A client that goes away cancels its call, as on the SDK path; returns what stops watching. */
+export function cancelWhenClosed(res: ServerResponse, controller: AbortController): () => void {
+  const onClose = () => {
+    if (!res.writableFinished) controller.abort(new Error("the client closed the connection"));
+  };
+  res.once("close", onClose);
+  return () => res.off("close", onClose);
+}
+
+/** A plain answer, its length known so that it goes out in one piece, without chunked framing. */
+export function writeJson(
+  res: ServerResponse,
+  status: number,
+  message: unknown,
+  headers: Readonly<Record<string, string>> = {},
+): void {
+  const text = JSON.stringify(message);
+  res
+    .writeHead(status, {
+      "content-type": "application/json",
+      "content-length": Buffer.byteLength(text),
+      ...headers,
+    })
+    .end(text);
+}
+
+/** Whether the client takes a plain JSON answer (Streamable HTTP lets any request have one). */
+export function acceptsJson(req: IncomingMessage): boolean {
   const accept = req.headers.accept;
   return accept === undefined || accept.includes("application/json") || accept.includes("*/*");
 }

@@ -26,6 +26,9 @@ const SINGLE_HEADERS = [
   ...Object.values(SIGNATURE_HEADERS),
 ];
 
+/** How many accepted Host values are remembered (see createGuards). */
+const ACCEPTED_HOSTS_KEPT = 64;
+
 export interface GuardOptions {
   readonly allowedHosts: readonly string[];
   readonly allowedOrigins: readonly string[];
@@ -45,6 +48,15 @@ export function createGuards(options: GuardOptions): (req: IncomingMessage) => R
   const allowedOrigins = [...localhostAllowedHostnames(), ...options.allowedOrigins];
   const anyHost = options.allowedHosts.includes("*");
   const anyOrigin = options.allowedOrigins.includes("*");
+  // The SDK's check parses the Host value as a URL; a client sends the same few values over and over, so
+  // the values it accepted are remembered (a bounded set: a flood of made-up hosts only fills it once).
+  const acceptedHosts = new Set<string>();
+  const hostAllowed = (host: string | undefined): boolean => {
+    if (host !== undefined && acceptedHosts.has(host)) return true;
+    if (!validateHostHeader(host, allowedHosts).ok) return false;
+    if (host !== undefined && acceptedHosts.size < ACCEPTED_HOSTS_KEPT) acceptedHosts.add(host);
+    return true;
+  };
   return (req) => {
     const distinct = req.headersDistinct;
     const repeated = SINGLE_HEADERS.find((name) => (distinct[name]?.length ?? 0) > 1);
@@ -58,8 +70,7 @@ export function createGuards(options: GuardOptions): (req: IncomingMessage) => R
         reason: "a header that must be single was sent more than once",
       };
     }
-    const hostCheck = anyHost ? { ok: true as const } : validateHostHeader(req.headers.host, allowedHosts);
-    if (!hostCheck.ok) {
+    if (!anyHost && !hostAllowed(req.headers.host)) {
       return {
         status: 403,
         message:

@@ -42,6 +42,7 @@ import { type McpEndpoint, McpEndpoints } from "./endpoint.ts";
 import { attachFacts, factsOfRequest, principalOfRequest } from "./facts.ts";
 import { cancelPlainCall, servePlainCall } from "./fast-path.ts";
 import { createGuards, header, sendJsonRpcError, sendRefusal } from "./guards.ts";
+import { servePlainModernCall } from "./modern-fast-path.ts";
 import { type ProbeHandler, probeRoutes } from "./probes.ts";
 
 /** The longest shutdown waits for responses still being written after their calls finished. */
@@ -220,6 +221,7 @@ export function createGatewayHttpHandler(gateway: Gateway, options: HandlerOptio
         mismatch.data,
       );
     }
+    if (facts && servePlainModernCall(gateway, req, res, body, facts, endpoint.profile)) return;
     return endpoint.serveModern(withRawBody(req, text), res);
   };
 

@@ -1,6 +1,6 @@
 /**
- * Reads `tools/call` requests of an established 2025-era stdio session off the line and writes their
- * answers, without the SDK's request pipeline (see transport.ts for why). What the call means is the
+ * Reads `tools/call` requests of an established 2025-era stdio session, and plain ones of a 2026-07-28
+ * connection (protocol/modern-call.ts), off the line and writes their answers, without the SDK's request pipeline (see transport.ts for why). What the call means is the
  * one answerer's (protocol/tool-call.ts); this file is only how its bytes are read and written, so a
  * client cannot tell which path answered. Anything else is left to the SDK.
  */
@@ -9,6 +9,7 @@ import type { Principal } from "../../core/types.ts";
 import type { Gateway } from "../../gateway/gateway.ts";
 import { connectionClient, connectionLogLevel, connectionSession } from "../../protocol/connection.ts";
 import { cancelledRequestId, InFlightCalls, plainToolCall } from "../../protocol/in-flight.ts";
+import { answerModernPlainCall, modernPlainCall } from "../../protocol/modern-call.ts";
 import { answerToolCall, responseMessage, type ToolCallRequest } from "../../protocol/tool-call.ts";
 import type { FastPath, GatewayStdioTransport } from "./transport.ts";
 
@@ -23,7 +24,7 @@ export function createToolCallFastPath(
   profile?: string,
 ): FastPath {
   // A 2025-era session is established once the client sends `notifications/initialized`; 2026-07-28
-  // clients never send it, so their requests always take the SDK path (which handles their envelope).
+  // clients never send it: only their plain calls are served here, the rest by the SDK.
   let established = false;
   const inFlight = new InFlightCalls();
   const write = (message: unknown) => transport.write(message);
@@ -56,6 +57,22 @@ export function createToolCallFastPath(
     }
   };
 
+  const serveModern = async (server: Server, request: ToolCallRequest, controller: AbortController) => {
+    try {
+      const answer = await answerModernPlainCall(gateway, request, {
+        principal: principal(),
+        transport: "stdio",
+        profile,
+        session: connectionSession(server),
+        signal: controller.signal,
+        abort: (reason) => controller.abort(reason),
+      });
+      if (answer) write(answer.message);
+    } finally {
+      inFlight.end(request.id, controller);
+    }
+  };
+
   return (message) => {
     if (message.method === "notifications/initialized") {
       established = true;
@@ -64,7 +81,15 @@ export function createToolCallFastPath(
     const cancelled = cancelledRequestId(message);
     if (cancelled !== undefined) return inFlight.cancel(cancelled);
     const server = pinnedServer();
-    if (!established || !server) return false;
+    if (!server) return false;
+    if (!established) {
+      // A 2026-07-28 connection: its plain calls are answered here too (protocol/modern-call.ts).
+      const modern = modernPlainCall(message);
+      const controller = modern && inFlight.start(modern.id);
+      if (!modern || !controller) return false;
+      void serveModern(server, modern, controller);
+      return true;
+    }
     const request = plainToolCall(message);
     if (!request) return false;
     const controller = inFlight.start(request.id);
