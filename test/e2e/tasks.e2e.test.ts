@@ -175,7 +175,8 @@ describeWithRedis("tasks on replicas sharing one Redis", (url) => {
           { id: "bob", sha256: sha256(BOB), roles: ["user"] },
         ],
       },
-      gateway: { startupWaitMs: 30_000, tasks: { pollIntervalMs: 100 } },
+      // Twelve server processes start at once on a loaded machine: calls wait for them to be up.
+      gateway: { startupTimeoutMs: 120_000, startupWaitMs: 60_000, tasks: { pollIntervalMs: 100 } },
     });
     [replicas, doomed] = await Promise.all([
       Promise.all([0, 1].map(() => startHttpGateway(configPath))),
