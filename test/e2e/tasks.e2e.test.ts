@@ -176,7 +176,7 @@ describeWithRedis("tasks on replicas sharing one Redis", (url) => {
         ],
       },
       // Twelve server processes start at once on a loaded machine: calls wait for them to be up.
-      gateway: { startupTimeoutMs: 120_000, startupWaitMs: 60_000, tasks: { pollIntervalMs: 100 } },
+      gateway: { startupTimeoutMs: 55_000, startupWaitMs: 55_000, tasks: { pollIntervalMs: 100 } },
     });
     [replicas, doomed] = await Promise.all([
       Promise.all([0, 1].map(() => startHttpGateway(configPath))),
