@@ -160,8 +160,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       // A fallback's call is the gateway's own: the client's signature covered the primary call.
       callTool: (exposedName, args, ctx) => this.#callTool(exposedName, args, withoutSignature(ctx)),
     });
-    const byName = (name: string) => this.#state.byName.get(name)?.backend;
-    this.tasks = new GatewayTasks({ store, logger, backend: byName, options: config.gateway.tasks });
+    const tasksDeps = { store, logger, settings: () => this.config.gateway.tasks };
+    this.tasks = new GatewayTasks({ ...tasksDeps, backend: (name) => this.#state.byName.get(name)?.backend });
     this.#sync = new ReplicaSync({
       store,
       logger,

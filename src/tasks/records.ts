@@ -64,12 +64,12 @@ export type TaskChange = Partial<
   >
 >;
 
-export interface TaskRecordsOptions {
-  /** How long a record is kept after its last change (config `gateway.tasks.resultTtlMs`). */
+/** Config `gateway.tasks`, read at each use: a reload applies to the tasks started after it. */
+export interface TaskSettings {
+  /** How long a record is kept after its last change. */
   readonly resultTtlMs: number;
-  /** How often clients are told to poll (config `gateway.tasks.pollIntervalMs`). */
+  /** How often clients are told to poll. */
   readonly pollIntervalMs: number;
-  readonly now?: () => number;
 }
 
 const KEY = "task:";
@@ -79,15 +79,13 @@ const LIST_LIMIT = 100;
 
 export class TaskRecords {
   readonly #store: Store;
-  readonly #options: TaskRecordsOptions;
+  readonly #settings: () => TaskSettings;
+  readonly #now: () => number;
 
-  constructor(store: Store, options: TaskRecordsOptions) {
+  constructor(store: Store, settings: () => TaskSettings, now: () => number = Date.now) {
     this.#store = store;
-    this.#options = options;
-  }
-
-  get pollIntervalMs(): number {
-    return this.#options.pollIntervalMs;
+    this.#settings = settings;
+    this.#now = now;
   }
 
   /** A new record, readable at once on every replica (a client may poll as soon as it has the id). */
@@ -103,8 +101,8 @@ export class TaskRecords {
       owner: owner.id,
       createdAt: now,
       lastUpdatedAt: now,
-      ttlMs: this.#options.resultTtlMs,
-      pollIntervalMs: this.#options.pollIntervalMs,
+      ttlMs: this.#settings().resultTtlMs,
+      pollIntervalMs: this.#settings().pollIntervalMs,
     };
     await this.#write(record);
     await this.#index(owner.id, record.taskId);
@@ -163,7 +161,7 @@ export class TaskRecords {
     const lock = await this.#lockFor(key);
     try {
       const ids = [taskId, ...(await this.#indexOf(owner))].slice(0, LIST_LIMIT);
-      await this.#store.set(key, JSON.stringify(ids), { ttlMs: this.#options.resultTtlMs });
+      await this.#store.set(key, JSON.stringify(ids), { ttlMs: this.#settings().resultTtlMs });
     } finally {
       await lock?.release();
     }
@@ -190,7 +188,7 @@ export class TaskRecords {
   }
 
   #iso(): string {
-    return new Date((this.#options.now ?? Date.now)()).toISOString();
+    return new Date(this.#now()).toISOString();
   }
 }
 

@@ -26,7 +26,7 @@ import {
   type TaskError,
   type TaskRecord,
   TaskRecords,
-  type TaskRecordsOptions,
+  type TaskSettings,
   type TaskStatus,
 } from "./records.ts";
 
@@ -54,7 +54,7 @@ export interface GatewayTasksDeps {
   readonly store: Store;
   readonly logger: Logger;
   readonly backend: (server: string) => Backend | undefined;
-  readonly options: TaskRecordsOptions;
+  readonly settings: () => TaskSettings;
 }
 
 interface TaskMessage {
@@ -80,7 +80,7 @@ export class GatewayTasks {
 
   constructor(deps: GatewayTasksDeps) {
     this.#deps = deps;
-    this.records = new TaskRecords(deps.store, deps.options);
+    this.records = new TaskRecords(deps.store, deps.settings);
   }
 
   async start(): Promise<void> {

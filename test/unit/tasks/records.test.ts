@@ -9,7 +9,11 @@ const BOB = { id: "bob", roles: [] };
 function records(resultTtlMs = 60_000) {
   let now = 1_000_000;
   const store = createMemoryStore({ now: () => now });
-  const tasks = new TaskRecords(store, { resultTtlMs, pollIntervalMs: 500, now: () => now });
+  const tasks = new TaskRecords(
+    store,
+    () => ({ resultTtlMs, pollIntervalMs: 500 }),
+    () => now,
+  );
   return { tasks, advance: (ms: number) => (now += ms) };
 }
 
