@@ -5,7 +5,8 @@
  * that starts passing is reported so its entry can be removed.
  *
  * Two kinds, never mixed up:
- * - `extension`: a protocol extension the gateway does not carry yet (tasks is a later issue);
+ * - `extension`: a protocol extension the gateway does not carry yet (none today: it carries tasks and
+ *   skills);
  * - `gap`: what the gateway cannot do, or does not do yet, with the reason: the file, and what the
  *   scenario expects.
  */
@@ -22,30 +23,7 @@ export interface KnownFailure {
   readonly reason: string;
 }
 
-const BOTH: readonly GatewayTarget[] = ["gateway", "gateway-legacy"];
-
-const TASKS =
-  "the gateway does not carry the tasks extension yet: its server/discover declares no " +
-  "io.modelcontextprotocol/tasks, tasks/get, tasks/update and tasks/cancel answer -32601, and it does not " +
-  "declare the extension to backends, so task-supporting tools run synchronously and return no CreateTaskResult";
-
-const extension = (scenario: string, reason: string): KnownFailure => ({
-  scenario,
-  wire: "extension",
-  targets: BOTH,
-  kind: "extension",
-  reason,
-});
-
 export const KNOWN_GATEWAY_FAILURES: readonly KnownFailure[] = [
-  extension("tasks-lifecycle", TASKS),
-  extension("tasks-capability-negotiation", TASKS),
-  extension("tasks-wire-fields", TASKS),
-  extension("tasks-request-state-removal", TASKS),
-  extension("tasks-mrtr-input", TASKS),
-  extension("tasks-request-headers", TASKS),
-  extension("tasks-dispatch-and-envelope", TASKS),
-  extension("tasks-mrtr-composition", TASKS),
   {
     scenario: "input-required-result-basic-elicitation",
     wire: "2026-07-28",

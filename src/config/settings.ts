@@ -110,6 +110,18 @@ export const gatewaySchema = z.strictObject({
   shutdownTimeoutMs: durationMs().default(10_000),
   /** How the default endpoint shows its tools: "full" or "search" (see discoverySchema). Default "full". */
   discovery: discoverySchema,
+  /**
+   * Tasks clients start (src/tasks/): their records live in the store (`store`), so any replica
+   * answers for them. Default { resultTtlMs: 3 600 000, pollIntervalMs: 1 000 }.
+   */
+  tasks: z
+    .strictObject({
+      /** How long a task's record, and its result once done, is kept after its last change, in ms. Default 3 600 000 (1 h). */
+      resultTtlMs: durationMs().default(3_600_000),
+      /** How often clients are told to poll a task, in ms. Default 1 000. */
+      pollIntervalMs: durationMs().default(1_000),
+    })
+    .prefault({}),
 });
 
 export const httpServerSchema = z.strictObject({

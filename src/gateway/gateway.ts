@@ -32,6 +32,7 @@ import type {
 import type { Logger } from "../observability/logger.ts";
 import { PolicyRuntime } from "../policies/runtime.ts";
 import type { AccessControl } from "../security/access.ts";
+import { GatewayTasks } from "../tasks/service.ts";
 import { VERSION } from "../version.ts";
 import { recordUnknownTool } from "./audit-policy.ts";
 import { type BackendFactoryDeps, createBackend } from "./backend-factory.ts";
@@ -95,6 +96,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   readonly configStatus = new ConfigStatus();
   /** Tool definition pins (config `pinning`): what changed since it was pinned. */
   readonly pins: DefinitionPins;
+  /** The tasks clients started, answered for on any replica (src/tasks/). */
+  readonly tasks: GatewayTasks;
   /** The plan running now and what was built from it; a reload swaps it whole. */
   #state: PlanState;
   readonly #outbound: Outbound;
@@ -157,6 +160,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       // A fallback's call is the gateway's own: the client's signature covered the primary call.
       callTool: (exposedName, args, ctx) => this.#callTool(exposedName, args, withoutSignature(ctx)),
     });
+    const tasksDeps = { store, logger, settings: () => this.config.gateway.tasks };
+    this.tasks = new GatewayTasks({ ...tasksDeps, backend: (name) => this.#state.byName.get(name)?.backend });
     this.#sync = new ReplicaSync({
       store,
       logger,
@@ -300,7 +305,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
    * or when the start-up timeout passes: the gateway serves what is up and says what is not.
    */
   async start(): Promise<void> {
-    const storeReady = this.#sync.connect();
+    const storeReady = this.#sync.connect().then(() => this.tasks.start());
     const pinsRead = storeReady.then(() => this.pins.start(this.#state.entries.map((e) => e.name)));
     const started = Promise.allSettled([
       ...this.#state.entries.map((entry) => entry.backend.start(this.#events.for(entry))),
@@ -399,6 +404,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   async close(): Promise<void> {
     this.#closing = true;
     await this.#sync.close();
+    await this.tasks.close();
     await this.pins.close();
     await Promise.allSettled(this.#state.entries.map((e) => e.backend.close()));
     await this.policies.close();

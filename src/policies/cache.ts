@@ -16,6 +16,7 @@
  *   INVALIDATED_CHANNEL, so this holds across replicas too, save for the pub/sub delay (a read that
  *   stores within that delay of a write elsewhere can still keep its older answer until its TTL).
  */
+import { taskOfAnswer } from "../backends/mcp/tasks.ts";
 import { describeError } from "../core/errors.ts";
 import type {
   CallContext,
@@ -199,6 +200,8 @@ export async function storeResult(
 ): Promise<"stored" | "skipped"> {
   const { server, exposedName } = env.binding;
   if (result.isError) return skipped(env, "isError result");
+  // A task the server started is one caller's: a later call must start its own.
+  if (taskOfAnswer(result) !== undefined) return skipped(env, "a task the server runs");
   if (sourceOf(result) !== undefined) return skipped(env, `answer came from ${sourceOf(result)}`);
   if (state.generation(options.tags) !== options.generation) {
     return skipped(env, "invalidated while the call ran");

@@ -17,6 +17,7 @@ import {
   Server,
   type ServerContext,
 } from "@modelcontextprotocol/server";
+import { taskOfAnswer } from "../backends/mcp/tasks.ts";
 import { JSON_RPC } from "../core/errors.ts";
 import { ANONYMOUS, type CallerChannel, type LoggingLevel, type Principal } from "../core/types.ts";
 import type { Gateway, RequestOptions } from "../gateway/gateway.ts";
@@ -28,14 +29,15 @@ import type { RequestStateTokens } from "./request-state.ts";
 import { withoutReservedMeta } from "./result-shape.ts";
 import { envelopeOf, type InputRequired, InputRounds } from "./rounds.ts";
 import { serveSkills } from "./skills.ts";
+import {
+  asGatewayTask,
+  declareTasks,
+  requestTakesTasks,
+  serveTasks,
+  startLegacyTask,
+  TaskCreated,
+} from "./tasks.ts";
 import { answerToolCall, type CallSite, callOptions, shapeFor } from "./tool-call.ts";
-
-/**
- * Whether a client can run a task through the gateway. Not yet, whatever it declares: the gateway
- * carries no tasks extension (it declares it neither to its clients nor to servers), so a tool that
- * runs only as a task is listed to no client; called by name, the server's -32021 reaches the client.
- */
-const TASKS_CARRIED = false;
 
 export interface ServerFactoryOptions {
   /** Resolves the principal for a request (HTTP auth); stdio uses the configured local principal. */
@@ -90,6 +92,11 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
     };
     registerConnection(server, state);
     serveSkills(server, gateway, { principalOf, profile, modern: era === "modern" });
+    declareTasks(server, era);
+    serveTasks(server, gateway, era, principalOf);
+    /** Whether the request's client takes tasks: per request in 2026-07-28, per connection in 2025. */
+    const takesTasks = (ctx: ServerContext): boolean =>
+      era === "modern" ? requestTakesTasks(ctx) : server.getClientCapabilities()?.tasks !== undefined;
     if (owner) gateway.attachClient(state);
     server.onclose = () => {
       // Most instances (every 2026-07-28 request has its own) never held anything.
@@ -160,7 +167,7 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
     server.setRequestHandler("tools/list", async (_request, ctx) => {
       await gateway.settled();
       return {
-        tools: gateway.visibilityFor(profile).tools(principalOf(ctx), { tasks: TASKS_CARRIED }) as never,
+        tools: gateway.visibilityFor(profile).tools(principalOf(ctx), { tasks: takesTasks(ctx) }) as never,
       };
     });
     server.setRequestHandler("tools/call", async (request, ctx) => {
@@ -186,9 +193,24 @@ export function createServerFactory(gateway: Gateway, options: ServerFactoryOpti
           ),
         );
         await leg.settled();
-        return outcome.kind === "result"
-          ? (shapeFor(gateway, call.name, outcome.result, site.project) as never)
-          : (outcome.inputRequired as never);
+        if (outcome.kind !== "result") return outcome.inputRequired as never;
+        const task = takesTasks(ctx)
+          ? await asGatewayTask(gateway, site.principal, call.name, outcome.result)
+          : undefined;
+        return (task ?? shapeFor(gateway, call.name, outcome.result, site.project)) as never;
+      }
+      if ((request.params as { task?: unknown }).task !== undefined) {
+        // A 2025-11-25 call made as a task: answered at once, run on (protocol/tasks.ts).
+        const site = siteOf(ctx);
+        const created = await startLegacyTask(gateway, site.principal, call.name, async (client, signal) => {
+          const result = await gateway.callTool(call.name, call.arguments, {
+            ...callOptions(call, site),
+            signal,
+            client,
+          });
+          return taskOfAnswer(result) ? result : shapeFor(gateway, call.name, result, site.project);
+        });
+        throw new TaskCreated(created);
       }
       const answer = await answerToolCall(gateway, call, {
         ...siteOf(ctx, leg),
@@ -346,6 +368,7 @@ class GatewayServer extends Server {
       try {
         return await inner(request, ctx);
       } catch (error) {
+        if (error instanceof TaskCreated) return error.result as never;
         if (ProtocolError.isInstance(error)) throw error;
         throw new ProtocolError(
           JSON_RPC.INVALID_PARAMS,

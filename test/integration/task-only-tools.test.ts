@@ -1,11 +1,14 @@
 /**
  * A tool that runs only as a task (`execution.taskSupport: "required"`) needs a client that takes
- * tasks, and the gateway carries no tasks yet: it is listed to no client, of either era, while a call
- * by name still reaches its server, whose refusal the client gets.
+ * tasks: it is listed to clients that declared tasks (the 2026-07-28 extension in a request's
+ * capabilities, the 2025-11-25 `tasks` capability at initialize) and to no other, while a call by name
+ * still reaches its server, whose refusal the client gets.
  */
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { Client as ClientV2, StreamableHTTPClientTransport as HttpV2 } from "@modelcontextprotocol/client";
+import { Client as ClientV1 } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport as HttpV1 } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import {
   type Backend,
   type BackendEvents,
@@ -68,7 +71,7 @@ after(async () => {
   await Promise.all(gateways.map((g) => g.close()));
 });
 
-test("a task-only tool is listed to no client, and a call by name still reaches its server", async () => {
+test("a task-only tool is listed only to clients that take tasks; a call by name still reaches its server", async () => {
   const gateway = await createGateway({
     config: { mcpServers: {} },
     backends: [new TaskToolsBackend()],
@@ -83,11 +86,27 @@ test("a task-only tool is listed to no client, and a call by name still reaches 
       versionNegotiation: { mode: { pin: "2026-07-28" } },
     } as never);
     await modern.connect(new HttpV2(new URL(serving.url)));
+    const modernWithTasks = new ClientV2({ name: "task-tools", version: "1" }, {
+      versionNegotiation: { mode: { pin: "2026-07-28" } },
+      capabilities: { extensions: { "io.modelcontextprotocol/tasks": {} } },
+    } as never);
+    await modernWithTasks.connect(new HttpV2(new URL(serving.url)));
+    const legacyWithTasks = new ClientV1(
+      { name: "task-tools", version: "1" },
+      { capabilities: { tasks: { list: {}, cancel: {} } } },
+    );
+    await legacyWithTasks.connect(new HttpV1(new URL(serving.url)));
+    const jobs = async (client: ClientV1 | ClientV2) =>
+      (await client.listTools()).tools.map((t) => t.name).filter((n) => n.startsWith("jobs"));
     try {
       for (const client of [legacy, modern]) {
-        const names = (await client.listTools()).tools.map((t) => t.name).filter((n) => n.startsWith("jobs"));
-        assert.deepEqual(names, ["jobs__now", "jobs__maybe_task"]);
+        assert.deepEqual(await jobs(client), ["jobs__now", "jobs__maybe_task"]);
       }
+      for (const client of [legacyWithTasks, modernWithTasks]) {
+        assert.deepEqual(await jobs(client), ["jobs__now", "jobs__maybe_task", "jobs__task_only"]);
+      }
+      await legacyWithTasks.close();
+      await modernWithTasks.close();
       assert.equal(
         firstTextOf(await legacy.callTool({ name: "jobs__task_only", arguments: {} })),
         "ran task_only",

@@ -102,6 +102,7 @@ describe("Claude-compatible files", () => {
       shutdownTimeoutMs: 10_000,
       reload: { watch: true, debounceMs: 300 },
       discovery: { mode: "full", alwaysOn: [] },
+      tasks: { resultTtlMs: 3_600_000, pollIntervalMs: 1_000 },
     });
     assert.deepEqual(config.server.http, {
       host: "127.0.0.1",

@@ -38,6 +38,7 @@ import { connect, type EraHint } from "./connect.ts";
 import { translateFailure } from "./failures.ts";
 import { FastPath } from "./fast-path.ts";
 import { newRestart, type Restart } from "./restart.ts";
+import { offersTasks, type TaskMethod, taskRequest, withTasksDeclared } from "./tasks.ts";
 import type { McpTransportConfig, StderrTail } from "./transport.ts";
 
 export type { McpTransportConfig } from "./transport.ts";
@@ -144,7 +145,11 @@ export class McpBackend extends BackendBase {
     try {
       const client = await this.#clientFor(ctx.signal);
       if (this.#transport && client.getProtocolEra() === "legacy") {
-        return await this.#fast.call(this.#transport, params, ctx.signal);
+        return await this.#fast.call(
+          this.#transport,
+          withTasksDeclared(params, client, ctx.client, this.#catalog.tools),
+          ctx.signal,
+        );
       }
       const result = await client.callTool(
         { ...params, arguments: { ...call.args }, ...metaParam(ctx, client, meta) },
@@ -160,6 +165,28 @@ export class McpBackend extends BackendBase {
       throw this.#translate(error, `tool "${call.tool}"`, ctx.signal);
     } finally {
       if (progressToken !== undefined) this.#fast.unroute(progressToken);
+    }
+  }
+
+  /** Whether the server runs tool calls as tasks (see tasks.ts). */
+  offersTasks = (): boolean => this.state === "up" && this.#client !== undefined && offersTasks(this.#client);
+
+  /** True when every replica reaches this same server (HTTP), so any of them may ask about its tasks. */
+  get sharedByReplicas(): boolean {
+    return this.#options.transport.type !== "stdio";
+  }
+
+  /** A request about a task the server runs (`tasks/get`, `tasks/update`, `tasks/cancel`). */
+  async taskRequest(
+    method: TaskMethod,
+    params: Record<string, unknown>,
+    signal: AbortSignal = NEVER_ABORTED,
+  ): Promise<Record<string, unknown>> {
+    try {
+      const client = await this.#clientFor(signal);
+      return await taskRequest(client, method, params, { signal, timeout: this.#options.timeoutMs });
+    } catch (error) {
+      throw this.#translate(error, `task "${String(params.taskId)}"`, signal);
     }
   }
 

@@ -36,6 +36,7 @@ import {
 } from "../../core/types.ts";
 import type { Logger } from "../../observability/logger.ts";
 import { readSkills } from "./skills.ts";
+import { TASKS_EXTENSION, withTaskMarked } from "./tasks.ts";
 
 /**
  * The request whose `input_required` result the SDK is fulfilling, for the request handlers it calls:
@@ -78,6 +79,11 @@ class GatewayClient extends Client {
     return { ...envelope, [LOG_LEVEL_META_KEY]: BACKGROUND_LOG_LEVEL };
   }
 
+  /** A server's task-creating answer is kept for the task layer instead of refused (see tasks.ts). */
+  protected override _onresponse(response: Parameters<Client["_onresponse"]>[0]): void {
+    super._onresponse("result" in response ? withTaskMarked(response) : response);
+  }
+
   protected override _resolveNonCompleteResult(
     ...args: Parameters<Client["_resolveNonCompleteResult"]>
   ): Promise<unknown> {
@@ -101,6 +107,9 @@ export function capabilitiesFor(caller: CallerChannel | undefined): ClientCapabi
     if (declared[key] !== undefined) passed[key] = declared[key];
   }
   passed.roots ??= {};
+  // A client that takes tasks lets the server run the call as one (the task layer keeps track of it).
+  const extensions = (declared as { extensions?: Record<string, unknown> }).extensions;
+  if (extensions?.[TASKS_EXTENSION] !== undefined) passed.extensions = { [TASKS_EXTENSION]: {} };
   return passed as ClientCapabilities;
 }
 

@@ -134,6 +134,17 @@ describe("result cache", () => {
     assert.ok(events.cache.some((e) => e.outcome === "skipped" && e.reason === "isError result"));
   });
 
+  test("a task the server started is never cached: each call starts its own", async () => {
+    const { handlerFor, events } = makeRuntime(cached);
+    const b = binding("jobs__build", READ_ONLY);
+    const marker = { "io.switchboard/backend-task": { taskId: "t-1", status: "working" } };
+    const next = fakeNext(() => ({ content: [], _meta: marker }));
+    await handlerFor(b, next.handler)(callOf(b), makeCtx());
+    await handlerFor(b, next.handler)(callOf(b), makeCtx());
+    assert.equal(next.calls.length, 2);
+    assert.ok(events.cache.some((e) => e.outcome === "skipped" && e.reason === "a task the server runs"));
+  });
+
   test("only read-only tools are cached, unless the config says cacheable", async () => {
     const plain = binding("api__search");
     const { runtime, handlerFor } = makeRuntime({
