@@ -150,7 +150,22 @@ const scenarios: Scenario[] = [
   http("HTTP 2026-07-28", (url) => new HttpModernRpc(url)),
 ];
 
+/** The README's coarser view: our code by folder, the rest by what it is. */
+function groupOf(category: string): string {
+  const ours = /^src\/([^/]+)\//.exec(category);
+  if (ours) return `ours: src/${ours[1]}/`;
+  if (category.startsWith("src/")) return "ours: src/ (top level)";
+  if (category.startsWith("syscalls")) return category;
+  if (category === "V8: garbage collection") return category;
+  if (category.startsWith("JSON.")) return "JSON.parse and JSON.stringify";
+  if (category.startsWith("Node: ")) return "Node.js runtime (http, net, streams, events, AbortSignal)";
+  if (category.startsWith("package @modelcontextprotocol/")) return "MCP SDK";
+  if (category.startsWith("package ")) return "other packages (prom-client, zod, lru-cache, …)";
+  return "V8, other (microtasks, program)";
+}
+
 const only = process.env.BENCH_ONLY;
+const grouped = new Map<string, Map<string, number>>();
 console.log(`gateway CPU per call, µs (${total} calls, ${CLIENTS} clients, echo on an SDK backend)\n`);
 for (const scenario of scenarios.filter((s) => only === undefined || s.name.includes(only))) {
   const dir = mkdtempSync(join(tmpdir(), "switchboard-prof-"));
@@ -171,5 +186,21 @@ for (const scenario of scenarios.filter((s) => only === undefined || s.name.incl
     );
   }
   console.log();
+  const groups = new Map<string, number>([["total", busy]]);
+  for (const [category, us] of rows) groups.set(groupOf(category), (groups.get(groupOf(category)) ?? 0) + us);
+  grouped.set(scenario.name, groups);
+}
+
+// One table for the README: a row per group, a column per scenario, µs per call.
+const columns = [...grouped.keys()];
+const first = grouped.get(columns[0] ?? "");
+const rowsOf = [...new Set([...grouped.values()].flatMap((g) => [...g.keys()]))]
+  .filter((name) => name !== "total")
+  .sort((a, b) => (first?.get(b) ?? 0) - (first?.get(a) ?? 0));
+console.log(`| µs of gateway CPU per call | ${columns.join(" | ")} |`);
+console.log(`| --- | ${columns.map(() => "---:").join(" | ")} |`);
+for (const name of [...rowsOf, "total"]) {
+  const cells = columns.map((c) => (grouped.get(c)?.get(name) ?? 0).toFixed(0));
+  console.log(`| ${name} | ${cells.join(" | ")} |`);
 }
 process.exit(0);
