@@ -38,6 +38,7 @@ import {
 } from "../support/gateway-process.ts";
 import { deleteByPrefix, describeWithRedis, uniquePrefix } from "../support/redis.ts";
 import { flakyServer } from "../support/replicas.ts";
+import { startRoundRobinProxy } from "../support/round-robin-proxy.ts";
 
 const TASKS = "io.modelcontextprotocol/tasks";
 const ALICE = "alice-key-0123456789";
@@ -275,6 +276,25 @@ describeWithRedis("tasks on replicas sharing one Redis", (url) => {
       listed.tasks.some((t) => t.taskId === task.taskId),
       "alice's list on B holds it",
     );
+  });
+
+  test("v1: one 2025-era session behind a round-robin balancer starts, polls and reads a task on both replicas", async () => {
+    const proxy = await startRoundRobinProxy(replicas.map((r) => new URL(r.url).origin));
+    closers.push(proxy);
+    const client = await connectV1(`${proxy.url}${new URL(urlOf(0)).pathname}`, ALICE);
+    closers.push(client);
+    const { task } = await startV1(client, "fx__sleep", { ms: 300 });
+    const done = await untilDone(() => getV1(client, task.taskId), "the task, through the balancer");
+    assert.equal(done.status, "completed");
+    const result = await client.request(
+      { method: "tasks/result", params: { taskId: task.taskId } },
+      CallToolResultSchema,
+      TIMEOUT,
+    );
+    assert.equal(textOf(result), "slept 300 ms");
+    // The session's requests (initialize, the call, the polls, the result) went to both replicas.
+    const used = new Set(proxy.served.filter((s) => s.method === "POST").map((s) => s.upstream));
+    assert.deepEqual([...used].sort(), [0, 1], JSON.stringify(proxy.served));
   });
 
   test("v1: a cancel on replica B aborts the call replica A runs", async () => {
