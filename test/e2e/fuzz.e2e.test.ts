@@ -113,6 +113,10 @@ const KNOWN_METHODS = [
   "prompts/get",
   "completion/complete",
   "logging/setLevel",
+  "tasks/get",
+  "tasks/result",
+  "tasks/list",
+  "tasks/cancel",
 ];
 
 const idArb = fc.oneof(
@@ -139,7 +143,7 @@ const unknownMethodArb = fc
       "sampling/createMessage",
       "elicitation/create",
       "roots/list",
-      "tasks/get",
+      "tasks/unknown",
       "x".repeat(5_000),
     ),
   )

@@ -216,9 +216,11 @@ export function createGatewayHttpHandler(gateway: Gateway, options: HandlerOptio
         }
         if (facts && servePlainCall(gateway, session, req, res, body, facts, endpoint.profile)) return;
       }
-      return sessions.serve(session, req, res, body);
+      return sessions.serve(session, req, res, body, text);
     }
-    if (req.method === "POST" && containsInitialize(body)) return sessions.open(req, res, body, principal);
+    if (req.method === "POST" && containsInitialize(body)) {
+      return sessions.open(req, res, body, principal, text);
+    }
     const listened = listenedUris(body);
     if (listened.length > 0) {
       const allowed = listened.filter((uri) => gateway.mayReadResource(principal, uri, endpoint.profile));

@@ -28,6 +28,7 @@ import {
   type TransportSendOptions,
   WebStandardStreamableHTTPServerTransport,
 } from "@modelcontextprotocol/server";
+import { withRawBody } from "./body.ts";
 import { servingRequest } from "./stream-ids.ts";
 
 type WebOptions = ConstructorParameters<typeof WebStandardStreamableHTTPServerTransport>[0];
@@ -99,15 +100,26 @@ export class SessionTransport implements Transport {
     await this.#web.send(this.#outbound(message), options);
   }
 
-  /** Serves one HTTP request of the session (its body already read and parsed). */
-  async handleRequest(req: IncomingMessage, res: ServerResponse, body?: unknown): Promise<void> {
+  /**
+   * Serves one HTTP request of the session (its body already read: `text` as it came, `body` parsed).
+   * The adapter is given the text, not the parsed body, which it would serialise again (see
+   * withRawBody).
+   */
+  async handleRequest(
+    req: IncomingMessage,
+    res: ServerResponse,
+    body?: unknown,
+    text?: string,
+  ): Promise<void> {
     if (req.method === "GET") {
       this.#listening.add(res);
       res.once("close", () => this.#listening.delete(res));
     }
+    const serve = () =>
+      text === undefined ? this.#node(req, res, body) : this.#node(withRawBody(req, text), res);
     // With ids that name it, the event store learns which request a stream answers (stream-ids.ts).
-    if (this.#prefix === undefined) await this.#node(req, res, body);
-    else await servingRequest(body, () => this.#node(req, res, body));
+    if (this.#prefix === undefined) await serve();
+    else await servingRequest(body, serve);
   }
 
   /** Resumes one of this replica's streams for a client another replica relayed (replica-relay.ts). */

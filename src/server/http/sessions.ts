@@ -141,7 +141,13 @@ export class Sessions {
   }
 
   /** Opens a session with an `initialize` request (answered by the SDK, which assigns the id). */
-  async open(req: IncomingMessage, res: ServerResponse, body: unknown, principal: Principal): Promise<void> {
+  async open(
+    req: IncomingMessage,
+    res: ServerResponse,
+    body: unknown,
+    principal: Principal,
+    text?: string,
+  ): Promise<void> {
     const server = this.#factory({ era: "legacy" }, principal);
     const transport = this.#transport(
       () => randomUUID(),
@@ -153,7 +159,7 @@ export class Sessions {
     );
     await server.connect(transport);
     this.#live.add(server);
-    await transport.handleRequest(req, res, body);
+    await transport.handleRequest(req, res, body, text);
     // The SDK refused the opening (a malformed initialize, say): no session exists to own these.
     if (transport.sessionId === undefined) {
       await transport.close().catch(() => undefined);
@@ -165,7 +171,13 @@ export class Sessions {
    * Serves one request of a session this replica holds: a client's answer that another replica waits
    * for goes there; anything else is served here (a cancellation also goes to every other replica).
    */
-  async serve(session: Session, req: IncomingMessage, res: ServerResponse, body: unknown): Promise<void> {
+  async serve(
+    session: Session,
+    req: IncomingMessage,
+    res: ServerResponse,
+    body: unknown,
+    text?: string,
+  ): Promise<void> {
     const shared = this.#shared;
     if (shared && req.method === "POST") {
       const owner = ownerOfResponse(body);
@@ -177,7 +189,7 @@ export class Sessions {
       shared.forwardCancel(session.id, body);
     }
     if (shared && req.method === "GET" && (await shared.resumedElsewhere(session, req, res))) return;
-    await session.transport.handleRequest(req, res, body);
+    await session.transport.handleRequest(req, res, body, text);
   }
 
   /** Resumes a stream of a session for a client whose request another replica relayed here. */
