@@ -89,18 +89,27 @@ class ListSink implements AuditSink {
 /** A memory store that counts the token takes it serves and knows whether it was closed. */
 function countingStore(): Store & { takes: number; closed: boolean } {
   const inner = createMemoryStore();
-  const store = Object.create(inner) as Store & { takes: number; closed: boolean };
-  store.takes = 0;
-  store.closed = false;
-  store.takeTokens = (...args) => {
-    store.takes++;
-    return inner.takeTokens(...args);
+  const counts = { takes: 0, closed: false };
+  // A program's own store: an object of its own that delegates to the memory store, every method
+  // called on the memory store itself, two of them counted.
+  const own: Partial<Store> = {
+    takeTokens: (...args) => {
+      counts.takes++;
+      return inner.takeTokens(...args);
+    },
+    close: () => {
+      counts.closed = true;
+      return inner.close();
+    },
   };
-  store.close = () => {
-    store.closed = true;
-    return inner.close();
-  };
-  return store;
+  return new Proxy(inner, {
+    get: (target, key) => {
+      if (key === "takes" || key === "closed") return counts[key];
+      if (Object.hasOwn(own, key)) return own[key as keyof Store];
+      const value = Reflect.get(target, key, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  }) as unknown as Store & { takes: number; closed: boolean };
 }
 
 const folders: string[] = [];
