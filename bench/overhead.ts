@@ -35,7 +35,7 @@ function gatewayConfig(backend: string, chain = false): string {
  * validation (always on) and the audit log in batched mode. The limit, cache and breaker keep their
  * state in the memory store.
  */
-const REALISTIC_CHAIN = {
+export const REALISTIC_CHAIN = {
   policies: {
     rateLimit: { capacity: 1_000_000, refillPerSecond: 1_000_000 },
     circuitBreaker: { consecutiveFailures: 5 },
@@ -148,4 +148,74 @@ export async function measureOverhead(
     await gateway.stop();
   }
   return scenarios;
+}
+
+/** A throughput ratio of one scenario to direct stdio; `target` undefined: shown for information. */
+export interface OverheadRatio {
+  readonly what: string;
+  readonly ratio: number;
+  readonly target: number | undefined;
+}
+
+function find(scenarios: readonly Scenario[], name: string, concurrency: number): Scenario {
+  const found = scenarios.find((s) => s.name === name && s.concurrency === concurrency);
+  if (!found) throw new Error(`missing scenario ${name} × ${concurrency}`);
+  return found;
+}
+
+/** stdio in with the chain off ≥ 0.65x of direct, with the realistic chain ≥ 0.55x; HTTP for information. */
+export function overheadRatios(scenarios: readonly Scenario[]): OverheadRatio[] {
+  return [1, 8].flatMap((c) => {
+    const direct = find(scenarios, "direct stdio", c).result.perSecond;
+    return [
+      {
+        what: `stdio, chain off / direct, ${c} client(s)`,
+        ratio: find(scenarios, "switchboard stdio", c).result.perSecond / direct,
+        target: 0.65,
+      },
+      {
+        what: `stdio, realistic chain / direct, ${c} client(s)`,
+        ratio: find(scenarios, "stdio + chain", c).result.perSecond / direct,
+        target: 0.55,
+      },
+      {
+        what: `HTTP, chain off / direct stdio, ${c} client(s)`,
+        ratio: find(scenarios, "switchboard http", c).result.perSecond / direct,
+        target: undefined,
+      },
+    ];
+  });
+}
+
+export function printOverhead(scenarios: readonly Scenario[], ratios: readonly OverheadRatio[]): void {
+  const widths = [20, 7, 10, 9, 9];
+  const row = (cells: readonly string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join("  ");
+  console.log(row(["scenario", "clients", "calls/s", "p50 ms", "p99 ms"]));
+  for (const s of scenarios) {
+    console.log(
+      row([
+        s.name,
+        String(s.concurrency),
+        s.result.perSecond.toFixed(0),
+        s.result.p50Ms.toFixed(3),
+        s.result.p99Ms.toFixed(3),
+      ]),
+    );
+  }
+  console.log("\nratio (throughput)                       measured  target");
+  for (const r of ratios) {
+    const verdict = r.target === undefined ? "" : r.ratio >= r.target ? "  ok" : "  BELOW TARGET";
+    console.log(
+      `${r.what.padEnd(40)} ${r.ratio.toFixed(2).padStart(8)}  ${r.target === undefined ? "-" : `≥ ${r.target}`}${verdict}`,
+    );
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const total = Number(process.env.BENCH_CALLS ?? 5_000);
+  const scenarios = await measureOverhead((process.env.BENCH_BACKEND ?? "sdk") as BackendKind, {
+    total,
+    warmup: Math.min(500, Math.ceil(total / 10)),
+  });
+  printOverhead(scenarios, overheadRatios(scenarios));
 }
