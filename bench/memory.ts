@@ -4,7 +4,9 @@
  * (a) idle with three light stdio backends: 2 s after start-up, and settled, once V8's idle-time memory
  *     reducer has given back what loading the code had the young generation grow to (it runs after some
  *     20–30 s without work; the wait ends when RSS falls by 5 MB or after 60 s, whichever is first);
- * (b) after 100 000 calls vs. after a 10 000-call warm-up: growth here is a leak, not a cache warming;
+ * (b) after 100 000 calls vs. after a 10 000-call warm-up: growth here is a leak, not a cache warming.
+ *     Both readings are settled as in (a): right after a load, RSS holds a young generation grown to
+ *     its largest and swings by ±10 MB from one run to the next, which says nothing about leaks;
  * (c) with 1 000 open 2025-era sessions (each initialized and used for one call), and what a session
  *     costs; then again once the sessions are closed, which is a leak check of its own.
  *
@@ -67,6 +69,8 @@ export interface MemoryReport {
   readonly idleFromMetrics: MemoryReading;
   /** (b) */
   readonly calls: {
+    /** Right after the load (1 s pause and a GC), for comparison with the settled readings. */
+    readonly rightAfterCalls: MemoryReading;
     readonly warmupCalls: number;
     readonly calls: number;
     readonly concurrency: number;
@@ -210,10 +214,12 @@ export async function measureMemory(opts: MemoryOptions = {}): Promise<MemoryRep
     try {
       await Promise.all(clients.map((c) => c.initialize()));
       await runLoad(clients, callEcho, { total: warmupCalls, warmup: 0 });
-      const afterWarmup = await settledReading(second);
+      const afterWarmup = await settledIdleReading(second, await settledReading(second), settleMs);
       const load = await runLoad(clients, callEcho, { total: calls, warmup: 0 });
-      const afterCalls = await settledReading(second);
+      const rightAfterCalls = await settledReading(second);
+      const afterCalls = await settledIdleReading(second, rightAfterCalls, settleMs);
       callsPart = {
+        rightAfterCalls,
         warmupCalls,
         calls,
         concurrency,
@@ -293,9 +299,9 @@ export function printMemory(memory: MemoryReport): void {
       `${settled.rssMB.toFixed(1)} MB settled after ${(settled.afterMs / 1000).toFixed(0)} s (heap ${settled.heapUsedMB.toFixed(1)} of ${settled.heapTotalMB?.toFixed(1)} MB)`,
   );
   console.log(
-    `${calls.calls} calls after ${calls.warmupCalls} (${calls.concurrency} sessions, ${calls.load.seconds.toFixed(0)} s, ` +
+    `${calls.calls} calls after ${calls.warmupCalls}, settled readings (${calls.concurrency} sessions, ${calls.load.seconds.toFixed(0)} s, ` +
       `${calls.load.perSecond.toFixed(0)} calls/s): RSS ${calls.afterWarmup.rssMB.toFixed(1)} -> ${calls.afterCalls.rssMB.toFixed(1)} MB ` +
-      `(${calls.rssGrowthMB >= 0 ? "+" : ""}${calls.rssGrowthMB.toFixed(1)}), heap ${calls.afterWarmup.heapUsedMB.toFixed(1)} -> ${calls.afterCalls.heapUsedMB.toFixed(1)} MB`,
+      `(${calls.rssGrowthMB >= 0 ? "+" : ""}${calls.rssGrowthMB.toFixed(1)}; ${calls.rightAfterCalls.rssMB.toFixed(1)} MB right after the calls), heap ${calls.afterWarmup.heapUsedMB.toFixed(1)} -> ${calls.afterCalls.heapUsedMB.toFixed(1)} MB`,
   );
   console.log(
     `${sessions.sessions} sessions: ${sessions.rssPerSessionKB.toFixed(1)} KB RSS each (marginal ${sessions.marginalRssPerSessionKB.toFixed(1)} KB); ` +
