@@ -3,7 +3,7 @@
  *
  * (a) idle with three light stdio backends: 2 s after start-up, and settled, once V8's idle-time memory
  *     reducer has given back what loading the code had the young generation grow to (it runs after some
- *     20–30 s without work; the wait ends when RSS falls by 5 MB or after 60 s, whichever is first);
+ *     15–30 s without work; the wait ends 3 s after RSS has fallen by 10 MB, or after 60 s);
  * (b) after 100 000 calls vs. after a 10 000-call warm-up: growth here is a leak, not a cache warming.
  *     Both readings are settled as in (a): right after a load, RSS holds a young generation grown to
  *     its largest and swings by ±10 MB from one run to the next, which says nothing about leaks;
@@ -121,7 +121,9 @@ const reading = (r: GcReading): MemoryReading => ({
 
 /**
  * Waits, idle, until V8's memory reducer has run: RSS (read without collecting, which would reset
- * the reducer's view of an idle process) falls by 5 MB, or `maxMs` passes. Then a GC reading.
+ * the reducer's view of an idle process) falls by 10 MB (what giving back a grown young generation
+ * does; smaller drops are the allocator trimming), then 3 s more for the reducer's further rounds; or
+ * until `maxMs` passes. Then a GC reading.
  */
 async function settledIdleReading(
   gateway: ServedProcess,
@@ -131,7 +133,10 @@ async function settledIdleReading(
   const began = performance.now();
   while (performance.now() - began < maxMs) {
     await delay(1_000);
-    if (rssBytes(gateway.pid) / MB < from.rssMB - 5) break;
+    if (rssBytes(gateway.pid) / MB < from.rssMB - 10) {
+      await delay(3_000);
+      break;
+    }
   }
   const afterMs = performance.now() - began;
   return { ...(await settledReading(gateway, 500)), afterMs };
