@@ -28,6 +28,8 @@ export interface StartupOptions {
   readonly rounds?: number;
   /** The server each entry runs. Default the SDK v1 fixture. */
   readonly server?: "sdk" | "everything";
+  /** The node arguments that run the CLI: another build's, for A/B runs. Default: this one's. */
+  readonly cli?: readonly string[];
 }
 
 /** One start of the gateway, in ms from spawn. */
@@ -78,9 +80,9 @@ async function untilAllListed(client: RpcClient, servers: number, t0: number): P
   }
 }
 
-async function stdioRun(config: string, servers: number): Promise<StartupRun> {
+async function stdioRun(config: string, servers: number, cli: readonly string[]): Promise<StartupRun> {
   const t0 = performance.now();
-  const client = new StdioRpc(process.execPath, [...GATEWAY_ARGV, "serve", "--config", config, "--stdio"]);
+  const client = new StdioRpc(process.execPath, [...cli, "serve", "--config", config, "--stdio"]);
   try {
     await client.initialize();
     const first = await listedServers(client);
@@ -92,9 +94,9 @@ async function stdioRun(config: string, servers: number): Promise<StartupRun> {
   }
 }
 
-async function httpRun(config: string, servers: number): Promise<StartupRun> {
+async function httpRun(config: string, servers: number, cli: readonly string[]): Promise<StartupRun> {
   const t0 = performance.now();
-  const gateway = await startHttpGateway(config);
+  const gateway = await startHttpGateway(config, { cli });
   const listeningMs = performance.now() - t0;
   const client = new HttpSessionRpc(gateway.url);
   try {
@@ -114,6 +116,7 @@ export async function measureStartup(options: StartupOptions = {}): Promise<Star
   const rounds = options.rounds ?? 3;
   const server = options.server ?? (process.env.BENCH_STARTUP_SERVER === "everything" ? "everything" : "sdk");
   const script = server === "everything" ? EVERYTHING : SDK_SERVER;
+  const cli = options.cli ?? GATEWAY_ARGV;
   const config = writeBenchConfig(
     {
       mcpServers: Object.fromEntries(
@@ -128,11 +131,11 @@ export async function measureStartup(options: StartupOptions = {}): Promise<Star
   for (let round = 0; round < rounds; round++) {
     // Alternating, so that a busy spell on a shared machine does not fall on one transport only.
     if (round % 2 === 0) {
-      stdio.push(await stdioRun(config, servers));
-      http.push(await httpRun(config, servers));
+      stdio.push(await stdioRun(config, servers, cli));
+      http.push(await httpRun(config, servers, cli));
     } else {
-      http.push(await httpRun(config, servers));
-      stdio.push(await stdioRun(config, servers));
+      http.push(await httpRun(config, servers, cli));
+      stdio.push(await stdioRun(config, servers, cli));
     }
   }
   const stdioFirstListMs = median(stdio.map((r) => r.firstListMs));
