@@ -96,7 +96,7 @@ async function stdioRun(config: string, servers: number, cli: readonly string[])
 
 async function httpRun(config: string, servers: number, cli: readonly string[]): Promise<StartupRun> {
   const t0 = performance.now();
-  const gateway = await startHttpGateway(config, { cli });
+  const gateway = await startHttpGateway(config, { cli, untilReady: false });
   const listeningMs = performance.now() - t0;
   const client = new HttpSessionRpc(gateway.url);
   try {
