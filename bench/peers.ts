@@ -3,7 +3,9 @@
  * stdio), measured in one run with the same load client: `echo` calls from 8 concurrent clients.
  *
  * - stdio: Switchboard's stdio endpoint against a direct stdio connection to the server (one client
- *   connection, 8 calls in flight);
+ *   connection, 8 calls in flight), with the chain off and with the realistic chain of overhead.ts
+ *   (rate limit, circuit breaker, a cache that misses: every call of that side has new arguments,
+ *   metrics, batched audit);
  * - Streamable HTTP, 2025-era sessions: Switchboard, supergateway (stateful stdio→Streamable HTTP)
  *   and punkpeye's mcp-proxy (stream endpoint), 8 sessions each;
  * - Streamable HTTP, 2026-07-28 stateless requests: Switchboard and mcp-proxy (which serves that
@@ -26,6 +28,7 @@ import {
   StdioRpc,
 } from "./lib/load.ts";
 import { type BenchRatio, startHttpGateway, stopProcessTree } from "./lib/process.ts";
+import { REALISTIC_CHAIN } from "./overhead.ts";
 
 const EVERYTHING = join(ROOT, "node_modules/@modelcontextprotocol/server-everything/dist/index.js");
 const SUPERGATEWAY = join(ROOT, "node_modules/supergateway/dist/index.js");
@@ -57,8 +60,18 @@ interface Side {
   readonly name: string;
   readonly clients: readonly RpcClient[];
   readonly tool: string;
+  /** New arguments for every call (so that a cache in the chain misses), rather than m<i>. */
+  readonly unique?: boolean;
   close(): Promise<void>;
 }
+
+/** The echo call of a side. */
+let uniqueCalls = 0;
+const echoOf = (side: Side) => (client: RpcClient, i: number) =>
+  client.request("tools/call", {
+    name: side.tool,
+    arguments: { message: side.unique ? `u${++uniqueCalls}` : `m${i}` },
+  });
 
 async function freePort(): Promise<number> {
   const server = createServer();
@@ -120,6 +133,23 @@ async function sides(): Promise<Side[]> {
       clients: Array(CLIENTS).fill(stdio),
       tool: "everything__echo",
       close: () => stdio.close(),
+    });
+
+    const chainConfig = writeBenchConfig(
+      {
+        mcpServers: { everything: { command: process.execPath, args: [EVERYTHING] } },
+        logging: { level: "warn" },
+        ...REALISTIC_CHAIN,
+      },
+      "peers-chain",
+    );
+    const stdioChain = await startStdioGateway(chainConfig);
+    made.push({
+      name: "switchboard stdio + chain",
+      clients: Array(CLIENTS).fill(stdioChain),
+      tool: "everything__echo",
+      unique: true,
+      close: () => stdioChain.close(),
     });
 
     const gateway = await startHttpGateway(config, { timeoutMs: 120_000 });
@@ -216,17 +246,11 @@ export async function measurePeers(options: PeersOptions = {}): Promise<PeersRep
   const all = await sides();
   const results = new Map<string, LoadResult[]>(all.map((s) => [s.name, []]));
   try {
-    for (const side of all) {
-      const echo = (client: RpcClient, i: number) =>
-        client.request("tools/call", { name: side.tool, arguments: { message: `m${i}` } });
-      await runLoad(side.clients, echo, { total: 300, warmup: 0 });
-    }
+    for (const side of all) await runLoad(side.clients, echoOf(side), { total: 300, warmup: 0 });
     for (let round = 0; round < rounds; round++) {
       const order = round % 2 === 0 ? all : [...all].reverse();
       for (const side of order) {
-        const echo = (client: RpcClient, i: number) =>
-          client.request("tools/call", { name: side.tool, arguments: { message: `m${i}` } });
-        results.get(side.name)?.push(await runLoad(side.clients, echo, { total: calls, warmup: 0 }));
+        results.get(side.name)?.push(await runLoad(side.clients, echoOf(side), { total: calls, warmup: 0 }));
       }
     }
   } finally {
@@ -248,6 +272,7 @@ export async function measurePeers(options: PeersOptions = {}): Promise<PeersRep
   const legacyPeer = best(["supergateway 4.0.0", "mcp-proxy 6.7 (2025)"]);
   const modernPeer = of("mcp-proxy 6.7 (2026-07-28)");
   const stdioRatio = of("switchboard stdio").perSecond / of("direct stdio").perSecond;
+  const stdioChainRatio = of("switchboard stdio + chain").perSecond / of("direct stdio").perSecond;
   const legacyRatio = of("switchboard HTTP 2025").perSecond / legacyPeer.perSecond;
   const modernRatio = of("switchboard HTTP 2026-07-28").perSecond / modernPeer.perSecond;
   const ratios: BenchRatio[] = [
@@ -256,6 +281,12 @@ export async function measurePeers(options: PeersOptions = {}): Promise<PeersRep
       measured: stdioRatio,
       target: "≥ 0.65",
       ok: stdioRatio >= 0.65,
+    },
+    {
+      what: "stdio in, realistic chain / direct (server-everything)",
+      measured: stdioChainRatio,
+      target: "≥ 0.55",
+      ok: stdioChainRatio >= 0.55,
     },
     {
       what: `HTTP 2025, 8 clients / best peer (${legacyPeer.name})`,

@@ -3,18 +3,19 @@
  * to bench/results/latest.json. Set BENCH_CALLS to change the number of measured calls per scenario.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
-import { cpus, totalmem } from "node:os";
+import { cpus, loadavg, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { measureConsole, printConsole } from "./console.ts";
 import type { BenchRatio } from "./lib/process.ts";
-import { measureMemory } from "./memory.ts";
-import { type BackendKind, measureOverhead, type Scenario } from "./overhead.ts";
+import { measureMemory, printMemory } from "./memory.ts";
+import { type BackendKind, measureOverhead, overheadRatios, printOverhead } from "./overhead.ts";
 import { measurePeers, printPeers } from "./peers.ts";
 import { measurePipeline, type PipelineReport } from "./pipeline.ts";
 import { measureRedis, type RedisReport } from "./redis.ts";
 import { measureReload, printReload } from "./reload.ts";
 import { measureScale } from "./scale.ts";
 import { measureSdkPassthrough } from "./sdk-passthrough.ts";
+import { measureStartup, printStartup } from "./startup.ts";
 import { measureToolSearch, printToolSearch } from "./tool-search.ts";
 
 const total = Number(process.env.BENCH_CALLS ?? 5_000);
@@ -24,34 +25,12 @@ function row(cells: readonly string[], widths: readonly number[]): string {
   return cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join("  ");
 }
 
-function printScenarios(scenarios: readonly Scenario[]): void {
-  const widths = [20, 7, 10, 9, 9];
-  console.log(row(["scenario", "clients", "calls/s", "p50 ms", "p99 ms"], widths));
-  for (const s of scenarios) {
-    console.log(
-      row(
-        [
-          s.name,
-          String(s.concurrency),
-          s.result.perSecond.toFixed(0),
-          s.result.p50Ms.toFixed(3),
-          s.result.p99Ms.toFixed(3),
-        ],
-        widths,
-      ),
-    );
-  }
-}
-
-function find(scenarios: readonly Scenario[], name: string, concurrency: number): Scenario {
-  const found = scenarios.find((s) => s.name === name && s.concurrency === concurrency);
-  if (!found) throw new Error(`missing scenario ${name} × ${concurrency}`);
-  return found;
-}
+/** The 1-minute load average over the cores: absolute figures mean little when it is well above 1. */
+const loadNow = () => `${loadavg()[0]?.toFixed(1)} on ${cpus().length} cores`;
 
 const machine = `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
 console.log(
-  `Switchboard benchmarks — ${machine}; ${total} calls per scenario after ${warmup} warm-up calls\n`,
+  `Switchboard benchmarks — ${machine}; load average ${loadNow()}; ${total} calls per scenario after ${warmup} warm-up calls\n`,
 );
 
 const backendKind = (process.env.BENCH_BACKEND ?? "sdk") as BackendKind;
@@ -59,35 +38,8 @@ console.log(
   `passthrough backend: ${backendKind === "sdk" ? "an SDK v1 McpServer (typical server)" : "a hand-written server that costs ~nothing"}`,
 );
 const overhead = await measureOverhead(backendKind, { total, warmup });
-printScenarios(overhead);
-
-const ratios = [1, 8].flatMap((c) => {
-  const direct = find(overhead, "direct stdio", c).result.perSecond;
-  return [
-    {
-      what: `stdio, chain off / direct, ${c} client(s)`,
-      ratio: find(overhead, "switchboard stdio", c).result.perSecond / direct,
-      target: 0.75,
-    },
-    {
-      what: `stdio, realistic chain / direct, ${c} client(s)`,
-      ratio: find(overhead, "stdio + chain", c).result.perSecond / direct,
-      target: 0.65,
-    },
-    {
-      what: `HTTP, chain off / direct stdio, ${c} client(s)`,
-      ratio: find(overhead, "switchboard http", c).result.perSecond / direct,
-      target: undefined,
-    },
-  ];
-});
-console.log("\nratio (throughput)                       measured  target");
-for (const r of ratios) {
-  const verdict = r.target === undefined ? "" : r.ratio >= r.target ? "  ok" : "  BELOW TARGET";
-  console.log(
-    `${r.what.padEnd(40)} ${r.ratio.toFixed(2).padStart(8)}  ${r.target === undefined ? "-" : `≥ ${r.target}`}${verdict}`,
-  );
-}
+const ratios = overheadRatios(overhead);
+printOverhead(overhead, ratios);
 
 function printPipeline(report: PipelineReport): void {
   const widths = [20, 8, 7, 10, 9, 9];
@@ -180,11 +132,13 @@ printToolSearch(toolSearch);
 
 console.log("\nmemory of the gateway process (after a full GC)");
 const memory = await measureMemory();
+printMemory(memory);
+
 console.log(
-  `idle with 3 backends ${memory.idle.rssMB.toFixed(0)} MB RSS (heap ${memory.idle.heapUsedMB.toFixed(0)} MB); ` +
-    `after ${memory.calls.load.calls} calls: heap ${memory.calls.heapGrowthMB.toFixed(1)} MB, RSS ${memory.calls.rssGrowthMB.toFixed(1)} MB; ` +
-    `${memory.sessions.sessions} sessions: ${memory.sessions.rssPerSessionKB.toFixed(1)} KB RSS each`,
+  `\nstart-up: 10 stdio servers configured, spawn to the first tools/list answered (load average ${loadNow()})`,
 );
+const startup = await measureStartup();
+printStartup(startup);
 
 console.log("\nconfig reload: 20 servers, 8 clients calling meanwhile");
 const reload = await measureReload();
@@ -212,11 +166,12 @@ const summary: BenchRatio[] = [
   ...scale.ratios,
   ...toolSearch.ratios,
   ...memory.ratios,
+  ...startup.ratios,
   ...reload.ratios,
   ...peers.ratios,
   ...consoleCost.ratios,
 ];
-console.log(`\n${"summary".padEnd(64)} measured  target`);
+console.log(`\n${"summary".padEnd(64)} measured  target      (load average ${loadNow()})`);
 for (const r of summary) {
   console.log(
     `${r.what.padEnd(64)} ${r.measured.toFixed(2).padStart(8)}  ${r.target.padEnd(10)} ${r.ok ? "ok" : "NOT MET"}`,
@@ -240,6 +195,7 @@ writeFileSync(
       scale,
       toolSearch,
       memory,
+      startup,
       reload,
       peers,
       console: consoleCost,

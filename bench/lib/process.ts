@@ -149,6 +149,8 @@ export interface ServedProcess {
   readonly ready: Readonly<Record<string, unknown>> | undefined;
   /** Collects garbage and reads memory; needs a process started with `GC_FLAGS`. */
   collect(): Promise<GcReading>;
+  /** Resolves at the `gateway ready` line: every server's first start has ended (up or not). */
+  whenReady(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -169,6 +171,13 @@ export async function startServedProcess(
   track(child);
   const listeners = new Set<(entry: Record<string, unknown>) => void>();
   let ready: Record<string, unknown> | undefined;
+  let onReady: () => void = () => {};
+  const readyLine = new Promise<void>((resolve, reject) => {
+    onReady = resolve;
+    child.once("exit", (code) => reject(new Error(`process exited (${code}) before "gateway ready"`)));
+  });
+  // Handled here too: a process stopped before it was ready, with nobody waiting, is no error.
+  readyLine.catch(() => undefined);
   const tail: string[] = [];
   createInterface({ input: child.stderr as NodeJS.ReadableStream }).on("line", (line) => {
     let entry: Record<string, unknown>;
@@ -179,7 +188,10 @@ export async function startServedProcess(
       if (tail.length > 20) tail.shift();
       return;
     }
-    if (entry.msg === "gateway ready") ready = entry;
+    if (entry.msg === "gateway ready") {
+      ready = entry;
+      onReady();
+    }
     for (const listener of listeners) listener(entry);
   });
   const next = (msg: string, ms: number) =>
@@ -228,21 +240,25 @@ export async function startServedProcess(
         externalBytes: Number(entry.external),
       };
     },
+    whenReady: () => readyLine,
     stop: () => stopProcessTree(child),
   };
 }
 
 /**
  * Starts `switchboard serve --http 127.0.0.1:0` on `config`. `--log-level info` because the
- * `listening` line is an info line; nothing is logged per call at that level.
+ * `listening` and `gateway ready` lines are info lines; nothing is logged per call at that level.
+ * Resolves once the gateway is ready (its servers' first starts ended), unless `untilReady` is false:
+ * a client's first list and calls wait for servers only within gateway.startupWaitMs of the start.
  */
-export function startHttpGateway(
+export async function startHttpGateway(
   config: string,
   {
     gcHook = false,
     timeoutMs,
     nodeFlags = [],
     cli = GATEWAY_ARGV,
+    untilReady = true,
   }: {
     gcHook?: boolean;
     timeoutMs?: number;
@@ -250,9 +266,11 @@ export function startHttpGateway(
     nodeFlags?: readonly string[];
     /** The node arguments that run the CLI: another build's, for A/B runs. Default: this one's. */
     cli?: readonly string[];
+    /** Wait for the `gateway ready` line too. Default true. */
+    untilReady?: boolean;
   } = {},
 ): Promise<ServedProcess> {
-  return startServedProcess(
+  const served = await startServedProcess(
     [
       ...(gcHook ? GC_FLAGS : []),
       ...nodeFlags,
@@ -267,6 +285,8 @@ export function startHttpGateway(
     ],
     timeoutMs === undefined ? {} : { timeoutMs },
   );
+  if (untilReady) await served.whenReady();
+  return served;
 }
 
 /** The process figures the gateway exports on /metrics (prom-client's default metrics). */

@@ -9,7 +9,8 @@
  * The table is created if missing, under an advisory lock so that replicas starting together do not
  * trip over each other's CREATE TABLE IF NOT EXISTS (which is not safe against concurrent creation).
  */
-import pg from "pg";
+import { createRequire } from "node:module";
+import type pg from "pg";
 import { describeError } from "../core/errors.ts";
 import type { Logger } from "../observability/logger.ts";
 import { MAX_BATCH_SIZE, POSTGRES_SINK_CONFIG_DEFAULTS, parseTableName, type TableName } from "./config.ts";
@@ -107,7 +108,10 @@ export class PostgresSink extends QueuedSink<AuditRecord> {
     });
     this.table = table;
     this.#logger = options.logger;
-    this.#pool = new pg.Pool({
+    // Loaded here, not with the module: a gateway without a PostgreSQL sink never pays for the driver.
+    // `require` because creating a sink is synchronous; pg ships CommonJS.
+    const { Pool } = createRequire(import.meta.url)("pg") as typeof pg;
+    this.#pool = new Pool({
       connectionString: options.url,
       // One INSERT at a time (group commit) plus the odd search.
       max: 2,

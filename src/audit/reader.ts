@@ -10,7 +10,7 @@ import { createReadStream } from "node:fs";
 import { type FileHandle, open, readdir, stat } from "node:fs/promises";
 import { basename, dirname, join, resolve as resolvePath } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import pg from "pg";
+import type pg from "pg";
 import picomatch from "picomatch";
 import { GLOB_OPTIONS } from "../config/primitives.ts";
 import { POSTGRES_SINK_CONFIG_DEFAULTS, parseTableName } from "./config.ts";
@@ -347,7 +347,9 @@ async function searchTable(
     const pool = location.pool;
     query = (sql, params) => pool.query(sql, params);
   } else if (location.url !== undefined) {
-    const connected = new pg.Client({ connectionString: location.url, connectionTimeoutMillis: 10_000 });
+    // The driver is loaded when a search first needs it: most gateways never search PostgreSQL.
+    const { Client } = (await import("pg")).default;
+    const connected = new Client({ connectionString: location.url, connectionTimeoutMillis: 10_000 });
     connected.on("error", () => undefined);
     await connected.connect();
     client = connected;

@@ -113,8 +113,9 @@ async function serve(options: ServeOptions): Promise<void> {
     import("./reload.ts"),
   ]);
   // Clients are served at once: the backends start meanwhile, and a client's first list waits for
-  // them within gateway.startupWaitMs; servers that come up later are announced with list_changed.
-  const started = gateway.start();
+  // them within gateway.startupWaitMs of the process's start (performance.now()'s origin), loading
+  // the code included; servers that come up later are announced with list_changed.
+  const started = gateway.start({ waitFrom: 0 });
   const [httpModule, stdioModule, probesModule, reloadModule] = await transports;
   reloads = reloadModule?.startConfigReloads(options.config, loaded, gateway, logger);
   if (options.http && httpModule) {

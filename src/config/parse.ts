@@ -3,8 +3,8 @@
  * A syntax error names the file, the line and column, shows the line with a caret under the column,
  * and says what the format needs there.
  */
+import { createRequire } from "node:module";
 import { extname } from "node:path";
-import { parseDocument } from "yaml";
 import { GatewayError } from "../core/errors.ts";
 
 export type ConfigFormat = "json" | "yaml" | "auto";
@@ -47,6 +47,9 @@ function parseJson(text: string, source: string): unknown {
 }
 
 function parseYaml(text: string, source: string): unknown {
+  // Loaded for the first YAML text: a JSON config (every MCP client's format) never needs the parser,
+  // which costs memory and start-up time. `require` because parsing is synchronous (parseConfig).
+  const { parseDocument } = createRequire(import.meta.url)("yaml") as typeof import("yaml");
   const document = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   const [first] = document.errors;
   if (first) {

@@ -301,19 +301,20 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   }
 
   /**
-   * Starts every backend in parallel and resolves when each has come up or failed its first attempt,
-   * or when the start-up timeout passes: the gateway serves what is up and says what is not.
+   * Starts every backend in parallel; resolves when each is up or failed its first attempt, or at the
+   * start-up timeout: the gateway serves what is up and says what is not. `gateway.startupWaitMs`
+   * counts from `waitFrom` (a `performance.now()` time, default now; the CLI passes its start).
    */
-  async start(): Promise<void> {
+  async start(options: { readonly waitFrom?: number } = {}): Promise<void> {
     const storeReady = this.#sync.connect().then(() => this.tasks.start());
     const pinsRead = storeReady.then(() => this.pins.start(this.#state.entries.map((e) => e.name)));
     const started = Promise.allSettled([
       ...this.#state.entries.map((entry) => entry.backend.start(this.#events.for(entry))),
       pinsRead,
     ]).then(() => this.#rebuildCatalog());
-    this.#startup = Promise.all([startedWithin(started, this.config.gateway.startupWaitMs), storeReady]).then(
-      () => undefined,
-    );
+    const waited = options.waitFrom === undefined ? 0 : Math.max(0, performance.now() - options.waitFrom);
+    const waitMs = Math.max(0, this.config.gateway.startupWaitMs - waited);
+    this.#startup = Promise.all([startedWithin(started, waitMs), storeReady]).then(() => undefined);
     await Promise.all([startedWithin(started, this.config.gateway.startupTimeoutMs), storeReady]);
     this.#rebuildCatalog();
     reportStartup(this.logger, this.#state.entries, this.#catalog.current);

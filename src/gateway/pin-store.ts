@@ -10,7 +10,6 @@
 import { watch } from "node:fs";
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { basename, dirname, resolve as resolvePath } from "node:path";
-import { lock as lockFile } from "proper-lockfile";
 import type { PinningConfig } from "../config/settings.ts";
 import { GatewayError } from "../core/errors.ts";
 import type { Store, Tool } from "../core/types.ts";
@@ -251,7 +250,10 @@ export class FilePins implements PinStore {
     await mkdir(dirname(this.#path), { recursive: true });
     let release: () => Promise<void>;
     try {
-      release = await lockFile(this.#path, {
+      // Loaded when pins are first written: it patches fs methods and costs start-up time that a
+      // gateway without pinning (or one that only reads its pins) has no use for.
+      const { lock } = await import("proper-lockfile");
+      release = await lock(this.#path, {
         realpath: false,
         stale: 10_000,
         retries: { retries: 20, minTimeout: 20, maxTimeout: 500 },

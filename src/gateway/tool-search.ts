@@ -9,7 +9,8 @@
  * `read_file`. The index is the catalog's; what one caller may find is decided at query time by the
  * filter it passes (the endpoint's offer and the caller's access rules).
  */
-import MiniSearch from "minisearch";
+import { createRequire } from "node:module";
+import type MiniSearch from "minisearch";
 import { stemmer } from "stemmer";
 import {
   CALL_TOOL,
@@ -92,7 +93,10 @@ export class ToolIndex {
 
   constructor(routes: readonly ToolRoute[]) {
     this.#routes = routes;
-    this.#search = new MiniSearch<IndexedTool>({
+    // Loaded by the first index, not with the gateway: only search discovery (and the console's
+    // search) builds one. `require` because an index is built synchronously; minisearch ships CommonJS.
+    const MiniSearchClass = createRequire(import.meta.url)("minisearch") as typeof MiniSearch;
+    this.#search = new MiniSearchClass<IndexedTool>({
       fields: ["name", "title", "description", "parameters"],
       tokenize,
       processTerm,

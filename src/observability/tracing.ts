@@ -16,28 +16,10 @@
  * flow lands on its span. Only recording spans are kept, so unsampled calls pay nothing for it.
  */
 import { AsyncLocalStorage } from "node:async_hooks";
-import {
-  type Attributes,
-  ROOT_CONTEXT,
-  type Span,
-  SpanKind,
-  SpanStatusCode,
-  type TextMapGetter,
-  type Tracer,
-  trace,
-} from "@opentelemetry/api";
-import { W3CTraceContextPropagator } from "@opentelemetry/core";
-import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
-import { resourceFromAttributes } from "@opentelemetry/resources";
-import {
-  BasicTracerProvider,
-  BatchSpanProcessor,
-  ParentBasedSampler,
-  SimpleSpanProcessor,
-  type SpanExporter,
-  type SpanProcessor,
-  TraceIdRatioBasedSampler,
-} from "@opentelemetry/sdk-trace-base";
+import { createRequire } from "node:module";
+import type { Attributes, Span, TextMapGetter, Tracer } from "@opentelemetry/api";
+import type { W3CTraceContextPropagator } from "@opentelemetry/core";
+import type { BasicTracerProvider, SpanExporter, SpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { describeError, isGatewayError } from "../core/errors.ts";
 import { NOTES } from "../policies/types.ts";
 import { VERSION } from "../version.ts";
@@ -156,8 +138,35 @@ export const NOOP_TRACING: Tracing = Object.freeze({
   shutdown: () => Promise.resolve(),
 });
 
-// Stateless; one serves every gateway.
-const propagator = new W3CTraceContextPropagator();
+/**
+ * The OpenTelemetry packages, loaded when a gateway first turns tracing on: they are some 10 MB of
+ * memory and a noticeable part of start-up that a gateway with tracing off (the default) never uses.
+ * `require` rather than `import()` because creating a tracing is synchronous (the gateway's
+ * constructor builds it); the packages ship CommonJS builds.
+ */
+interface OpenTelemetry {
+  readonly api: typeof import("@opentelemetry/api");
+  readonly exporter: typeof import("@opentelemetry/exporter-trace-otlp-http");
+  readonly resources: typeof import("@opentelemetry/resources");
+  readonly sdk: typeof import("@opentelemetry/sdk-trace-base");
+  /** Stateless; one serves every gateway. */
+  readonly propagator: W3CTraceContextPropagator;
+}
+
+let openTelemetry: OpenTelemetry | undefined;
+function loadOpenTelemetry(): OpenTelemetry {
+  if (openTelemetry) return openTelemetry;
+  const require = createRequire(import.meta.url);
+  const core = require("@opentelemetry/core") as typeof import("@opentelemetry/core");
+  openTelemetry = {
+    api: require("@opentelemetry/api") as OpenTelemetry["api"],
+    exporter: require("@opentelemetry/exporter-trace-otlp-http") as OpenTelemetry["exporter"],
+    resources: require("@opentelemetry/resources") as OpenTelemetry["resources"],
+    sdk: require("@opentelemetry/sdk-trace-base") as OpenTelemetry["sdk"],
+    propagator: new core.W3CTraceContextPropagator(),
+  };
+  return openTelemetry;
+}
 
 const recordGetter: TextMapGetter<Readonly<Record<string, unknown>>> = {
   keys: (carrier) => Object.keys(carrier),
@@ -186,9 +195,14 @@ class OtelTracing implements Tracing {
   readonly #tracer: Tracer;
   readonly #onError: (error: unknown) => void;
   readonly #active = new AsyncLocalStorage<CallSpan>();
+  readonly #otel = loadOpenTelemetry();
 
   constructor(settings: TracingSettings, options: TracingOptions) {
     this.#onError = options.onError ?? (() => {});
+    const { BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, SimpleSpanProcessor } =
+      this.#otel.sdk;
+    const { OTLPTraceExporter } = this.#otel.exporter;
+    const { resourceFromAttributes } = this.#otel.resources;
     const processor: SpanProcessor = options.exporter
       ? new SimpleSpanProcessor(options.exporter)
       : new BatchSpanProcessor(
@@ -204,7 +218,9 @@ class OtelTracing implements Tracing {
       }),
       // A caller that sent a sampled trace context keeps its trace whole; the ratio is for new traces.
       sampler: new ParentBasedSampler({
-        root: new TraceIdRatioBasedSampler(settings.sampleRatio ?? TRACING_DEFAULTS.sampleRatio),
+        root: new this.#otel.sdk.TraceIdRatioBasedSampler(
+          settings.sampleRatio ?? TRACING_DEFAULTS.sampleRatio,
+        ),
       }),
       spanProcessors: [processor],
     });
@@ -224,7 +240,10 @@ class OtelTracing implements Tracing {
     // tracestate would attach vendor state to the wrong trace.
     const carrier: Readonly<Record<string, unknown>> | undefined =
       typeof meta.traceparent === "string" ? meta : headers;
-    const parent = carrier ? propagator.extract(ROOT_CONTEXT, carrier, recordGetter) : ROOT_CONTEXT;
+    const { ROOT_CONTEXT, SpanKind } = this.#otel.api;
+    const parent = carrier
+      ? this.#otel.propagator.extract(ROOT_CONTEXT, carrier, recordGetter)
+      : ROOT_CONTEXT;
     // A request of another kind names its method in the attributes; its span is named after it.
     const method =
       typeof attributes?.["mcp.method.name"] === "string" ? attributes["mcp.method.name"] : "tools/call";
@@ -244,7 +263,7 @@ class OtelTracing implements Tracing {
       },
       parent,
     );
-    return new OtelCallSpan(this.#tracer, span);
+    return new OtelCallSpan(this.#otel, this.#tracer, span);
   };
 
   withSpan<T>(span: CallSpan, run: () => T): T {
@@ -285,11 +304,13 @@ class OtelTracing implements Tracing {
 
 class OtelCallSpan implements CallSpan {
   readonly recording: boolean;
+  readonly #otel: OpenTelemetry;
   readonly #tracer: Tracer;
   readonly #span: Span;
   #ended = false;
 
-  constructor(tracer: Tracer, span: Span) {
+  constructor(otel: OpenTelemetry, tracer: Tracer, span: Span) {
+    this.#otel = otel;
     this.#tracer = tracer;
     this.#span = span;
     this.recording = span.isRecording();
@@ -327,7 +348,7 @@ class OtelCallSpan implements CallSpan {
     if (outcome !== "ok") {
       span.setAttribute("error.type", isGatewayError(error) ? error.code : outcome);
       span.setStatus({
-        code: SpanStatusCode.ERROR,
+        code: this.#otel.api.SpanStatusCode.ERROR,
         message: error === undefined ? outcome : describeError(error),
       });
       // Rejections by policies are expected and named by error.type; only the unexpected get a stack.
@@ -338,18 +359,20 @@ class OtelCallSpan implements CallSpan {
 
   inject(): TraceCarrier | undefined {
     const carrier: Record<string, string> = {};
-    propagator.inject(trace.setSpan(ROOT_CONTEXT, this.#span), carrier, recordSetter);
+    const { ROOT_CONTEXT, trace } = this.#otel.api;
+    this.#otel.propagator.inject(trace.setSpan(ROOT_CONTEXT, this.#span), carrier, recordSetter);
     const { traceparent, tracestate } = carrier;
     if (traceparent === undefined) return undefined;
     return tracestate === undefined ? { traceparent } : { traceparent, tracestate };
   }
 
   startChild(name: string, attributes?: Attributes): CallSpan {
+    const { ROOT_CONTEXT, SpanKind, trace } = this.#otel.api;
     const child = this.#tracer.startSpan(
       name,
       { kind: SpanKind.CLIENT, ...(attributes ? { attributes } : {}) },
       trace.setSpan(ROOT_CONTEXT, this.#span),
     );
-    return new OtelCallSpan(this.#tracer, child);
+    return new OtelCallSpan(this.#otel, this.#tracer, child);
   }
 }

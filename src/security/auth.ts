@@ -5,19 +5,19 @@
  * Failures never echo the credential: descriptions name what was wrong with it, not what it was.
  */
 import { createHash, createPublicKey, type JsonWebKey, type KeyObject, timingSafeEqual } from "node:crypto";
-import {
-  createRemoteJWKSet,
-  customFetch,
-  decodeProtectedHeader,
-  errors,
-  type JWTPayload,
-  type JWTVerifyGetKey,
-  jwtVerify,
-} from "jose";
+import type { JWTPayload, JWTVerifyGetKey } from "jose";
 import { GatewayError } from "../core/errors.ts";
 import { ANONYMOUS, type Principal } from "../core/types.ts";
 import type { AuthConfig, JwtConfig } from "./config.ts";
 import { rememberCallerToken } from "./upstream/caller-tokens.ts";
+
+type Jose = typeof import("jose");
+
+/**
+ * jose is loaded when the first bearer token is verified: a gateway without JWT authentication (most,
+ * and every stdio one) does not pay its memory and start-up time.
+ */
+const loadJose = (): Promise<Jose> => import("jose");
 
 export const REALM = "switchboard";
 /** RFC 9728 §3: where protected resource metadata lives, before the resource's own path. */
@@ -241,15 +241,17 @@ function jwtVerifier(jwt: JwtConfig, config: AuthConfig, deps: AuthenticatorDeps
   }
   const jwksUrl = jwt.jwksUrl as string;
   const fetchImpl = deps.fetch;
-  const jwks = createRemoteJWKSet(new URL(jwksUrl), {
-    timeoutDuration: deps.jwksTimeoutMs ?? 5000,
-    ...(fetchImpl ? { [customFetch]: (url: string, init: RequestInit) => fetchImpl(url, init) } : {}),
-  });
+  let jwks: ReturnType<Jose["createRemoteJWKSet"]> | undefined;
   const key: JWTVerifyGetKey = async (header, token) => {
+    const jose = await loadJose();
+    jwks ??= jose.createRemoteJWKSet(new URL(jwksUrl), {
+      timeoutDuration: deps.jwksTimeoutMs ?? 5000,
+      ...(fetchImpl ? { [jose.customFetch]: (url: string, init: RequestInit) => fetchImpl(url, init) } : {}),
+    });
     try {
       return await jwks(header, token);
     } catch (error) {
-      throw isFetchFailure(error) ? new KeysUnavailable(error) : error;
+      throw isFetchFailure(error, jose.errors) ? new KeysUnavailable(error) : error;
     }
   };
   return {
@@ -272,7 +274,7 @@ class KeysUnavailable extends Error {
  * match the token: network errors (TypeError from fetch), timeouts, a non-200 answer or a body that
  * is not a key set (plain JOSEError).
  */
-function isFetchFailure(error: unknown): boolean {
+function isFetchFailure(error: unknown, errors: Jose["errors"]): boolean {
   return (
     error instanceof TypeError ||
     error instanceof errors.JWKSTimeout ||
@@ -291,9 +293,9 @@ type JwtOutcome =
   | { readonly ok: true; readonly principal: Principal }
   | { readonly ok: false; readonly unavailable: boolean; readonly description: string };
 
-function algorithmOf(token: string): string {
+function algorithmOf(token: string, jose: Jose): string {
   try {
-    return String(decodeProtectedHeader(token).alg ?? "(none)");
+    return String(jose.decodeProtectedHeader(token).alg ?? "(none)");
   } catch {
     return "(unreadable)";
   }
@@ -305,7 +307,9 @@ function describeJwtFailure(
   token: string,
   jwt: JwtConfig,
   verifier: JwtVerifier,
+  jose: Jose,
 ): JwtOutcome {
+  const { errors } = jose;
   const fail = (description: string, unavailable = false): JwtOutcome => ({
     ok: false,
     unavailable,
@@ -333,7 +337,7 @@ function describeJwtFailure(
   if (error instanceof errors.JWSSignatureVerificationFailed) return fail("signature invalid");
   if (error instanceof errors.JOSEAlgNotAllowed) {
     return fail(
-      `token algorithm "${algorithmOf(token)}" is not allowed (allowed: ${verifier.algorithms.join(", ")})`,
+      `token algorithm "${algorithmOf(token, jose)}" is not allowed (allowed: ${verifier.algorithms.join(", ")})`,
     );
   }
   if (error instanceof errors.JWKSNoMatchingKey) {
@@ -354,7 +358,7 @@ function describeJwtFailure(
   if (error instanceof errors.JOSENotSupported || error instanceof TypeError) {
     // jose reports a token whose algorithm does not fit the key's type this way.
     return fail(
-      `signature invalid: the token's algorithm "${algorithmOf(token)}" does not fit ${verifier.source}`,
+      `signature invalid: the token's algorithm "${algorithmOf(token, jose)}" does not fit ${verifier.source}`,
     );
   }
   return fail("token could not be verified");
@@ -373,8 +377,9 @@ export function createAuthenticator(config: AuthConfig, deps: AuthenticatorDeps 
 
   async function verifyJwt(token: string): Promise<JwtOutcome> {
     if (!jwt || !verifier) return { ok: false, unavailable: false, description: "unknown API key" };
+    const jose = await loadJose();
     try {
-      const { payload } = await jwtVerify(token, verifier.key, {
+      const { payload } = await jose.jwtVerify(token, verifier.key, {
         algorithms: verifier.algorithms,
         ...(jwt.issuer !== undefined
           ? { issuer: typeof jwt.issuer === "string" ? jwt.issuer : [...jwt.issuer] }
@@ -398,7 +403,7 @@ export function createAuthenticator(config: AuthConfig, deps: AuthenticatorDeps 
       rememberCallerToken(principal, { token, claims: payload });
       return { ok: true, principal };
     } catch (error) {
-      return describeJwtFailure(error, token, jwt, verifier);
+      return describeJwtFailure(error, token, jwt, verifier, jose);
     }
   }
 

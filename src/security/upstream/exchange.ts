@@ -9,11 +9,17 @@
  * Concurrent calls of one caller share one exchange.
  */
 import { discoverAuthorizationServerMetadata } from "@modelcontextprotocol/client";
-import { decodeJwt } from "jose";
-import * as oauth from "oauth4webapi";
+import type * as oauth from "oauth4webapi";
 import { describeError, GatewayError } from "../../core/errors.ts";
 import type { CallerToken } from "./caller-tokens.ts";
 import type { ExchangeAuthConfig } from "./config.ts";
+
+/**
+ * oauth4webapi and jose are loaded by the first exchange: a gateway whose servers take no per-user
+ * tokens (most) does not pay their memory and start-up time.
+ */
+const loadLibraries = () => Promise.all([import("oauth4webapi"), import("jose")]);
+type OAuthLibrary = typeof import("oauth4webapi");
 
 const GRANT = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ACCESS_TOKEN = "urn:ietf:params:oauth:token-type:access_token";
@@ -69,10 +75,12 @@ export class TokenExchange {
   }
 
   async #exchange(key: string, caller: CallerToken): Promise<ExchangedToken> {
-    const as = await this.#authorizationServer();
+    const [[library, jose], as] = await Promise.all([loadLibraries(), this.#authorizationServer()]);
     const client: oauth.Client = { client_id: this.#auth.clientId };
     const clientAuth =
-      this.#auth.clientSecret !== undefined ? oauth.ClientSecretBasic(this.#auth.clientSecret) : oauth.None();
+      this.#auth.clientSecret !== undefined
+        ? library.ClientSecretBasic(this.#auth.clientSecret)
+        : library.None();
     const parameters = new URLSearchParams({
       subject_token: caller.token,
       subject_token_type: ACCESS_TOKEN,
@@ -83,19 +91,19 @@ export class TokenExchange {
     if (this.#auth.scope !== undefined) parameters.set("scope", this.#auth.scope);
     let answer: oauth.TokenEndpointResponse;
     try {
-      const response = await oauth.genericTokenEndpointRequest(as, client, clientAuth, GRANT, parameters, {
-        [oauth.allowInsecureRequests]: isPlainHttp(this.#auth.authorizationServer),
+      const response = await library.genericTokenEndpointRequest(as, client, clientAuth, GRANT, parameters, {
+        [library.allowInsecureRequests]: isPlainHttp(this.#auth.authorizationServer),
       });
-      answer = await oauth.processGenericTokenEndpointResponse(as, client, response);
+      answer = await library.processGenericTokenEndpointResponse(as, client, response);
     } catch (error) {
-      throw this.#failure(error);
+      throw this.#failure(error, library);
     }
     const now = this.#now();
     const lifetime = (answer.expires_in ?? 300) * 1000;
     const callerExpiry =
       caller.claims.exp === undefined ? Number.POSITIVE_INFINITY : caller.claims.exp * 1000;
     const usableUntil = Math.min(now + lifetime - Math.min(RENEW_BEFORE_MS, lifetime / 2), callerExpiry);
-    const exchanged = { token: answer.access_token, subject: subjectOf(answer.access_token) };
+    const exchanged = { token: answer.access_token, subject: subjectOf(answer.access_token, jose.decodeJwt) };
     if (this.#cache.size >= MAX_CACHED) this.#cache.delete(this.#cache.keys().next().value as string);
     this.#cache.set(key, { ...exchanged, usableUntil });
     return exchanged;
@@ -121,8 +129,8 @@ export class TokenExchange {
     return this.#metadata;
   }
 
-  #failure(error: unknown): GatewayError {
-    if (error instanceof oauth.ResponseBodyError) {
+  #failure(error: unknown, library: OAuthLibrary): GatewayError {
+    if (error instanceof library.ResponseBodyError) {
       return new GatewayError(
         "forbidden",
         `Server "${this.#server}" cannot be called as this caller: the authorization server refused to exchange ` +
@@ -139,7 +147,7 @@ export class TokenExchange {
   }
 }
 
-function subjectOf(token: string): string | undefined {
+function subjectOf(token: string, decodeJwt: typeof import("jose").decodeJwt): string | undefined {
   try {
     const sub = decodeJwt(token).sub;
     return typeof sub === "string" ? sub : undefined;

@@ -19,7 +19,6 @@ import type {
   OAuthTokens,
   StoredOAuthClientInformation,
 } from "@modelcontextprotocol/client";
-import { CompactEncrypt, compactDecrypt } from "jose";
 import { describeError, GatewayError } from "../../../core/errors.ts";
 import type { Store } from "../../../core/types.ts";
 import { ResilientStore } from "../../../stores/resilient.ts";
@@ -69,12 +68,15 @@ class Sealer {
   }
 
   async seal(server: string, login: StoredLogin): Promise<string> {
+    // jose is loaded by the first stored login, not with the gateway: most gateways have none.
+    const { CompactEncrypt } = await import("jose");
     return new CompactEncrypt(new TextEncoder().encode(JSON.stringify(login)))
       .setProtectedHeader({ ...ENCRYPTION, "switchboard/server": server })
       .encrypt(this.#key);
   }
 
   async open(server: string, sealed: string, where: string): Promise<StoredLogin> {
+    const { compactDecrypt } = await import("jose");
     let result: Awaited<ReturnType<typeof compactDecrypt>>;
     try {
       result = await compactDecrypt(sealed, this.#key, { keyManagementAlgorithms: ["dir"] });
