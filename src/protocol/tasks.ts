@@ -60,17 +60,20 @@ export function declareTasks(server: Server, era: "modern" | "legacy"): void {
   );
 }
 
-/** The 2026-07-28 task fields every task message carries. */
-function taskInfo(record: TaskRecord) {
+/** The fields of a task both eras name alike. */
+function taskFields(record: TaskRecord) {
   return {
     taskId: record.taskId,
     status: record.status,
     ...(record.statusMessage ? { statusMessage: record.statusMessage } : {}),
     createdAt: record.createdAt,
     lastUpdatedAt: record.lastUpdatedAt,
-    ttlMs: record.ttlMs,
-    pollIntervalMs: record.pollIntervalMs,
   };
+}
+
+/** The 2026-07-28 task fields every task message carries. */
+function taskInfo(record: TaskRecord) {
+  return { ...taskFields(record), ttlMs: record.ttlMs, pollIntervalMs: record.pollIntervalMs };
 }
 
 /** The 2026-07-28 CreateTaskResult: flat, with neither result nor questions yet. */
@@ -80,15 +83,7 @@ export function createTaskResult(record: TaskRecord): Record<string, unknown> {
 
 /** The 2025-11-25 Task: `ttl` and `pollInterval` in ms. */
 function legacyTask(record: TaskRecord) {
-  return {
-    taskId: record.taskId,
-    status: record.status,
-    ...(record.statusMessage ? { statusMessage: record.statusMessage } : {}),
-    createdAt: record.createdAt,
-    lastUpdatedAt: record.lastUpdatedAt,
-    ttl: record.ttlMs,
-    pollInterval: record.pollIntervalMs,
-  };
+  return { ...taskFields(record), ttl: record.ttlMs, pollInterval: record.pollIntervalMs };
 }
 
 /**

@@ -32,6 +32,7 @@ import {
   stdioGatewayCommand,
   writeConfigRemovedAfterSuite,
 } from "../support/gateway-process.ts";
+import { listenForLogs } from "../support/mcp-client.ts";
 
 const FAULTY = join(ROOT, "test/fixtures/faulty-server.ts");
 const INSTRUCTIONS = "Use fx__echo to repeat things back.\nNever call fx__crash.";
@@ -137,28 +138,7 @@ describe("a Switchboard behind a Switchboard, 2026-07-28 between them", () => {
   });
   test("a server's log message outside any call reaches a listening 2026-07-28 client of the outer one", async () => {
     // A listen request that names a log level gets the log messages no request carries.
-    const listen = await fetch(outer.url, {
-      method: "POST",
-      headers: {
-        "content-type": "application/json",
-        accept: "application/json, text/event-stream",
-        "mcp-protocol-version": "2026-07-28",
-        "mcp-method": "subscriptions/listen",
-      },
-      body: JSON.stringify({
-        jsonrpc: "2.0",
-        id: "logs-1",
-        method: "subscriptions/listen",
-        params: {
-          notifications: { toolsListChanged: true },
-          _meta: {
-            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-            "io.modelcontextprotocol/clientCapabilities": {},
-            "io.modelcontextprotocol/logLevel": "warning",
-          },
-        },
-      }),
-    });
+    const listen = await listenForLogs(outer.url, "warning");
     assert.equal(listen.status, 200);
     const reader = (listen.body as ReadableStream<Uint8Array>).getReader();
     const decoder = new TextDecoder();

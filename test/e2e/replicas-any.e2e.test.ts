@@ -27,7 +27,7 @@ import {
   startHttpGateway,
   writeConfig,
 } from "../support/gateway-process.ts";
-import { type ToolResult, textOf } from "../support/mcp-client.ts";
+import { listenForLogs, type ToolResult, textOf } from "../support/mcp-client.ts";
 import { deleteByPrefix, describeWithRedis, uniquePrefix } from "../support/redis.ts";
 import { type RoundRobinProxy, startRoundRobinProxy } from "../support/round-robin-proxy.ts";
 
@@ -307,29 +307,7 @@ describeWithRedis("any request on any replica, behind a round-robin balancer", (
   test("a 2026-07-28 listen stream gets the log messages servers send outside calls on other replicas", async () => {
     const from = proxy.served.length;
     const controller = new AbortController();
-    const listen = await fetch(mcpUrl, {
-      method: "POST",
-      signal: controller.signal,
-      headers: {
-        "content-type": "application/json",
-        accept: "application/json, text/event-stream",
-        "mcp-protocol-version": "2026-07-28",
-        "mcp-method": "subscriptions/listen",
-      },
-      body: JSON.stringify({
-        jsonrpc: "2.0",
-        id: "logs-1",
-        method: "subscriptions/listen",
-        params: {
-          notifications: { toolsListChanged: true },
-          _meta: {
-            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-            "io.modelcontextprotocol/clientCapabilities": {},
-            "io.modelcontextprotocol/logLevel": "warning",
-          },
-        },
-      }),
-    });
+    const listen = await listenForLogs(mcpUrl, "warning", controller.signal);
     assert.equal(listen.status, 200);
     const stream = proxy.served.slice(from).find((s) => s.rpc === "subscriptions/listen")?.upstream;
     const heard: string[] = [];

@@ -85,3 +85,33 @@ export function jsonRpcMessage(answer: RawAnswer): {
   }
   return JSON.parse(answer.text);
 }
+
+/**
+ * Opens a 2026-07-28 `subscriptions/listen` stream that asks for list changes and for the log messages
+ * at `level` and above that servers send outside any request; the caller reads (and aborts) it.
+ */
+export function listenForLogs(url: string, level: string, signal?: AbortSignal): Promise<Response> {
+  return fetch(url, {
+    method: "POST",
+    ...(signal ? { signal } : {}),
+    headers: {
+      "content-type": "application/json",
+      accept: "application/json, text/event-stream",
+      "mcp-protocol-version": "2026-07-28",
+      "mcp-method": "subscriptions/listen",
+    },
+    body: JSON.stringify({
+      jsonrpc: "2.0",
+      id: "logs-1",
+      method: "subscriptions/listen",
+      params: {
+        notifications: { toolsListChanged: true },
+        _meta: {
+          "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+          "io.modelcontextprotocol/clientCapabilities": {},
+          "io.modelcontextprotocol/logLevel": level,
+        },
+      },
+    }),
+  });
+}
