@@ -12,7 +12,7 @@
  */
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { ROOT, SDK_SERVER, startStdioGateway, untilServersListed, writeBenchConfig } from "./lib/gateway.ts";
+import { ROOT, sdkBackendConfigs, startStdioGateway, untilServersListed } from "./lib/gateway.ts";
 import { HttpModernRpc, HttpSessionRpc, type LoadResult, type RpcClient, runLoad } from "./lib/load.ts";
 import { startHttpGateway } from "./lib/process.ts";
 
@@ -41,19 +41,7 @@ const rounds = Number(process.env.BENCH_ROUNDS ?? 5);
 const warmup = Math.min(500, Math.ceil(total / 10));
 const CLIENTS = 8;
 
-const plain = writeBenchConfig({
-  mcpServers: { backend: { command: process.execPath, args: [SDK_SERVER] } },
-  logging: { level: "warn" },
-});
-const chained = writeBenchConfig({
-  mcpServers: { backend: { command: process.execPath, args: [SDK_SERVER] } },
-  logging: { level: "warn" },
-  policies: {
-    rateLimit: { capacity: 1_000_000, refillPerSecond: 1_000_000 },
-    circuitBreaker: { consecutiveFailures: 5 },
-    cache: { ttlMs: 60_000 },
-  },
-});
+const { plain, chained } = sdkBackendConfigs();
 
 let unique = 0;
 const echo = (client: RpcClient) =>

@@ -13,13 +13,7 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import {
-  GATEWAY_ARGV,
-  SDK_SERVER,
-  startStdioGateway,
-  untilServersListed,
-  writeBenchConfig,
-} from "./lib/gateway.ts";
+import { GATEWAY_ARGV, sdkBackendConfigs, startStdioGateway, untilServersListed } from "./lib/gateway.ts";
 import { HttpModernRpc, HttpSessionRpc, type RpcClient, runLoad } from "./lib/load.ts";
 import { startHttpGateway } from "./lib/process.ts";
 
@@ -27,19 +21,7 @@ const total = Number(process.env.BENCH_CALLS ?? 20_000);
 const warmup = 1_000;
 const CLIENTS = 8;
 
-const plain = writeBenchConfig({
-  mcpServers: { backend: { command: process.execPath, args: [SDK_SERVER] } },
-  logging: { level: "warn" },
-});
-const chained = writeBenchConfig({
-  mcpServers: { backend: { command: process.execPath, args: [SDK_SERVER] } },
-  logging: { level: "warn" },
-  policies: {
-    rateLimit: { capacity: 1_000_000, refillPerSecond: 1_000_000 },
-    circuitBreaker: { consecutiveFailures: 5 },
-    cache: { ttlMs: 60_000 },
-  },
-});
+const { plain, chained } = sdkBackendConfigs();
 
 interface CpuProfile {
   readonly nodes: readonly {

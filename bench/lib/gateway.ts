@@ -53,3 +53,23 @@ export async function untilServersListed(client: RpcClient, config: string): Pro
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
+
+/**
+ * The configs A/B runs and profiles share: the SDK backend with the policy chain off, and with the
+ * realistic chain (rate limit, circuit breaker, cache, all roomy enough never to refuse).
+ */
+export function sdkBackendConfigs(): { readonly plain: string; readonly chained: string } {
+  const servers = { backend: { command: process.execPath, args: [SDK_SERVER] } };
+  return {
+    plain: writeBenchConfig({ mcpServers: servers, logging: { level: "warn" } }),
+    chained: writeBenchConfig({
+      mcpServers: servers,
+      logging: { level: "warn" },
+      policies: {
+        rateLimit: { capacity: 1_000_000, refillPerSecond: 1_000_000 },
+        circuitBreaker: { consecutiveFailures: 5 },
+        cache: { ttlMs: 60_000 },
+      },
+    }),
+  };
+}
