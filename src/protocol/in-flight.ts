@@ -75,6 +75,7 @@ export function plainToolCall(message: Record<string, unknown>):
 
 const PLAIN_PARAMS: ReadonlySet<string> = new Set(["name", "arguments", "_meta"]);
 
-function isPlainObject(value: unknown): value is Record<string, unknown> {
+/** A JSON object: not null, not an array. */
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }

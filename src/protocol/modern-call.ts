@@ -18,7 +18,7 @@ import {
 import type { CallerChannel, CallToolResult, Principal } from "../core/types.ts";
 import type { Gateway } from "../gateway/gateway.ts";
 import { VERSION } from "../version.ts";
-import { plainToolCall } from "./in-flight.ts";
+import { isPlainObject, plainToolCall } from "./in-flight.ts";
 import { CapabilityRefusals } from "./refusals.ts";
 import { answerToolCall, responseMessage, type ToolCallRequest } from "./tool-call.ts";
 
@@ -163,8 +163,4 @@ function isPlainEnvelope(meta: Readonly<Record<string, unknown>> | undefined): b
   if (info === undefined) return true;
   if (!isPlainObject(info) || typeof info.name !== "string" || typeof info.version !== "string") return false;
   return Object.entries(info).every(([key, value]) => CLIENT_INFO_KEYS.has(key) && typeof value === "string");
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }

@@ -32,30 +32,30 @@ import { GatewayError } from "../core/errors.ts";
 import type { AskOptions, CallerChannel, Principal, ProgressUpdate } from "../core/types.ts";
 import type { Gateway } from "../gateway/gateway.ts";
 import type { Leg } from "./leg.ts";
-import { type AskMethod, GATHER_MAX_MS, GATHER_QUIET_MS, missingCapability } from "./refusals.ts";
+import {
+  type AskedQuestion,
+  type AskMethod,
+  GATHER_MAX_MS,
+  GATHER_QUIET_MS,
+  missingCapability,
+} from "./refusals.ts";
 import { RequestStateTokens } from "./request-state.ts";
 
 /** How long a suspended request waits for the client to come back with answers before it is cancelled. */
 const ANSWER_WAIT_MS = 5 * 60_000;
 
-type Method = AskMethod;
-
 /** The key prefix of each kind of question a 2025-era backend asks, which comes without a key. */
-const KEY_PREFIX: Record<Method, string> = {
+const KEY_PREFIX: Record<AskMethod, string> = {
   "sampling/createMessage": "sampling",
   "elicitation/create": "elicitation",
   "roots/list": "roots",
 };
 
-interface Question {
-  readonly method: Method;
-  readonly params: Record<string, unknown>;
+interface Question extends AskedQuestion {
   resolve(answer: unknown): void;
 }
 
-interface Refused {
-  readonly method: Method;
-  readonly params: Record<string, unknown>;
+interface Refused extends AskedQuestion {
   reject(error: unknown): void;
 }
 
@@ -68,7 +68,7 @@ export interface RoundCallOptions {
 
 export interface InputRequired {
   readonly resultType: "input_required";
-  readonly inputRequests: Record<string, { method: Method; params: Record<string, unknown> }>;
+  readonly inputRequests: Record<string, { method: AskMethod; params: Record<string, unknown> }>;
   readonly requestState: string;
 }
 
@@ -324,7 +324,7 @@ class SuspendedCall<T> {
     this.#wake?.();
   }
 
-  #ask(method: Method, params: object, signal: AbortSignal, ask?: AskOptions): Promise<unknown> {
+  #ask(method: AskMethod, params: object, signal: AbortSignal, ask?: AskOptions): Promise<unknown> {
     const mode = (params as { mode?: string }).mode;
     if (!declares(this.#ctx, method, mode)) {
       return new Promise((_resolve, reject) => {
@@ -380,7 +380,7 @@ function declaredBy(ctx: ServerContext): ClientCapabilities | undefined {
   return envelopeOf(ctx)[CLIENT_CAPABILITIES_META_KEY] as ClientCapabilities | undefined;
 }
 
-function declares(ctx: ServerContext, method: Method, mode?: string): boolean {
+function declares(ctx: ServerContext, method: AskMethod, mode?: string): boolean {
   const declared = declaredBy(ctx);
   switch (method) {
     case "sampling/createMessage":

@@ -13,7 +13,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Gateway } from "../../gateway/gateway.ts";
 import { connectionLogLevel, connectionSession } from "../../protocol/connection.ts";
-import { cancelledRequestId, plainToolCall } from "../../protocol/in-flight.ts";
+import { cancelledRequestId, isPlainObject, plainToolCall } from "../../protocol/in-flight.ts";
 import { answerToolCall, responseMessage, type ToolCallRequest } from "../../protocol/tool-call.ts";
 import type { RequestFacts } from "./facts.ts";
 import type { Session } from "./sessions.ts";
@@ -117,8 +117,4 @@ export function writeJson(
 export function acceptsJson(req: IncomingMessage): boolean {
   const accept = req.headers.accept;
   return accept === undefined || accept.includes("application/json") || accept.includes("*/*");
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
