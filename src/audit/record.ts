@@ -317,12 +317,14 @@ export class CommitQueue<T> {
       `audit sink ${this.#options.name} could not commit the record: ${this.#lastError}`,
       { cause: error },
     );
-    for (const entry of batch) {
+    // Back at the head, in order: the records are still owed to the log.
+    this.#pending.unshift(...batch);
+    // Every sync caller waiting is told now, not only those of this batch: one waiting behind a full
+    // batch would otherwise have the same failing batch retried at once, over and over, for it.
+    for (const entry of this.#pending) {
       entry.waiter?.reject(rejection);
       entry.waiter = undefined;
     }
-    // Back at the head, in order: the records are still owed to the log.
-    this.#pending.unshift(...batch);
     while (this.#pending.length > this.#options.maxPending) this.#dropOldest();
     const min = this.#options.retryMinMs ?? 100;
     const max = this.#options.retryMaxMs ?? 30_000;
