@@ -192,16 +192,25 @@ export class PostgresSink extends QueuedSink<AuditRecord> {
 
 async function createTable(pool: pg.Pool, name: TableName): Promise<void> {
   const client = await pool.connect();
+  // While checked out, a connection reports its death as an 'error' event on itself, not on the pool:
+  // unheard, that event ends the process. The statement in flight fails by itself; the connection
+  // then goes back to the pool as broken, so that the pool closes it instead of handing it out again.
+  let lost: Error | undefined;
+  const onError = (error: Error) => {
+    lost ??= error;
+  };
+  client.on("error", onError);
   try {
     await client.query("BEGIN");
     await client.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`switchboard_audit:${name.sql}`]);
     for (const statement of createTableSql(name)) await client.query(statement);
     await client.query("COMMIT");
   } catch (error) {
-    await client.query("ROLLBACK").catch(() => undefined);
+    if (lost === undefined) await client.query("ROLLBACK").catch(() => undefined);
     throw new Error(`cannot create the audit table ${name.sql}: ${describeError(error)}`, { cause: error });
   } finally {
-    client.release();
+    client.removeListener("error", onError);
+    client.release(lost);
   }
 }
 

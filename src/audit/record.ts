@@ -156,6 +156,9 @@ const DROP_REPORT_INTERVAL_MS = 10_000;
  * order, before anything newer. A commit that failed after writing part of its items may therefore
  * write some of them twice (at least once, never lost while the process lives).
  */
+/** Least time between two log lines about the same outage of a sink. */
+const FAILURE_REPORT_INTERVAL_MS = 10_000;
+
 export class CommitQueue<T> {
   readonly #options: CommitQueueOptions<T>;
   #pending: Pending<T>[] = [];
@@ -165,6 +168,7 @@ export class CommitQueue<T> {
   #retryTimer: NodeJS.Timeout | undefined;
   #retryAt = 0;
   #failures = 0;
+  #failureReportedAt = 0;
   #committed = 0;
   #dropped = 0;
   #droppedUnreported = 0;
@@ -331,17 +335,7 @@ export class CommitQueue<T> {
     const base = Math.min(max, min * 2 ** Math.min(this.#failures - 1, 20));
     const delay = Math.round(base / 2 + Math.random() * (base / 2));
     this.#retryAt = Date.now() + delay;
-    const level = this.#failures === 1 || this.#failures % 10 === 0 ? "error" : "warn";
-    this.#options.logger[level](
-      {
-        sink: this.#options.name,
-        err: this.#lastError,
-        pending: this.#pending.length,
-        failures: this.#failures,
-        retryInMs: delay,
-      },
-      "audit sink commit failed; records are kept and retried",
-    );
+    this.#reportFailure(delay);
     clearTimeout(this.#retryTimer);
     if (this.#closed) return;
     this.#retryTimer = setTimeout(() => {
@@ -349,6 +343,27 @@ export class CommitQueue<T> {
       this.#kick();
     }, delay);
     this.#retryTimer.unref();
+  }
+
+  /**
+   * The first failure of an outage is an error; after it, one line at most every
+   * FAILURE_REPORT_INTERVAL_MS. A sync sink tries once per call, so an outage under load would
+   * otherwise write a line per call and bury everything else in the log.
+   */
+  #reportFailure(retryInMs: number): void {
+    const now = Date.now();
+    if (this.#failures > 1 && now - this.#failureReportedAt < FAILURE_REPORT_INTERVAL_MS) return;
+    this.#failureReportedAt = now;
+    this.#options.logger[this.#failures === 1 ? "error" : "warn"](
+      {
+        sink: this.#options.name,
+        err: this.#lastError,
+        pending: this.#pending.length,
+        failures: this.#failures,
+        retryInMs,
+      },
+      "audit sink commit failed; records are kept and retried",
+    );
   }
 
   #dropOldest(): void {

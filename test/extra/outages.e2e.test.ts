@@ -497,7 +497,14 @@ describeWithService(POSTGRES, "postgres audit sink: the database goes away under
           load.count(ok("batched", "outage")) >= 60,
         15_000,
         "the sync gateway to refuse calls and the batched one to go on",
-      );
+      ).catch((error: Error) => {
+        const outage = load.select((o) => o.phase === "outage");
+        const tally = (mode: string, ok: boolean) =>
+          outage.filter((o) => o.tool === `${mode}:fx__echo` && (o.status === "ok") === ok).length;
+        throw new Error(
+          `${error.message}: sync ${tally("sync", true)} ok / ${tally("sync", false)} refused, batched ${tally("batched", true)} ok / ${tally("batched", false)} failed; first calls:\n${sample(outage.slice(0, 6), 6)}\nsync gateway:\n${gateways.sync?.logs.tail()}\nbatched gateway:\n${gateways.batched?.logs.tail()}`,
+        );
+      });
       await eventually(
         async () => {
           const audit = (await healthz(gateways.sync as RunningGateway)).audit;

@@ -186,6 +186,38 @@ describeWithService(POSTGRES, "PostgreSQL audit sink", (url) => {
     });
   });
 
+  test("the connection dies while the sink creates its table: the commit fails, the process lives, the records land later", async () => {
+    // Another session holds the lock the table creation takes, so the sink's connection is checked
+    // out and waiting when the cut kills it. A checked-out pg connection reports its death as an
+    // 'error' event on itself: unheard, that event ends the process.
+    const options = { durability: "batched", flushIntervalMs: 20 } as const;
+    await withSinkBehindProxy("audit_cut_create", options, async (sink, proxy, table) => {
+      const blocker = new pg.Client({ connectionString: url });
+      await blocker.connect();
+      try {
+        await blocker.query("SELECT pg_advisory_lock(hashtext($1))", [`switchboard_audit:"${table}"`]);
+        await sink.write(record(1));
+        await eventually(
+          async () =>
+            (
+              await admin.query(
+                "SELECT count(*)::int AS n FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+                [(blocker as unknown as { processID: number }).processID],
+              )
+            ).rows[0]?.n > 0,
+          10_000,
+          "the sink to wait for the table lock",
+        );
+        proxy.cut();
+        await eventually(() => sink.health().consecutiveFailures > 0, 10_000, "the commit to fail");
+      } finally {
+        await blocker.end();
+      }
+      proxy.restore();
+      await eventually(async () => (await count(table).catch(() => 0)) === 1, 20_000, "the retried insert");
+    });
+  });
+
   test("an unreachable server at close: what is left is reported lost", async () => {
     const table = freshTable("audit_unreachable");
     // Nothing listens on port 1: connections are refused at once.

@@ -116,6 +116,23 @@ describe("CommitQueue, sync mode (group commit)", () => {
     await q.close();
   });
 
+  test("an outage under sync load is logged once, not once per call", async () => {
+    const { logger, lines } = capturingLogger();
+    const commit = async () => {
+      throw new Error("connection refused");
+    };
+    const q = queue({ commit, logger, retryMinMs: 60_000, retryMaxMs: 60_000 });
+    for (let i = 0; i < 50; i++) await assert.rejects(q.add(`r${i}`), /connection refused/);
+    assert.equal(q.health().consecutiveFailures, 50);
+    const reports = lines.filter(
+      (line) => line.msg === "audit sink commit failed; records are kept and retried",
+    );
+    assert.equal(reports.length, 1);
+    assert.equal(reports[0]?.level, 50);
+    assert.equal(reports[0]?.failures, 1);
+    await q.close();
+  });
+
   test("beyond maxPending the oldest records are dropped, rejected and reported loudly", async () => {
     const { calls, commit } = manualCommit();
     const { logger, lines } = capturingLogger();
