@@ -12,6 +12,8 @@
  *   `roots`, and a client's `notifications/roots/list_changed` reaches the servers;
  * - a server's log message outside any call reaches a 2026-07-28 client listening on the outer one of
  *   two chained Switchboards (its listen request names a log level);
+ * - a server's question in URL mode goes only to a client that declared URL elicitation; one that
+ *   declared forms only is never sent it, and the call fails saying why;
  * - a crashed server's reason names the error its runtime printed, not the tail of the stack trace.
  */
 import assert from "node:assert/strict";
@@ -21,7 +23,7 @@ import { Client as ClientV2, StreamableHTTPClientTransport as HttpV2 } from "@mo
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { ListRootsRequestSchema, McpError } from "@modelcontextprotocol/sdk/types.js";
+import { ElicitRequestSchema, ListRootsRequestSchema, McpError } from "@modelcontextprotocol/sdk/types.js";
 import { assertExitCode, runCli } from "../support/cli.ts";
 import {
   eventually,
@@ -286,6 +288,58 @@ describe("roots", () => {
       const result = (await client.callTool({ name: "fx__roots", arguments: {} })) as Structured;
       assert.deepEqual(result.structuredContent?.roots, CLIENT_ROOTS, JSON.stringify(result));
       assert.deepEqual(asked, ["roots/list"]);
+    } finally {
+      await client.close();
+    }
+  });
+});
+
+describe("elicitation by URL goes only to clients that declared it", () => {
+  let gateway: RunningGateway;
+  before(async () => {
+    gateway = await startHttpGateway(writeConfig({ mcpServers: { fx: fixtureServer() } }));
+  });
+  after(async () => {
+    await gateway?.stop();
+  });
+
+  /** An SDK v1 client declaring `elicitation`; it records what it is asked and accepts. */
+  async function connectAsked(elicitation: Record<string, unknown>) {
+    const asked: Record<string, unknown>[] = [];
+    const client = new Client({ name: "fidelity-e2e", version: "1" }, { capabilities: { elicitation } });
+    client.setRequestHandler(ElicitRequestSchema, async (request) => {
+      asked.push(request.params);
+      return { action: "accept" };
+    });
+    await client.connect(new StreamableHTTPClientTransport(new URL(gateway.url)));
+    return { client, asked };
+  }
+
+  test("a client that takes URLs is asked and its answer completes the call", async () => {
+    const { client, asked } = await connectAsked({ url: {} });
+    try {
+      const result = await call(client, "fx__ask_url", { url: "https://login.example/start" });
+      assert.equal(result.isError, undefined, JSON.stringify(result));
+      assert.deepEqual(result.structuredContent, { action: "accept" });
+      assert.equal(asked.length, 1);
+      assert.equal(asked[0]?.mode, "url");
+      assert.equal(asked[0]?.url, "https://login.example/start");
+    } finally {
+      await client.close();
+    }
+  });
+
+  test("a client that declared forms only is never sent the URL; the call fails saying why", async () => {
+    const { client, asked } = await connectAsked({ form: {} });
+    try {
+      const result = await call(client, "fx__ask_url", { url: "https://login.example/start" });
+      assert.equal(result.isError, true, JSON.stringify(result));
+      assert.match(JSON.stringify(result.content), /did not declare elicitation \\(url mode\\)/);
+      assert.equal(asked.length, 0);
+      // A form question still reaches the same client.
+      const form = await call(client, "fx__ask", { question: "Name?" });
+      assert.equal(form.isError, undefined, JSON.stringify(form));
+      assert.equal(asked.length, 1);
     } finally {
       await client.close();
     }
