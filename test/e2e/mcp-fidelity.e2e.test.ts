@@ -334,7 +334,7 @@ describe("elicitation by URL goes only to clients that declared it", () => {
     try {
       const result = await call(client, "fx__ask_url", { url: "https://login.example/start" });
       assert.equal(result.isError, true, JSON.stringify(result));
-      assert.match(JSON.stringify(result.content), /did not declare elicitation \\(url mode\\)/);
+      assert.match(JSON.stringify(result.content), /did not declare elicitation \(url mode\)/);
       assert.equal(asked.length, 0);
       // A form question still reaches the same client.
       const form = await call(client, "fx__ask", { question: "Name?" });
