@@ -105,18 +105,19 @@ async function serve(options: ServeOptions): Promise<void> {
   process.once("SIGTERM", () => void shutdown("SIGTERM"));
   process.once("SIGINT", () => void shutdown("SIGINT"));
 
-  // Loaded while the backends start, not after.
   const transports = Promise.all([
     options.http ? import("../server/http/serve.ts") : undefined,
     useStdio ? import("../server/stdio/serve.ts") : undefined,
     options.probePort ? import("../server/http/probes.ts") : undefined,
     import("./reload.ts"),
   ]);
-  // Clients are served at once: the backends start meanwhile, and a client's first list waits for
-  // them within gateway.startupWaitMs of the process's start (performance.now()'s origin), loading
-  // the code included; servers that come up later are announced with list_changed.
-  const started = gateway.start({ waitFrom: 0 });
+  // The transports' code is loaded before the backends are spawned: a dozen server processes booting
+  // at once would otherwise take the CPU the gateway needs to start serving. Clients are then served
+  // at once: the backends start meanwhile, and a client's first list waits for them within
+  // gateway.startupWaitMs of the process's start (performance.now()'s origin), loading the code
+  // included; servers that come up later are announced with list_changed.
   const [httpModule, stdioModule, probesModule, reloadModule] = await transports;
+  const started = gateway.start({ waitFrom: 0 });
   reloads = reloadModule?.startConfigReloads(options.config, loaded, gateway, logger);
   if (options.http && httpModule) {
     const httpConfig = config.server.http;

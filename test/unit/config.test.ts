@@ -98,7 +98,7 @@ describe("Claude-compatible files", () => {
       name: "switchboard",
       separator: "__",
       startupTimeoutMs: 30_000,
-      startupWaitMs: 1_000,
+      startupWaitMs: 750,
       shutdownTimeoutMs: 10_000,
       reload: { watch: true, debounceMs: 300 },
       discovery: { mode: "full", alwaysOn: [] },
