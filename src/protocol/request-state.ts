@@ -61,9 +61,12 @@ export class RequestStateTokens {
     const dot = token.indexOf(".");
     if (dot <= 0) return undefined;
     const body = token.slice(0, dot);
-    const given = Buffer.from(token.slice(dot + 1), "base64url");
-    const expected = Buffer.from(await this.#mac(body, principal, method), "base64url");
-    // Compared at the MAC's own length, so a token of another length cannot throw.
+    // The MAC is compared as text, not as the bytes it decodes to: decoding ignores characters outside
+    // the alphabet and the unused bits of the last character, so other spellings of one MAC would
+    // pass, and a token would not be one string. Compared at the MAC's own length, so a token of
+    // another length cannot throw.
+    const given = Buffer.from(token.slice(dot + 1), "utf8");
+    const expected = Buffer.from(await this.#mac(body, principal, method), "utf8");
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) return undefined;
     let claims: { o?: unknown; n?: unknown; e?: unknown };
     try {

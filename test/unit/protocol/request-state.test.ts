@@ -13,6 +13,8 @@ import {
 } from "../../../src/protocol/request-state.ts";
 import { createMemoryStore } from "../../../src/stores/memory.ts";
 
+const BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
 const KEY = randomBytes(32);
 const HOUR = 3_600_000;
 
@@ -40,10 +42,16 @@ describe("RequestStateTokens", () => {
     const [body, mac] = token.split(".") as [string, string];
     const claims = JSON.parse(Buffer.from(body, "base64url").toString("utf8")) as Record<string, unknown>;
     const rewritten = Buffer.from(JSON.stringify({ ...claims, o: "replica-evil" })).toString("base64url");
-    const flipped = `${mac.slice(0, -1)}${mac.endsWith("A") ? "B" : "A"}`;
+    // A character in the middle: the last one carries unused bits, covered below.
+    const flipped = `${mac.slice(0, 10)}${mac[10] === "A" ? "B" : "A"}${mac.slice(11)}`;
+    // The same MAC bytes spelled otherwise: the last character's unused low bits set, and a character
+    // outside the alphabet, which decoding would skip.
+    const lastBitsSet = `${mac.slice(0, -1)}${BASE64URL[BASE64URL.indexOf(mac.at(-1) as string) | 3]}`;
     for (const forged of [
       `${rewritten}.${mac}`,
       `${body}.${flipped}`,
+      `${body}.${lastBitsSet}`,
+      `${body}.${mac.slice(0, 5)}!${mac.slice(5)}`,
       `${body}.`,
       body,
       `${body}.${mac}x`,
