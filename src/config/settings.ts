@@ -88,10 +88,11 @@ export const gatewaySchema = z.strictObject({
    */
   startupTimeoutMs: durationMs().default(30_000),
   /**
-   * How long a client's first list (and a call to a tool not listed yet) waits for servers that are
-   * still starting, in ms, counted from the process's start. The gateway answers `initialize` at
-   * once; servers that come up later are announced with list_changed. Default 750: the first list
-   * comes within a second of start-up, with the servers that were quick to come up.
+   * How long a client's first list waits for servers that are still starting, in ms, counted from
+   * the process's start. The gateway answers `initialize` at once; servers that come up later are
+   * announced with list_changed. Default 750: the first list comes within a second of start-up, with
+   * the servers that were quick to come up. (A call to a tool not listed yet waits for the start to
+   * end, within `startupTimeoutMs`.)
    */
   startupWaitMs: durationMs().default(750),
   /**

@@ -60,7 +60,7 @@ import type { Route } from "./route.ts";
 import { contextOf, type RequestOptions, RunningRequests } from "./running.ts";
 import { ServerEvents } from "./server-events.ts";
 import { closeServices, openServices, type ServicesOptions } from "./services.ts";
-import { reportStartup, startedWithin } from "./startup.ts";
+import { reportStartup, startupGates } from "./startup.ts";
 import { ownToolSources } from "./tool-search.ts";
 
 export type { RequestOptions } from "./running.ts";
@@ -112,6 +112,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   #closing = false;
   readonly #running = new RunningRequests();
   #startup: Promise<void> = Promise.resolve();
+  /** Every server's first start attempt made, or `gateway.startupTimeoutMs` passed (startup.ts). */
+  #started: Promise<void> = Promise.resolve();
 
   constructor(config: Config, logger: Logger, backends?: readonly Backend[], options: GatewayOptions = {}) {
     super();
@@ -283,11 +285,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     );
   }
 
-  /**
-   * Resolves when every server has had its first start attempt, or when `gateway.startupWaitMs` has
-   * passed since `start`: what a client's first list waits for (servers up later are announced with
-   * list_changed). Resolved at once before `start` and after the wait.
-   */
+  /** What a client's first list waits for while servers start (`startupGates`); at once before `start`. */
   settled(): Promise<void> {
     return this.#startup;
   }
@@ -312,10 +310,10 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       ...this.#state.entries.map((entry) => entry.backend.start(this.#events.for(entry))),
       pinsRead,
     ]).then(() => this.#rebuildCatalog());
-    const waited = options.waitFrom === undefined ? 0 : Math.max(0, performance.now() - options.waitFrom);
-    const waitMs = Math.max(0, this.config.gateway.startupWaitMs - waited);
-    this.#startup = Promise.all([startedWithin(started, waitMs), storeReady]).then(() => undefined);
-    await Promise.all([startedWithin(started, this.config.gateway.startupTimeoutMs), storeReady]);
+    const gates = startupGates(started, storeReady, this.config.gateway, options.waitFrom);
+    this.#startup = gates.firstList;
+    this.#started = gates.ended;
+    await this.#started;
     this.#rebuildCatalog();
     reportStartup(this.logger, this.#state.entries, this.#catalog.current);
   }
@@ -417,8 +415,9 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   async #callTool(name: string, args: Record<string, unknown>, ctx: CallContext): Promise<CallToolResult> {
     let routed: Routed;
     try {
-      // A tool not listed yet may be a server's that is still starting: wait for it, within bounds.
-      if (!this.#catalog.toolRoute(name)) await this.#startup;
+      // A tool not listed yet may be a server's that is still starting: the caller named it, so wait
+      // for the start to end (within gateway.startupTimeoutMs), not only as long as a list waits.
+      if (!this.#catalog.toolRoute(name)) await this.#started;
       routed = toolRequest(this.#catalog, name, args, this.visibilityFor(ctx.profile).offers);
     } catch (error) {
       if (this.audit.enabled) {

@@ -20,6 +20,27 @@ export function startedWithin(started: Promise<unknown>, ms: number): Promise<vo
   ]).finally(() => clearTimeout(timer));
 }
 
+/**
+ * What requests wait for while the servers start. A client's first list waits until every server has
+ * had its first start attempt, or until `startupWaitMs` has passed since `waitFrom` (a
+ * `performance.now()` time; the CLI passes the process's start): servers up later are announced with
+ * list_changed. A call to a tool not listed yet names what it wants, so it waits for the start to end,
+ * within `startupTimeoutMs`. Both wait for the store's first connection.
+ */
+export function startupGates(
+  started: Promise<unknown>,
+  storeReady: Promise<unknown>,
+  timing: { readonly startupWaitMs: number; readonly startupTimeoutMs: number },
+  waitFrom?: number,
+): { readonly firstList: Promise<void>; readonly ended: Promise<void> } {
+  const waited = waitFrom === undefined ? 0 : Math.max(0, performance.now() - waitFrom);
+  const gate = (ms: number) => Promise.all([startedWithin(started, ms), storeReady]).then(() => undefined);
+  return {
+    firstList: gate(Math.max(0, timing.startupWaitMs - waited)),
+    ended: gate(timing.startupTimeoutMs),
+  };
+}
+
 /** Logs each server not up (and whether it is retried), then the gateway's readiness. */
 export function reportStartup(logger: Logger, entries: readonly ServerEntry[], catalog: Catalog): void {
   const down = entries.filter((e) => e.backend.state !== "up");

@@ -1,7 +1,8 @@
 /**
  * A server that is slow to start does not hold the client: over stdio and over HTTP, `initialize` is
  * answered at once, the first list waits only `gateway.startupWaitMs` and serves what is up, and the
- * slow server's tools arrive later with `notifications/tools/list_changed`.
+ * slow server's tools arrive later with `notifications/tools/list_changed`. A call that names a tool of
+ * a server still starting waits for the start to end, and is answered.
  */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
@@ -79,4 +80,29 @@ describe("a slow-starting server does not hold the client", () => {
       await gateway.stop();
     }
   });
+});
+
+test("a call to a tool of a server still starting waits for it, past the first list's wait", async () => {
+  const startMs = 2_000;
+  const config = writeConfig({
+    gateway: { startupWaitMs: WAIT_MS, startupTimeoutMs: 60_000 },
+    mcpServers: {
+      late: fixtureServer({}, { FIXTURE_NAME: "late", FIXTURE_START_DELAY_MS: String(startMs) }),
+    },
+  });
+  const client = new Client({ name: "startup-call", version: "1" });
+  await client.connect(new StdioClientTransport({ ...stdioGatewayCommand(config), stderr: "ignore" }));
+  try {
+    const asked = performance.now();
+    const result = (await client.callTool({ name: "late__echo", arguments: { message: "hi" } })) as {
+      isError?: boolean;
+      content: { text?: string }[];
+    };
+    assert.equal(result.isError, undefined, JSON.stringify(result));
+    assert.equal(result.content[0]?.text, "hi");
+    const waitedMs = performance.now() - asked;
+    assert.ok(waitedMs > WAIT_MS, `answered after ${waitedMs.toFixed(0)} ms, once the server was up`);
+  } finally {
+    await client.close();
+  }
 });
