@@ -6,7 +6,7 @@
  *
  *   npm run build && npx tsx bench/where-time-goes.ts            # all scenarios
  *   BENCH_ONLY=HTTP BENCH_CALLS=20000 npx tsx bench/where-time-goes.ts
- *   BENCH_CLI=/tmp/before/dist/cli/main.js BENCH_ONLY=stdio npx tsx bench/where-time-goes.ts   # another build
+ *   BENCH_CLI=/tmp/before/dist/cli/main.js npx tsx bench/where-time-goes.ts   # another build
  *
  * Both the profile's timestamps and `process.hrtime` read the monotonic clock, which is how the load's
  * window is cut out of the profile.
@@ -21,7 +21,7 @@ import { startHttpGateway } from "./lib/process.ts";
 const total = Number(process.env.BENCH_CALLS ?? 20_000);
 const warmup = 1_000;
 const CLIENTS = 8;
-/** The CLI to profile: this build's unless BENCH_CLI names another's (its stdio scenarios only). */
+/** The CLI to profile: this build's unless BENCH_CLI names another's. */
 const CLI_ARGV: readonly string[] = process.env.BENCH_CLI ? [process.env.BENCH_CLI] : GATEWAY_ARGV;
 
 const { plain, chained } = sdkBackendConfigs();
@@ -115,7 +115,7 @@ const http = (
 ): Scenario => ({
   name,
   async run(flags) {
-    const gateway = await startHttpGateway(plain, { nodeFlags: flags });
+    const gateway = await startHttpGateway(plain, { nodeFlags: flags, cli: CLI_ARGV });
     const clients = Array.from({ length: CLIENTS }, () => client(gateway.url));
     try {
       await Promise.all(clients.map((c) => c.initialize?.()));

@@ -249,7 +249,7 @@ export async function startServedProcess(
  * Starts `switchboard serve --http 127.0.0.1:0` on `config`. `--log-level info` because the
  * `listening` and `gateway ready` lines are info lines; nothing is logged per call at that level.
  * Resolves once the gateway is ready (its servers' first starts ended), unless `untilReady` is false:
- * a client's first list and calls wait for servers only within gateway.startupWaitMs of the start.
+ * a client's first list waits for servers only within gateway.startupWaitMs of the start.
  */
 export async function startHttpGateway(
   config: string,

@@ -137,8 +137,11 @@ interface Pending<T> {
   waiter: Waiter | undefined;
 }
 
-/** How often the count of dropped records is logged again while records keep being dropped. */
-const DROP_REPORT_INTERVAL_MS = 10_000;
+/**
+ * Least time between two log lines of a sink about the same trouble: the count of dropped records,
+ * logged again while records keep being dropped, and an outage, which a sync sink meets once per call.
+ */
+const REPORT_INTERVAL_MS = 10_000;
 
 /**
  * Ordered, bounded, retried commits, one at a time.
@@ -156,9 +159,6 @@ const DROP_REPORT_INTERVAL_MS = 10_000;
  * order, before anything newer. A commit that failed after writing part of its items may therefore
  * write some of them twice (at least once, never lost while the process lives).
  */
-/** Least time between two log lines about the same outage of a sink. */
-const FAILURE_REPORT_INTERVAL_MS = 10_000;
-
 export class CommitQueue<T> {
   readonly #options: CommitQueueOptions<T>;
   #pending: Pending<T>[] = [];
@@ -346,13 +346,13 @@ export class CommitQueue<T> {
   }
 
   /**
-   * The first failure of an outage is an error; after it, one line at most every
-   * FAILURE_REPORT_INTERVAL_MS. A sync sink tries once per call, so an outage under load would
-   * otherwise write a line per call and bury everything else in the log.
+   * The first failure of an outage is an error; after it, one line at most every REPORT_INTERVAL_MS.
+   * A sync sink tries once per call, so an outage under load would otherwise write a line per call and
+   * bury everything else in the log.
    */
   #reportFailure(retryInMs: number): void {
     const now = Date.now();
-    if (this.#failures > 1 && now - this.#failureReportedAt < FAILURE_REPORT_INTERVAL_MS) return;
+    if (this.#failures > 1 && now - this.#failureReportedAt < REPORT_INTERVAL_MS) return;
     this.#failureReportedAt = now;
     this.#options.logger[this.#failures === 1 ? "error" : "warn"](
       {
@@ -386,7 +386,7 @@ export class CommitQueue<T> {
     this.#dropReportTimer = setTimeout(() => {
       this.#dropReportTimer = undefined;
       this.#reportDrops(reason);
-    }, DROP_REPORT_INTERVAL_MS);
+    }, REPORT_INTERVAL_MS);
     this.#dropReportTimer.unref();
   }
 

@@ -60,7 +60,7 @@ import type { Route } from "./route.ts";
 import { contextOf, type RequestOptions, RunningRequests } from "./running.ts";
 import { ServerEvents } from "./server-events.ts";
 import { closeServices, openServices, type ServicesOptions } from "./services.ts";
-import { reportStartup, startupGates } from "./startup.ts";
+import { reportStartup, type StartupGates, startupGates } from "./startup.ts";
 import { ownToolSources } from "./tool-search.ts";
 
 export type { RequestOptions } from "./running.ts";
@@ -111,9 +111,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   readonly #reloader: Reloader;
   #closing = false;
   readonly #running = new RunningRequests();
-  #startup: Promise<void> = Promise.resolve();
-  /** Every server's first start attempt made, or `gateway.startupTimeoutMs` passed (startup.ts). */
-  #started: Promise<void> = Promise.resolve();
+  /** What requests wait for while the servers start (startupGates); resolved before `start`. */
+  #gates: StartupGates = { firstList: Promise.resolve(), ended: Promise.resolve() };
 
   constructor(config: Config, logger: Logger, backends?: readonly Backend[], options: GatewayOptions = {}) {
     super();
@@ -287,7 +286,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
 
   /** What a client's first list waits for while servers start (`startupGates`); at once before `start`. */
   settled(): Promise<void> {
-    return this.#startup;
+    return this.#gates.firstList;
   }
 
   get inFlight(): number {
@@ -310,10 +309,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       ...this.#state.entries.map((entry) => entry.backend.start(this.#events.for(entry))),
       pinsRead,
     ]).then(() => this.#rebuildCatalog());
-    const gates = startupGates(started, storeReady, this.config.gateway, options.waitFrom);
-    this.#startup = gates.firstList;
-    this.#started = gates.ended;
-    await this.#started;
+    this.#gates = startupGates(started, storeReady, this.config.gateway, options.waitFrom);
+    await this.#gates.ended;
     this.#rebuildCatalog();
     reportStartup(this.logger, this.#state.entries, this.#catalog.current);
   }
@@ -417,7 +414,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     try {
       // A tool not listed yet may be a server's that is still starting: the caller named it, so wait
       // for the start to end (within gateway.startupTimeoutMs), not only as long as a list waits.
-      if (!this.#catalog.toolRoute(name)) await this.#started;
+      if (!this.#catalog.toolRoute(name)) await this.#gates.ended;
       routed = toolRequest(this.#catalog, name, args, this.visibilityFor(ctx.profile).offers);
     } catch (error) {
       if (this.audit.enabled) {

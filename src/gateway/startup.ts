@@ -9,7 +9,7 @@ import type { Catalog } from "./catalog.ts";
 import type { ServerEntry } from "./plan-state.ts";
 
 /** Resolves when `started` does or when `ms` have passed, whichever is first. */
-export function startedWithin(started: Promise<unknown>, ms: number): Promise<void> {
+function startedWithin(started: Promise<unknown>, ms: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   return Promise.race([
     started.then(() => undefined),
@@ -18,6 +18,11 @@ export function startedWithin(started: Promise<unknown>, ms: number): Promise<vo
       timer.unref();
     }),
   ]).finally(() => clearTimeout(timer));
+}
+
+export interface StartupGates {
+  readonly firstList: Promise<void>;
+  readonly ended: Promise<void>;
 }
 
 /**
@@ -32,7 +37,7 @@ export function startupGates(
   storeReady: Promise<unknown>,
   timing: { readonly startupWaitMs: number; readonly startupTimeoutMs: number },
   waitFrom?: number,
-): { readonly firstList: Promise<void>; readonly ended: Promise<void> } {
+): StartupGates {
   const waited = waitFrom === undefined ? 0 : Math.max(0, performance.now() - waitFrom);
   const gate = (ms: number) => Promise.all([startedWithin(started, ms), storeReady]).then(() => undefined);
   return {

@@ -10,7 +10,8 @@
  * generate, distribute or rotate by hand cannot be forgotten or mismatched between replicas. On the
  * memory store (one replica) it is a random key of this process.
  */
-import { createHmac, randomBytes, randomUUID, timingSafeEqual } from "node:crypto";
+import { createHmac, randomBytes, randomUUID } from "node:crypto";
+import { sameText } from "../core/same-text.ts";
 import type { Store } from "../core/types.ts";
 
 const KEY_ENTRY = "request-state:key";
@@ -61,13 +62,8 @@ export class RequestStateTokens {
     const dot = token.indexOf(".");
     if (dot <= 0) return undefined;
     const body = token.slice(0, dot);
-    // The MAC is compared as text, not as the bytes it decodes to: decoding ignores characters outside
-    // the alphabet and the unused bits of the last character, so other spellings of one MAC would
-    // pass, and a token would not be one string. Compared at the MAC's own length, so a token of
-    // another length cannot throw.
-    const given = Buffer.from(token.slice(dot + 1), "utf8");
-    const expected = Buffer.from(await this.#mac(body, principal, method), "utf8");
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) return undefined;
+    // As text, so that a token has one spelling (see sameText).
+    if (!sameText(token.slice(dot + 1), await this.#mac(body, principal, method))) return undefined;
     let claims: { o?: unknown; n?: unknown; e?: unknown };
     try {
       claims = JSON.parse(Buffer.from(body, "base64url").toString("utf8")) as typeof claims;

@@ -13,11 +13,11 @@
  *
  * With the client credentials grant there is no browser: the token is fetched at once.
  */
-import { timingSafeEqual } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { auth, extractWWWAuthenticateParams } from "@modelcontextprotocol/client";
 import { describeError, GatewayError } from "../../../core/errors.ts";
+import { sameText } from "../../../core/same-text.ts";
 import type { OAuthAuthConfig } from "../../../security/upstream/config.ts";
 import { VaultOAuthProvider } from "./provider.ts";
 import type { StoredLogin, TokenVault } from "./token-vault.ts";
@@ -234,7 +234,7 @@ async function listenForRedirect(port: number): Promise<RedirectListener> {
               .writeHead(status, { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" })
               .end(`${text}\n`);
           // A redirect whose state is not ours (a stale tab, or someone else's page) is not a login.
-          if (!sameState(at.searchParams.get("state"), state)) {
+          if (!sameText(at.searchParams.get("state"), state)) {
             page(400, "This redirect does not belong to the login in progress. Start the login again.");
             return;
           }
@@ -264,12 +264,4 @@ async function listenForRedirect(port: number): Promise<RedirectListener> {
         http.close(() => resolve());
       }),
   };
-}
-
-function sameState(received: string | null, expected: string): boolean {
-  if (received === null) return false;
-  const a = Buffer.from(received);
-  const b = Buffer.from(expected);
-  // Lengths compared first: timingSafeEqual throws on unequal lengths, and the length is no secret.
-  return a.length === b.length && timingSafeEqual(a, b);
 }
